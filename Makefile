@@ -1,0 +1,28 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything else is set up here.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU wheel on local disk, so no range below ever pulls a CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/mnas arch list
+	$(VENV)/bin/mnas space show
+	$(VENV)/bin/mnas arch show mnasnet-a1
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

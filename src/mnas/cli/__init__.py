@@ -1,0 +1,44 @@
+"""The ``mnas`` command line. Subcommand groups live in one module each and register in ``app``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from mnas import MnasError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
+    from mnas.cli.app import app
+
+    try:
+        result = app(args=argv, prog_name="mnas", standalone_mode=False)
+    except MnasError as e:
+        return _fail(str(e))
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except TyperException as e:
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        if not message:  # bare group: the help was printed
+            return 0
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return _fail(f"{message}{hint}")
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        return _fail(f"{e.strerror}: {e.filename}")
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""The root Typer app: each module below adds its own commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="mnas: platform-aware neural architecture search (MnasNet).")
+
+from mnas.cli import space_cmds  # noqa: E402,F401  (registers commands on import)

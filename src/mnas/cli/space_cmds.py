@@ -1,0 +1,84 @@
+"""``mnas space show``, ``mnas arch show``, ``mnas arch sample``."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnas import MnasError
+from mnas.cli.app import app
+from mnas.cli.output import console, print_json, table
+from mnas.space import MnasNetSpace, arch_to_timm, arch_to_tpu, resolve_arch, zoo
+
+space_app = typer.Typer(no_args_is_help=True, help="Search spaces.")
+arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample.")
+app.add_typer(space_app, name="space")
+app.add_typer(arch_app, name="arch")
+
+SpaceOpt = typer.Option(None, "--space", help="space YAML file (default: the MnasNet space)")
+
+
+@space_app.command("show")
+def space_show(space: Optional[Path] = SpaceOpt, json: bool = typer.Option(False, "--json")) -> None:
+    """The space's decisions and its size."""
+    s = MnasNetSpace.load(space)
+    info = s.describe()
+    if json:
+        print_json(info)
+        return
+    rows = [[d.name, ", ".join(str(c) for c in d.choices)] for d in s.decisions]
+    console.print(table(f"space {s.name} ({s.source})", ["decision", "choices"], rows))
+    console.print(f"{len(s.decisions)} decisions; size {s.size:,} (~{float(s.size):.2e}) architectures")
+
+
+@arch_app.command("show")
+def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
+              width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
+              resolution: int = typer.Option(224, "--resolution", min=8),
+              num_classes: int = typer.Option(1000, "--num-classes", min=1),
+              space: Optional[Path] = SpaceOpt,
+              json: bool = typer.Option(False, "--json")) -> None:
+    """An architecture's strings, parameters, MACs and whether it lies in a space."""
+    from mnas.model import build, profile
+
+    label, arch = resolve_arch(name, width_multiplier)
+    s = MnasNetSpace.load(space)
+    try:
+        s.encode(arch)
+        in_space, why = True, ""
+    except MnasError as e:
+        in_space, why = False, str(e)
+    prof = profile(build(arch, num_classes=num_classes), resolution)
+    try:
+        tpu = arch_to_tpu(arch)
+    except MnasError:
+        tpu = None
+    info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": tpu,
+            "timm": arch_to_timm(arch), "width_multiplier": width_multiplier, "resolution": resolution,
+            "num_classes": num_classes, "params": prof.params, "macs": prof.macs, "layers": arch.layers,
+            "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
+    if json:
+        print_json(info)
+        return
+    rows = [[k, v if not isinstance(v, list) else " ".join(v)] for k, v in info.items() if v is not None]
+    console.print(table(label, ["field", "value"], rows))
+
+
+@arch_app.command("sample")
+def arch_sample(seed: int = typer.Option(0, "--seed"), n: int = typer.Option(1, "--n", min=1),
+                space: Optional[Path] = SpaceOpt) -> None:
+    """Canonical strings of random architectures of the space."""
+    s = MnasNetSpace.load(space)
+    rng = random.Random(seed)
+    for _ in range(n):
+        print(s.sample(rng).canonical)
+
+
+@arch_app.command("list")
+def arch_list() -> None:
+    """The model zoo."""
+    console.print(table("zoo", ["name", "stem", "layers", "note"],
+                        [[e.name, e.stem, e.arch().layers, e.note] for e in zoo.ZOO.values()]))

@@ -1,0 +1,170 @@
+"""Architectures as plain data: a stem, a tuple of blocks and a head, with a canonical string.
+
+Canonical form: ``stem32:ds_r1_k3_s1_e1_i32_o16_noskip:ir_r2_k3_s2_e6_i16_o24:...:head1280``.
+Each block field is a letter key followed by its value, like the TPU block strings, plus a leading
+op code (``cv`` regular conv, ``ds`` depthwise-separable, ``ir`` MBConv) because the TPU strings cannot
+name a regular conv. ``i`` is the *declared* input width: the residual rule and the expansion width use
+it, as the reference does (it differs from the real input only in mnasnet-small's first block).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, replace
+
+from mnas import MnasError
+
+OPS = ("cv", "ds", "ir")
+_FIELD = re.compile(r"^([a-z]+)(\d.*)?$")
+
+
+@dataclass(frozen=True)
+class Block:
+    op: str
+    repeats: int
+    kernel: int
+    stride: int
+    expansion: int
+    in_ch: int
+    out_ch: int
+    se: float = 0.0
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise MnasError(f"unknown block op {self.op!r}: expected one of {', '.join(OPS)}")
+        if self.repeats < 1 or self.kernel < 1 or self.kernel % 2 == 0:
+            raise MnasError(f"bad block {self}: repeats must be >= 1 and the kernel odd")
+        if self.stride not in (1, 2):
+            raise MnasError(f"bad stride {self.stride}: expected 1 or 2")
+        if self.op == "ds" and self.expansion != 1:
+            raise MnasError("a depthwise-separable block (ds) has expansion 1")
+        if self.expansion < 1 or self.in_ch < 1 or self.out_ch < 1 or not 0 <= self.se <= 1:
+            raise MnasError(f"bad block {self}: widths and expansion must be >= 1, se in [0, 1]")
+
+    def has_residual(self, layer: int) -> bool:
+        """The reference rule: identity add only when allowed, stride 1 and declared i == o."""
+        stride = self.stride if layer == 0 else 1
+        in_ch = self.in_ch if layer == 0 else self.out_ch
+        return self.skip and stride == 1 and in_ch == self.out_ch
+
+    def to_string(self) -> str:
+        parts = [self.op, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
+                 f"e{self.expansion}", f"i{self.in_ch}", f"o{self.out_ch}"]
+        if self.se:
+            parts.append(f"se{_fmt(self.se)}")
+        if not self.skip:
+            parts.append("noskip")
+        return "_".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> Block:
+        fields = text.strip().split("_")
+        op = fields[0]
+        if op not in OPS:
+            raise MnasError(f"block {text!r} must start with an op code ({', '.join(OPS)})")
+        kv = parse_fields(fields[1:], text)
+        required = {"r", "k", "s", "e", "i", "o"}
+        if missing := required - kv.keys():
+            raise MnasError(f"block {text!r} lacks field(s) {', '.join(sorted(missing))}")
+        if set(kv) - required - {"se", "noskip"}:
+            raise MnasError(f"block {text!r} has unknown field(s) {sorted(set(kv) - required - {'se', 'noskip'})}")
+        return cls(op, _int(kv, "r", text), _int(kv, "k", text), _int(kv, "s", text),
+                   _int(kv, "e", text), _int(kv, "i", text), _int(kv, "o", text),
+                   _float(kv.get("se", "0"), text), "noskip" not in kv)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    blocks: tuple[Block, ...]
+    stem: int = 32
+    head: int = 1280
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise MnasError("an architecture needs at least one block")
+        if self.stem < 1 or self.head < 1:
+            raise MnasError("stem and head widths must be >= 1")
+
+    @property
+    def canonical(self) -> str:
+        return ":".join([f"stem{self.stem}", *(b.to_string() for b in self.blocks), f"head{self.head}"])
+
+    @property
+    def digest(self) -> str:
+        """A stable short hash of the canonical string (same on every machine and Python run)."""
+        return hashlib.sha256(self.canonical.encode()).hexdigest()[:12]
+
+    @property
+    def layers(self) -> int:
+        return sum(b.repeats for b in self.blocks)
+
+    def __str__(self) -> str:
+        return self.canonical
+
+    @classmethod
+    def parse(cls, text: str) -> Architecture:
+        parts = [p for p in text.strip().split(":") if p]
+        if len(parts) < 3 or not parts[0].startswith("stem") or not parts[-1].startswith("head"):
+            raise MnasError(f"not a canonical architecture string: {text[:60]!r} "
+                            "(expected stemN:<block>:...:headN)")
+        stem, head = _int({"x": parts[0][4:]}, "x", text), _int({"x": parts[-1][4:]}, "x", text)
+        return cls(tuple(Block.parse(p) for p in parts[1:-1]), stem, head)
+
+    def scaled(self, multiplier: float, scale_head: bool = False) -> Architecture:
+        """Width multiplier with the reference rounding; the head stays unless scale_head (MobileNetV2)."""
+        if multiplier <= 0:
+            raise MnasError(f"width multiplier must be > 0, got {multiplier}")
+        if multiplier == 1.0:
+            return self
+        blocks = tuple(replace(b, in_ch=round_filters(b.in_ch, multiplier),
+                               out_ch=round_filters(b.out_ch, multiplier)) for b in self.blocks)
+        head = round_filters(self.head, multiplier) if scale_head and multiplier > 1 else self.head
+        return Architecture(blocks, round_filters(self.stem, multiplier), head)
+
+
+def round_filters(filters: int, multiplier: float, divisor: int = 8, min_depth: int = 8) -> int:
+    """The reference rule: nearest multiple of 8, at least 8, never below 90% of the scaled width."""
+    scaled = filters * multiplier
+    new = max(min_depth, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
+        new += divisor
+    return int(new)
+
+
+def parse_fields(fields: list[str], text: str) -> dict[str, str]:
+    kv: dict[str, str] = {}
+    for f in fields:
+        if f in ("noskip", "skip"):
+            kv[f] = ""
+            continue
+        m = _FIELD.match(f)
+        if not m or m.group(2) is None:
+            raise MnasError(f"bad field {f!r} in block {text!r}")
+        if m.group(1) in kv:
+            raise MnasError(f"field {m.group(1)!r} repeated in block {text!r}")
+        kv[m.group(1)] = m.group(2)
+    return kv
+
+
+def _int(kv: dict[str, str], key: str, text: str) -> int:
+    try:
+        return int(kv[key])
+    except ValueError:
+        raise MnasError(f"field {key!r} of {text!r} must be an integer, got {kv[key]!r}") from None
+
+
+def _float(value: str, text: str) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        raise MnasError(f"se ratio in {text!r} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise MnasError(f"se ratio in {text!r} must be finite")
+    return out
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x)).rstrip("0").rstrip(".") if x != int(x) else str(int(x))

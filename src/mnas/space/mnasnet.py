@@ -1,0 +1,178 @@
+"""The MnasNet factorized hierarchical space, read from YAML (default: ``mnasnet.yaml`` beside this)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mnas import MnasError
+from mnas.space.arch import Architecture, Block, round_filters
+from mnas.space.decisions import Decision, SearchSpace
+
+DEFAULT_SPACE = Path(__file__).with_name("mnasnet.yaml")
+DECISIONS = ("op", "kernel", "se", "skip", "width", "layers")
+OP_CODES = {"conv": ("cv", 1), "ds": ("ds", 1), "mb1": ("ir", 1)}  # mbN -> ("ir", N) for any N
+
+Scalar = Union[str, int, float]
+
+
+class _Choices(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Union[Scalar, list[Scalar]] = None  # type: ignore[assignment]
+    kernel: Union[int, list[int]] = None  # type: ignore[assignment]
+    se: Union[float, list[float]] = None  # type: ignore[assignment]
+    skip: Union[Literal["none", "identity"], list[Literal["none", "identity"]]] = None  # type: ignore
+    width: Union[float, list[float]] = None  # type: ignore[assignment]
+    layers: Union[int, list[int]] = None  # type: ignore[assignment]
+
+
+class _BlockSpec(_Choices):
+    width_base: int = Field(gt=0)
+    layers_base: int = Field(gt=0)
+    stride: Literal[1, 2]
+
+
+class _SpaceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "mnasnet"
+    stem: int = Field(32, gt=0)
+    head: int = Field(1280, gt=0)
+    choices: _Choices
+    blocks: list[_BlockSpec] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _complete(cls, v: _Choices) -> _Choices:
+        if missing := [k for k in DECISIONS if getattr(v, k) is None]:
+            raise ValueError(f"choices lacks {', '.join(missing)}")
+        return v
+
+
+def op_code(op: str) -> tuple[str, int]:
+    if op in OP_CODES:
+        return OP_CODES[op]
+    if op.startswith("mb") and op[2:].isdigit() and int(op[2:]) >= 1:
+        return "ir", int(op[2:])
+    raise MnasError(f"unknown conv op {op!r}: expected conv, ds or mbN (MBConv with expansion N)")
+
+
+class MnasNetSpace(SearchSpace):
+    def __init__(self, spec: _SpaceSpec, source: str = "builtin") -> None:
+        self.spec, self.source, self.name = spec, source, spec.name
+        self.stem, self.head = spec.stem, spec.head
+        decisions = []
+        self._fixed: list[dict[str, Any]] = []
+        for i, blk in enumerate(spec.blocks, 1):
+            fixed = {}
+            for key in DECISIONS:
+                value = getattr(blk, key)
+                value = getattr(spec.choices, key) if value is None else value
+                options = _dedupe(value if isinstance(value, list) else [value])
+                if key == "layers":
+                    options = _dedupe([d for d in options if blk.layers_base + d >= 1])
+                    if not options:
+                        raise MnasError(f"block {i}: no layer count choice leaves at least one layer")
+                if key == "op":
+                    for op in options:
+                        op_code(str(op))
+                if len(options) == 1:
+                    fixed[key] = options[0]
+                else:
+                    decisions.append(Decision(f"b{i}.{key}", tuple(options)))
+            self._fixed.append(fixed)
+        self.decisions = tuple(decisions)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> MnasNetSpace:
+        path = Path(path) if path else DEFAULT_SPACE
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise MnasError(f"space file {path} does not exist") from None
+        except yaml.YAMLError as e:
+            raise MnasError(f"space file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict) or raw.get("name", "mnasnet") == "nb201":
+            if isinstance(raw, dict):
+                raise MnasError(f"space file {path} describes {raw.get('name')!r}, not a MnasNet space")
+            raise MnasError(f"space file {path} must hold a mapping")
+        try:
+            return cls(_SpaceSpec.model_validate(raw), str(path))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise MnasError(f"space file {path}: {where}: {err['msg']}") from None
+
+    def block_values(self, tokens: Sequence[int]) -> list[dict[str, Any]]:
+        vals = self.values(tokens)
+        return [{k: fixed.get(k, vals.get(f"b{i}.{k}")) for k in DECISIONS}
+                for i, fixed in enumerate(self._fixed, 1)]
+
+    def decode(self, tokens: Sequence[int]) -> Architecture:
+        blocks, prev = [], self.stem
+        for blk, v in zip(self.spec.blocks, self.block_values(tokens)):
+            op, e = op_code(str(v["op"]))
+            out = round_filters(blk.width_base, float(v["width"]))
+            blocks.append(Block(op, blk.layers_base + int(v["layers"]), int(v["kernel"]), blk.stride, e,
+                                prev, out, float(v["se"]), v["skip"] == "identity"))
+            prev = out
+        return Architecture(tuple(blocks), self.stem, self.head)
+
+    def encode(self, arch: Architecture) -> tuple[int, ...]:  # type: ignore[override]
+        if arch.stem != self.stem or arch.head != self.head:
+            raise MnasError(f"stem/head {arch.stem}/{arch.head} differ from the space's {self.stem}/{self.head}")
+        if len(arch.blocks) != len(self.spec.blocks):
+            raise MnasError(f"{len(arch.blocks)} blocks, the space has {len(self.spec.blocks)}")
+        tokens: list[int] = []
+        prev = self.stem
+        for i, (blk, b) in enumerate(zip(self.spec.blocks, arch.blocks), 1):
+            if b.stride != blk.stride or b.in_ch != prev:
+                raise MnasError(f"block {i}: stride {b.stride} / input {b.in_ch} do not follow the skeleton")
+            prev = b.out_ch
+            observed = {"kernel": b.kernel, "se": b.se, "skip": "identity" if b.skip else "none",
+                        "layers": b.repeats - blk.layers_base}
+            for key in DECISIONS:
+                name = f"b{i}.{key}"
+                decision = next((d for d in self.decisions if d.name == name), None)
+                options = decision.choices if decision else (self._fixed[i - 1][key],)
+                idx = _match(key, options, b, blk.width_base, observed)
+                if idx is None:
+                    shown = ", ".join(str(o) for o in options)
+                    raise MnasError(f"block {i}: {key} of {b.to_string()} is not one of {shown}")
+                if decision:
+                    tokens.append(idx)
+        return tuple(tokens)
+
+    def parse(self, text: str) -> Architecture:
+        return Architecture.parse(text)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "size": self.size, "stem": self.stem,
+                "head": self.head, "decisions": [{"name": d.name, "choices": list(d.choices)}
+                                                 for d in self.decisions],
+                "blocks": [{**blk.model_dump(include={"width_base", "layers_base", "stride"}),
+                            "fixed": fixed} for blk, fixed in zip(self.spec.blocks, self._fixed)]}
+
+
+def _match(key: str, options: Sequence[Any], b: Block, width_base: int, observed: dict) -> int | None:
+    for idx, opt in enumerate(options):
+        if key == "op":
+            ok = op_code(str(opt)) == (b.op, b.expansion)
+        elif key == "width":
+            ok = round_filters(width_base, float(opt)) == b.out_ch
+        else:
+            ok = opt == observed[key]
+        if ok:
+            return idx
+    return None
+
+
+def _dedupe(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
