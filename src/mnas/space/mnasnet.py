@@ -79,6 +79,8 @@ class MnasNetSpace(SearchSpace):
                 if key == "op":
                     for op in options:
                         op_code(str(op))
+                if key == "width":  # rounding to 8 can merge multipliers (0.75 and 1.0 of 16 are both 16)
+                    options = _distinct_widths(blk.width_base, options)
                 if len(options) == 1:
                     fixed[key] = options[0]
                 else:
@@ -168,6 +170,16 @@ def _match(key: str, options: Sequence[Any], b: Block, width_base: int, observed
         if ok:
             return idx
     return None
+
+
+def _distinct_widths(base: int, multipliers: list[Any]) -> list[Any]:
+    """One multiplier per distinct channel count, the one nearest 1.0, in the given order."""
+    best: dict[int, float] = {}
+    for m in multipliers:
+        ch = round_filters(base, float(m))
+        if ch not in best or abs(float(m) - 1) < abs(best[ch] - 1):
+            best[ch] = float(m)
+    return _dedupe([best[round_filters(base, float(m))] for m in multipliers])
 
 
 def _dedupe(values: list[Any]) -> list[Any]:

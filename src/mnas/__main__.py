@@ -1,0 +1,3 @@
+from mnas.cli import entry
+
+entry()
