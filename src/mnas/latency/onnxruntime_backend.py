@@ -1,0 +1,43 @@
+"""ONNX Runtime on the CPU: the default backend (one intra-op thread, sequential execution)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from mnas import MnasError
+from mnas.latency.base import LatencySettings
+from mnas.latency.local import LocalBackend, static_shape
+
+
+class OnnxRuntimeBackend(LocalBackend):
+    name = "onnxruntime"
+    model_format = "onnx"
+
+    def runtime_version(self) -> str:
+        import onnxruntime as ort
+        return ort.__version__
+
+    def load(self, data: bytes, settings: LatencySettings) -> tuple[Callable, tuple[int, ...]]:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # spinning threads burn a shared core between calls; with one thread there is nothing to wake
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if settings.threads > 1 else "1")
+        try:
+            sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unparsable files
+            raise MnasError(f"not an ONNX model onnxruntime can load: {str(e).splitlines()[0][:200]}") from None
+        inputs = sess.get_inputs()
+        if len(inputs) != 1:
+            raise MnasError(f"the model must have exactly one input, it has {len(inputs)}")
+        name = inputs[0].name
+        shape = static_shape(inputs[0].shape, "onnxruntime")
+
+        def infer(x: Any) -> Any:
+            return sess.run(None, {name: x})[0]
+
+        return infer, shape

@@ -1,0 +1,150 @@
+"""The timing protocol shared by every backend, and BatchNorm calibration.
+
+Protocol: ``warmup`` untimed calls, then ``runs`` timed calls split into ``rounds`` rounds; the latency is
+the median of the round medians, which ignores both single outliers and a whole noisy round. ``cv`` is
+the coefficient of variation of the round medians. If it exceeds ``cv_threshold`` the measurement is
+repeated (at most ``max_remeasures`` times) and the quietest attempt is kept: noise from other processes
+only ever adds time, so the attempt whose rounds agree best is the closest to the machine's own speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from mnas.latency.base import LatencyResult, LatencySettings, now_iso
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    std_ms: float
+    cv: float
+    sample_cv: float
+    round_medians_ms: list[float]
+    samples_ms: list[float] = field(repr=False, default_factory=list)
+    remeasures: int = 0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return math.nan
+    pos = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(round_samples: list[list[float]]) -> Timing:
+    medians = [statistics.median(r) for r in round_samples]
+    samples = sorted(x for r in round_samples for x in r)
+    mean = statistics.fmean(samples)
+    std = statistics.pstdev(samples) if len(samples) > 1 else 0.0
+    m_mean = statistics.fmean(medians)
+    cv = statistics.pstdev(medians) / m_mean if len(medians) > 1 and m_mean > 0 else 0.0
+    return Timing(statistics.median(medians), mean, percentile(samples, 0.1), percentile(samples, 0.9), std,
+                  cv, std / mean if mean > 0 else 0.0, medians, samples)
+
+
+@contextlib.contextmanager
+def pinned(core: int | None) -> Iterator[None]:
+    """Pin this process to one core while timing (Linux); a no-op where affinity is unsupported."""
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def time_calls(fn: Callable[[], object], settings: LatencySettings,
+               clock: Callable[[], int] = time.perf_counter_ns) -> Timing:
+    """Time ``fn`` (one inference) with the protocol above."""
+    per_round = max(1, math.ceil(settings.runs / settings.rounds))
+    best: Timing | None = None
+    gc_was_enabled = gc.isenabled()
+    with pinned(settings.pin_core):
+        for _ in range(settings.warmup):
+            fn()
+        gc.disable()  # a collection in the middle of a round is noise, not model latency
+        try:
+            for attempt in range(settings.max_remeasures + 1):
+                rounds: list[list[float]] = []
+                for _ in range(settings.rounds):
+                    r = []
+                    for _ in range(per_round):
+                        t0 = clock()
+                        fn()
+                        r.append((clock() - t0) / 1e6)
+                    rounds.append(r)
+                t = summarize(rounds)
+                t.remeasures = attempt
+                if best is None or t.cv < best.cv:
+                    best = t
+                if t.cv <= settings.cv_threshold:
+                    break
+                if gc_was_enabled:
+                    gc.collect()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+    assert best is not None
+    best.remeasures = attempt
+    return best
+
+
+def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ...], backend: str,
+                runtime_version: str, device: dict, arch: str | None = None, extra: dict | None = None,
+                ) -> LatencyResult:
+    per_round = max(1, math.ceil(settings.runs / settings.rounds))
+    return LatencyResult(
+        median_ms=t.median_ms, mean_ms=t.mean_ms, p10_ms=t.p10_ms, p90_ms=t.p90_ms, std_ms=t.std_ms, cv=t.cv,
+        runs=per_round * settings.rounds, warmup=settings.warmup, batch=int(input_shape[0]) if input_shape else 1,
+        resolution=int(input_shape[-1]) if len(input_shape) >= 3 else settings.resolution,
+        threads=settings.threads, backend=backend, runtime_version=runtime_version, device=device,
+        time=now_iso(), input_shape=tuple(int(x) for x in input_shape), arch=arch, rounds=settings.rounds,
+        round_medians_ms=[round(x, 6) for x in t.round_medians_ms], sample_cv=t.sample_cv,
+        remeasures=t.remeasures, extra=extra or {})
+
+
+def calibrate_bn(model, input_shape: tuple[int, ...], steps: int = 2, seed: int = 0) -> None:
+    """Give BatchNorm running statistics that match N(0, 1) inputs before timing.
+
+    A freshly initialised network in eval mode uses mean 0 / var 1 statistics; activations then shrink
+    layer by layer into denormal floats, which CPUs process many times slower, so the timing would say
+    more about the initialisation than about the architecture. A few train-mode passes with a cumulative
+    average (momentum=None) fix that; weights are untouched."""
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    was_training = model.training
+    shape = (max(2, int(input_shape[0])), *input_shape[1:])  # train-mode BN needs > 1 value per channel
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for _ in range(steps):
+                model(torch.randn(shape, generator=gen))
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was_training)
