@@ -1,0 +1,1 @@
+"""Search: the reward, the strategies behind one ask/tell interface, and a tabular benchmark."""

@@ -1,0 +1,213 @@
+"""The MnasNet/NASNet controller: an autoregressive 1-layer LSTM trained with PPO.
+
+One token per decision: step i reads the embedding of token i-1 (a learned start vector at step 0)
+and a per-decision softmax head picks token i. Defaults follow the NASNet appendix the MnasNet paper
+points to (100 LSTM units, PPO lr 0.00035, entropy weight 1e-5, EMA reward baseline 0.95, weights
+U(-0.1, 0.1), 20 architectures per update). Those numbers were set for ~8000-trial searches; the
+tabular benchmark uses `SMALL_BUDGET` (documented in docs/strategies.md) for 200-500 evaluations.
+
+Bookkeeping: ``ask`` keeps each proposal with the log-probability it was sampled with (PPO's "old"
+policy), so results may arrive in any order. When ``batch_size`` successful results have arrived the
+controller takes ``ppo_epochs`` gradient steps on the clipped objective with advantage
+reward - baseline (optionally divided by a running standard deviation of the rewards, which makes
+the learning rate independent of the reward's unit and of the reward preset). Failed trials are
+dropped from the batch: a failure says nothing about accuracy, and a made-up reward would bias it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnas import MnasError
+from mnas.search.strategies.base import BaseStrategy, Tokens, b64, unb64
+from mnas.space.decisions import SearchSpace
+
+# For 200-500-evaluation searches (see docs/strategies.md): updates every 10 results instead of 20,
+# rewards standardised by their running spread, a larger step and several PPO epochs per batch,
+# so the controller can move within ~20-50 updates instead of the paper's ~400.
+SMALL_BUDGET: dict[str, Any] = {"lr": 0.02, "batch_size": 10, "ppo_epochs": 4, "normalize": True,
+                                "entropy_weight": 1e-4}
+
+
+class Controller(nn.Module):
+    def __init__(self, cardinalities: tuple[int, ...], hidden_size: int, embedding_size: int) -> None:
+        super().__init__()
+        self.cards = cardinalities
+        self.start = nn.Parameter(torch.zeros(embedding_size))
+        self.embed = nn.ModuleList(nn.Embedding(c, embedding_size) for c in cardinalities)
+        self.cell = nn.LSTMCell(embedding_size, hidden_size)
+        self.heads = nn.ModuleList(nn.Linear(hidden_size, c) for c in cardinalities)
+
+    def reset(self, init_range: float, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-init_range, init_range, generator=generator)
+
+    @torch.no_grad()
+    def sample(self, generator: torch.Generator) -> tuple[Tokens, float]:
+        x, state, logp, out = self.start.unsqueeze(0), None, 0.0, []
+        for i, head in enumerate(self.heads):
+            state = self.cell(x, state)
+            logits = torch.log_softmax(head(state[0]), dim=-1)
+            t = int(torch.multinomial(logits.exp(), 1, generator=generator))
+            logp += float(logits[0, t])
+            out.append(t)
+            x = self.embed[i](torch.tensor([t]))
+        return tuple(out), logp
+
+    def evaluate(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy (sum over decisions) of a [B, D] batch of token rows."""
+        b = tokens.shape[0]
+        x, state = self.start.expand(b, -1), None
+        logp = torch.zeros(b)
+        ent = torch.zeros(b)
+        for i, head in enumerate(self.heads):
+            state = self.cell(x, state)
+            logits = torch.log_softmax(head(state[0]), dim=-1)
+            logp = logp + logits.gather(1, tokens[:, i:i + 1]).squeeze(1)
+            ent = ent - (logits.exp() * logits).sum(1)
+            x = self.embed[i](tokens[:, i])
+        return logp, ent
+
+
+class PPOStrategy(BaseStrategy):
+    name = "ppo"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, lr: float = 0.00035,
+                 entropy_weight: float = 1e-5, baseline_decay: float = 0.95, init_range: float = 0.1,
+                 batch_size: int = 20, hidden_size: int = 100, embedding_size: int = 100,
+                 clip: float = 0.2, ppo_epochs: int = 1, normalize: bool = False,
+                 max_grad_norm: float | None = None) -> None:
+        super().__init__(space, seed)
+        if batch_size < 1 or ppo_epochs < 1 or not 0 <= baseline_decay < 1 or lr <= 0 or clip <= 0:
+            raise MnasError("ppo: need batch_size >= 1, ppo_epochs >= 1, 0 <= baseline_decay < 1, "
+                            "lr > 0, clip > 0")
+        self.lr, self.entropy_weight, self.baseline_decay = lr, entropy_weight, baseline_decay
+        self.batch_size, self.clip, self.ppo_epochs = batch_size, clip, ppo_epochs
+        self.normalize, self.max_grad_norm = normalize, max_grad_norm
+        self.generator = torch.Generator().manual_seed(seed)
+        self.controller = Controller(space.cardinalities, hidden_size, embedding_size)
+        self.controller.reset(init_range, self.generator)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
+        self.pending: list[tuple[Tokens, float]] = []  # asked, not yet told: (tokens, old log-prob)
+        self.ready: list[tuple[Tokens, float, float]] = []  # told: (tokens, old log-prob, reward)
+        self.baseline: float | None = None
+        self.reward_var: float | None = None
+        self.updates = 0
+        self.last: dict[str, float] = {}
+
+    def ask(self) -> Tokens:
+        self.n_asked += 1
+        tokens, logp = self.controller.sample(self.generator)
+        self.pending.append((tokens, logp))
+        return tokens
+
+    def tell(self, tokens: Tokens, reward: float | None, objectives: dict | None = None) -> None:
+        tokens = self._check(tokens)
+        self.n_told += 1
+        idx = next((i for i, (t, _) in enumerate(self.pending) if t == tokens), None)
+        if idx is not None:
+            old_logp = self.pending.pop(idx)[1]
+        else:  # a result the controller did not propose (a warm start): its current probability
+            with torch.no_grad():
+                old_logp = float(self.controller.evaluate(torch.tensor([tokens]))[0][0])
+        if reward is None or not math.isfinite(reward):
+            self.n_failed += 1
+            return
+        self.ready.append((tokens, old_logp, float(reward)))
+        if len(self.ready) >= self.batch_size:
+            batch, self.ready = self.ready[:self.batch_size], self.ready[self.batch_size:]
+            self._update(batch)
+
+    def _update(self, batch: list[tuple[Tokens, float, float]]) -> None:
+        rewards = np.array([r for _, _, r in batch], dtype=np.float64)
+        if self.baseline is None:
+            self.baseline = float(rewards.mean())
+            self.reward_var = float(rewards.var())
+        adv = rewards - self.baseline
+        if self.normalize:
+            adv = adv / math.sqrt(max(self.reward_var or 0.0, 1e-12))
+        for r in rewards:  # EMA over rewards, one step each, after the advantages are taken
+            dev = r - self.baseline
+            self.baseline = float(self.baseline + (1 - self.baseline_decay) * dev)
+            self.reward_var = float(self.baseline_decay * (self.reward_var or 0.0)
+                                    + (1 - self.baseline_decay) * dev * dev)
+        tokens = torch.tensor([t for t, _, _ in batch])
+        old = torch.tensor([lp for _, lp, _ in batch])
+        adv_t = torch.tensor(adv, dtype=torch.float32)
+        for _ in range(self.ppo_epochs):
+            logp, ent = self.controller.evaluate(tokens)
+            ratio = torch.exp(logp - old)
+            surrogate = torch.min(ratio * adv_t, ratio.clamp(1 - self.clip, 1 + self.clip) * adv_t)
+            loss = -surrogate.mean() - self.entropy_weight * ent.mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.max_grad_norm:
+                nn.utils.clip_grad_norm_(self.controller.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+        self.updates += 1
+        self.last = {"loss": float(loss.detach()), "entropy": float(ent.detach().mean()),
+                     "batch_reward": float(rewards.mean())}
+
+    def policy_entropy(self) -> float:
+        """Entropy of the first decision plus the sampled-path entropies of a greedy roll-out:
+        cheap, deterministic and comparable over time (nats; log(size) means uniform)."""
+        with torch.no_grad():
+            x, state, ent = self.controller.start.unsqueeze(0), None, 0.0
+            for i, head in enumerate(self.controller.heads):
+                state = self.controller.cell(x, state)
+                logits = torch.log_softmax(head(state[0]), dim=-1)
+                ent -= float((logits.exp() * logits).sum())
+                x = self.controller.embed[i](logits.argmax(1))
+        return ent
+
+    def diagnostics(self) -> dict:
+        return {**super().diagnostics(), "updates": self.updates, "entropy": self.policy_entropy(),
+                "max_entropy": sum(math.log(c) for c in self.space.cardinalities),
+                "baseline": self.baseline, **{f"last_{k}": v for k, v in self.last.items()}}
+
+    def state_dict(self) -> dict:
+        opt = self.optimizer.state_dict()
+        return {**self._header(),
+                "generator": b64(self.generator.get_state().numpy().tobytes()),
+                "controller": {k: _enc(v) for k, v in self.controller.state_dict().items()},
+                "optimizer": {"state": [[k, {n: _enc(v) for n, v in s.items()}] for k, s in opt["state"].items()],
+                              "param_groups": opt["param_groups"]},
+                "pending": [[list(t), lp] for t, lp in self.pending],
+                "ready": [[list(t), lp, r] for t, lp, r in self.ready],
+                "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
+                "last": self.last}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._check_state(d)
+        self._load_counts(d["counts"])
+        self.generator.set_state(torch.frombuffer(bytearray(unb64(d["generator"])), dtype=torch.uint8))
+        self.controller.load_state_dict({k: _dec(v) for k, v in d["controller"].items()})
+        groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in d["optimizer"]["param_groups"]]
+        self.optimizer.load_state_dict({"state": {int(k): {n: _dec(v) for n, v in s.items()}
+                                                  for k, s in d["optimizer"]["state"]},
+                                        "param_groups": groups})
+        self.pending = [(tuple(t), float(lp)) for t, lp in d["pending"]]
+        self.ready = [(tuple(t), float(lp), float(r)) for t, lp, r in d["ready"]]
+        self.baseline, self.reward_var, self.updates = d["baseline"], d["reward_var"], d["updates"]
+        self.last = dict(d["last"])
+
+
+def _enc(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        t = v.detach().cpu().contiguous()
+        return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                "data": b64(t.numpy().tobytes())}
+    return v
+
+
+def _dec(v: Any) -> Any:
+    if isinstance(v, dict) and set(v) == {"dtype", "shape", "data"}:
+        arr = np.frombuffer(unb64(v["data"]), dtype=np.dtype(v["dtype"])).reshape(v["shape"]).copy()
+        return torch.from_numpy(arr)
+    return v
