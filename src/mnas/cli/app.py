@@ -8,3 +8,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="mnas: platform-aware neural architecture search (MnasNet).")
 
 from mnas.cli import space_cmds  # noqa: E402,F401  (registers commands on import)
+from mnas.cli import latency_cmds  # noqa: E402,F401
+from mnas.cli import device_cmds  # noqa: E402,F401
+from mnas.cli import search_cmds  # noqa: E402,F401

@@ -1,0 +1,39 @@
+"""``mnas device serve``: the latency agent for the device you deploy to (docs/latency.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mnas.cli.app import app
+
+device_app = typer.Typer(no_args_is_help=True, help="Device agents: measure latency on the target device.")
+app.add_typer(device_app, name="device")
+
+
+@device_app.command("serve")
+def device_serve(backend: str = typer.Option("onnxruntime", "--backend", "-b",
+                                             help="onnxruntime, openvino or litert"),
+                 host: str = typer.Option("127.0.0.1", "--host",
+                                          help="address to bind (loopback unless you mean to expose it)"),
+                 port: int = typer.Option(8765, "--port", min=0, max=65535),
+                 token_file: Path = typer.Option(..., "--token-file", help="file holding the bearer token"),
+                 max_mb: float = typer.Option(64, "--max-mb", help="largest model file accepted, MB"),
+                 quiet: bool = typer.Option(False, "--quiet", help="no request log")) -> None:
+    """Serve POST /v1/measure and GET /health until interrupted."""
+    from mnas.latency.agent import make_server, read_token
+
+    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 1024 * 1024), quiet)
+    info = server.health()
+    typer.echo(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} "
+               f"({info['device']['cores']} cores) at {server.url}", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo("warning: listening beyond loopback; the token is sent in clear over plain HTTP, "
+                   "use a trusted network or an SSH tunnel", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,199 @@
+"""The device agent: a small HTTP server on the device you deploy to that times model files.
+
+    POST /v1/measure?runs=30&warmup=5&threads=1   body: the model file (ONNX, or .tflite for litert)
+    GET  /health                                  fingerprint, backend, runtime version, queue length
+
+Every request needs ``Authorization: Bearer <token>`` (compared in constant time). One model is measured
+at a time: concurrent requests wait their turn, because two models timed together slow each other down.
+Model files are parsed by the runtime itself (ONNX protobuf / TFLite flatbuffer); nothing is unpickled.
+Standard library only, so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from mnas import MnasError, __version__
+from mnas.latency.base import LatencySettings
+from mnas.latency.fingerprint import fingerprint
+from mnas.latency.local import LocalBackend
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_PORT = 8765
+# query parameter -> type; resolution, batch and channels come from the model file itself
+QUERY_SETTINGS = {"runs": int, "warmup": int, "rounds": int, "threads": int, "cv_threshold": float,
+                  "max_remeasures": int, "pin_core": int}
+
+
+def local_backend(name: str) -> LocalBackend:
+    from mnas.latency.base import LOCAL_BACKENDS, get_backend
+    if name not in LOCAL_BACKENDS:
+        raise MnasError(f"the agent serves a local runtime: one of {', '.join(LOCAL_BACKENDS)}, not {name!r}")
+    be = get_backend(name)
+    if not isinstance(be, LocalBackend) or be.model_format is None:
+        raise MnasError(f"the {name} backend cannot load model files safely; serve onnxruntime, openvino "
+                        "or litert")
+    return be
+
+
+def settings_from_query(query: str) -> LatencySettings:
+    params = parse_qs(query, keep_blank_values=False)
+    kw: dict[str, Any] = {}
+    for key, values in params.items():
+        if key not in QUERY_SETTINGS:
+            raise MnasError(f"unknown setting {key!r}: expected some of {', '.join(QUERY_SETTINGS)}")
+        try:
+            kw[key] = QUERY_SETTINGS[key](values[-1])
+        except ValueError:
+            raise MnasError(f"setting {key!r} must be a {QUERY_SETTINGS[key].__name__}, got {values[-1]!r}") from None
+    if kw.get("runs", 1) > 10_000 or kw.get("warmup", 0) > 10_000 or kw.get("rounds", 1) > 100:
+        raise MnasError("runs and warmup are limited to 10000, rounds to 100")
+    return LatencySettings(**kw)
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # a dead client must not hold the (single) measuring slot forever: reads time out
+    request_timeout = 60.0
+
+    def __init__(self, address: tuple[str, int], backend: LocalBackend, token: str,
+                 max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> None:
+        if not token:
+            raise MnasError("the agent needs a non-empty token (--token-file)")
+        self.backend = backend
+        self.token = token.encode()
+        self.max_bytes = max_bytes
+        self.quiet = quiet
+        self.measure_lock = threading.Lock()
+        self.waiting = 0
+        self.served = 0
+        self._count_lock = threading.Lock()
+        super().__init__(address, AgentHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "mnas": __version__, "backend": self.backend.name,
+                "model_format": self.backend.model_format, "runtime_version": self.backend.runtime_version(),
+                "device": fingerprint(), "max_bytes": self.max_bytes, "queue": self.waiting,
+                "busy": self.measure_lock.locked(), "served": self.served}
+
+
+class AgentHandler(BaseHTTPRequestHandler):
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    def _send(self, code: int, body: dict[str, Any], close: bool = False) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="mnas-agent"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, code: int, message: str, close: bool = False) -> None:
+        self._send(code, {"error": message}, close)
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
+        if not ok:
+            self._error(401, "missing or wrong bearer token", close=True)
+        return ok
+
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
+        if urlparse(self.path).path != "/health":
+            self._error(404, "not found: GET /health, POST /v1/measure")
+            return
+        self._send(200, self.server.health())
+
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        url = urlparse(self.path)
+        if url.path != "/v1/measure":
+            self._error(404, "not found: POST /v1/measure", close=True)
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._error(411, "Content-Length required (the model file is the body)", close=True)
+            return
+        if length > self.server.max_bytes:
+            # the body is not read: closing is cheaper than swallowing an oversized upload
+            self._error(413, f"model file of {length} bytes exceeds the limit of {self.server.max_bytes}",
+                        close=True)
+            return
+        if length <= 0:
+            self._error(400, "empty body: send the model file", close=True)
+            return
+        try:
+            settings = settings_from_query(url.query)
+        except MnasError as e:
+            self._error(400, str(e), close=True)
+            return
+        data = self.rfile.read(length)
+        if len(data) != length:
+            self._error(400, "truncated upload", close=True)
+            return
+        with self.server._count_lock:
+            self.server.waiting += 1
+        try:
+            with self.server.measure_lock:
+                with self.server._count_lock:
+                    self.server.waiting -= 1
+                result = self.server.backend.measure_bytes(data, settings)
+                self.server.served += 1
+        except MnasError as e:
+            self._error(400, str(e))
+            return
+        except Exception as e:  # a runtime failing on one model must not take the agent down
+            traceback.print_exc()
+            self._error(500, f"measurement failed: {type(e).__name__}: {str(e)[:300]}")
+            return
+        self._send(200, result.to_dict())
+
+
+def make_server(backend: str | LocalBackend, token: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> AgentServer:
+    """A ready agent (port 0 picks a free port: see ``server.url``); call ``serve_forever()`` to run it."""
+    be = local_backend(backend) if isinstance(backend, str) else backend
+    return AgentServer((host, port), be, token, max_bytes, quiet)
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except FileNotFoundError:
+        raise MnasError(f"token file {path} not found (create one: python -c \"import secrets; "
+                        f"print(secrets.token_urlsafe(32))\" > {path})") from None
+    if not token:
+        raise MnasError(f"token file {path} is empty")
+    return token
