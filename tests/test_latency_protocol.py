@@ -1,0 +1,84 @@
+"""The timing protocol: statistics, the re-measure path, and the small pieces around it."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnas.latency import LatencyResult, LatencySettings
+from mnas.latency.fingerprint import fingerprint
+from mnas.latency.protocol import percentile, summarize, time_calls
+
+
+class Script:
+    """A callable whose n-th call 'takes' durations[n] ms on an injected clock (deterministic noise)."""
+
+    def __init__(self, durations_ms: list[float]) -> None:
+        self.durations = list(durations_ms)
+        self.now_ns = 0
+        self.calls = 0
+
+    def clock(self) -> int:
+        return self.now_ns
+
+    def __call__(self) -> None:
+        self.now_ns += int(self.durations[self.calls] * 1e6)
+        self.calls += 1
+
+
+def settings(**kw) -> LatencySettings:
+    return LatencySettings(**{"runs": 6, "rounds": 3, "warmup": 2, "cv_threshold": 0.05, "max_remeasures": 2, **kw})
+
+
+def test_quiet_first_attempt_is_kept_without_remeasuring():
+    s = Script([50, 50] + [10.0] * 6)
+    t = time_calls(s, settings(), s.clock)
+    assert t.remeasures == 0 and t.median_ms == pytest.approx(10.0) and t.cv == 0
+    assert s.calls == 8  # the warm-up runs are not timed
+
+
+def test_noisy_attempt_is_remeasured_and_the_quiet_one_kept():
+    noisy = [10, 10, 20, 20, 30, 30]  # round medians 10/20/30: cv ~ 41%
+    quiet = [10, 10.1, 10, 10.2, 10.1, 10]
+    s = Script([1, 1] + noisy + quiet)
+    t = time_calls(s, settings(), s.clock)
+    assert t.remeasures == 1 and t.cv < 0.05 and t.median_ms == pytest.approx(10.05, abs=0.06)
+
+
+def test_remeasures_are_bounded_and_the_best_attempt_wins():
+    attempts = [[10, 10, 20, 20, 30, 30], [10, 10, 12, 12, 14, 14], [10, 10, 40, 40, 50, 50]]
+    s = Script([1, 1] + [x for a in attempts for x in a] + [99] * 20)
+    t = time_calls(s, settings(max_remeasures=2), s.clock)
+    assert s.calls == 2 + 18  # three attempts, no fourth
+    assert t.remeasures == 2 and t.round_medians_ms == [10, 12, 14] and t.median_ms == 12
+
+
+def test_real_clock_on_a_real_workload():
+    t = time_calls(lambda: sum(range(2000)), settings(runs=30, rounds=5))
+    assert 0 < t.p10_ms <= t.median_ms <= t.p90_ms < 100
+
+
+def test_summary_statistics():
+    t = summarize([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    assert t.round_medians_ms == [2.0, 4.0] and t.median_ms == 3.0 and t.mean_ms == pytest.approx(3.0)
+    assert t.cv == pytest.approx(1 / 3)
+    assert percentile([0.0, 10.0], 0.1) == pytest.approx(1.0)
+
+
+def test_settings_and_result_round_trip():
+    s = LatencySettings(resolution=64, pin_core=0)
+    assert LatencySettings.from_dict(s.to_dict()) == s and s.input_shape() == (1, 3, 64, 64)
+    with pytest.raises(ValueError):
+        LatencySettings(runs=0)
+    with pytest.raises(ValueError, match="lacks"):
+        LatencyResult.from_dict({"median_ms": 1.0})
+
+
+def test_pinning_to_a_core_runs():
+    t = time_calls(lambda: None, settings(pin_core=0))
+    assert t.median_ms >= 0
+
+
+def test_fingerprint_is_stable_and_complete():
+    fp = fingerprint()
+    assert fp["cores"] >= 1 and fp["cpu"] and fp["os"] and len(fp["id"]) == 12
+    assert fingerprint() == fp
