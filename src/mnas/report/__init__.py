@@ -1,0 +1,1 @@
+"""What a finished (or running) search shows: summary, Pareto front, plots, an HTML page, exports."""

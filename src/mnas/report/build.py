@@ -1,0 +1,43 @@
+"""``mnas report``: read the store once, then summary, plots and the HTML page from the same arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mnas.report.summary import open_store, summarize
+from mnas.store.query import token_matrix, trial_table
+
+
+def make_report(directory: str | Path, top: int = 10, targets: list[float] | None = None,
+                plots: bool = True, html: bool = True, compare: list[str | Path] | None = None,
+                html_rows: int = 1000) -> dict[str, Any]:
+    """Summary dict (what ``--json`` prints) plus ``plots`` / ``html`` paths when written."""
+    directory = Path(directory)
+    with open_store(directory) as store:
+        table = trial_table(store)
+        summary = summarize(store, table, top=top, targets=targets)
+        others = []
+        for other in compare or []:
+            with open_store(other) as o:
+                ot = trial_table(o)
+                osum = summarize(o, ot, top=1)
+            others.append((_label(Path(other), osum), ot, osum))
+        if others:
+            summary["compare"] = [{k: s[k] for k in ("dir", "trials", "completed", "failed", "target_ms", "alpha",
+                                                      "beta", "best")} for _, _, s in others]
+        if plots or html:
+            from mnas.report.plots import write_plots
+            paths = write_plots(directory / "plots", table, summary["target_ms"], store.diagnostics(),
+                                token_matrix(store), label=_label(directory, summary),
+                                compare=[(lbl, t) for lbl, t, _ in others])
+            summary["plots"] = {k: str(v) for k, v in paths.items()}
+            if html:
+                from mnas.report.html import write_html
+                summary["html"] = str(write_html(directory / "report.html", summary, table, paths, html_rows))
+    return summary
+
+
+def _label(path: Path, summary: dict[str, Any]) -> str:
+    a, b = summary.get("alpha"), summary.get("beta")
+    return f"{path.name} (alpha={a}, beta={b})" if a is not None else path.name

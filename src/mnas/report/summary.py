@@ -1,0 +1,110 @@
+"""The numbers of a report: counts, ranking by reward, top architectures, Pareto front, best under targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnas import MnasError
+from mnas.report.pareto import best_under, pareto_front
+from mnas.store.query import TrialTable, trial_table
+from mnas.store.sqlite import Store
+
+TARGET_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def open_store(directory: str | Path) -> Store:
+    return Store(directory, create=False)
+
+
+def search_info(store: Store) -> dict[str, Any]:
+    """Reward parameters and latency backend/settings recorded by the search (None where absent)."""
+    config = store.get_meta("config") or {}
+    reward = dict(store.get_meta("reward") or config.get("reward") or {})
+    target = store.get_meta("target_ms")
+    if target is None:
+        target = reward.get("target_ms")
+    latency = store.get_meta("latency") or {}
+    return {"target_ms": float(target) if target is not None else None,
+            "alpha": reward.get("alpha"), "beta": reward.get("beta"),
+            "backend": latency.get("backend"), "latency_settings": latency.get("settings") or {},
+            "strategy": (config.get("strategy") or {}).get("name") if isinstance(config.get("strategy"), dict)
+            else config.get("strategy")}
+
+
+def ranking(table: TrialTable) -> np.ndarray:
+    """Completed trials by reward, best first (trials without a reward last, then by accuracy); ties by id."""
+    done = np.flatnonzero(table.completed)
+    reward = np.where(np.isfinite(table.reward[done]), table.reward[done], -np.inf)
+    return done[np.lexsort((table.id[done], -table.accuracy[done], -reward))]
+
+
+def unique_by_arch(table: TrialTable, order: np.ndarray) -> np.ndarray:
+    """Keep the first trial of each architecture in ``order`` (a search may re-sample an architecture)."""
+    seen: set[str] = set()
+    keep = []
+    for i in order.tolist():
+        a = table.arch[i]
+        if a not in seen:
+            seen.add(a)
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
+def latency_targets(table: TrialTable, target_ms: float | None, extra: list[float] | None = None) -> list[float]:
+    if extra:
+        return sorted(float(t) for t in extra)
+    if target_ms:
+        return [round(target_ms * f, 4) for f in TARGET_FACTORS]
+    lat = table.latency_ms[table.completed]
+    if lat.size == 0:
+        return []
+    return sorted({round(float(q), 4) for q in np.quantile(lat, [0.1, 0.25, 0.5, 0.75, 0.9])})
+
+
+def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
+              targets: list[float] | None = None) -> dict[str, Any]:
+    table = table if table is not None else trial_table(store)
+    info = search_info(store)
+    order = ranking(table)
+    rank_of = {int(i): r + 1 for r, i in enumerate(order.tolist())}
+
+    def row(i: int) -> dict[str, Any]:
+        return {"rank": rank_of.get(int(i)), **table.row(int(i))}
+
+    done = np.flatnonzero(table.completed)
+    front = done[pareto_front(table.latency_ms[done], table.accuracy[done])]
+    best_targets = []
+    for t in latency_targets(table, info["target_ms"], targets):
+        j = best_under(table.latency_ms[done], table.accuracy[done], t)
+        best_targets.append({"target_ms": t, "best": row(done[j]) if j is not None else None})
+    status = table.status
+    errors: dict[str, int] = {}
+    for i in np.flatnonzero(status == 2).tolist():
+        msg = (table.error[i] or "unknown error").strip().splitlines()[0][:160] if table.error[i] else "unknown error"
+        errors[msg] = errors.get(msg, 0) + 1
+    return {
+        "dir": str(store.dir), **info,
+        "trials": len(table), "completed": int((status == 1).sum()), "failed": int((status == 2).sum()),
+        "running": int((status == 0).sum()),
+        "unique_architectures": len(set(table.arch[i] for i in done.tolist())),
+        "best": row(order[0]) if order.size else None,
+        "top": [row(i) for i in unique_by_arch(table, order)[:top]],
+        "pareto": [row(i) for i in front],
+        "targets": best_targets,
+        "errors": [{"error": k, "count": v} for k, v in sorted(errors.items(), key=lambda kv: -kv[1])],
+    }
+
+
+def trial_by_rank(store: Store, rank: int) -> dict[str, Any]:
+    """The completed trial at ``rank`` (1 = highest reward), as in ``mnas report``."""
+    table = trial_table(store)
+    order = ranking(table)
+    if order.size == 0:
+        raise MnasError(f"no completed trials in {store.dir}: nothing to export yet")
+    if not 1 <= rank <= order.size:
+        raise MnasError(f"--rank {rank} is out of range: {store.dir} has {order.size} completed trial(s), "
+                        f"ranks 1..{order.size}")
+    return {"rank": rank, **table.row(int(order[rank - 1]))}
