@@ -178,8 +178,13 @@ def _remote(arg: str) -> LatencyBackend:
     return RemoteBackend(urls)
 
 
+def _lut(arg: str) -> LatencyBackend:
+    from mnas.latency.lut.backend import lut_factory  # issue 4: lut:PATH[?missing=measure|refuse]
+    return lut_factory(arg)
+
+
 for _p, _f in {"onnxruntime": _onnxruntime, "ort": _onnxruntime, "torch": _torch, "openvino": _openvino,
-               "litert": _litert, "tflite": _litert, "remote": _remote}.items():
+               "litert": _litert, "tflite": _litert, "remote": _remote, "lut": _lut}.items():
     register_backend(_p, _f)
 
 LOCAL_BACKENDS = ("onnxruntime", "torch", "openvino", "litert")

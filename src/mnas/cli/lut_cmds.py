@@ -1,0 +1,112 @@
+"""``mnas lut build`` and ``mnas lut eval``: a latency table for the user's own device, and its accuracy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnas.cli.app import app
+from mnas.cli.output import console, print_json, table
+
+lut_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: build on your device, evaluate.")
+app.add_typer(lut_app, name="lut")
+
+
+def _progress(label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.description}"), console=console, transient=False)
+    task = bar.add_task("", total=None)
+
+    def update(done: int, total: int, what: str = "") -> None:
+        bar.update(task, completed=done, total=total, description=what[:48])
+
+    return bar, update
+
+
+@lut_app.command("build")
+def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSON); an existing one is resumed"),
+              space: Optional[Path] = typer.Option(None, "--space", help="space YAML (default: the MnasNet space)"),
+              backend: str = typer.Option("onnxruntime", "--backend", "-b", help="onnxruntime, torch, openvino, "
+                                          "litert, remote:URL"),
+              resolution: int = typer.Option(224, "--resolution", min=8),
+              threads: int = typer.Option(1, "--threads", min=1),
+              batch: int = typer.Option(1, "--batch", min=1),
+              num_classes: int = typer.Option(1000, "--num-classes", min=1),
+              runs: int = typer.Option(30, "--runs", min=1, help="timed runs per entry"),
+              warmup: int = typer.Option(5, "--warmup", min=0),
+              rounds: int = typer.Option(5, "--rounds", min=1),
+              calibrate: int = typer.Option(0, "--calibrate", min=0, help="fit a linear correction on N whole "
+                                            "models (0: plain sum + overhead)"),
+              seed: int = typer.Option(0, "--seed", help="seed of the calibration models"),
+              limit: Optional[int] = typer.Option(None, "--limit", min=0, help="stop after N new entries "
+                                                  "(resume later)"),
+              json: bool = typer.Option(False, "--json")) -> None:
+    """Measure every layer configuration of a space on a backend (resumable), optionally calibrate."""
+    from mnas.latency.base import LatencySettings
+    from mnas.latency.lut.build import build_table
+
+    settings = LatencySettings(resolution=resolution, threads=threads, batch=batch, num_classes=num_classes,
+                               runs=runs, warmup=warmup, rounds=rounds)
+    t0 = time.perf_counter()
+    if json:
+        tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed)
+    else:
+        bar, update = _progress("measuring layers")
+        with bar:
+            tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
+                              progress=update)
+    info = {"out": str(out), "backend": tbl.backend, "runtime_version": tbl.runtime_version,
+            "space": tbl.space.name, "resolution": resolution, "threads": threads, "entries": len(tbl.entries),
+            "expected_entries": tbl.expected, "complete": tbl.complete, "overhead_ms": tbl.overhead_ms,
+            "calibration": ({k: v for k, v in tbl.calibration.items() if k != "samples"} if tbl.calibration else None),
+            "this_run_s": round(time.perf_counter() - t0, 1), "build_seconds": round(tbl.build_seconds, 1),
+            "device": tbl.device.get("cpu")}
+    if json:
+        print_json(info)
+        return
+    console.print(table(f"latency table {out}", ["", "value"], [[k, v] for k, v in info.items()]))
+    if not tbl.complete:
+        console.print("[yellow]incomplete[/]: run the same command again to measure the rest")
+
+
+@lut_app.command("eval")
+def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut build'"),
+             samples: int = typer.Option(50, "--samples", "-n", min=1),
+             seed: int = typer.Option(0, "--seed"),
+             uncalibrated: bool = typer.Option(False, "--uncalibrated", help="ignore the table's calibration"),
+             space: Optional[Path] = typer.Option(None, "--space", help="refuse unless the table is for this space"),
+             backend: Optional[str] = typer.Option(None, "--backend", "-b", help="refuse unless the table was "
+                                                   "built on this backend"),
+             resolution: Optional[int] = typer.Option(None, "--resolution", help="refuse unless built at this"),
+             show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
+             json: bool = typer.Option(False, "--json")) -> None:
+    """Predict N fresh random architectures and measure each for real on the table's backend."""
+    import dataclasses
+
+    from mnas.latency.lut.evaluate import evaluate
+    from mnas.latency.lut.table import LatencyTable
+
+    tbl = LatencyTable.load(path)
+    tbl.check(backend=backend, space_yaml=space.read_text() if space else None,
+              settings=dataclasses.replace(tbl.settings, resolution=resolution) if resolution else None)
+    if json:
+        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated)
+    else:
+        bar, update = _progress("measuring models")
+        with bar:
+            res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, progress=update)
+    if not show_samples:
+        res.pop("samples")
+    if json:
+        print_json(res)
+        return
+    keys = ("n", "within_10pct", "within_5pct", "mape", "max_ape", "rmse_ms", "kendall_tau", "bias", "predict_ms")
+    rows = [[k, f"{res[k]:.4g}" if isinstance(res[k], float) else res[k]] for k in keys]
+    console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s)"
+                        f"{' (calibrated)' if res['calibrated'] else ''}", ["metric", "value"], rows))

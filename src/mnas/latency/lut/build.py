@@ -1,0 +1,148 @@
+"""Building a latency table on the user's own backend: measure every layer configuration of a space in
+context (the layer as the builder makes it, at its real input shape, exported and fused by the runtime
+exactly as in a whole network), estimate the per-call overhead, optionally fit a correction on whole
+models. Resumable: partial results are saved every few seconds and a rerun measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from mnas import MnasError
+from mnas.latency.base import LatencyBackend, LatencySettings, get_backend, now_iso
+from mnas.latency.lut.layers import LayerSpec, space_layers
+from mnas.latency.lut.table import FEATURES, LatencyTable
+
+SAVE_EVERY_S = 5.0
+Progress = Callable[[int, int, str], None]  # (done, total, current key)
+
+
+def _identity_ms(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings,
+                 cache: dict[tuple[int, ...], float]) -> float:
+    """What a one-layer model pays that the same layer inside a network does not: the call itself,
+    handing the output back (copied into a new array), layout conversions at the graph boundary."""
+    if shape not in cache:
+        from torch import nn
+        cache[shape] = backend.measure_model(nn.Identity(), shape, settings).median_ms
+    return cache[shape]
+
+
+def measure_entry(backend: LatencyBackend, spec: LayerSpec, settings: LatencySettings,
+                  io_cache: dict[tuple[int, ...], float]) -> dict:
+    r = backend.measure_model(spec.module(), spec.input_shape(settings.batch), settings)
+    out_shape = ((settings.batch, spec.num_classes) if spec.kind == "head" else
+                 (settings.batch, spec.out_ch, spec.out_res, spec.out_res))
+    io = _identity_ms(backend, out_shape, settings, io_cache)
+    # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
+    return {"ms": round(max(r.median_ms - io, 0.0), 6), "raw_ms": round(r.median_ms, 6), "io_ms": round(io, 6),
+            "cv": round(r.cv, 4)}
+
+
+def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings) -> LatencyTable:
+    from mnas.latency.fingerprint import fingerprint
+    from mnas.space.mnasnet import DEFAULT_SPACE
+
+    path = Path(space_path) if space_path else DEFAULT_SPACE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise MnasError(f"space file {path} does not exist") from None
+    be = get_backend(backend)
+    if be.name.startswith("lut"):
+        raise MnasError("a table is built on a real backend (onnxruntime, torch, openvino, remote:URL), not lut:")
+    version = getattr(be, "runtime_version", lambda: "")()
+    table = LatencyTable(space_yaml=text, backend=be.name, settings=settings, runtime_version=version,
+                         device=fingerprint(), created=now_iso())
+    table.space  # parse now: a bad space file fails before any measuring
+    return table
+
+
+def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settings: LatencySettings) -> LatencyTable:
+    fresh = new_table(space_path, backend, settings)
+    if not out.exists():
+        return fresh
+    old = LatencyTable.load(out)
+    why = []
+    if old.space_sha != fresh.space_sha:
+        why.append("another space")
+    if old.backend != fresh.backend:
+        why.append(f"backend {old.backend}")
+    if old.settings.key_fields() != settings.key_fields():
+        why.append("other settings")
+    if old.device.get("id") != fresh.device.get("id"):
+        why.append(f"device {old.device.get('cpu')}")
+    if why:
+        raise MnasError(f"{out} holds a table built for {', '.join(why)}: remove it or choose another --out")
+    old.runtime_version = fresh.runtime_version
+    return old
+
+
+def build_table(out: str | Path, space: str | Path | None = None, backend: str = "onnxruntime",
+                settings: LatencySettings | None = None, calibrate: int = 0, limit: int | None = None,
+                seed: int = 0, progress: Progress | None = None) -> LatencyTable:
+    """Measure what ``out`` still lacks (all of it on a first run), then calibrate on ``calibrate`` whole
+    models. ``limit`` stops after that many new entries (the table stays resumable)."""
+    settings = settings or LatencySettings()
+    out = Path(out)
+    table = resume_or_new(out, space, backend, settings)
+    be = get_backend(backend)
+    specs = space_layers(table.space, settings.resolution, settings.in_chans, settings.num_classes)
+    table.expected = len(specs)
+    todo = [s for s in specs if s.key not in table.entries]
+    if limit is not None:
+        todo = todo[:max(0, limit)]
+    started, last_save = time.perf_counter(), time.perf_counter()
+    spent_before = table.build_seconds
+    io_cache: dict[tuple[int, ...], float] = {}
+    if not table.overhead_ms:
+        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), settings, io_cache), 6)
+    done = len(specs) - len([s for s in specs if s.key not in table.entries])
+    for spec in todo:
+        if progress:
+            progress(done, len(specs), spec.key)
+        table.entries[spec.key] = measure_entry(be, spec, settings, io_cache)
+        done += 1
+        if time.perf_counter() - last_save > SAVE_EVERY_S:
+            table.build_seconds = spent_before + time.perf_counter() - started
+            table.save(out)
+            last_save = time.perf_counter()
+    if progress:
+        progress(done, len(specs), "")
+    table.build_seconds = spent_before + time.perf_counter() - started
+    table.save(out)
+    if calibrate and table.complete:
+        calibrate_table(table, be, calibrate, seed=seed)
+        table.build_seconds = spent_before + time.perf_counter() - started
+        table.save(out)
+    return table
+
+
+def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: int = 0,
+                    features: tuple[str, ...] = ("sum_ms", "const")) -> dict:
+    """Least squares of measured latency on the table's features over ``n`` random whole models: corrects
+    what a sum of isolated layers misses (cache traffic between layers, graph-level fusions)."""
+    import numpy as np
+
+    if n < len(features):
+        raise MnasError(f"--calibrate needs at least {len(features)} models, got {n}")
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        raise MnasError(f"unknown calibration feature(s) {sorted(unknown)}: choose from {', '.join(FEATURES)}")
+    rng = random.Random(f"calibrate:{seed}")
+    samples = []
+    for _ in range(n):
+        arch = table.space.sample(rng)
+        f = table.features(arch)
+        measured = backend.measure(arch, table.settings).median_ms
+        samples.append({"arch": arch.canonical, "measured_ms": round(measured, 6), **{k: f[k] for k in features}})
+    x = np.array([[s[k] for k in features] for s in samples], dtype=float)
+    y = np.array([s["measured_ms"] for s in samples], dtype=float)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    fit = x @ coef
+    table.calibration = {"features": list(features), "coef": [float(c) for c in coef], "n": n, "seed": seed,
+                         "fit_mape": float(np.mean(np.abs(fit - y) / y)), "samples": samples}
+    return table.calibration
+

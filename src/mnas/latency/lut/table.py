@@ -1,0 +1,161 @@
+"""A latency lookup table: one measured entry per distinct layer configuration of a space, a per-model
+overhead, and an optional linear correction fitted on whole-model measurements.
+
+Prediction = sum of the architecture's entries + overhead, then ``coef . features`` when calibrated.
+The file records what the table is valid for (space YAML and its hash, backend, runtime version,
+settings, device); ``check`` refuses any other use with one line saying what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mnas import MnasError
+from mnas.latency.base import LatencySettings
+from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space
+
+if TYPE_CHECKING:
+    from mnas.space.arch import Architecture
+    from mnas.space.mnasnet import MnasNetSpace
+
+FORMAT = "mnas-lut/1"
+# settings that change what a layer costs; a table answers only for these exact values
+MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes")
+FEATURES = ("sum_ms", "layers", "const")
+
+
+def space_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_space_text(text: str) -> MnasNetSpace:
+    from mnas.space.mnasnet import MnasNetSpace
+
+    # MnasNetSpace.load reads a path; the table carries the YAML itself so it stays valid when files move
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        return MnasNetSpace.load(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+@dataclass
+class LatencyTable:
+    space_yaml: str
+    backend: str
+    settings: LatencySettings
+    runtime_version: str = ""
+    device: dict[str, Any] = field(default_factory=dict)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"ms", "raw_ms", "io_ms", ...}
+    overhead_ms: float = 0.0
+    calibration: dict[str, Any] | None = None  # {"features", "coef", "n", "fit": {...}}
+    expected: int = 0  # how many entries the space needs
+    build_seconds: float = 0.0
+    created: str = ""
+    path: Path | None = None
+    _space: Any = field(default=None, repr=False, compare=False)
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    def space_sha(self) -> str:
+        return space_hash(self.space_yaml)
+
+    @property
+    def space(self) -> MnasNetSpace:
+        if self._space is None:
+            self._space = load_space_text(self.space_yaml)
+        return self._space
+
+    @property
+    def complete(self) -> bool:
+        return self.expected > 0 and len(self.entries) >= self.expected
+
+    def check(self, settings: LatencySettings | None = None, backend: str | None = None,
+              space_yaml: str | None = None) -> None:
+        """Refuse (MnasError) a use the table was not built for."""
+        where = f"table {self.path or ''} was built".replace("  ", " ")
+        if settings is not None:
+            for name in MATCH_FIELDS:
+                mine, theirs = getattr(self.settings, name), getattr(settings, name)
+                if mine != theirs:
+                    raise MnasError(f"{where} for {name}={mine}, asked for {name}={theirs}: build a table "
+                                    f"with 'mnas lut build --{name.replace('_', '-')} {theirs}'")
+        if backend is not None and backend.split(":")[0].lower() not in (self.backend, "lut"):
+            raise MnasError(f"{where} on backend {self.backend!r}, asked for {backend!r}: build one on that "
+                            "backend")
+        if space_yaml is not None and space_hash(space_yaml) != self.space_sha:
+            raise MnasError(f"{where} for another space (space hash {self.space_sha}, given "
+                            f"{space_hash(space_yaml)}): build a table for this space")
+
+    # --- prediction -------------------------------------------------------------------------------
+    def layers(self, arch: Architecture) -> list[LayerSpec]:
+        s = self.settings
+        return arch_layers(arch, s.resolution, s.in_chans, s.num_classes)
+
+    def missing(self, arch: Architecture) -> list[LayerSpec]:
+        return [spec for spec in self.layers(arch) if spec.key not in self.entries]
+
+    def features(self, arch: Architecture, layers: list[LayerSpec] | None = None) -> dict[str, float]:
+        layers = self.layers(arch) if layers is None else layers
+        try:
+            total = sum(self.entries[spec.key]["ms"] for spec in layers)
+        except KeyError as e:
+            raise MnasError(f"the table has no entry {e.args[0]}: measure it (on-demand) or rebuild the "
+                            "table") from None
+        return {"sum_ms": total + self.overhead_ms, "layers": float(len(layers)), "const": 1.0}
+
+    def predict(self, arch: Architecture, calibrated: bool = True, check_space: bool = True) -> float:
+        if check_space:
+            check_in_space(self.space, arch)
+        f = self.features(arch)
+        if calibrated and self.calibration:
+            return float(sum(c * f[name] for name, c in zip(self.calibration["features"], self.calibration["coef"])))
+        return f["sum_ms"]
+
+    # --- file ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "space": {"sha": self.space_sha, "name": self.space.name, "yaml": self.space_yaml},
+                "backend": self.backend, "runtime_version": self.runtime_version, "device": self.device,
+                "settings": self.settings.to_dict(), "expected_entries": self.expected,
+                "complete": self.complete, "overhead_ms": self.overhead_ms, "calibration": self.calibration,
+                "build_seconds": round(self.build_seconds, 1), "created": self.created,
+                "entries": self.entries}
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Atomic write, so an interrupted build or a concurrent reader never sees half a file."""
+        path = Path(path or self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise MnasError(f"latency table {path} does not exist: build it with 'mnas lut build'") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MnasError(f"{path} is not a latency table (not JSON)") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise MnasError(f"{path} is not a latency table (format {FORMAT!r} expected)")
+        try:
+            return cls(space_yaml=data["space"]["yaml"], backend=data["backend"],
+                       settings=LatencySettings.from_dict(data["settings"]),
+                       runtime_version=data.get("runtime_version", ""), device=data.get("device", {}),
+                       entries=data["entries"], overhead_ms=float(data.get("overhead_ms", 0.0)),
+                       calibration=data.get("calibration"), expected=int(data.get("expected_entries", 0)),
+                       build_seconds=float(data.get("build_seconds", 0.0)), created=data.get("created", ""),
+                       path=path)
+        except (KeyError, TypeError) as e:
+            raise MnasError(f"latency table {path} is damaged (missing {e}): rebuild it") from None
