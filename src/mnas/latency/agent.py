@@ -122,8 +122,24 @@ class AgentHandler(BaseHTTPRequestHandler):
         scheme, _, given = header.partition(" ")
         ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
         if not ok:
+            self._discard_body()
             self._error(401, "missing or wrong bearer token", close=True)
         return ok
+
+    def _discard_body(self) -> None:
+        """Read and drop a refused request's body (up to the size limit) so the client, still sending,
+        gets the answer instead of a broken pipe; anything bigger is cut off by closing."""
+        try:
+            left = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return
+        if left > self.server.max_bytes:
+            return
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def do_GET(self) -> None:
         if not self._authorized():
@@ -138,6 +154,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             return
         url = urlparse(self.path)
         if url.path != "/v1/measure":
+            self._discard_body()
             self._error(404, "not found: POST /v1/measure", close=True)
             return
         try:
@@ -156,6 +173,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         try:
             settings = settings_from_query(url.query)
         except MnasError as e:
+            self._discard_body()
             self._error(400, str(e), close=True)
             return
         data = self.rfile.read(length)

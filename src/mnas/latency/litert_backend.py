@@ -61,7 +61,9 @@ class LiteRtBackend(LocalBackend):
             raise MnasError(f"the litert backend needs litert-torch: {_INSTALL}") from None
         import torch
 
-        with _quiet():
+        from mnas.latency.local import EXPORT_LOCK
+
+        with EXPORT_LOCK, _quiet():
             edge = litert_torch.convert(model.eval(), (torch.zeros(input_shape),))
         return bytes(edge.model_content())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from mnas import MnasError
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from mnas.space.arch import Architecture
 
 Runner = Callable[[], object]
+# torch.onnx.export keeps global state: two exports at once (a remote pool's threads) corrupt each other
+EXPORT_LOCK = threading.RLock()
 
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17) -> bytes:
@@ -25,7 +28,7 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17) 
     import torch
 
     buf = io.BytesIO()
-    with torch.no_grad():
+    with EXPORT_LOCK, torch.no_grad():
         torch.onnx.export(model.eval(), (torch.zeros(input_shape),), buf, input_names=["input"],
                           output_names=["output"], opset_version=opset, dynamo=False)
     return buf.getvalue()

@@ -125,6 +125,10 @@ class RemoteBackend:
     def post_model(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         """Send a model file to the pool; retry on another agent when one fails."""
         query = urlencode({k: getattr(settings, k) for k in QUERY_SETTINGS if getattr(settings, k) is not None})
+        limit = self._agent_info().get("max_bytes")
+        if limit and len(data) > limit:
+            raise MnasError(f"the model file has {len(data)} bytes, over the agents' limit of {limit} "
+                            "(start them with a larger --max-mb)")
         errors = []
         for url in self._order():
             with self._lock:
