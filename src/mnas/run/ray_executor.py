@@ -1,0 +1,265 @@
+"""Trials on a Ray cluster: proxy training as Ray tasks with per-trial resources, latency where it is honest.
+
+Where latency is measured (docs/ray.md says the same to users):
+
+* ``device_resource`` set (e.g. ``device:pi5``): a measurement task needs one unit of that custom resource, so
+  it runs on the node holding the device, and a node that offers exactly 1 unit measures one model at a time.
+  The task also takes every CPU that node offers, so Ray never runs a training there while it times (a
+  device node joined with ``--num-cpus 0`` needs none). Training and timing of one trial run concurrently.
+* no device resource: latencies are measured in the driver process, in windows when no training runs
+  anywhere. Training starts for a submitted trial only while no window is due; a window opens as soon as a
+  trained trial waits for its latency and closes when every training in flight has finished and every
+  waiting trial is measured. So a batch trains in parallel, is then timed on a quiet machine, and the driver
+  hears the batch's results together; the cost is waiting for the batch's slowest training.
+
+Node loss: Ray re-runs a task whose node or worker process dies, up to ``max_retries`` times, on any node
+that fits. Exceptions raised by our own code are not retried: they come back as the trial's error. When
+Ray gives up, the trial comes back failed with Ray's error: the driver records it, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnas import MnasError
+from mnas.search.config import ExecutorConfig
+from mnas.search.evaluate import (TrialOutcome, TrialTask, combine, failure, measure_latency, train_proxy_task,
+                                  worker_name)
+
+# Light Ray defaults for a local instance: this project runs on small shared machines.
+LOCAL_OBJECT_STORE_BYTES = 100_000_000
+
+
+def _where() -> str:
+    import ray
+
+    return f"{worker_name()}@{ray.util.get_node_ip_address()}"
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    torch.set_num_threads(n)
+
+
+def _error(arch: str, exc: BaseException) -> str:
+    """The trial's error as one line, made where the traceback still exists (it does not survive pickling)."""
+    return failure(TrialTask(0, arch, {}, {}), exc, 0.0).error or repr(exc)
+
+
+def _train_remote(arch: str, proxy: dict[str, Any], seed: int, threads: int) -> dict[str, Any]:
+    """Runs in a Ray worker. Our own exceptions are returned, not raised, so Ray retries only system failures
+    (a dead node or worker process), never a trial that fails by itself."""
+    started = time.time()
+    _threads(threads)
+    try:
+        return {"train": train_proxy_task(arch, proxy, seed), "where": _where(), "started": started}
+    except Exception as exc:  # noqa: BLE001 - the trial's error, recorded by the driver
+        return {"error": _error(arch, exc), "where": _where(), "started": started}
+
+
+def _measure_remote(arch: str, spec: dict[str, Any]) -> dict[str, Any]:
+    started = time.time()
+    _threads(int(spec["settings"].get("threads", 1)))
+    try:
+        return {"lat": measure_latency(arch, spec), "where": _where(), "started": started}
+    except Exception as exc:  # noqa: BLE001
+        return {"error": _error(arch, exc), "where": _where(), "started": started}
+
+
+@dataclass
+class _Trial:
+    task: TrialTask
+    train_ref: Any = None
+    lat_ref: Any = None
+    train: dict[str, Any] | None = None
+    lat: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+
+
+class RayExecutor:
+    def __init__(self, cfg: ExecutorConfig) -> None:
+        os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+        import ray
+
+        self.cfg = cfg
+        self.capacity = cfg.workers
+        self.threads = max(1, int(cfg.cpus_per_trial))
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            self._connect()
+        self._train_fn = ray.remote(_train_remote).options(
+            num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=cfg.max_retries,
+            retry_exceptions=False)
+        self._measure_fn = None
+        if cfg.device_resource:
+            cpus = self._device_cpus(cfg.device_resource)
+            self._measure_fn = ray.remote(_measure_remote).options(
+                num_cpus=cpus, resources={cfg.device_resource: 1}, max_retries=cfg.max_retries,
+                retry_exceptions=False)
+        self._trials: dict[int, _Trial] = {}
+        self._held: deque[int] = deque()  # submitted, training not started (a latency window is due)
+        self._need_latency: list[int] = []  # trained, waiting for the next latency window
+
+    # -- connection
+    def _connect(self) -> None:
+        ray, cfg = self._ray, self.cfg
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+        try:
+            if cfg.address:
+                # only the cluster the config names: "auto" is the one `ray start` began on this machine
+                ray.init(address=cfg.address, **quiet)
+            else:
+                # "local" starts a private instance and never joins a cluster found in the environment;
+                # one CPU unit per worker process, so `workers` trainings run at once. Loopback only: a
+                # private instance has no business listening on the machine's external address.
+                resources = {cfg.device_resource: 1} if cfg.device_resource else None
+                ray.init(address="local", num_cpus=int(round(cfg.workers * cfg.cpus_per_trial)),
+                         num_gpus=cfg.gpus_per_trial * cfg.workers if cfg.gpus_per_trial else 0,
+                         resources=resources, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                         _node_ip_address="127.0.0.1", **quiet)
+        except ConnectionError as e:
+            raise MnasError(f"cannot reach the Ray cluster at {cfg.address!r} ({e}); start it with "
+                            "`ray start --head` and give executor.address as HOST:PORT") from None
+        self._owns_ray = True
+
+    def _device_cpus(self, resource: str) -> float:
+        """The CPUs a measurement claims: all of the device node's, so no training overlaps a timing."""
+        nodes = [n for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get(resource, 0) > 0]
+        if not nodes:
+            raise MnasError(f"no node of the Ray cluster offers the resource {resource!r}: join the device "
+                            f"node with `ray start --address HEAD --resources '{{\"{resource}\": 1}}'`")
+        return min(n["Resources"].get("CPU", 0.0) for n in nodes)
+
+    # -- the protocol
+    def submit(self, task: TrialTask) -> None:
+        trial = _Trial(task)
+        self._trials[task.trial_id] = trial
+        if self._measure_fn is not None:
+            # a remote device cannot see the driver's latency cache; it measures every model it is sent
+            spec = {**task.latency, "cache": None}
+            trial.lat_ref = self._measure_fn.remote(task.arch, spec)
+            self._start_training(trial)
+        elif self._need_latency:
+            self._held.append(task.trial_id)
+        else:
+            self._start_training(trial)
+
+    def _start_training(self, trial: _Trial) -> None:
+        t = trial.task
+        options = dict(t.proxy.get("options") or {})
+        options.setdefault("threads", self.threads)
+        proxy = {**t.proxy, "options": options}
+        trial.train_ref = self._train_fn.remote(t.arch, proxy, t.seed, self.threads)
+
+    def in_flight(self) -> int:
+        return len(self._trials)
+
+    def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._trials:
+            if self._window_due():
+                return self._latency_window()
+            refs = {}
+            for tid, tr in self._trials.items():
+                if tr.train_ref is not None and tr.train is None:
+                    refs[tr.train_ref] = (tid, "train")
+                if tr.lat_ref is not None and tr.lat is None:
+                    refs[tr.lat_ref] = (tid, "lat")
+            if not refs:  # nothing running: held trials start now
+                self._release_held()
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = self._ray.wait(list(refs), num_returns=1, timeout=left)
+            if not ready:
+                return []
+            ready, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            done: list[TrialOutcome] = []
+            for ref in ready:
+                tid, kind = refs[ref]
+                tr = self._trials[tid]
+                value = self._get(ref)
+                if kind == "train":
+                    tr.train = value
+                    if self._measure_fn is None and "error" not in value:
+                        self._need_latency.append(tid)
+                else:
+                    tr.lat = value
+                outcome = self._finished(tr)
+                if outcome is not None:
+                    del self._trials[tid]
+                    done.append(outcome)
+            if done:
+                return done
+        return []
+
+    def _get(self, ref: Any) -> dict[str, Any]:
+        try:
+            return self._ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - Ray gave up (node lost beyond max_retries, ...)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            return {"error": f"{type(exc).__name__}: {first}", "where": "ray", "started": time.time()}
+
+    def _finished(self, tr: _Trial) -> TrialOutcome | None:
+        for part in (tr.train, tr.lat):
+            if part is not None and "error" in part:
+                if tr.train is None and tr.train_ref is not None:
+                    self._ray.cancel(tr.train_ref)
+                if tr.lat is None and tr.lat_ref is not None:
+                    self._ray.cancel(tr.lat_ref)
+                return TrialOutcome(tr.task.trial_id, tr.task.arch, "failed", error=part["error"],
+                                    worker=f"{'train' if part is tr.train else 'latency'}:{part['where']}",
+                                    started=tr.started, finished=time.time())
+        if tr.train is None or tr.lat is None:
+            return None
+        worker = f"train:{tr.train['where']} latency:{tr.lat['where']}"
+        return combine(tr.task, tr.lat["lat"], tr.train["train"], tr.started, worker=worker)
+
+    # -- latency windows (no device resource)
+    def _window_due(self) -> bool:
+        if not self._need_latency:
+            return False
+        return not any(tr.train_ref is not None and tr.train is None for tr in self._trials.values())
+
+    def _latency_window(self) -> list[TrialOutcome]:
+        """Nothing trains now: time every waiting trial here, one after the other."""
+        done = []
+        for tid in self._need_latency:
+            tr = self._trials.pop(tid)
+            started = time.time()
+            try:
+                tr.lat = {"lat": measure_latency(tr.task.arch, tr.task.latency), "where": worker_name() + "@driver",
+                          "started": started}
+            except Exception as exc:  # noqa: BLE001
+                tr.lat = {"error": _error(tr.task.arch, exc), "where": worker_name() + "@driver",
+                          "started": started}
+            done.append(self._finished(tr))
+        self._need_latency = []
+        self._release_held()
+        return done
+
+    def _release_held(self) -> None:
+        while self._held:
+            self._start_training(self._trials[self._held.popleft()])
+
+    def shutdown(self) -> None:
+        for tr in self._trials.values():
+            for ref in (tr.train_ref, tr.lat_ref):
+                if ref is not None:
+                    try:
+                        self._ray.cancel(ref, force=True)
+                    except Exception:  # noqa: BLE001 - already finished or its node is gone
+                        pass
+        self._trials.clear()
+        self._held.clear()
+        self._need_latency = []
+        if self._owns_ray:
+            self._ray.shutdown()
+            self._owns_ray = False
