@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from mnas import MnasError
 from mnas.latency.base import LatencyResult, LatencySettings
 from mnas.latency.fingerprint import fingerprint
-from mnas.latency.protocol import calibrate_bn, make_result, time_calls
+from mnas.latency.protocol import calibrate_bn, make_result, time_calls, torch_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,12 +79,13 @@ class LocalBackend:
 
     def _measure(self, model: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings,
                  arch: str | None, copy_model: bool) -> LatencyResult:
-        if settings.calibrate_bn:
-            if copy_model:  # never change the caller's BatchNorm statistics
-                model = copy.deepcopy(model)
-            calibrate_bn(model, input_shape)
-        model.eval()
-        infer = self.prepare(model, input_shape, settings)
+        with torch_threads(settings.threads):
+            if settings.calibrate_bn:
+                if copy_model:  # never change the caller's BatchNorm statistics
+                    model = copy.deepcopy(model)
+                calibrate_bn(model, input_shape)
+            model.eval()
+            infer = self.prepare(model, input_shape, settings)
         return self.time_runner(infer, input_shape, settings, arch)
 
     def time_runner(self, infer: Callable[[np.ndarray], Any], input_shape: tuple[int, ...],

@@ -69,6 +69,19 @@ def pinned(core: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Limit PyTorch's intra-op threads (calibration, export, eager timing) to the measurement's budget:
+    on a shared machine, spinning OpenMP threads that outnumber free cores slow everything down many-fold."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def time_calls(fn: Callable[[], object], settings: LatencySettings,
                clock: Callable[[], int] = time.perf_counter_ns) -> Timing:
     """Time ``fn`` (one inference) with the protocol above."""

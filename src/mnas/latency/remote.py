@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from mnas import MnasError
 from mnas.latency.agent import QUERY_SETTINGS
 from mnas.latency.base import LatencyResult, LatencySettings
-from mnas.latency.protocol import calibrate_bn
+from mnas.latency.protocol import calibrate_bn, torch_threads
 
 if TYPE_CHECKING:
     from torch import nn
@@ -162,18 +162,23 @@ class RemoteBackend:
                       settings: LatencySettings | None = None) -> LatencyResult:
         import copy
         settings = settings or LatencySettings()
-        if settings.calibrate_bn:
-            model = copy.deepcopy(model)
-            calibrate_bn(model, tuple(input_shape))
-        return self.post_model(self.export(model.eval(), tuple(input_shape)), settings)
+        with torch_threads(settings.threads):
+            if settings.calibrate_bn:
+                model = copy.deepcopy(model)
+                calibrate_bn(model, tuple(input_shape))
+            data = self.export(model.eval(), tuple(input_shape))
+        return self.post_model(data, settings)
 
     def measure(self, arch: Architecture, settings: LatencySettings | None = None) -> LatencyResult:
         from mnas.model import build
 
         settings = settings or LatencySettings()
         model = build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans)
-        calibrate_bn(model, settings.input_shape()) if settings.calibrate_bn else None
-        result = self.post_model(self.export(model.eval(), settings.input_shape()), settings)
+        with torch_threads(settings.threads):
+            if settings.calibrate_bn:
+                calibrate_bn(model, settings.input_shape())
+            data = self.export(model.eval(), settings.input_shape())
+        result = self.post_model(data, settings)
         result.arch = arch.canonical
         return result
 

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from mnas import MnasError
 from mnas.latency.base import LatencyResult, LatencySettings
 from mnas.latency.local import LocalBackend
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from mnas.latency.protocol import torch_threads
 
 
 class TorchBackend(LocalBackend):
