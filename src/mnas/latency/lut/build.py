@@ -6,7 +6,6 @@ models. Resumable: partial results are saved every few seconds and a rerun measu
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from pathlib import Path
@@ -18,16 +17,6 @@ from mnas.latency.lut.layers import LayerSpec, space_layers
 from mnas.latency.lut.table import FEATURES, LatencyTable
 
 SAVE_EVERY_S = 5.0
-ENTRY_RUNS = 10
-
-
-def entry_settings(settings: LatencySettings, runs: int = ENTRY_RUNS) -> LatencySettings:
-    """Per-entry timing is cheaper than a whole-model measurement: an entry's noise averages out over the
-    ~20 layers of a network, and 1,400 entries at 30 runs with re-measures take an hour on a busy machine.
-    BatchNorm calibration is off because one layer fed N(0, 1) input cannot drift into denormals (that
-    needs many layers), and it would cost more than the timing itself."""
-    return dataclasses.replace(settings, runs=runs, rounds=min(settings.rounds, 2), warmup=min(settings.warmup, 2),
-                               max_remeasures=min(settings.max_remeasures, 1), calibrate_bn=False)
 Progress = Callable[[int, int, str], None]  # (done, total, current key)
 
 
@@ -71,10 +60,8 @@ def new_table(space_path: str | Path | None, backend: str, settings: LatencySett
     return table
 
 
-def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settings: LatencySettings,
-                  entry_runs: int = ENTRY_RUNS) -> LatencyTable:
+def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settings: LatencySettings) -> LatencyTable:
     fresh = new_table(space_path, backend, settings)
-    fresh.entry_runs = entry_runs
     if not out.exists():
         return fresh
     old = LatencyTable.load(out)
@@ -83,7 +70,7 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
         why.append("another space")
     if old.backend != fresh.backend:
         why.append(f"backend {old.backend}")
-    if old.settings.key_fields() != settings.key_fields() or old.entry_runs != entry_runs:
+    if old.settings.key_fields() != settings.key_fields():
         why.append("other settings")
     if old.device.get("id") != fresh.device.get("id"):
         why.append(f"device {old.device.get('cpu')}")
@@ -95,14 +82,12 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
 
 def build_table(out: str | Path, space: str | Path | None = None, backend: str = "onnxruntime",
                 settings: LatencySettings | None = None, calibrate: int = 0, limit: int | None = None,
-                seed: int = 0, progress: Progress | None = None, entry_runs: int = ENTRY_RUNS) -> LatencyTable:
+                seed: int = 0, progress: Progress | None = None) -> LatencyTable:
     """Measure what ``out`` still lacks (all of it on a first run), then calibrate on ``calibrate`` whole
-    models. ``settings`` are the whole-model settings (calibration, eval); entries use ``entry_runs`` runs.
-    ``limit`` stops after that many new entries (the table stays resumable)."""
+    models. ``limit`` stops after that many new entries (the table stays resumable)."""
     settings = settings or LatencySettings()
     out = Path(out)
-    table = resume_or_new(out, space, backend, settings, entry_runs)
-    esettings = entry_settings(settings, entry_runs)
+    table = resume_or_new(out, space, backend, settings)
     be = get_backend(backend)
     specs = space_layers(table.space, settings.resolution, settings.in_chans, settings.num_classes)
     table.expected = len(specs)
@@ -113,12 +98,12 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     spent_before = table.build_seconds
     io_cache: dict[tuple[int, ...], float] = {}
     if not table.overhead_ms:
-        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), esettings, io_cache), 6)
+        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), settings, io_cache), 6)
     done = len(specs) - len([s for s in specs if s.key not in table.entries])
     for spec in todo:
         if progress:
             progress(done, len(specs), spec.key)
-        table.entries[spec.key] = measure_entry(be, spec, esettings, io_cache)
+        table.entries[spec.key] = measure_entry(be, spec, settings, io_cache)
         done += 1
         if time.perf_counter() - last_save > SAVE_EVERY_S:
             table.build_seconds = spent_before + time.perf_counter() - started
