@@ -215,3 +215,38 @@ def read_token(path: str) -> str:
     if not token:
         raise MnasError(f"token file {path} is empty")
     return token
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mnas.latency.agent``: the agent without the CLI's dependencies (no torch, no typer), for
+    small devices where only the runtime and numpy are installed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m mnas.latency.agent", description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino or litert")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
+    ap.add_argument("--token-file", required=True)
+    ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        server = make_server(args.backend, read_token(args.token_file), args.host, args.port,
+                             int(args.max_mb * 2**20), args.quiet)
+    except MnasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    info = server.health()
+    print(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} at {server.url}",
+          file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
