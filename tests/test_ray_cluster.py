@@ -1,0 +1,186 @@
+"""Searches on a real two-node Ray cluster, run inside private network namespaces this test creates.
+
+Ray binds the machine's external address by default; here every Ray process and the driver live in two
+namespaces joined by a veth pair with addresses the test assigns (10.213.N.1 head, 10.213.N.2 worker), so no
+packet leaves them. Processes are stopped by their ids, the ones `ip netns pids` lists in our namespaces
+(never `ray stop`, which would stop every Ray process on this shared machine).
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnas.store import Store
+
+RAY = str(Path(sys.executable).parent / "ray")
+PORT = 6391
+TINY = {  # the tiny search of test_search_loop.py: digits proxy at 16 px, real onnxruntime timings at 32 px
+    "name": "tiny", "seed": 0, "strategy": {"name": "random"}, "reward": {"preset": "soft", "target_ms": 1.0},
+    "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1},
+    "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1, "batch_size": 64,
+              "train_limit": 128},
+}
+LIGHT = ["--num-cpus", "1", "--object-store-memory", "100000000", "--disable-usage-stats"]
+
+
+def sh(*args, check=True, **kw):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    if check and r.returncode:
+        pytest.fail(f"{' '.join(map(str, args))} failed ({r.returncode}): {(r.stdout + r.stderr)[-3000:]}")
+    return r
+
+
+class Cluster:
+    def __init__(self) -> None:
+        if os.geteuid() != 0 or not shutil.which("ip"):
+            pytest.fail("the Ray cluster tests need root and iproute2 (`ip`) to create network namespaces")
+        n = os.getpid() % 250 + 1
+        self.head_ns, self.worker_ns = f"mnas-test-{os.getpid()}-h", f"mnas-test-{os.getpid()}-w"
+        self.head_ip, self.worker_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+        self.address = f"{self.head_ip}:{PORT}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="mnasray"))  # short: Ray's unix sockets live below it
+        token = self.tmp / "auth_token"  # every node and the driver share this cluster's own token
+        token.write_text(secrets.token_hex(32))
+        self.env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", "PYTHONUNBUFFERED": "1",
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.env.pop("RAY_ADDRESS", None)
+        self.namespaces: list[str] = []
+
+    def up(self) -> None:
+        for ns in (self.head_ns, self.worker_ns):
+            sh("ip", "netns", "add", ns)
+            self.namespaces.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        a, b = f"mt{os.getpid()}a", f"mt{os.getpid()}b"
+        sh("ip", "link", "add", a, "netns", self.head_ns, "type", "veth", "peer", "name", b, "netns", self.worker_ns)
+        for ns, dev, ip in ((self.head_ns, a, self.head_ip), (self.worker_ns, b, self.worker_ip)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        self.run_in(self.head_ns, RAY, "start", "--head", "--node-ip-address", self.head_ip, "--port", PORT,
+                    "--include-dashboard=false", "--temp-dir", self.tmp / "h", *LIGHT)
+        self.start_worker()
+
+    def start_worker(self) -> None:
+        self.run_in(self.worker_ns, RAY, "start", "--address", self.address, "--node-ip-address", self.worker_ip,
+                    "--temp-dir", self.tmp / "w", "--resources", json.dumps({"device:test": 1}), *LIGHT)
+
+    def run_in(self, ns, *args, timeout=120):
+        return sh("ip", "netns", "exec", ns, *args, env=self.env, timeout=timeout)
+
+    def popen_in(self, ns, *args, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", ns, *map(str, args)], env=self.env, **kw)
+
+    def pids(self, ns) -> list[int]:
+        r = sh("ip", "netns", "pids", ns, check=False)
+        return [int(p) for p in r.stdout.split()]
+
+    def kill_namespace(self, ns, sig=signal.SIGKILL) -> list[int]:
+        pids = self.pids(ns)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def down(self) -> None:
+        for ns in self.namespaces:
+            self.kill_namespace(ns, signal.SIGTERM)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(self.pids(ns) for ns in self.namespaces):
+            time.sleep(0.3)
+        for ns in self.namespaces:
+            self.kill_namespace(ns, signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)  # removes the veth pair with it
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster()
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()
+
+
+def ray_config(tmp_path, cluster, trials, **executor):
+    cfg = dict(TINY, trials=trials, executor={"kind": "ray", "address": cluster.address, "workers": 2, **executor})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def search(cluster, cfg, out, **kw):
+    return cluster.popen_in(cluster.head_ns, sys.executable, "-m", "mnas", "search", "--config", cfg, "--out", out,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def finish(proc, timeout=150):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"search did not finish in {timeout} s: {err[-2000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def node_of(worker: str, part: str) -> str:
+    """'train:host:pid@10.213.1.1 latency:host:pid@10.213.1.2' -> the IP of the given part."""
+    for item in worker.split():
+        if item.startswith(part + ":"):
+            return item.rsplit("@", 1)[1]
+    raise AssertionError(f"no {part} in {worker!r}")
+
+
+def test_device_resource_routes_measurements_to_its_node(cluster, tmp_path):
+    finish(search(cluster, ray_config(tmp_path, cluster, 3, device_resource="device:test"), tmp_path / "run"))
+    with Store(tmp_path / "run", create=False) as store:
+        trials = store.trials()
+    assert len(trials) == 3 and all(t.status == "completed" and t.latency_ms > 0 for t in trials)
+    assert {node_of(t.worker, "latency") for t in trials} == {cluster.worker_ip}
+    assert {node_of(t.worker, "train") for t in trials} <= {cluster.head_ip, cluster.worker_ip}
+
+
+def test_worker_node_killed_mid_search_loses_and_duplicates_nothing(cluster, tmp_path):
+    """Both nodes train (one CPU each); the worker node dies while it trains a trial: Ray re-runs that trial
+    on the head, and the store ends with every trial exactly once."""
+    budget = 5
+    proc = search(cluster, ray_config(tmp_path, cluster, budget), tmp_path / "run")
+    deadline = time.time() + 120
+    training_there = False
+    while time.time() < deadline and proc.poll() is None and not training_there:
+        time.sleep(0.2)
+        for pid in cluster.pids(cluster.worker_ns):
+            try:
+                training_there |= "_train_remote" in Path(f"/proc/{pid}/cmdline").read_text()
+            except OSError:
+                pass
+    assert training_there, "the worker node never trained a trial"
+    killed = cluster.kill_namespace(cluster.worker_ns)  # the whole node at once, as when a machine dies
+    with sqlite3.connect(tmp_path / "run" / "experiment.db", timeout=10) as c:
+        in_flight = {r[0] for r in c.execute("SELECT id FROM trials WHERE status = 'running'")}
+    assert killed and in_flight
+    finish(proc)
+    with Store(tmp_path / "run", create=False) as store:
+        trials = store.trials()
+    assert [t.id for t in trials] == list(range(1, budget + 1))
+    assert len({t.arch for t in trials}) == budget
+    assert all(t.status == "completed" for t in trials), [t.error for t in trials]
+    # the trials in flight when the node died were finished by the surviving node
+    assert {node_of(t.worker, "train") for t in trials if t.id in in_flight} == {cluster.head_ip}
+    assert not cluster.pids(cluster.worker_ns)
