@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,latency,litert]'
+	$(PIP) install -q -e '.[test,latency,litert,ray]'
 	touch $(STAMP)
 
 test: setup
