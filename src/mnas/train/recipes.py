@@ -1,0 +1,87 @@
+"""Training presets: named sets of ``TrainConfig`` values. Explicit ``TrainConfig`` fields override them.
+
+``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist, see docs/training.md).
+``mnasnet-imagenet``: the paper's / reference code's full recipe (docs: mnasnet-facts.md §8).
+"""
+
+from __future__ import annotations
+
+from mnas import MnasError
+
+# Values every preset starts from; a preset replaces what it names.
+BASE: dict = {
+    "epochs": 3.0,
+    "batch_size": 64,
+    "resolution": 28,
+    "width_multiplier": 0.5,
+    "dropout": 0.2,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "lr_ref_batch": 0,
+    "momentum": 0.9,
+    "nesterov": True,
+    "rmsprop_decay": 0.9,
+    "eps": 1e-3,
+    "weight_decay": 5e-5,
+    "weight_decay_bn": False,
+    "warmup_epochs": 0.0,
+    "schedule": "cosine",
+    "decay_rate": 0.97,
+    "decay_epochs": 2.4,
+    "label_smoothing": 0.0,
+    "ema_decay": 0.0,
+    "hflip": False,
+}
+
+PRESETS: dict[str, dict] = {
+    "fast": {
+        "description": "short CPU proxy for small datasets: SGD+Nesterov, short warm-up, cosine decay",
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-5,
+        "warmup_epochs": 0.3,
+        "schedule": "cosine",
+        "label_smoothing": 0.1,
+        "dropout": 0.2,
+    },
+    "mnasnet-imagenet": {
+        "description": "the paper's recipe: RMSProp(TF) 0.9/0.9/1e-3, lr 0.016 x batch/256, 5-epoch warm-up, "
+                       "x0.97 every 2.4 epochs, wd 1e-5 (not BN), smoothing 0.1, EMA 0.9999, dropout 0.2",
+        "epochs": 5.0,  # the search's proxy task: 5 epochs [P §5]; the final models trained 350
+        "batch_size": 256,
+        "resolution": 224,
+        "width_multiplier": 1.0,
+        "optimizer": "rmsprop",
+        "lr": 0.016,
+        "lr_ref_batch": 256,
+        "momentum": 0.9,
+        "rmsprop_decay": 0.9,
+        "eps": 1e-3,
+        "weight_decay": 1e-5,
+        "weight_decay_bn": False,
+        "warmup_epochs": 5.0,
+        "schedule": "exponential",
+        "decay_rate": 0.97,
+        "decay_epochs": 2.4,
+        "label_smoothing": 0.1,
+        "ema_decay": 0.9999,
+        "dropout": 0.2,
+    },
+}
+
+DEFAULT_PRESET = "fast"
+
+
+def preset_values(name: str) -> dict:
+    """BASE overlaid with the preset (without its description)."""
+    p = PRESETS.get(name)
+    if p is None:
+        raise MnasError(f"unknown training preset {name!r}: expected one of {', '.join(PRESETS)}")
+    values = dict(BASE)
+    values.update({k: v for k, v in p.items() if k != "description"})
+    return values
+
+
+def list_presets() -> list[dict]:
+    return [{"name": n, **preset_values(n), "description": p["description"]} for n, p in PRESETS.items()]
