@@ -61,7 +61,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:680px;width:100%;
 border:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-td.arch{text-align:left;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px;word-break:break-all;
+td.arch,td.c-arch{text-align:left;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px;word-break:break-all;
 max-width:640px}
 #trials th{cursor:pointer;background:#f2f2f2;position:sticky;top:0}#trials th[aria-sort=ascending]:after{content:" \\25B2"}
 #trials th[aria-sort=descending]:after{content:" \\25BC"}tr.failed td{color:#a00}tr.front td{background:#fff6e0}
@@ -107,7 +107,7 @@ def render(summary: dict[str, Any], table: TrialTable, plots: dict[str, Path], l
         for c, _, _ in COLUMNS:
             v, text = _fmt(r.get(c), c)
             title = f' title="{e(r["error"] or "")}"' if c == "status" and r["error"] else ""
-            cells.append(f'<td{" class=arch" if c == "arch" else ""} data-v="{e(v)}"{title}>{e(text)}</td>')
+            cells.append(f'<td class="c-{c}" data-v="{e(v)}"{title}>{e(text)}</td>')
         body.append(f'<tr class="{cls}" data-id="{r["id"]}">{"".join(cells)}</tr>')
 
     def kv(k: str, v: Any) -> str:
