@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,latency,litert,ray]'
+	$(PIP) install -q -e '.[test,latency,litert,ray,train]'
+	$(PIP) install -q --no-deps animal-mnist==0.4
 	touch $(STAMP)
 
 test: setup

@@ -31,6 +31,7 @@ BASE: dict = {
     "label_smoothing": 0.0,
     "ema_decay": 0.0,
     "hflip": False,
+    "bn_momentum": 0.0,
 }
 
 PRESETS: dict[str, dict] = {
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict] = {
         "schedule": "cosine",
         "label_smoothing": 0.1,
         "dropout": 0.2,
+        "bn_momentum": 0.1,
     },
     "mnasnet-imagenet": {
         "description": "the paper's recipe: RMSProp(TF) 0.9/0.9/1e-3, lr 0.016 x batch/256, 5-epoch warm-up, "

@@ -57,6 +57,7 @@ class TrainConfig:
     label_smoothing: Optional[float] = None
     ema_decay: Optional[float] = None       # > 0: evaluate an EMA of the weights (TF num_updates warm-up)
     hflip: Optional[bool] = None            # random horizontal flips
+    bn_momentum: Optional[float] = None     # PyTorch convention; 0: keep the builder's (TF 0.99 = 0.01)
     seed: int = 0
     val_fraction: float = 0.2               # used when data is given as a spec string
     threads: int = 0                        # > 0: torch.set_num_threads for the run (restored after);
@@ -210,6 +211,12 @@ def _train(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.de
     scaled = arch.scaled(cfg.width_multiplier) if cfg.width_multiplier != 1.0 else arch
     model = build(scaled, data.num_classes, data.in_chans, cfg.dropout).to(device, memory_format=fmt)
     params = count_params(model)
+    if cfg.bn_momentum:
+        # a few hundred steps are too few for running statistics that move 1 % per step to catch up
+        # with weights that change fast, so short proxies evaluate with stale BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = cfg.bn_momentum
 
     x_train, y_train = data.x_train, data.y_train
     if 0 < cfg.max_train_samples < len(y_train):

@@ -1,0 +1,46 @@
+"""``mnas train`` and ``mnas data``: JSON fields, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mnas.cli import main
+
+
+def test_data_list_json(capsys):
+    assert main(["data", "list", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert {"animal-mnist", "npz", "cifar10"} <= {d["name"] for d in items}
+
+
+def test_train_json_on_npz(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (80, 8, 8), dtype=np.uint8)
+    y = np.arange(80) % 2
+    x[y == 1, :, :4] = 255  # a learnable difference between the classes
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y)
+    code = main(["train", "stem8:ds_r1_k3_s1_e1_i8_o8:head16", "--dataset", f"npz:{path}", "--epochs", "1",
+                 "--resolution", "8", "--width-multiplier", "1", "--batch-size", "16", "--threads", "1",
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["status"] == "ok"
+    assert {"top1", "train_images_per_s", "seconds", "epochs", "params"} <= out.keys()
+    assert out["epochs"] == 1 and out["train"] == 64 and out["val"] == 16
+
+
+def _one_line_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    return err
+
+
+def test_missing_path_and_unknown_dataset_exit_2(tmp_path, capsys):
+    err = _one_line_error(capsys, ["train", "mnasnet-a1", "--dataset", f"npz:{tmp_path / 'nope.npz'}"])
+    assert "not found" in err
+    err = _one_line_error(capsys, ["train", "mnasnet-a1", "--dataset", "imagenet21k"])
+    assert "unknown dataset" in err
+    assert "preset" in _one_line_error(capsys, ["train", "mnasnet-a1", "--preset", "slow"])

@@ -1,0 +1,113 @@
+"""The proxy trainer on tiny runs: it learns, it is deterministic, NaN ends a trial cleanly, recipes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mnas import MnasError
+from mnas.space import Architecture, zoo
+from mnas.train import RMSpropTF, TrainConfig, load_dataset, train_proxy
+from mnas.train.trainer import lr_factor, param_groups
+
+TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")
+
+
+def quick(**kw) -> TrainConfig:
+    base = dict(epochs=2, batch_size=32, resolution=8, width_multiplier=1.0, threads=1, device="cpu", lr=0.05)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_run_learns_digits_and_reports():
+    r = train_proxy(TINY, "digits", quick(epochs=4))
+    assert r.ok and r.error is None
+    assert r.top1 > 0.3  # chance is 0.1
+    assert len(r.loss_curve) == 4 and r.loss_curve[-1] < r.loss_curve[0]
+    assert r.params > 0 and r.train_images_per_s > 0 and r.seconds >= r.train_seconds > 0
+    d = r.to_dict()
+    assert {"top1", "train_images_per_s", "seconds", "epochs", "params", "status", "error", "loss_curve"} <= d.keys()
+
+
+def test_same_seed_same_result():
+    a = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))
+    b = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))
+    c = train_proxy(TINY, "digits", quick(epochs=1, seed=4, hflip=True))
+    assert a.loss_curve == b.loss_curve and a.top1 == b.top1
+    assert a.loss_curve != c.loss_curve
+
+
+def test_nan_loss_is_a_failed_result_not_an_exception():
+    r = train_proxy(TINY, "digits", quick(epochs=2, lr=1e12, optimizer="sgd", warmup_epochs=0))
+    assert r.status == "failed" and r.top1 == 0.0
+    assert r.error.startswith("loss became") and " at epoch " in r.error and " step " in r.error
+
+
+def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():
+    """The paper preset end to end (RMSProp TF, warm-up, staircase decay, EMA) on a small subset; at
+    28 px A1's feature map reaches 1x1 and still trains."""
+    data = load_dataset("animal-mnist", 28)
+    cfg = TrainConfig(preset="mnasnet-imagenet", epochs=0.5, batch_size=32, resolution=28, width_multiplier=0.35,
+                      threads=1, max_train_samples=256, device="cpu")
+    assert cfg.optimizer == "rmsprop" and cfg.ema_decay == 0.9999 and cfg.peak_lr == pytest.approx(0.016 / 8)
+    r = train_proxy(zoo.get("mnasnet-a1"), data, cfg)
+    assert r.ok and r.steps == 4 and 0.0 <= r.top1 <= 1.0 and math.isfinite(r.val_loss)
+
+
+def test_preset_fields_and_overrides():
+    cfg = TrainConfig(preset="mnasnet-imagenet", batch_size=1024, epochs=3)
+    assert cfg.peak_lr == pytest.approx(0.064) and cfg.epochs == 3 and cfg.warmup_epochs == 5
+    assert (cfg.decay_rate, cfg.decay_epochs, cfg.label_smoothing, cfg.weight_decay) == (0.97, 2.4, 0.1, 1e-5)
+    assert TrainConfig().preset == "fast" and TrainConfig().resolution == 28
+    with pytest.raises(MnasError, match="preset"):
+        TrainConfig(preset="nope")
+    with pytest.raises(MnasError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+
+
+def test_lr_schedule_warmup_staircase_and_cosine():
+    # 10 steps per epoch: 5-epoch warm-up = 50 steps, decay every 2.4 epochs = 24 steps, from step 0
+    assert lr_factor(0, 500, 50, "exponential", 0.97, 24) == 0.0
+    assert lr_factor(25, 500, 50, "exponential", 0.97, 24) == pytest.approx(0.5)
+    assert lr_factor(50, 500, 50, "exponential", 0.97, 24) == pytest.approx(0.97 ** 2)
+    assert lr_factor(71, 500, 50, "exponential", 0.97, 24) == pytest.approx(0.97 ** 2)
+    assert lr_factor(72, 500, 50, "exponential", 0.97, 24) == pytest.approx(0.97 ** 3)
+    assert lr_factor(10, 110, 10, "cosine", 0, 1) == 1.0
+    assert lr_factor(60, 110, 10, "cosine", 0, 1) == pytest.approx(0.5)
+
+
+def test_weight_decay_skips_batchnorm_only():
+    from mnas.model import build
+
+    m = build(TINY, 10, 1)
+    decay, no_decay = param_groups(m, 1e-5, decay_bn=False)
+    bn = sum(p.numel() for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
+    assert sum(p.numel() for p in no_decay["params"]) == bn
+    assert decay["weight_decay"] == 1e-5 and no_decay["weight_decay"] == 0.0
+    assert any(p is m.classifier.bias for p in decay["params"])  # FC and SE biases are decayed, as in TF
+
+
+def test_rmsprop_tf_matches_hand_computed_steps():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = RMSpropTF([w], lr=0.1, decay=0.9, momentum=0.5, eps=1e-3, weight_decay=0.01)
+    g1 = torch.tensor([0.5, 1.0])
+    w.grad = g1.clone()
+    opt.step()
+    # step 1 by hand: g = grad + wd*w; ms starts at 1; eps inside the sqrt; lr inside the momentum buffer
+    g = g1 + 0.01 * torch.tensor([1.0, -2.0])
+    ms = 0.9 * 1.0 + 0.1 * g * g
+    mom = 0.1 * g / torch.sqrt(ms + 1e-3)
+    expect = torch.tensor([1.0, -2.0]) - mom
+    assert torch.allclose(w.detach(), expect, atol=1e-7)
+    # step 2 with a new lr: the old momentum is carried unscaled, only the new term uses lr=0.05
+    for group in opt.param_groups:
+        group["lr"] = 0.05
+    g2 = torch.tensor([-1.0, 0.25])
+    w.grad = g2.clone()
+    opt.step()
+    g = g2 + 0.01 * expect
+    ms = 0.9 * ms + 0.1 * g * g
+    mom = 0.5 * mom + 0.05 * g / torch.sqrt(ms + 1e-3)
+    assert torch.allclose(w.detach(), expect - mom, atol=1e-7)
