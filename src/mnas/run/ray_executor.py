@@ -19,6 +19,7 @@ Ray gives up, the trial comes back failed with Ray's error: the driver records i
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -95,15 +96,21 @@ class RayExecutor:
         self._owns_ray = False
         if not ray.is_initialized():
             self._connect()
-        self._train_fn = ray.remote(_train_remote).options(
-            num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=cfg.max_retries,
-            retry_exceptions=False)
-        self._measure_fn = None
-        if cfg.device_resource:
-            cpus = self._device_cpus(cfg.device_resource)
-            self._measure_fn = ray.remote(_measure_remote).options(
-                num_cpus=cpus, resources={cfg.device_resource: 1}, max_retries=cfg.max_retries,
+        try:
+            self._check_fits()
+            self._train_fn = ray.remote(_train_remote).options(
+                num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial, max_retries=cfg.max_retries,
                 retry_exceptions=False)
+            self._measure_fn = None
+            if cfg.device_resource:
+                cpus = self._device_cpus(cfg.device_resource)
+                self._measure_fn = ray.remote(_measure_remote).options(
+                    num_cpus=cpus, resources={cfg.device_resource: 1}, max_retries=cfg.max_retries,
+                    retry_exceptions=False)
+        except BaseException:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
         self._trials: dict[int, _Trial] = {}
         self._held: deque[int] = deque()  # submitted, training not started (a latency window is due)
         self._need_latency: list[int] = []  # trained, waiting for the next latency window
@@ -121,14 +128,23 @@ class RayExecutor:
                 # one CPU unit per worker process, so `workers` trainings run at once. Loopback only: a
                 # private instance has no business listening on the machine's external address.
                 resources = {cfg.device_resource: 1} if cfg.device_resource else None
-                ray.init(address="local", num_cpus=int(round(cfg.workers * cfg.cpus_per_trial)),
-                         num_gpus=cfg.gpus_per_trial * cfg.workers if cfg.gpus_per_trial else 0,
-                         resources=resources, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                         _node_ip_address="127.0.0.1", **quiet)
+                # GPUs: Ray counts the real ones (declaring more would schedule GPU trials onto none).
+                ray.init(address="local", num_cpus=math.ceil(cfg.workers * cfg.cpus_per_trial),
+                         num_gpus=None if cfg.gpus_per_trial else 0, resources=resources,
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1", **quiet)
         except ConnectionError as e:
             raise MnasError(f"cannot reach the Ray cluster at {cfg.address!r} ({e}); start it with "
                             "`ray start --head` and give executor.address as HOST:PORT") from None
         self._owns_ray = True
+
+    def _check_fits(self) -> None:
+        """A task no node can hold waits forever in Ray: say so now instead."""
+        need = {"CPU": self.cfg.cpus_per_trial, "GPU": self.cfg.gpus_per_trial}
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        if not any(all(r.get(k, 0.0) >= v for k, v in need.items() if v) for r in nodes):
+            have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no nodes"
+            raise MnasError(f"no Ray node can run a trial needing {need['CPU']:g} CPU and {need['GPU']:g} GPU "
+                            f"(nodes: {have}); lower executor.cpus_per_trial / gpus_per_trial")
 
     def _device_cpus(self, resource: str) -> float:
         """The CPUs a measurement claims: all of the device node's, so no training overlaps a timing."""
@@ -210,10 +226,7 @@ class RayExecutor:
     def _finished(self, tr: _Trial) -> TrialOutcome | None:
         for part in (tr.train, tr.lat):
             if part is not None and "error" in part:
-                if tr.train is None and tr.train_ref is not None:
-                    self._ray.cancel(tr.train_ref)
-                if tr.lat is None and tr.lat_ref is not None:
-                    self._ray.cancel(tr.lat_ref)
+                self._cancel(tr)
                 return TrialOutcome(tr.task.trial_id, tr.task.arch, "failed", error=part["error"],
                                     worker=f"{'train' if part is tr.train else 'latency'}:{part['where']}",
                                     started=tr.started, finished=time.time())
@@ -221,6 +234,15 @@ class RayExecutor:
             return None
         worker = f"train:{tr.train['where']} latency:{tr.lat['where']}"
         return combine(tr.task, tr.lat["lat"], tr.train["train"], tr.started, worker=worker)
+
+    def _cancel(self, tr: _Trial) -> None:
+        """Stop the half of a trial still running (the other half failed, or the search stops)."""
+        for ref, result in ((tr.train_ref, tr.train), (tr.lat_ref, tr.lat)):
+            if ref is not None and result is None:
+                try:
+                    self._ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - already finished, or its node is gone
+                    pass
 
     # -- latency windows (no device resource)
     def _window_due(self) -> bool:
@@ -235,8 +257,8 @@ class RayExecutor:
             tr = self._trials.pop(tid)
             started = time.time()
             try:
-                tr.lat = {"lat": measure_latency(tr.task.arch, tr.task.latency), "where": worker_name() + "@driver",
-                          "started": started}
+                tr.lat = {"lat": measure_latency(tr.task.arch, tr.task.latency),
+                          "where": worker_name() + "@driver", "started": started}
             except Exception as exc:  # noqa: BLE001
                 tr.lat = {"error": _error(tr.task.arch, exc), "where": worker_name() + "@driver",
                           "started": started}
@@ -251,12 +273,7 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         for tr in self._trials.values():
-            for ref in (tr.train_ref, tr.lat_ref):
-                if ref is not None:
-                    try:
-                        self._ray.cancel(ref, force=True)
-                    except Exception:  # noqa: BLE001 - already finished or its node is gone
-                        pass
+            self._cancel(tr)
         self._trials.clear()
         self._held.clear()
         self._need_latency = []
