@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test,latency,litert,ray,train]'
 	$(PIP) install -q --no-deps animal-mnist==0.4
+	# headless Chromium renders report.html in the tests (tests/test_report_html.py fails without it in CI)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	    || (test -z "$$CI" && echo "warning: chromium not installed; the report.html browser test will skip")
 	touch $(STAMP)
 
 test: setup

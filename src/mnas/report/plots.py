@@ -39,7 +39,7 @@ def window_for(n: int) -> int:
 def plot_reward(table: TrialTable, path: Path, title: str = "") -> Path:
     plt = _plt()
     done = np.flatnonzero(table.completed & np.isfinite(table.reward))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _figure(plt)
     if done.size:
         x, y = np.arange(1, done.size + 1), table.reward[done]
         w = window_for(done.size)
@@ -58,7 +58,7 @@ def plot_reward(table: TrialTable, path: Path, title: str = "") -> Path:
 def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: str = "") -> Path:
     plt = _plt()
     done = np.flatnonzero(table.completed)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(plt, right=0.98, height=4.5)
     if done.size:
         lat, acc = table.latency_ms[done], table.accuracy[done]
         sc = ax.scatter(lat, acc, c=np.arange(done.size), cmap="viridis", s=8, alpha=0.6, lw=0,
@@ -85,7 +85,7 @@ def plot_latency_hist(runs: list[tuple[str, TrialTable]], path: Path, target_ms:
                       title: str = "") -> Path:
     """Histogram of the sampled models' latencies; several runs overlaid (the paper's Fig. 6)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _figure(plt)
     lats = [t.latency_ms[np.isfinite(t.latency_ms)] for _, t in runs]
     allv = np.concatenate(lats) if lats else np.zeros(0)
     if allv.size:
@@ -124,7 +124,7 @@ def token_entropy(tokens: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
 
 def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Path, title: str = "") -> Path:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _figure(plt, right=0.88 if diagnostics else 0.97)
     pts = [(d["trials_told"], d["entropy"]) for d in diagnostics
            if isinstance(d.get("entropy"), (int, float)) and d.get("trials_told") is not None]
     handles = []
@@ -153,10 +153,16 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
     return _save(fig, path)
 
 
+def _figure(plt, right: float = 0.97, height: float = 4.0):
+    fig, ax = plt.subplots(figsize=(7, height))
+    fig.subplots_adjust(left=0.11, right=right, bottom=0.13, top=0.91)
+    return fig, ax
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    # fixed margins: tight_layout would render the whole figure once more just to measure the labels
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
