@@ -187,8 +187,8 @@ def test_worker_node_killed_mid_search_loses_and_duplicates_nothing(cluster, tmp
 
 
 def test_private_local_instance_trains_in_parallel_and_times_in_the_driver(tmp_path):
-    """No address: a private Ray instance on this machine (nodes advertise loopback), 2 worker processes;
-    latencies measured by the driver between training waves."""
+    """No address: a private one-node Ray instance on this machine, 2 worker processes; latencies measured
+    by the driver between training waves."""
     import ray
 
     from mnas.search.config import config_from_dict
@@ -201,6 +201,6 @@ def test_private_local_instance_trains_in_parallel_and_times_in_the_driver(tmp_p
     assert state.completed == 4 and state.failed == 0
     trials = exp.store.trials()
     assert [t.id for t in trials] == [1, 2, 3, 4]
-    assert {node_of(t.worker, "train") for t in trials} == {"127.0.0.1"}
+    assert len({node_of(t.worker, "train") for t in trials}) == 1
     assert {node_of(t.worker, "latency") for t in trials} == {"driver"}
     assert len({t.worker.split()[0].rsplit("@")[0] for t in trials}) == 2  # two worker processes trained

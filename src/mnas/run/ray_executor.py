@@ -38,7 +38,11 @@ LOCAL_OBJECT_STORE_BYTES = 100_000_000
 def _where() -> str:
     import ray
 
-    return f"{worker_name()}@{ray.util.get_node_ip_address()}"
+    try:  # the address the node joined with (--node-ip-address), not a guess from the routing table
+        ip = ray._private.worker.global_worker.node_ip_address
+    except Exception:  # noqa: BLE001 - a private attribute: fall back to Ray's public guess
+        ip = ray.util.get_node_ip_address()
+    return f"{worker_name()}@{ip}"
 
 
 def _threads(n: int) -> None:
@@ -125,13 +129,13 @@ class RayExecutor:
                 ray.init(address=cfg.address, **quiet)
             else:
                 # "local" starts a private instance and never joins a cluster found in the environment;
-                # one CPU unit per worker process, so `workers` trainings run at once. Loopback only: a
-                # private instance has no business listening on the machine's external address.
+                # one CPU unit per worker process, so `workers` trainings run at once. (Ray turns a loopback
+                # node address into the routable one, so none is given; its token guards the instance.)
                 resources = {cfg.device_resource: 1} if cfg.device_resource else None
                 # GPUs: Ray counts the real ones (declaring more would schedule GPU trials onto none).
                 ray.init(address="local", num_cpus=math.ceil(cfg.workers * cfg.cpus_per_trial),
                          num_gpus=None if cfg.gpus_per_trial else 0, resources=resources,
-                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1", **quiet)
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
         except ConnectionError as e:
             raise MnasError(f"cannot reach the Ray cluster at {cfg.address!r} ({e}); start it with "
                             "`ray start --head` and give executor.address as HOST:PORT") from None
