@@ -178,6 +178,9 @@ def test_worker_node_killed_mid_search_loses_and_duplicates_nothing(cluster, tmp
     finish(proc)
     with Store(tmp_path / "run", create=False) as store:
         trials = store.trials()
+    print(f"killed the worker node ({len(killed)} processes); in flight then: {sorted(in_flight)}")
+    for t in trials:
+        print(t.id, t.status, t.worker, t.seconds)
     assert [t.id for t in trials] == list(range(1, budget + 1))
     assert len({t.arch for t in trials}) == budget
     assert all(t.status == "completed" for t in trials), [t.error for t in trials]
