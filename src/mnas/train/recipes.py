@@ -32,6 +32,7 @@ BASE: dict = {
     "ema_decay": 0.0,
     "hflip": False,
     "bn_momentum": 0.0,
+    "zero_init_head": False,
 }
 
 PRESETS: dict[str, dict] = {
@@ -46,6 +47,7 @@ PRESETS: dict[str, dict] = {
         "label_smoothing": 0.1,
         "dropout": 0.2,
         "bn_momentum": 0.1,
+        "zero_init_head": True,
     },
     "mnasnet-imagenet": {
         "description": "the paper's recipe: RMSProp(TF) 0.9/0.9/1e-3, lr 0.016 x batch/256, 5-epoch warm-up, "

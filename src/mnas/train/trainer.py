@@ -57,6 +57,7 @@ class TrainConfig:
     label_smoothing: Optional[float] = None
     ema_decay: Optional[float] = None       # > 0: evaluate an EMA of the weights (TF num_updates warm-up)
     hflip: Optional[bool] = None            # random horizontal flips
+    zero_init_head: Optional[bool] = None   # start the classifier at 0: logits start at 0, loss at ln(classes)
     bn_momentum: Optional[float] = None     # PyTorch convention; 0: keep the builder's (TF 0.99 = 0.01)
     seed: int = 0
     val_fraction: float = 0.2               # used when data is given as a spec string
@@ -211,6 +212,10 @@ def _train(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.de
     scaled = arch.scaled(cfg.width_multiplier) if cfg.width_multiplier != 1.0 else arch
     model = build(scaled, data.num_classes, data.in_chans, cfg.dropout).to(device, memory_format=fmt)
     params = count_params(model)
+    if cfg.zero_init_head:
+        # the reference init (U(+-1/sqrt(classes))) on 1280 features gives logits of std ~4 for 10 classes:
+        # the first hundred steps of a short proxy then go to undoing it
+        nn.init.zeros_(model.classifier.weight)
     if cfg.bn_momentum:
         # a few hundred steps are too few for running statistics that move 1 % per step to catch up
         # with weights that change fast, so short proxies evaluate with stale BatchNorm statistics
