@@ -38,7 +38,10 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
               threads: int = typer.Option(1, "--threads", min=1),
               batch: int = typer.Option(1, "--batch", min=1),
               num_classes: int = typer.Option(1000, "--num-classes", min=1),
-              runs: int = typer.Option(30, "--runs", min=1, help="timed runs per entry"),
+              runs: int = typer.Option(30, "--runs", min=1, help="timed runs per whole model (calibration)"),
+              entry_runs: int = typer.Option(10, "--entry-runs", min=1, help="timed runs per table entry"),
+              clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (1 thread, "
+                                        "in-process backends; robust on a shared machine)"),
               warmup: int = typer.Option(5, "--warmup", min=0),
               rounds: int = typer.Option(5, "--rounds", min=1),
               calibrate: int = typer.Option(0, "--calibrate", min=0, help="fit a linear correction on N whole "
@@ -55,14 +58,16 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
                                runs=runs, warmup=warmup, rounds=rounds)
     t0 = time.perf_counter()
     if json:
-        tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed)
+        tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
+                          entry_runs=entry_runs, clock=clock)
     else:
         bar, update = _progress("measuring layers")
         with bar:
             tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
-                              progress=update)
+                              progress=update, entry_runs=entry_runs, clock=clock)
     info = {"out": str(out), "backend": tbl.backend, "runtime_version": tbl.runtime_version,
-            "space": tbl.space.name, "resolution": resolution, "threads": threads, "entries": len(tbl.entries),
+            "space": tbl.space.name, "resolution": resolution, "threads": threads, "clock": tbl.clock,
+            "entries": len(tbl.entries),
             "expected_entries": tbl.expected, "complete": tbl.complete, "overhead_ms": tbl.overhead_ms,
             "calibration": ({k: v for k, v in tbl.calibration.items() if k != "samples"} if tbl.calibration else None),
             "this_run_s": round(time.perf_counter() - t0, 1), "build_seconds": round(tbl.build_seconds, 1),
@@ -108,5 +113,6 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         return
     keys = ("n", "within_10pct", "within_5pct", "mape", "max_ape", "rmse_ms", "kendall_tau", "bias", "predict_ms")
     rows = [[k, f"{res[k]:.4g}" if isinstance(res[k], float) else res[k]] for k in keys]
-    console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s)"
+    console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s), "
+                        f"{res['clock']} clock"
                         f"{' (calibrated)' if res['calibrated'] else ''}", ["metric", "value"], rows))

@@ -55,7 +55,7 @@ class LutBackend:
                             "'mnas lut build' or allow on-demand measuring (lut:PATH?missing=measure)")
         from mnas.latency.base import get_backend
         from mnas.latency.fingerprint import fingerprint
-        from mnas.latency.lut.build import measure_entry
+        from mnas.latency.lut.build import entry_settings, measure_entry
 
         if self.table.device.get("id") != fingerprint()["id"]:
             raise MnasError(f"the table lacks {keys} and was built on {self.table.device.get('cpu')!r}, not this "
@@ -63,7 +63,8 @@ class LutBackend:
         be = get_backend(self.table.backend)
         io_cache: dict = {}
         for spec in missing:
-            self.table.entries[spec.key] = {**measure_entry(be, spec, self.table.settings, io_cache),
+            esettings = entry_settings(self.table.settings, self.table.entry_runs)
+            self.table.entries[spec.key] = {**measure_entry(be, spec, esettings, io_cache, self.table.clock),
                                             "on_demand": True}
         if self.table.path is not None:
             self.table.save()

@@ -6,6 +6,7 @@ models. Resumable: partial results are saved every few seconds and a rerun measu
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -17,31 +18,79 @@ from mnas.latency.lut.layers import LayerSpec, space_layers
 from mnas.latency.lut.table import FEATURES, LatencyTable
 
 SAVE_EVERY_S = 5.0
+ENTRY_RUNS = 10
+
+
+def entry_settings(settings: LatencySettings, runs: int = ENTRY_RUNS) -> LatencySettings:
+    """Per-entry timing is cheaper than a whole-model measurement: an entry's noise averages out over the
+    ~20 layers of a network, and 1,400 entries at 30 runs with re-measures take an hour on a busy machine.
+    BatchNorm calibration is off because one layer fed N(0, 1) input cannot drift into denormals (that
+    needs many layers), and it would cost more than the timing itself."""
+    return dataclasses.replace(settings, runs=runs, rounds=min(settings.rounds, 2), warmup=min(settings.warmup, 2),
+                               max_remeasures=min(settings.max_remeasures, 1), calibrate_bn=False)
 Progress = Callable[[int, int, str], None]  # (done, total, current key)
 
 
+CLOCKS = ("wall", "cpu")
+
+
+def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings: LatencySettings,
+               clock: str = "wall") -> float:
+    """Median ms of ``model`` at ``shape``. ``clock="cpu"`` times the calling thread's CPU time instead of the
+    wall clock: on a machine shared with other jobs a 5 ms model can take 20 ms of wall time while its own
+    work stays 5 ms. Valid only with one thread (the runtime then computes in the calling thread)."""
+    if clock == "wall":
+        return backend.measure_model(model, shape, settings).median_ms
+    import copy
+
+    from mnas.latency.local import random_input
+    from mnas.latency.protocol import calibrate_bn, time_calls, torch_threads
+
+    if clock not in CLOCKS:
+        raise MnasError(f"clock {clock!r}: choose wall or cpu")
+    if settings.threads != 1 or not hasattr(backend, "prepare"):
+        raise MnasError("--clock cpu needs --threads 1 and an in-process backend (onnxruntime, torch, openvino)")
+    with torch_threads(settings.threads):  # spinning OpenMP threads on a busy machine cost 10x
+        if settings.calibrate_bn:
+            model = copy.deepcopy(model)
+            calibrate_bn(model, shape)
+        infer = backend.prepare(model.eval(), shape, settings)
+    x = random_input(shape)
+    return time_calls(lambda: infer(x), settings, clock=time.thread_time_ns).median_ms
+
+
+def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> float:
+    """A whole network, the ground truth a table is fitted to and judged against."""
+    if clock == "wall":
+        from mnas.latency.base import measure
+        return measure(arch, backend, settings).median_ms
+    from mnas.model import build
+    return time_model(backend, build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans),
+                      settings.input_shape(), settings, clock)
+
+
 def _identity_ms(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings,
-                 cache: dict[tuple[int, ...], float]) -> float:
+                 cache: dict[tuple[int, ...], float], clock: str = "wall") -> float:
     """What a one-layer model pays that the same layer inside a network does not: the call itself,
     handing the output back (copied into a new array), layout conversions at the graph boundary."""
     if shape not in cache:
         from torch import nn
-        cache[shape] = backend.measure_model(nn.Identity(), shape, settings).median_ms
+        cache[shape] = time_model(backend, nn.Identity(), shape, settings, clock)
     return cache[shape]
 
 
 def measure_entry(backend: LatencyBackend, spec: LayerSpec, settings: LatencySettings,
-                  io_cache: dict[tuple[int, ...], float]) -> dict:
-    r = backend.measure_model(spec.module(), spec.input_shape(settings.batch), settings)
+                  io_cache: dict[tuple[int, ...], float], clock: str = "wall") -> dict:
+    raw = time_model(backend, spec.module(), spec.input_shape(settings.batch), settings, clock)
     out_shape = ((settings.batch, spec.num_classes) if spec.kind == "head" else
                  (settings.batch, spec.out_ch, spec.out_res, spec.out_res))
-    io = _identity_ms(backend, out_shape, settings, io_cache)
+    io = _identity_ms(backend, out_shape, settings, io_cache, clock)
     # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
-    return {"ms": round(max(r.median_ms - io, 0.0), 6), "raw_ms": round(r.median_ms, 6), "io_ms": round(io, 6),
-            "cv": round(r.cv, 4)}
+    return {"ms": round(max(raw - io, 0.0), 6), "raw_ms": round(raw, 6), "io_ms": round(io, 6)}
 
 
-def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings) -> LatencyTable:
+def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings,
+              clock: str = "wall") -> LatencyTable:
     from mnas.latency.fingerprint import fingerprint
     from mnas.space.mnasnet import DEFAULT_SPACE
 
@@ -55,13 +104,17 @@ def new_table(space_path: str | Path | None, backend: str, settings: LatencySett
         raise MnasError("a table is built on a real backend (onnxruntime, torch, openvino, remote:URL), not lut:")
     version = getattr(be, "runtime_version", lambda: "")()
     table = LatencyTable(space_yaml=text, backend=be.name, settings=settings, runtime_version=version,
-                         device=fingerprint(), created=now_iso())
+                         device=fingerprint(), created=now_iso(), clock=clock)
     table.space  # parse now: a bad space file fails before any measuring
     return table
 
 
-def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settings: LatencySettings) -> LatencyTable:
-    fresh = new_table(space_path, backend, settings)
+def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settings: LatencySettings,
+                  entry_runs: int = ENTRY_RUNS, clock: str = "wall") -> LatencyTable:
+    if clock not in CLOCKS:
+        raise MnasError(f"clock {clock!r}: choose wall or cpu")
+    fresh = new_table(space_path, backend, settings, clock)
+    fresh.entry_runs = entry_runs
     if not out.exists():
         return fresh
     old = LatencyTable.load(out)
@@ -70,8 +123,10 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
         why.append("another space")
     if old.backend != fresh.backend:
         why.append(f"backend {old.backend}")
-    if old.settings.key_fields() != settings.key_fields():
+    if old.settings.key_fields() != settings.key_fields() or old.entry_runs != entry_runs:
         why.append("other settings")
+    if old.clock != clock:
+        why.append(f"clock {old.clock}")
     if old.device.get("id") != fresh.device.get("id"):
         why.append(f"device {old.device.get('cpu')}")
     if why:
@@ -82,12 +137,15 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
 
 def build_table(out: str | Path, space: str | Path | None = None, backend: str = "onnxruntime",
                 settings: LatencySettings | None = None, calibrate: int = 0, limit: int | None = None,
-                seed: int = 0, progress: Progress | None = None) -> LatencyTable:
+                seed: int = 0, progress: Progress | None = None, entry_runs: int = ENTRY_RUNS,
+                clock: str = "wall") -> LatencyTable:
     """Measure what ``out`` still lacks (all of it on a first run), then calibrate on ``calibrate`` whole
-    models. ``limit`` stops after that many new entries (the table stays resumable)."""
+    models. ``settings`` are the whole-model settings (calibration, eval); entries use ``entry_runs`` runs.
+    ``limit`` stops after that many new entries (the table stays resumable)."""
     settings = settings or LatencySettings()
     out = Path(out)
-    table = resume_or_new(out, space, backend, settings)
+    table = resume_or_new(out, space, backend, settings, entry_runs, clock)
+    esettings = entry_settings(settings, entry_runs)
     be = get_backend(backend)
     specs = space_layers(table.space, settings.resolution, settings.in_chans, settings.num_classes)
     table.expected = len(specs)
@@ -98,12 +156,13 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     spent_before = table.build_seconds
     io_cache: dict[tuple[int, ...], float] = {}
     if not table.overhead_ms:
-        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), settings, io_cache), 6)
+        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), esettings, io_cache,
+                                              clock), 6)
     done = len(specs) - len([s for s in specs if s.key not in table.entries])
     for spec in todo:
         if progress:
             progress(done, len(specs), spec.key)
-        table.entries[spec.key] = measure_entry(be, spec, settings, io_cache)
+        table.entries[spec.key] = measure_entry(be, spec, esettings, io_cache, clock)
         done += 1
         if time.perf_counter() - last_save > SAVE_EVERY_S:
             table.build_seconds = spent_before + time.perf_counter() - started
@@ -136,7 +195,7 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
     for _ in range(n):
         arch = table.space.sample(rng)
         f = table.features(arch)
-        measured = backend.measure(arch, table.settings).median_ms
+        measured = measure_arch(backend, arch, table.settings, table.clock)
         samples.append({"arch": arch.canonical, "measured_ms": round(measured, 6), **{k: f[k] for k in features}})
     x = np.array([[s[k] for k in features] for s in samples], dtype=float)
     y = np.array([s["measured_ms"] for s in samples], dtype=float)

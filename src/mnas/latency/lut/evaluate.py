@@ -6,7 +6,7 @@ import random
 import time
 from typing import Any, Callable
 
-from mnas.latency.base import get_backend, measure
+from mnas.latency.base import get_backend
 from mnas.latency.lut.table import LatencyTable
 
 
@@ -28,6 +28,7 @@ def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool 
     """``samples`` fresh architectures (seeded, distinct from the calibration draw), each measured for real on
     the table's backend with the table's settings."""
     from mnas.latency.lut.backend import LutBackend
+    from mnas.latency.lut.build import measure_arch
 
     rng = random.Random(f"eval:{seed}")
     archs = [table.space.sample(rng) for _ in range(samples)]
@@ -45,12 +46,12 @@ def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool 
     for i, a in enumerate(archs):
         if progress:
             progress(i, len(archs))
-        rows.append(measure(a, be, table.settings).median_ms)
+        rows.append(measure_arch(be, a, table.settings, table.clock))
     if progress:
         progress(len(archs), len(archs))
     out: dict[str, Any] = {**metrics(predicted, rows), "predict_ms": predict_ms, "seed": seed,
                            "backend": table.backend, "resolution": table.settings.resolution,
-                           "threads": table.settings.threads, "calibrated": bool(calibrated and table.calibration)}
+                           "threads": table.settings.threads, "clock": table.clock, "calibrated": bool(calibrated and table.calibration)}
     if table.calibration and calibrated:
         out["uncalibrated"] = {k: v for k, v in metrics(uncal, rows).items() if k != "n"}
     out["samples"] = [{"arch": a.canonical, "predicted_ms": round(p, 4), "measured_ms": round(m, 4)}

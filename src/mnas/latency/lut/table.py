@@ -57,6 +57,8 @@ class LatencyTable:
     overhead_ms: float = 0.0
     calibration: dict[str, Any] | None = None  # {"features", "coef", "n", "fit": {...}}
     expected: int = 0  # how many entries the space needs
+    entry_runs: int = 10  # timed runs per entry (whole models use settings.runs)
+    clock: str = "wall"  # "wall", or "cpu": the calling thread's CPU time (build and eval alike)
     build_seconds: float = 0.0
     created: str = ""
     path: Path | None = None
@@ -123,7 +125,8 @@ class LatencyTable:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "space": {"sha": self.space_sha, "name": self.space.name, "yaml": self.space_yaml},
                 "backend": self.backend, "runtime_version": self.runtime_version, "device": self.device,
-                "settings": self.settings.to_dict(), "expected_entries": self.expected,
+                "settings": self.settings.to_dict(), "expected_entries": self.expected, "entry_runs": self.entry_runs,
+                "clock": self.clock,
                 "complete": self.complete, "overhead_ms": self.overhead_ms, "calibration": self.calibration,
                 "build_seconds": round(self.build_seconds, 1), "created": self.created,
                 "entries": self.entries}
@@ -155,6 +158,7 @@ class LatencyTable:
                        runtime_version=data.get("runtime_version", ""), device=data.get("device", {}),
                        entries=data["entries"], overhead_ms=float(data.get("overhead_ms", 0.0)),
                        calibration=data.get("calibration"), expected=int(data.get("expected_entries", 0)),
+                       entry_runs=int(data.get("entry_runs", 10)), clock=data.get("clock", "wall"),
                        build_seconds=float(data.get("build_seconds", 0.0)), created=data.get("created", ""),
                        path=path)
         except (KeyError, TypeError) as e:

@@ -1,0 +1,178 @@
+"""Latency tables built for real on onnxruntime (a tiny space at 32 px), evaluated against real
+measurements, resumed after an interruption, and every refusal path."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from mnas import MnasError
+from mnas.latency import LatencySettings, get_backend, measure
+from mnas.latency.lut import LatencyTable, arch_layers, build_table, calibrate_table, evaluate, space_layers
+from mnas.space import MnasNetSpace
+
+TINY = """
+name: tiny
+stem: 8
+head: 32
+choices:
+  op: [ds, mb3]
+  kernel: 3
+  se: [0, 0.25]
+  skip: [none, identity]
+  width: [0.5, 1.0]
+  layers: [0, 1]
+blocks:
+  - {width_base: 16, layers_base: 1, stride: 1}
+  - {width_base: 24, layers_base: 1, stride: 2}
+"""
+SETTINGS = dict(resolution=32, num_classes=10, runs=6, warmup=1, rounds=2, max_remeasures=0)
+
+
+def settings(**kw):
+    return LatencySettings(**{**SETTINGS, **kw})
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("lut") / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+@pytest.fixture(scope="module")
+def built(space_file, tmp_path_factory):
+    """A table built in two runs: interrupted after 4 entries, then resumed."""
+    out = tmp_path_factory.mktemp("lut") / "tiny.json"
+    first = build_table(out, space_file, "onnxruntime", settings(), limit=4, entry_runs=3)
+    snapshot = dict(first.entries)
+    table = build_table(out, space_file, "onnxruntime", settings(), calibrate=4, entry_runs=3)
+    return out, snapshot, table
+
+
+def test_enumeration_covers_every_architecture(space_file):
+    space = MnasNetSpace.load(space_file)
+    keys = {s.key for s in space_layers(space, 32, num_classes=10)}
+    rng = random.Random(0)
+    for _ in range(200):
+        assert {s.key for s in arch_layers(space.sample(rng), 32, num_classes=10)} <= keys
+    # full MnasNet space: every sampled architecture's layers are enumerated, no duplicates
+    big = MnasNetSpace.load()
+    specs = space_layers(big, 224)
+    assert len(specs) == len({s.key for s in specs}) > 1000
+    assert {s.key for s in arch_layers(big.sample(rng), 224)} <= {s.key for s in specs}
+
+
+def test_build_resumes_and_completes(built):
+    out, snapshot, table = built
+    assert len(snapshot) == 4
+    assert table.complete and len(table.entries) == table.expected
+    for key, entry in snapshot.items():  # the resumed run kept, not re-measured, the first run's entries
+        assert table.entries[key] == entry
+    on_disk = LatencyTable.load(out)
+    assert on_disk.complete and on_disk.backend == "onnxruntime" and on_disk.device.get("id")
+    assert on_disk.settings.resolution == 32 and on_disk.calibration["n"] == 4
+    assert all(e["raw_ms"] > 0 and e["ms"] >= 0 for e in on_disk.entries.values())
+
+
+def test_eval_against_real_measurements(built):
+    _, _, table = built
+    res = evaluate(table, samples=4, seed=1)
+    assert res["n"] == 4 and len(res["samples"]) == 4
+    for k in ("within_10pct", "within_5pct"):
+        assert 0 <= res[k] <= 1
+    assert res["within_5pct"] <= res["within_10pct"]
+    assert res["mape"] >= 0 and res["rmse_ms"] >= 0 and -1 <= res["kendall_tau"] <= 1
+    assert 0 < res["predict_ms"] < 50
+    assert all(s["measured_ms"] > 0 and s["predicted_ms"] > 0 for s in res["samples"])
+
+
+def test_lut_backend_predicts(built, space_file):
+    out, _, table = built
+    be = get_backend(f"lut:{out}")
+    arch = MnasNetSpace.load(space_file).sample(random.Random(5))
+    r = measure(arch, be, settings())
+    assert r.backend == "lut:onnxruntime" and r.extra["predicted"] is True and r.median_ms > 0
+    assert r.median_ms == pytest.approx(table.predict(arch))
+    assert table.predict(arch, calibrated=False) > 0
+
+
+def test_refusals(built, space_file, tmp_path):
+    out, _, table = built
+    be = get_backend(f"lut:{out}")
+    arch = MnasNetSpace.load(space_file).sample(random.Random(2))
+    with pytest.raises(MnasError, match="resolution=32, asked for resolution=64"):
+        be.measure(arch, settings(resolution=64))
+    with pytest.raises(MnasError, match="threads=1, asked for threads=2"):
+        be.measure(arch, settings(threads=2))
+    from mnas.space import zoo
+    with pytest.raises(MnasError, match="outside the table's space"):
+        be.measure(zoo.get("mnasnet-a1"), settings())
+    with pytest.raises(MnasError, match="built on backend 'onnxruntime', asked for 'torch'"):
+        table.check(backend="torch")
+    with pytest.raises(MnasError, match="another space"):
+        table.check(space_yaml=TINY.replace("stem: 8", "stem: 16"))
+    with pytest.raises(MnasError, match="predicts architectures"):
+        be.measure_model(None, (1, 3, 32, 32))
+    with pytest.raises(MnasError, match="does not exist"):
+        get_backend(f"lut:{tmp_path / 'nope.json'}")
+    with pytest.raises(MnasError, match="unknown lut option"):
+        get_backend(f"lut:{out}?colour=red")
+    # an existing table file is never overwritten with another configuration
+    with pytest.raises(MnasError, match="holds a table built for"):
+        build_table(out, space_file, "onnxruntime", settings(resolution=48), limit=0, entry_runs=3)
+
+
+def test_missing_entries_refused_or_measured(space_file, tmp_path):
+    out = tmp_path / "partial.json"
+    build_table(out, space_file, "onnxruntime", settings(), limit=1, entry_runs=3)  # the stem only
+    arch = MnasNetSpace.load(space_file).sample(random.Random(3))
+    with pytest.raises(MnasError, match="lacks .* layer configuration"):
+        get_backend(f"lut:{out}?missing=refuse").measure(arch, settings())
+    r = get_backend(f"lut:{out}").measure(arch, settings())  # default: measure on demand, then predict
+    assert r.extra["measured_on_demand"] == len(arch_layers(arch, 32, num_classes=10)) - 1
+    saved = LatencyTable.load(out)
+    assert all(s.key in saved.entries for s in arch_layers(arch, 32, num_classes=10))
+    with pytest.raises(MnasError, match="at least 2 models"):
+        calibrate_table(saved, get_backend("onnxruntime"), 1)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mnas", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_build_eval_and_errors(built, space_file):
+    out, _, _ = built
+    r = run_cli("lut", "eval", str(out), "--samples", "2", "--seed", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n"] == 2 and res["backend"] == "onnxruntime" and "kendall_tau" in res and "samples" not in res
+    r = run_cli("lut", "eval", str(out), "--backend", "torch", "--samples", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "built on backend" in r.stderr
+    r = run_cli("lut", "eval", str(out), "--resolution", "224", "--samples", "1")
+    assert r.returncode == 2 and "resolution=32" in r.stderr
+    build = ["lut", "build", "--space", str(space_file), "--resolution", "32", "--num-classes", "10",
+             "--runs", "6", "--warmup", "1", "--rounds", "2", "--entry-runs", "3", "--json", "--out"]
+    r = run_cli(*build, str(out))  # a complete table: nothing left to measure
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["complete"] and info["entries"] == info["expected_entries"] and info["calibration"]["n"] == 4
+    r = run_cli(*build, str(out), "--threads", "2")
+    assert r.returncode == 2 and "holds a table built for other settings" in r.stderr
+    r = run_cli(*build, str(out) + ".x", "--backend", f"lut:{out}")
+    assert r.returncode == 2 and "real backend" in r.stderr
+
+
+def test_cpu_clock_table(space_file, tmp_path):
+    """--clock cpu: the thread's CPU time, for machines shared with other jobs; one thread only."""
+    out = tmp_path / "cpu.json"
+    t = build_table(out, space_file, "onnxruntime", settings(), limit=3, entry_runs=3, clock="cpu")
+    assert t.clock == "cpu" and len(t.entries) == 3 and all(e["raw_ms"] > 0 for e in t.entries.values())
+    assert LatencyTable.load(out).clock == "cpu"
+    with pytest.raises(MnasError, match="clock cpu"):  # resuming with the other clock is refused
+        build_table(out, space_file, "onnxruntime", settings(), limit=0, entry_runs=3)
+    with pytest.raises(MnasError, match="needs --threads 1"):
+        build_table(tmp_path / "cpu2.json", space_file, "onnxruntime", settings(threads=2), limit=1, entry_runs=3,
+                    clock="cpu")
