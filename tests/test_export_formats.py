@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -23,7 +21,7 @@ def run(tmp_path_factory):
 def reference(run, tmp_path_factory):
     """The pytorch export (weights only) rebuilt from its arch string: what every other format must match."""
     out = tmp_path_factory.mktemp("ref") / "best.pt"
-    row, res = export_trial(run, 1, "pytorch", out, measure=False)
+    row, res = export_trial(run, 1, "pytorch", out, measure=True, runs=2)  # re-timed in torch eager
     blob = torch.load(out, map_location="cpu", weights_only=True)
     assert blob["arch"] == row["arch"] and blob["num_classes"] == 10 and blob["resolution"] == 32
     model = build(Architecture.parse(blob["arch"]), num_classes=blob["num_classes"]).eval()
@@ -32,6 +30,7 @@ def reference(run, tmp_path_factory):
     with torch.inference_mode():
         y = model(torch.from_numpy(x)).numpy()
     assert res.max_abs_diff == 0 and y.shape == (1, 10)
+    assert res.runtime == "torch" and res.measured.median_ms > 0 and res.measured.runs == 2
     return row, x, y
 
 
@@ -55,15 +54,13 @@ def _run_file(fmt, path, x):
 def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tmp_path):
     row, x, y = reference
     out = tmp_path / f"best.{fmt}"
-    # the re-measure path is exercised for torchscript here and for onnx through the CLI below
-    got_row, res = export_trial(run, 1, fmt, out, measure=(fmt == "torchscript"), runs=2)
+    # re-timing is exercised for pytorch (torch eager) above and for onnx through the CLI below
+    got_row, res = export_trial(run, 1, fmt, out, measure=False)
     assert got_row["id"] == row["id"] and res.input_shape == (1, 3, 32, 32)
     got = _run_file(fmt, out, x)
     assert got.shape == y.shape
     np.testing.assert_allclose(got, y, rtol=1e-3, atol=1e-3 * float(np.abs(y).max()))
-    assert res.max_abs_diff <= 1e-3 * res.output_scale
-    if fmt == "torchscript":
-        assert res.runtime == "torch" and res.measured.median_ms > 0 and res.measured.runs == 2
+    assert res.max_abs_diff <= 1e-3 * res.output_scale and res.measured is None
 
 
 def test_export_cli_prints_remeasured_next_to_searched(run, tmp_path):
@@ -71,9 +68,7 @@ def test_export_cli_prints_remeasured_next_to_searched(run, tmp_path):
     p = mnas("export", run, "--rank", "1", "--format", "onnx", "--out", out, "--runs", "3")
     assert out.exists()
     assert "re-measured" in p.stdout and "vs searched" in p.stdout and "freshly initialised" in p.stdout
-    d = json.loads(mnas("export", run, "--rank", "2", "--format", "onnx", "--out", out, "--no-measure",
-                        "--json").stdout)
-    assert d["rank"] == 2 and d["measured"] is None and d["search_backend"] == "onnxruntime"
+    assert "matches PyTorch" in p.stdout and "different runtimes" not in p.stdout
     p = mnas("export", run, "--rank", "99", "--out", out, check=False)
     assert p.returncode == 2 and "out of range" in p.stderr
     p = mnas("export", run, "--format", "coreml", "--out", out, check=False)

@@ -13,6 +13,12 @@ from mnas.cli.output import console as _console
 from mnas.cli.output import print_json, table
 
 
+def _wide_console():
+    """Piped output has no width (rich would fold at 80 columns); give architecture strings room instead."""
+    from rich.console import Console
+    return _console if _console.is_terminal else Console(width=400)
+
+
 def _num(v, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
 
@@ -38,12 +44,9 @@ def report(directory: Path = typer.Argument(..., help="experiment directory (mna
            html: bool = typer.Option(True, "--html/--no-html", help="write DIR/report.html"),
            html_rows: int = typer.Option(1000, "--html-rows", min=1, help="trials listed in report.html")) -> None:
     """Top architectures, Pareto front, counts, best under latency targets; plots and report.html."""
-    from rich.console import Console
-
     from mnas.report.build import make_report
 
-    # piped output has no width; give the architecture strings room instead of folding every column
-    console = _console if _console.is_terminal else Console(width=400)
+    console = _wide_console()
 
     s = make_report(directory, top=top, targets=target, plots=plots, html=html, compare=compare,
                     html_rows=html_rows)
@@ -83,7 +86,7 @@ def export(directory: Path = typer.Argument(..., help="experiment directory"),
     """Build a searched architecture at full size, write it, check it against PyTorch, re-measure the file."""
     from mnas.report.export import FORMATS, export_trial
 
-    console = _console
+    console = _wide_console()
 
     if fmt.lower() not in FORMATS:
         raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -99,13 +102,13 @@ def export(directory: Path = typer.Argument(..., help="experiment directory"),
                   f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes")
     console.print(f"weights: {res.weights}")
     rel = res.max_abs_diff / max(res.output_scale, 1e-12)
-    console.print(f"matches PyTorch: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
+    verdict = "matches PyTorch" if rel < 1e-3 else "[red]DIFFERS from PyTorch[/]"
+    console.print(f"{verdict}: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
                   f"relative {rel:.2g})")
     if res.measured:
         m = res.measured
-        same = (d["search_backend"] or "").split(":")[0] in (res.runtime, {"ort": "onnxruntime",
-                                                                              "tflite": "litert"}.get(
-                                                                 (d["search_backend"] or "").split(":")[0]))
+        prefix = (d["search_backend"] or "").split(":")[0].lower()
+        same = {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) == res.runtime
         console.print(f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
                       f"{m.runs} runs, cv {m.cv:.3f}) vs searched {_num(row['latency_ms'], '.3f')} ms "
                       f"(backend {d['search_backend']})")

@@ -58,7 +58,7 @@ _JS = """
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:680px;width:100%;
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:600px;width:100%;
 border:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
 td.arch,td.c-arch{text-align:left;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px;word-break:break-all;
