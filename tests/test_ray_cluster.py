@@ -207,3 +207,16 @@ def test_private_local_instance_trains_in_parallel_and_times_in_the_driver(tmp_p
     assert len({node_of(t.worker, "train") for t in trials}) == 1
     assert {node_of(t.worker, "latency") for t in trials} == {"driver"}
     assert len({t.worker.split()[0].rsplit("@")[0] for t in trials}) == 2  # two worker processes trained
+
+
+def test_a_device_no_live_node_offers_is_refused_at_start(cluster, tmp_path):
+    """Runs after the node-loss test, so the only device node is gone; Ray would queue measurements
+    for it forever, the executor refuses the search instead."""
+    cluster.kill_namespace(cluster.worker_ns)
+    cluster.run_in(cluster.head_ns, sys.executable, "-c", (  # until the head has noticed the loss
+        "import ray, time; ray.init(address=%r, log_to_driver=False)\n"
+        "while any(n['Alive'] and 'device:test' in n['Resources'] for n in ray.nodes()): time.sleep(0.5)"
+    ) % cluster.address)
+    proc = search(cluster, ray_config(tmp_path, cluster, 2, device_resource="device:test"), tmp_path / "run")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "device:test" in err and len(err.strip().splitlines()) == 1, err[-2000:]

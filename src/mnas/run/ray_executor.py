@@ -33,6 +33,7 @@ from mnas.search.evaluate import (TrialOutcome, TrialTask, combine, failure, mea
 
 # Light Ray defaults for a local instance: this project runs on small shared machines.
 LOCAL_OBJECT_STORE_BYTES = 100_000_000
+LIVENESS_CHECK_S = 10.0  # how often a wait with nothing finished asks whether the needed nodes still exist
 
 
 def _where() -> str:
@@ -197,9 +198,15 @@ class RayExecutor:
                 self._release_held()
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _ = self._ray.wait(list(refs), num_returns=1, timeout=left)
+            ready, _ = self._ray.wait(list(refs), num_returns=1,
+                                      timeout=LIVENESS_CHECK_S if left is None else min(left, LIVENESS_CHECK_S))
             if not ready:
-                return []
+                stranded = self._stranded(refs)
+                if stranded:
+                    return stranded
+                if deadline is not None and time.monotonic() >= deadline:
+                    return []
+                continue
             ready, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=0)
             done: list[TrialOutcome] = []
             for ref in ready:
@@ -219,6 +226,25 @@ class RayExecutor:
             if done:
                 return done
         return []
+
+    def _stranded(self, refs: dict[Any, tuple[int, str]]) -> list[TrialOutcome]:
+        """Ray keeps a task that no live node can run waiting forever (the only device node, or every
+        training node, is gone): such trials come back failed instead, so the search ends and
+        ``--retry-failed`` can run them once the nodes are back."""
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        need_train = {"CPU": self.cfg.cpus_per_trial, "GPU": self.cfg.gpus_per_trial}
+        can_train = any(all(r.get(k, 0.0) >= v for k, v in need_train.items() if v) for r in nodes)
+        can_measure = self._measure_fn is None or any(r.get(self.cfg.device_resource, 0) > 0 for r in nodes)
+        lost = {tid for tid, kind in refs.values() if not (can_train if kind == "train" else can_measure)}
+        done = []
+        for tid in sorted(lost):
+            tr = self._trials.pop(tid)
+            self._cancel(tr)
+            what = "no live node can train it" if not can_train else \
+                f"no live node offers {self.cfg.device_resource}"
+            done.append(TrialOutcome(tid, tr.task.arch, "failed", error=f"NodesLost: {what}", worker="ray",
+                                     started=tr.started, finished=time.time()))
+        return done
 
     def _get(self, ref: Any) -> dict[str, Any]:
         try:
