@@ -14,3 +14,4 @@ from mnas.cli import search_cmds  # noqa: E402,F401
 from mnas.cli import report_cmds  # noqa: E402,F401
 from mnas.cli import lut_cmds  # noqa: E402,F401
 from mnas.cli import train_cmds  # noqa: E402,F401
+from mnas.cli import bench_cmds  # noqa: E402,F401

@@ -1,0 +1,90 @@
+"""``mnas bench strategies``: search strategies against a tabular benchmark, many seeds, seconds."""
+
+from __future__ import annotations
+
+import json as _json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnas import MnasError
+from mnas.cli.app import app
+from mnas.cli.output import console, print_json, table
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
+app.add_typer(bench_app, name="bench")
+
+
+def _parse_sets(items: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        strat, dot, opt = key.partition(".")
+        if not sep or not dot or not opt:
+            raise MnasError(f"--set {item!r}: expected STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01")
+        try:
+            parsed = _json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(strat, {})[opt] = parsed
+    return out
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise MnasError(f"{what} {text!r}: expected integers separated by commas") from None
+    if not values or min(values) < 1:
+        raise MnasError(f"{what} {text!r}: need positive integers")
+    return values
+
+
+@bench_app.command("strategies")
+def bench_strategies_cmd(
+    table_path: Path = typer.Option(..., "--table", help="CSV with an arch column (NAS-Bench-201 cells)"),
+    accuracy: Optional[str] = typer.Option(None, "--accuracy", help="accuracy column (default: the one ending _accuracy)"),
+    latency: Optional[str] = typer.Option(None, "--latency", help="latency column (default: the one ending _latency_ms)"),
+    budget: str = typer.Option("200", "--budget", help="distinct evaluations per search; several: 200,500"),
+    seeds: int = typer.Option(30, "--seeds", min=1),
+    reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
+    target_quantile: float = typer.Option(0.25, "--target-quantile", help="T = this quantile of the table's latencies"),
+    strategies: str = typer.Option("random,evolution,ppo,optuna-tpe,optuna-nsga2", "--strategies"),
+    sets: list[str] = typer.Option([], "--set", help="STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="worker processes (default: all cores)"),
+    max_ask_factor: int = typer.Option(10, "--max-ask-factor", min=1, help="stop after this x budget proposals"),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from mnas.search.tabular import Oracle, bench_strategies, load_table
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    budgets = _ints(budget, "--budget")
+    if reward_preset not in ("soft", "hard"):
+        raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
+    oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console.__class__(stderr=True), transient=True) as bar:
+        task = bar.add_task("searches", total=len(names) * seeds)
+        report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_ask_factor,
+                                  progress=lambda done, total: bar.update(task, completed=done))
+    if json:
+        print_json(report)
+        return
+    r = report["reward"]
+    console.print(f"table {table_path} ({report['table']['rows']} rows); reward {r['preset']} "
+                  f"(alpha {r['alpha']}, beta {r['beta']}), T = {r['target_ms']:.4g} ms; "
+                  f"{seeds} seeds; {report['wall_s']:.1f} s on {report['jobs']} processes")
+
+    def fmt(m: dict) -> str:
+        p = m.get("p_vs_random")
+        return f"{m['mean']:.4g} ± {m['std']:.2g}" + (f" (p={p:.2g})" if p is not None else "")
+
+    for b, block in report["budgets"].items():
+        rows = [[s, f"{e['evaluations_mean']:.0f}", fmt(e["reward_regret"]), fmt(e["hv_ratio"]),
+                 fmt(e["constrained_regret"])] for s, e in block.items()]
+        console.print(table(f"budget {b}", ["strategy", "evals", "reward_regret", "hv_ratio",
+                                            "constrained_regret"], rows))
