@@ -36,6 +36,11 @@ def window_for(n: int) -> int:
     return int(max(5, min(200, n // 20)))
 
 
+def _dots(n: int) -> dict:
+    """Marker size and opacity: faint specks for thousands of trials, visible dots for a handful."""
+    return {"s": 6, "alpha": 0.35} if n > 1000 else ({"s": 12, "alpha": 0.6} if n > 100 else {"s": 25, "alpha": 0.85})
+
+
 def plot_reward(table: TrialTable, path: Path, title: str = "") -> Path:
     plt = _plt()
     done = np.flatnonzero(table.completed & np.isfinite(table.reward))
@@ -43,7 +48,7 @@ def plot_reward(table: TrialTable, path: Path, title: str = "") -> Path:
     if done.size:
         x, y = np.arange(1, done.size + 1), table.reward[done]
         w = window_for(done.size)
-        ax.scatter(x, y, s=6, alpha=0.35, lw=0, label="reward of each trial", rasterized=True)
+        ax.scatter(x, y, lw=0, label="reward of each trial", **_dots(done.size))
         ax.plot(x, moving_average(y, w), color="C3", lw=2, label=f"moving average ({w} trials)")
         ax.legend(loc="lower right")
     else:
@@ -61,8 +66,7 @@ def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: s
     fig, ax = _figure(plt, right=0.98, height=4.5)
     if done.size:
         lat, acc = table.latency_ms[done], table.accuracy[done]
-        sc = ax.scatter(lat, acc, c=np.arange(done.size), cmap="viridis", s=8, alpha=0.6, lw=0,
-                        rasterized=True)
+        sc = ax.scatter(lat, acc, c=np.arange(done.size), cmap="viridis", lw=0, **_dots(done.size))
         fig.colorbar(sc, ax=ax, label="trial (order sampled)")
         front = pareto_front(lat, acc)
         ax.step(lat[front], acc[front], where="post", color="C3", lw=1.5)
@@ -71,7 +75,7 @@ def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: s
     else:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", transform=ax.transAxes)
     if target_ms:
-        ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:g} ms")
+        ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:.4g} ms")
     if done.size or target_ms:
         ax.legend(loc="lower right")
     ax.set_xlabel("latency (ms)")
@@ -97,7 +101,7 @@ def plot_latency_hist(runs: list[tuple[str, TrialTable]], path: Path, target_ms:
         ax.text(0.5, 0.5, "no measured latencies yet", ha="center", transform=ax.transAxes)
     if target_ms:
         ax.axvline(target_ms, color="k", ls="--", lw=1)
-        ax.text(target_ms, ax.get_ylim()[1] * 0.95, f" T={target_ms:g} ms", va="top")
+        ax.text(target_ms, ax.get_ylim()[1] * 0.95, f" T={target_ms:.4g} ms", va="top")
     ax.set_xlabel("latency of sampled model (ms)")
     ax.set_ylabel("models")
     ax.set_title(title or "Latencies of the sampled models")
@@ -124,7 +128,7 @@ def token_entropy(tokens: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
 
 def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Path, title: str = "") -> Path:
     plt = _plt()
-    fig, ax = _figure(plt, right=0.88 if diagnostics else 0.97)
+    fig, ax = _figure(plt, right=0.88 if diagnostics else 0.97, left=0.15)
     pts = [(d["trials_told"], d["entropy"]) for d in diagnostics
            if isinstance(d.get("entropy"), (int, float)) and d.get("trials_told") is not None]
     handles = []
@@ -132,7 +136,8 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
         x, y = np.array(pts, dtype=np.float64).T
         handles += ax.plot(x, y, marker="o" if len(pts) < 50 else None, ms=3,
                            label="controller policy entropy (nats, left)")
-    window = window_for(len(tokens)) if len(tokens) >= 10 else max(1, len(tokens))
+    n = len(tokens)
+    window = window_for(n) if n >= 100 else max(1, min(n, max(2, n // 5)))
     xs, hs = token_entropy(tokens, window)
     if xs.size:
         # per-decision entropy of what was actually sampled; its own scale, so its own axis
@@ -146,6 +151,7 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
         ax.legend(handles=handles, loc="upper right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no entropy recorded", ha="center", transform=ax.transAxes)
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("trials told to the controller")
     ax.set_ylabel("entropy (nats)")
     ax.set_title(title or "Controller entropy over time")
@@ -153,9 +159,9 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
     return _save(fig, path)
 
 
-def _figure(plt, right: float = 0.97, height: float = 4.0):
+def _figure(plt, right: float = 0.97, height: float = 4.0, left: float = 0.11):
     fig, ax = plt.subplots(figsize=(7, height))
-    fig.subplots_adjust(left=0.11, right=right, bottom=0.13, top=0.91)
+    fig.subplots_adjust(left=left, right=right, bottom=0.13, top=0.91)
     return fig, ax
 
 
