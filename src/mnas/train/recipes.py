@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
     "fast": {
         "description": "short CPU proxy for small datasets: SGD+Nesterov, short warm-up, cosine decay",
         "optimizer": "sgd",
-        "lr": 0.1,
+        "lr": 0.05,  # animal-mnist, A1 x0.5, 28 px, 3 epochs: 0.05 -> 83.6 %, 0.1 -> 77.8 % top-1
         "momentum": 0.9,
         "weight_decay": 5e-5,
         "warmup_epochs": 0.3,

@@ -3,8 +3,9 @@
 Speed choices (measured on the 2-core CPU, docs/training.md): channels-last memory format (about 2x on
 this model: the depthwise and 1x1 convolutions go to oneDNN's NHWC kernels), the whole dataset kept as a
 uint8 tensor on the device and normalised per batch, large inference-mode evaluation batches, gradients
-set to None instead of zeroed, no DataLoader workers (they would compete for the 2 cores). torch.compile
-was measured and not adopted: a search trains each model once, so its compile time is never paid back.
+set to None instead of zeroed, no DataLoader workers (they would compete for the 2 cores), and one thread
+when the machine is busy (see auto_threads). torch.compile is not used: a search trains each model once,
+so its compile time would be paid on every trial (not measured here).
 """
 
 from __future__ import annotations
