@@ -65,7 +65,7 @@ class LiteRtBackend(LocalBackend):
 
         with EXPORT_LOCK, _quiet():
             edge = litert_torch.convert(model.eval(), (torch.zeros(input_shape),))
-        return bytes(edge.model_content())
+            return bytes(edge.model_content())
 
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Callable, tuple[int, ...]]:
         try:
