@@ -139,7 +139,7 @@ def main() -> None:
     for r in rows:
         paper = f"{r['paper_pixel1_ms']:.0f}" if r["paper_pixel1_ms"] else "-"
         pratio = f"{r['paper_ratio']:.2f}" if r["paper_ratio"] else "-"
-        print(f"| {r['model']} | {r['backend']} {r['runtime']} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e6:.0f} | "
+        print(f"| {r['model']} | {r['backend']} {r['runtime'].split('-')[0]} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e6:.0f} | "
               f"{r['median_ms']:.2f} | {r['cv']:.1%} | {r['ratio']:.2f} | {paper} | {pratio} |")
     print(f"\nmeasurement cost of a new architecture on onnxruntime at {settings.resolution}px "
           f"(median of {cost['n']} sampled from the MnasNet space): total {cost['total']:.2f} s = "
