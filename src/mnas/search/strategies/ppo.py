@@ -30,7 +30,7 @@ from mnas.space.decisions import SearchSpace
 # For 200-500-evaluation searches (see docs/strategies.md): updates every 10 results instead of 20,
 # rewards standardised by their running spread, a larger step and several PPO epochs per batch,
 # so the controller can move within ~20-50 updates instead of the paper's ~400.
-SMALL_BUDGET: dict[str, Any] = {"lr": 0.02, "batch_size": 10, "ppo_epochs": 4, "normalize": True,
+SMALL_BUDGET: dict[str, Any] = {"lr": 0.002, "batch_size": 10, "ppo_epochs": 2, "normalize": True,
                                 "entropy_weight": 1e-4}
 
 

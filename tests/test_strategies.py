@@ -1,0 +1,116 @@
+import json
+import random
+
+import pytest
+
+from mnas import MnasError
+from mnas.search.strategies import STRATEGIES, make_strategy
+from mnas.space import MnasNetSpace
+from mnas.space.nb201 import Nb201Space
+
+SMALL = {"ppo": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "lr": 0.01, "ppo_epochs": 2},
+         "evolution": {"population_size": 6, "sample_size": 3},
+         "optuna-tpe": {"n_startup_trials": 5},
+         "optuna-nsga2": {"population_size": 6}}
+
+
+def _result(tokens):
+    acc = 0.5 + sum(tokens) / (10 * len(tokens) + 1)
+    lat = 1.0 + sum((i % 3) * t for i, t in enumerate(tokens))
+    return acc * (lat / 5) ** -0.07, {"accuracy": acc, "latency_ms": lat}
+
+
+def _drive(s, n, rng, batch=3, fail_every=7):
+    """ask a batch, tell it back shuffled, with an occasional failure and a repeated tell."""
+    out = []
+    for step in range(n):
+        asked = [s.ask() for _ in range(batch)]
+        out += asked
+        rng.shuffle(asked)
+        for i, t in enumerate(asked):
+            if (step * batch + i) % fail_every == 0:
+                s.tell(t, None)
+            else:
+                r, obj = _result(t)
+                s.tell(t, r, obj)
+        r, obj = _result(asked[0])
+        s.tell(asked[0], r, obj)  # the loop re-tells a cached duplicate
+    return out
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("space", [Nb201Space(), MnasNetSpace.load()], ids=["nb201", "mnasnet"])
+def test_conformance(name, space):
+    s = make_strategy(name, space, seed=7, **SMALL.get(name, {}))
+    proposals = _drive(s, 6, random.Random(0))
+    for t in proposals:
+        assert isinstance(t, tuple) and space.check_tokens(t) == t
+    space.decode(proposals[-1])
+    pending = [s.ask() for _ in range(2)]  # saved with proposals outstanding
+    state = json.loads(json.dumps(s.state_dict()))
+    twin = make_strategy(name, space, seed=123, **SMALL.get(name, {}))
+    twin.load_state_dict(state)
+    for strat in (s, twin):
+        for t in pending:
+            r, obj = _result(t)
+            strat.tell(t, r, obj)
+    a = _drive(s, 5, random.Random(1))
+    b = _drive(twin, 5, random.Random(1))
+    assert a == b
+    assert isinstance(s.diagnostics(), dict)
+    json.dumps(s.diagnostics())
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_same_seed_same_proposals_and_tells_of_unproposed_tokens(name):
+    space = Nb201Space()
+    a, b = (make_strategy(name, space, seed=3, **SMALL.get(name, {})) for _ in range(2))
+    assert _drive(a, 3, random.Random(0)) == _drive(b, 3, random.Random(0))
+    r, obj = _result((1, 2, 3, 4, 0, 1))
+    a.tell((1, 2, 3, 4, 0, 1), r, obj)  # a warm start the strategy never proposed
+    a.ask()
+
+
+def test_state_of_another_strategy_or_space_is_refused():
+    nb = Nb201Space()
+    state = make_strategy("random", nb).state_dict()
+    with pytest.raises(MnasError):
+        make_strategy("evolution", nb).load_state_dict(state)
+    with pytest.raises(MnasError):
+        make_strategy("random", MnasNetSpace.load()).load_state_dict(state)
+
+
+def test_unknown_strategy_or_option_is_a_user_error():
+    with pytest.raises(MnasError, match="unknown strategy"):
+        make_strategy("hill-climbing", Nb201Space())
+    with pytest.raises(MnasError, match="ppo"):
+        make_strategy("ppo", Nb201Space(), learning_rate=1)
+
+
+def test_nsga2_needs_objectives():
+    s = make_strategy("optuna-nsga2", Nb201Space())
+    with pytest.raises(MnasError, match="latency_ms"):
+        s.tell(s.ask(), 0.5, {"accuracy": 0.5})
+
+
+def test_ppo_learns_a_simple_preference():
+    """All-zeros is best: after a few hundred samples the controller prefers token 0 clearly."""
+    space = Nb201Space()
+    s = make_strategy("ppo", space, seed=0, lr=0.01, batch_size=10, ppo_epochs=2, normalize=True)
+    for _ in range(300):
+        t = s.ask()
+        s.tell(t, 1.0 - sum(x > 0 for x in t) / 6)
+    late = [s.ask() for _ in range(50)]
+    zeros = sum(x == 0 for t in late for x in t) / (50 * 6)
+    assert zeros > 0.5  # uniform would be 0.2
+    assert s.diagnostics()["entropy"] < s.diagnostics()["max_entropy"]
+
+
+def test_evolution_mutates_one_decision_of_a_tournament_winner():
+    space = Nb201Space()
+    s = make_strategy("evolution", space, seed=0, population_size=4, sample_size=4)
+    for t in [(0,) * 6, (1,) * 6, (2,) * 6, (4,) * 6]:
+        s.tell(t, float(t[0]))
+    for _ in range(20):
+        child = s.ask()
+        assert sum(a != b for a, b in zip(child, (4,) * 6)) == 1
