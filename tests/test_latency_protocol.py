@@ -57,6 +57,15 @@ def test_real_clock_on_a_real_workload():
     assert 0 < t.p10_ms <= t.median_ms <= t.p90_ms < 100
 
 
+def test_cpu_clock_leaves_out_time_the_process_does_not_run():
+    import time
+    wall = time_calls(lambda: time.sleep(0.002), settings(runs=4, rounds=2, warmup=0))
+    cpu = time_calls(lambda: time.sleep(0.002), settings(runs=4, rounds=2, warmup=0, clock="cpu"))
+    assert wall.median_ms >= 1.9 and cpu.median_ms < 1.0
+    with pytest.raises(ValueError, match="clock"):
+        LatencySettings(clock="sundial")
+
+
 def test_summary_statistics():
     t = summarize([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
     assert t.round_medians_ms == [2.0, 4.0] and t.median_ms == 3.0 and t.mean_ms == pytest.approx(3.0)

@@ -25,6 +25,8 @@ def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or
             rounds: int = typer.Option(5, "--rounds", min=1),
             cv_threshold: float = typer.Option(0.05, "--cv-threshold", help="re-measure above this CV"),
             pin_core: Optional[int] = typer.Option(None, "--pin-core", help="pin to this CPU core"),
+            clock: str = typer.Option("wall", "--clock", help="wall (elapsed) or cpu (this process's CPU "
+                                      "time: robust on a loaded machine, single-threaded runs)"),
             width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
             device: Optional[list[str]] = typer.Option(None, "--device",
                                                        help="device agent URL (repeat or comma-separate "
@@ -41,7 +43,8 @@ def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or
 
     label, arch = resolve_arch(name, width_multiplier)
     settings = LatencySettings(resolution=resolution, batch=batch, threads=threads, runs=runs, warmup=warmup,
-                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core)
+                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core,
+                               clock=clock)
     if device:
         from mnas.latency.remote import RemoteBackend
         urls = [u.strip() for d in device for u in d.split(",") if u.strip()]

@@ -29,7 +29,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_PORT = 8765
 # query parameter -> type; resolution, batch and channels come from the model file itself
 QUERY_SETTINGS = {"runs": int, "warmup": int, "rounds": int, "threads": int, "cv_threshold": float,
-                  "max_remeasures": int, "pin_core": int}
+                  "max_remeasures": int, "pin_core": int, "clock": str}
 
 
 def local_backend(name: str) -> LocalBackend:

@@ -43,8 +43,14 @@ class LatencySettings:
     rounds: int = 5
     max_remeasures: int = 2
     calibrate_bn: bool = True
+    # "wall": elapsed time, what a user waits. "cpu": CPU time of this process, which leaves out the
+    # time the OS gives to other programs; on a shared, loaded machine it estimates the quiet-machine
+    # latency of a single-threaded run much better (it still includes cache/memory contention).
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
+        if self.clock not in ("wall", "cpu"):
+            raise MnasError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
         if self.resolution < 1 or self.batch < 1 or self.threads < 1 or self.in_chans < 1:
             raise MnasError("resolution, batch, threads and in_chans must be >= 1")
         if self.runs < 1 or self.warmup < 0 or self.rounds < 1 or self.max_remeasures < 0:
@@ -69,7 +75,7 @@ class LatencySettings:
         return {"resolution": self.resolution, "batch": self.batch, "threads": self.threads,
                 "in_chans": self.in_chans, "num_classes": self.num_classes, "runs": self.runs,
                 "warmup": self.warmup, "rounds": self.rounds, "pin_core": self.pin_core,
-                "calibrate_bn": self.calibrate_bn}
+                "calibrate_bn": self.calibrate_bn, "clock": self.clock}
 
 
 @dataclass

@@ -83,8 +83,10 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def time_calls(fn: Callable[[], object], settings: LatencySettings,
-               clock: Callable[[], int] = time.perf_counter_ns) -> Timing:
-    """Time ``fn`` (one inference) with the protocol above."""
+               clock: Callable[[], int] | None = None) -> Timing:
+    """Time ``fn`` (one inference) with the protocol above, on ``settings.clock`` unless ``clock`` is given."""
+    if clock is None:
+        clock = time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     best: Timing | None = None
     gc_was_enabled = gc.isenabled()
@@ -129,7 +131,7 @@ def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ..
         threads=settings.threads, backend=backend, runtime_version=runtime_version, device=device,
         time=now_iso(), input_shape=tuple(int(x) for x in input_shape), arch=arch, rounds=settings.rounds,
         round_medians_ms=[round(x, 6) for x in t.round_medians_ms], sample_cv=t.sample_cv,
-        remeasures=t.remeasures, extra=extra or {})
+        remeasures=t.remeasures, extra={"clock": settings.clock, **(extra or {})})
 
 
 def calibrate_bn(model, input_shape: tuple[int, ...], steps: int = 2, seed: int = 0) -> None:
