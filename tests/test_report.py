@@ -114,3 +114,20 @@ def test_report_on_a_real_tiny_search(tmp_path_factory):
     assert s["best"]["reward"] == max(t.reward for t in trials if t.status == "completed")
     assert all(p["latency_ms"] > 0 and 0 <= p["accuracy"] <= 1 for p in s["pareto"])
     assert all((run / "plots" / f"{n}.png").exists() for n in ("reward", "pareto", "latency_hist", "entropy"))
+
+
+def test_summary_without_target_uses_latency_quantiles(tmp_path):
+    from mnas.report.build import make_report
+
+    with Store(tmp_path / "run") as store:
+        for i, lat in enumerate([4.0, 2.0, 8.0, 6.0]):
+            tid = store.add_trial(f"arch{i}", [i])
+            store.finish_trial(tid, "completed", accuracy=0.5 + i / 10, latency_ms=lat, reward=0.5 + i / 10)
+        store.add_trial("still-running", [9])
+    s = make_report(tmp_path / "run", plots=True, html=True)
+    assert s["target_ms"] is None and (s["completed"], s["running"]) == (4, 1)
+    qs = np.quantile([2.0, 4.0, 6.0, 8.0], [0.1, 0.25, 0.5, 0.75, 0.9]).round(4).tolist()
+    assert [t["target_ms"] for t in s["targets"]] == qs
+    assert [p["id"] for p in s["pareto"]] == [2, 4]  # 2 ms / 0.6 beats 4 ms / 0.5; 6 ms / 0.8 beats 8 ms / 0.7
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.count("<tr class=") == 5 and "still-running" in html
