@@ -368,23 +368,20 @@ def synthetic_table(path: str | Path, seed: int = 0, missing: float = 0.0) -> Pa
     pair = rng.normal(0, 0.5, (n_e, n_e, n_o, n_o))
     op_cost = rng.gamma(2.0, 1.0, n_o)
     edge_w = rng.uniform(0.5, 2.0, n_e)
+    tok = np.array(np.unravel_index(np.arange(space.size), space.cardinalities)).T  # [N, 6]
+    edges = np.arange(n_e)
+    score = main[edges, tok].sum(1)
+    for a in range(n_e):
+        for b in range(a + 1, n_e):
+            score += pair[a, b, tok[:, a], tok[:, b]]
+    lat = (0.5 + (edge_w * op_cost[tok]).sum(1)) * np.exp(rng.normal(0, 0.15, len(tok)))
+    score += 0.3 * np.log(lat) + rng.normal(0, 0.3, len(tok))
+    acc = 0.5 + 0.45 / (1 + np.exp(-score / 2.5))
+    keep = rng.random(len(tok)) >= missing
     path = Path(path)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["arch", "synthetic_accuracy", "device_latency_ms"])
-        for idx in range(space.size):
-            if missing and rng.random() < missing:
-                continue
-            t, x = [], idx
-            for c in reversed(space.cardinalities):
-                t.append(x % c)
-                x //= c
-            t = t[::-1]
-            score = sum(main[e, t[e]] for e in range(n_e))
-            score += sum(pair[a, b, t[a], t[b]] for a in range(n_e) for b in range(a + 1, n_e))
-            lat = 0.5 + sum(edge_w[e] * op_cost[t[e]] for e in range(n_e))
-            lat *= math.exp(rng.normal(0, 0.15))
-            score += 0.3 * math.log(lat) + rng.normal(0, 0.3)
-            acc = 0.5 + 0.45 / (1 + math.exp(-score / 2.5))
-            w.writerow([space.decode(t).canonical, f"{acc:.6f}", f"{lat:.4f}"])
+        for i in np.flatnonzero(keep):
+            w.writerow([space.decode(tuple(int(x) for x in tok[i])).canonical, f"{acc[i]:.6f}", f"{lat[i]:.4f}"])
     return path
