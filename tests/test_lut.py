@@ -176,3 +176,12 @@ def test_cpu_clock_table(space_file, tmp_path):
     with pytest.raises(MnasError, match="needs --threads 1"):
         build_table(tmp_path / "cpu2.json", space_file, "onnxruntime", settings(threads=2), limit=1, entry_runs=3,
                     clock="cpu")
+
+
+def test_second_pass_keeps_the_fastest(space_file, tmp_path):
+    out = tmp_path / "passes.json"
+    first = dict(build_table(out, space_file, "onnxruntime", settings(), limit=2, entry_runs=3).entries)
+    again = build_table(out, space_file, "onnxruntime", settings(), limit=2, entry_runs=3, passes=2).entries
+    assert set(again) == set(first)
+    for key, old in first.items():
+        assert again[key]["passes"] == 2 and again[key]["raw_ms"] <= old["raw_ms"]

@@ -40,6 +40,8 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
               num_classes: int = typer.Option(1000, "--num-classes", min=1),
               runs: int = typer.Option(30, "--runs", min=1, help="timed runs per whole model (calibration)"),
               entry_runs: int = typer.Option(10, "--entry-runs", min=1, help="timed runs per table entry"),
+              passes: int = typer.Option(1, "--passes", min=1, help="measure each entry N times at different "
+                                         "moments, keep the fastest (busy machines)"),
               clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (1 thread, "
                                         "in-process backends; robust on a shared machine)"),
               warmup: int = typer.Option(5, "--warmup", min=0),
@@ -59,12 +61,13 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
     t0 = time.perf_counter()
     if json:
         tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
-                          entry_runs=entry_runs, clock=clock)
+                          entry_runs=entry_runs, clock=clock, passes=passes)
     else:
         bar, update = _progress("measuring layers")
         with bar:
             tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
-                              progress=update, entry_runs=entry_runs, clock=clock)
+                              progress=update, entry_runs=entry_runs, clock=clock,
+                              passes=passes)
     info = {"out": str(out), "backend": tbl.backend, "runtime_version": tbl.runtime_version,
             "space": tbl.space.name, "resolution": resolution, "threads": threads, "clock": tbl.clock,
             "entries": len(tbl.entries),

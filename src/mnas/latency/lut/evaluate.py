@@ -51,7 +51,8 @@ def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool 
         progress(len(archs), len(archs))
     out: dict[str, Any] = {**metrics(predicted, rows), "predict_ms": predict_ms, "seed": seed,
                            "backend": table.backend, "resolution": table.settings.resolution,
-                           "threads": table.settings.threads, "clock": table.clock, "calibrated": bool(calibrated and table.calibration)}
+                           "threads": table.settings.threads, "clock": table.clock,
+                           "calibrated": bool(calibrated and table.calibration)}
     if table.calibration and calibrated:
         out["uncalibrated"] = {k: v for k, v in metrics(uncal, rows).items() if k != "n"}
     out["samples"] = [{"arch": a.canonical, "predicted_ms": round(p, 4), "measured_ms": round(m, 4)}
