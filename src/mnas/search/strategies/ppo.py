@@ -30,7 +30,7 @@ from mnas.space.decisions import SearchSpace
 # For 200-500-evaluation searches (see docs/strategies.md): updates every 10 results instead of 20,
 # rewards standardised by their running spread, a larger step and several PPO epochs per batch,
 # so the controller can move within ~20-50 updates instead of the paper's ~400.
-SMALL_BUDGET: dict[str, Any] = {"lr": 0.002, "batch_size": 10, "ppo_epochs": 2, "normalize": True,
+SMALL_BUDGET: dict[str, Any] = {"lr": 0.002, "batch_size": 10, "ppo_epochs": 2, "advantage": "rank",
                                 "entropy_weight": 1e-4}
 
 
@@ -100,7 +100,8 @@ class PPOStrategy(BaseStrategy):
                  entropy_weight: float = 1e-5, baseline_decay: float = 0.95, init_range: float = 0.1,
                  batch_size: int = 20, hidden_size: int = 100, embedding_size: int = 100,
                  clip: float = 0.2, ppo_epochs: int = 1, normalize: bool = False,
-                 max_grad_norm: float | None = None) -> None:
+                 max_grad_norm: float | None = None, advantage: str = "baseline",
+                 max_redraws: int = 0) -> None:
         super().__init__(space, seed)
         if batch_size < 1 or ppo_epochs < 1 or not 0 <= baseline_decay < 1 or lr <= 0 or clip <= 0:
             raise MnasError("ppo: need batch_size >= 1, ppo_epochs >= 1, 0 <= baseline_decay < 1, "
@@ -108,6 +109,11 @@ class PPOStrategy(BaseStrategy):
         self.lr, self.entropy_weight, self.baseline_decay = lr, entropy_weight, baseline_decay
         self.batch_size, self.clip, self.ppo_epochs = batch_size, clip, ppo_epochs
         self.normalize, self.max_grad_norm = normalize, max_grad_norm
+        if advantage not in ("baseline", "rank"):
+            raise MnasError(f"ppo: advantage {advantage!r}: expected baseline (paper) or rank")
+        self.advantage = advantage
+        self.max_redraws = max_redraws
+        self.proposed: set[Tokens] = set()
         self.controller = Controller(space.cardinalities, hidden_size, embedding_size)
         self.controller.reset(init_range, torch.Generator().manual_seed(seed))
         self.rng = np.random.default_rng(seed)
@@ -123,6 +129,11 @@ class PPOStrategy(BaseStrategy):
     def ask(self) -> Tokens:
         self.n_asked += 1
         tokens, logp = self.controller.sample(self.rng, *self._np)
+        for _ in range(self.max_redraws):  # sample without replacement: a repeat teaches nothing
+            if tokens not in self.proposed:
+                break
+            tokens, logp = self.controller.sample(self.rng, *self._np)
+        self.proposed.add(tokens)
         self.pending.append((tokens, logp))
         return tokens
 
@@ -158,9 +169,16 @@ class PPOStrategy(BaseStrategy):
         if self.baseline is None:
             self.baseline = float(rewards.mean())
             self.reward_var = float(rewards.var())
-        adv = rewards - self.baseline
-        if self.normalize:
-            adv = adv / math.sqrt(max(self.reward_var or 0.0, 1e-12))
+        if self.advantage == "rank":
+            # centred ranks within the batch, unit variance: invariant to any monotone transform of
+            # the reward, so a heavy tail of broken models cannot drown the differences at the top
+            ranks = rewards.argsort().argsort().astype(np.float64)
+            adv = ranks - ranks.mean()
+            adv = adv / max(adv.std(), 1e-12)
+        else:
+            adv = rewards - self.baseline
+            if self.normalize:
+                adv = adv / math.sqrt(max(self.reward_var or 0.0, 1e-12))
         for r in rewards:  # EMA over rewards, one step each, after the advantages are taken
             dev = r - self.baseline
             self.baseline = float(self.baseline + (1 - self.baseline_decay) * dev)
@@ -216,6 +234,7 @@ class PPOStrategy(BaseStrategy):
                               "param_groups": opt["param_groups"]},
                 "pending": [[list(t), lp] for t, lp in self.pending],
                 "ready": [[list(t), lp, r] for t, lp, r in self.ready],
+                "proposed": sorted(list(t) for t in self.proposed),
                 "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
                 "last": self.last}
 
@@ -229,6 +248,7 @@ class PPOStrategy(BaseStrategy):
                                                   for k, s in d["optimizer"]["state"]},
                                         "param_groups": groups})
         self.pending = [(tuple(t), float(lp)) for t, lp in d["pending"]]
+        self.proposed = {tuple(t) for t in d["proposed"]}
         self.ready = [(tuple(t), float(lp), float(r)) for t, lp, r in d["ready"]]
         self.baseline, self.reward_var, self.updates = d["baseline"], d["reward_var"], d["updates"]
         self.last = dict(d["last"])
