@@ -71,6 +71,20 @@ def test_same_seed_same_proposals_and_tells_of_unproposed_tokens(name):
     a.ask()
 
 
+def test_ppo_bench_settings_conform():
+    from mnas.search.strategies.ppo import SMALL_BUDGET
+
+    space = Nb201Space()
+    opts = {**SMALL_BUDGET, "batch_size": 4, "max_redraws": 5, "hidden_size": 16}
+    s = make_strategy("ppo", space, seed=1, **opts)
+    _drive(s, 4, random.Random(0))
+    twin = make_strategy("ppo", space, seed=2, **opts)
+    twin.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    assert _drive(s, 4, random.Random(1)) == _drive(twin, 4, random.Random(1))
+    with pytest.raises(MnasError):
+        make_strategy("ppo", space, advantage="median")
+
+
 def test_state_of_another_strategy_or_space_is_refused():
     nb = Nb201Space()
     state = make_strategy("random", nb).state_dict()
