@@ -53,6 +53,7 @@ class LatencyConfig(_Strict):
     batch: int = Field(1, ge=1)
     runs: Optional[int] = Field(None, ge=1)
     warmup: Optional[int] = Field(None, ge=0)
+    cv_threshold: Optional[float] = Field(None, gt=0, description="re-measure above this spread")
     num_classes: int = Field(1000, ge=1)
     cache: bool = True
 
@@ -125,5 +126,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            err["msg"] = "unknown key (check the spelling against configs/demo.yaml)"
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         raise MnasError(f"{source}: {where}: {err['msg']}{got}") from None

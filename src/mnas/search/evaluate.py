@@ -3,7 +3,6 @@ measure the latency of the deployed model, train the proxy, report both. The rew
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -51,6 +50,8 @@ def latency_spec(cfg: ExperimentConfig, cache_path: str | None) -> dict[str, Any
         settings["runs"] = cfg.latency.runs
     if cfg.latency.warmup is not None:
         settings["warmup"] = cfg.latency.warmup
+    if cfg.latency.cv_threshold is not None:
+        settings["cv_threshold"] = cfg.latency.cv_threshold
     return {"backend": cfg.latency.backend, "settings": settings,
             "cache": cache_path if cfg.latency.cache else None}
 
@@ -80,15 +81,11 @@ def train_proxy_task(arch_text: str, proxy: dict[str, Any], seed: int) -> dict[s
 
     arch = Architecture.parse(arch_text)
     data = load_dataset(proxy["dataset"], resolution=proxy["resolution"], seed=seed)
-    if proxy.get("train_limit") and proxy["train_limit"] < len(data.y_train):  # a smaller, seeded subset
-        import torch
-
-        keep = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(seed))
-        keep = keep[:proxy["train_limit"]].sort().values
-        data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
     options = dict(proxy.get("options") or {})
     if proxy.get("preset"):
         options["preset"] = proxy["preset"]
+    if proxy.get("train_limit"):
+        options["max_train_samples"] = proxy["train_limit"]
     config = TrainConfig(epochs=proxy["epochs"], batch_size=proxy["batch_size"],
                          resolution=proxy["resolution"], width_multiplier=proxy["width_multiplier"],
                          seed=seed, **options)
