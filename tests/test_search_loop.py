@@ -1,0 +1,161 @@
+"""Real searches end to end on tiny settings: digits proxy, real onnxruntime timings, a real SQLite file."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnas import MnasError
+from mnas.search.config import config_from_dict, load_config
+from mnas.store import Store
+from mnas.store.experiment import Experiment
+
+TINY = {
+    "name": "tiny", "seed": 0, "trials": 6,
+    "strategy": {"name": "random"},
+    "reward": {"preset": "soft", "target_ms": 1.0},
+    "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
+    "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1,
+              "batch_size": 64, "train_limit": 128},
+}
+
+
+def tiny(**changes):
+    cfg = json.loads(json.dumps(TINY))
+    for k, v in changes.items():
+        node = cfg
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return cfg
+
+
+def write_config(tmp_path, cfg, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def mnas(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 300), **kw)
+
+
+def test_search_records_every_trial_with_reward(tmp_path):
+    exp = Experiment(config_from_dict(tiny()), tmp_path / "run")
+    state = exp.run()
+    assert state.total == 6 and state.completed == 6 and state.failed == 0
+    trials = exp.store.trials()
+    assert len({t.arch for t in trials}) == 6
+    for t in trials:
+        assert 0 <= t.accuracy <= 1 and t.latency_ms > 0 and t.params > 0 and t.macs > 0
+        # reward recomputed from the stored numbers: soft constraint, T = 1 ms
+        assert t.reward == pytest.approx(t.accuracy * (t.latency_ms / 1.0) ** -0.07)
+        assert t.latency["backend"] == "onnxruntime" and t.latency["resolution"] == 32
+    assert exp.store.latest_checkpoint()["strategy"]["strategy"] == "random"
+
+
+def test_trials_cli_json_and_second_run_refused(tmp_path):
+    cfg = write_config(tmp_path, tiny(trials=2))
+    r = mnas("search", "--config", cfg, "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    records = json.loads(mnas("trials", tmp_path / "run", "--json").stdout)
+    assert len(records) == 2 and {"arch", "status", "accuracy", "latency_ms", "reward"} <= records[0].keys()
+    again = mnas("search", "--config", cfg, "--out", tmp_path / "run")
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.splitlines()) == 1
+
+
+def test_failing_trials_are_recorded_and_retried(tmp_path):
+    data = tmp_path / "data.npz"
+    cfg = config_from_dict(tiny(trials=3, **{"proxy.dataset": f"npz:{data}"}))
+    state = Experiment(cfg, tmp_path / "run").run()
+    assert state.failed == 3 and state.completed == 0
+    with Store(tmp_path / "run", create=False) as store:
+        errors = [t.error for t in store.trials()]
+    assert all(e and "npz" in e for e in errors)
+    import numpy as np
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    np.savez(data, x=(d.images * 16).astype("uint8"), y=d.target)
+    state = Experiment(cfg, tmp_path / "run", resume=True).run(retry_failed=True)
+    assert state.completed == 3 and state.failed == 0 and state.total == 3
+    with Store(tmp_path / "run", create=False) as store:
+        assert all(t.attempts == 2 for t in store.trials())
+
+
+def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
+    cfg = config_from_dict(tiny(trials=2, **{"proxy.options": {"lr": 1e30, "optimizer": "sgd"}}))
+    state = Experiment(cfg, tmp_path / "run").run()
+    assert state.total == 2 and state.failed == 2
+    with Store(tmp_path / "run", create=False) as store:
+        assert all("not finite" in (t.error or "") for t in store.trials())
+
+
+def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
+    """Accuracy-only reward (no T) makes the whole search deterministic, so a killed-and-resumed PPO
+    search must propose exactly the architectures an uninterrupted one does."""
+    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "options": {"batch_size": 2}}, "reward": {"preset": "soft"}})
+    path = write_config(tmp_path, cfg)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mnas", "search", "--config", str(path), "--out",
+                             str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = tmp_path / "killed" / "experiment.db"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as c:
+                    done = c.execute("SELECT COUNT(*) FROM trials WHERE status='completed'").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if done >= 3:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as c:
+        before = c.execute("SELECT id, arch, status, reward FROM trials ORDER BY id").fetchall()
+    assert 3 <= sum(s == "completed" for _, _, s, _ in before) < 8
+    r = mnas("search", "--config", path, "--out", tmp_path / "killed", "--resume")
+    assert r.returncode == 0, r.stderr
+    with Store(tmp_path / "killed", create=False) as store:
+        after = store.trials()
+    assert len(after) == 8 and all(t.status == "completed" for t in after)
+    assert len({t.arch for t in after}) == 8
+    kept = {(i, a, rw) for i, a, s, rw in before if s == "completed"}
+    assert kept <= {(t.id, t.arch, t.reward) for t in after}  # no completed trial lost or redone
+
+    Experiment(config_from_dict(cfg), tmp_path / "straight").run()
+    with Store(tmp_path / "straight", create=False) as store:
+        straight = [t.arch for t in store.trials()]
+    assert [t.arch for t in after] == straight
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"rewrd": {}}, "rewrd"),
+    ({"reward": {"alpha": "steep"}}, "reward.alpha"),
+    ({"trials": 0}, "trials"),
+    ({"latency": {"resolution": 2}}, "latency.resolution"),
+    ({"reward": {"target_ms": 5, "target_model": "mobilenet-v2"}}, "not both"),
+])
+def test_config_errors_name_the_key(tmp_path, change, needle):
+    cfg = {**tiny(), **change}
+    with pytest.raises(MnasError, match=needle):
+        config_from_dict(cfg)
+    r = mnas("search", "--config", write_config(tmp_path, cfg), "--out", tmp_path / "x")
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_shipped_configs_validate():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo", "mnasnet-imagenet"):
+        assert load_config(configs / f"{name}.yaml").trials
+    assert load_config(configs / "mnasnet-imagenet.yaml").reward.target_ms == 75
