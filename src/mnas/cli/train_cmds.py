@@ -30,6 +30,10 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
           json: bool = typer.Option(False, "--json")) -> None:
     """Train an architecture on the proxy task and report held-out top-1."""
     from mnas.space import resolve_arch
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
     from mnas.train import TrainConfig, load_dataset, train_proxy
 
     label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
@@ -37,7 +41,11 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
                       batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, val_fraction=val_fraction,
                       threads=threads, device=device)
     data = load_dataset(dataset, cfg.resolution, cfg.val_fraction, cfg.seed)
-    r = train_proxy(arch, data, cfg)
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("train", total=None, loss="-")
+        r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: bar.update(
+            task, completed=step, total=total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
             "resolution": cfg.resolution, "width_multiplier": cfg.width_multiplier,
             "batch_size": cfg.batch_size, "preset": cfg.preset}

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -185,9 +185,11 @@ def tf_ema(decay: float):
     return update
 
 
-def train_proxy(arch: Architecture, data: Dataset | str, config: TrainConfig | None = None) -> TrainResult:
+def train_proxy(arch: Architecture, data: Dataset | str, config: TrainConfig | None = None,
+                progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train ``arch`` (scaled by config.width_multiplier) on ``data`` (a Dataset or a spec string) and
-    return held-out top-1. A non-finite loss ends the trial with status "failed", not an exception."""
+    return held-out top-1. A non-finite loss ends the trial with status "failed", not an exception.
+    ``progress(step, total_steps, loss)`` is called after every step."""
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     if isinstance(data, str):
@@ -201,12 +203,13 @@ def train_proxy(arch: Architecture, data: Dataset | str, config: TrainConfig | N
     if threads != old_threads:
         torch.set_num_threads(threads)
     try:
-        return _train(arch, data, cfg, device, t0)
+        return _train(arch, data, cfg, device, t0, progress)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.device, t0: float) -> TrainResult:
+def _train(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.device, t0: float,
+           progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -283,6 +286,8 @@ def _train(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.de
         if ema is not None:
             ema.update_parameters(model)
         step += 1
+        if progress is not None:
+            progress(step, total, value)
     if epoch_losses:
         result.loss_curve.append(sum(epoch_losses) / len(epoch_losses))
     if device.type == "cuda":
