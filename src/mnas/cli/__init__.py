@@ -9,6 +9,12 @@ from typer.exceptions import TyperException
 
 from mnas import MnasError
 
+try:  # typer before its vendored click raised click's own exceptions
+    from click.exceptions import ClickException as _ClickException
+    _USAGE_ERRORS: tuple[type[Exception], ...] = (TyperException, _ClickException)
+except ImportError:
+    _USAGE_ERRORS = (TyperException,)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
@@ -23,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         return 130
-    except TyperException as e:
+    except _USAGE_ERRORS as e:
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         if not message:  # bare group: the help was printed
             return 0

@@ -22,7 +22,7 @@ def device_serve(backend: str = typer.Option("onnxruntime", "--backend", "-b",
                  max_mb: float = typer.Option(64, "--max-mb", help="largest model file accepted, MB"),
                  quiet: bool = typer.Option(False, "--quiet", help="no request log")) -> None:
     """Serve POST /v1/measure and GET /health until interrupted."""
-    from mnas.latency.agent import make_server, read_token
+    from mnas.latency.agent import make_server, read_token, serve_until_interrupted
 
     server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 1024 * 1024), quiet)
     info = server.health()
@@ -31,9 +31,4 @@ def device_serve(backend: str = typer.Option("onnxruntime", "--backend", "-b",
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo("warning: listening beyond loopback; the token is sent in clear over plain HTTP, "
                    "use a trusted network or an SSH tunnel", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)

@@ -239,13 +239,18 @@ def main(argv: list[str] | None = None) -> int:
     info = server.health()
     print(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} at {server.url}",
           file=sys.stderr)
+    serve_until_interrupted(server)
+    return 0
+
+
+def serve_until_interrupted(server) -> None:
+    """Serve until Ctrl-C, then release the port."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-    return 0
 
 
 if __name__ == "__main__":
