@@ -159,3 +159,19 @@ def test_shipped_configs_validate():
     for name in ("demo", "mnasnet-imagenet"):
         assert load_config(configs / f"{name}.yaml").trials
     assert load_config(configs / "mnasnet-imagenet.yaml").reward.target_ms == 75
+
+
+def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tmp_path):
+    cfg = tiny(trials=1)
+    r = mnas("search", "--config", write_config(tmp_path, cfg), "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    changed = write_config(tmp_path, {**cfg, "seed": 5}, "changed.yaml")
+    r = mnas("search", "--config", changed, "--out", tmp_path / "run", "--resume")
+    assert r.returncode == 2 and "'seed' differs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "experiment.db").write_bytes(b"not a database at all" * 100)
+    for args, needle in [(["search", "--config", changed, "--out", tmp_path / "file"], "is a file"),
+                         (["trials", tmp_path / "junk"], "not a usable experiment database")]:
+        r = mnas(*args)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         return _fail(f"{message}{hint}")
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        return _fail(f"{e.strerror}: {e.filename}")
+    except OSError as e:  # a path or port the user gave: missing, busy, not writable, ...
+        where = f": {e.filename}" if e.filename else ""
+        return _fail(f"{e.strerror or e}{where}")
     return result if isinstance(result, int) else 0
 
 

@@ -28,24 +28,25 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
                  if v is not None}
     cfg = load_config(config, overrides)
     exp = Experiment(cfg, out, resume=resume)
-    t = exp.target_ms
-    console.print(f"[bold]{cfg.name}[/]: strategy {exp.cfg.strategy.name}, space {exp.space.name} "
+    cfg, t = exp.cfg, exp.target_ms  # on --resume, the stored config
+    console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {exp.space.name} "
                   f"({exp.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
                   f"T = {f'{t:.2f} ms' if t else 'none'}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
-    budget = exp.cfg.trials
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("search", total=budget)
+    try:
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+            task = bar.add_task("search", total=cfg.trials)
 
-        def show(state) -> None:
-            b = state.best
-            best = (f"best reward {b['reward']:.4f} acc {b['accuracy']:.3f} lat {b['latency_ms']:.2f} ms"
-                    if b else "no result yet")
-            bar.update(task, completed=state.completed + state.failed,
-                       description=f"trials (failed {state.failed}, dup {state.duplicates}) | {best}")
+            def show(state) -> None:
+                b = state.best
+                best = (f"best reward {b['reward']:.4f} acc {b['accuracy']:.3f} lat {b['latency_ms']:.2f} ms"
+                        if b else "no result yet")
+                bar.update(task, completed=state.completed + state.failed,
+                           description=f"trials (failed {state.failed}, dup {state.duplicates}) | {best}")
 
-        state = exp.run(retry_failed=retry_failed, progress=show)
-    exp.store.close()
+            state = exp.run(retry_failed=retry_failed, progress=show)
+    finally:
+        exp.store.close()
     console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed")
     _show_top(out, 5)
 

@@ -105,7 +105,6 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
                         r.append((clock() - t0) / 1e6)
                     rounds.append(r)
                 t = summarize(rounds)
-                t.remeasures = attempt
                 if best is None or t.cv < best.cv:
                     best = t
                 if t.cv <= settings.cv_threshold:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class SearchState:
     best: dict[str, Any] | None = None
     budget: int | None = None
     stopped_because: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_space(cfg: ExperimentConfig) -> SearchSpace:
@@ -92,11 +91,13 @@ class Experiment:
         self.in_flight_archs: dict[int, str] = {}  # trial id -> canonical arch, in flight
         self.waiting: dict[str, list[tuple[int, ...]]] = {}  # arch in flight -> duplicate proposals
         self.duplicates = 0
+        self.n_told = 0  # tells, including repeated ones: the x axis of diagnostics
         checkpoint = self.store.latest_checkpoint() if existing is not None else None
         if checkpoint is not None:
             self.strategy.load_state_dict(checkpoint["strategy"])
             loop = checkpoint.get("loop", {})
             self.duplicates = loop.get("duplicates", 0)
+            self.n_told = loop.get("told", 0)
             self.waiting = {k: [tuple(t) for t in v] for k, v in loop.get("waiting", {}).items()}
         self.target_ms = resolve_target(cfg, self.store)
         self.reward_cfg = reward_config(cfg, self.target_ms)
@@ -129,27 +130,29 @@ class Experiment:
                 self.done.pop(t.arch, None)
                 self._submit(t.id, t.arch, tuple(t.tokens))
         state = self._state(budget)
-        streak = 0
-        while True:
-            stop = self._stop_reason(state, start)
-            while not stop and self.executor.in_flight() < self.executor.capacity:
-                if not self._ask():
-                    streak += 1
-                    if streak >= self.cfg.max_duplicate_streak:
-                        stop = f"{streak} proposals in a row were already evaluated (converged?)"
-                    continue
-                streak = 0
+        streak, converged = 0, ""
+        try:
+            while True:
+                stop = converged or self._stop_reason(state, start)
+                while not stop and self.executor.in_flight() < self.executor.capacity:
+                    if not self._ask():
+                        streak += 1
+                        if streak >= self.cfg.max_duplicate_streak:
+                            converged = stop = f"{streak} proposals in a row were already evaluated (converged?)"
+                        continue
+                    streak = 0
+                    state = self._state(budget)
+                    stop = self._stop_reason(state, start)
+                if not self.executor.in_flight():
+                    state.stopped_because = stop or "nothing left to run"
+                    break
+                for outcome in self.executor.wait():
+                    self._record(outcome)
                 state = self._state(budget)
-                stop = self._stop_reason(state, start)
-            if not self.executor.in_flight():
-                state.stopped_because = stop or "nothing left to run"
-                break
-            for outcome in self.executor.wait():
-                self._record(outcome)
-            state = self._state(budget)
-            if progress:
-                progress(state)
-        self.executor.shutdown()
+                if progress:
+                    progress(state)
+        finally:  # also on Ctrl-C or an error: stop workers (a Ray instance the executor started)
+            self.executor.shutdown()
         if progress:
             progress(state)
         return state
@@ -167,7 +170,7 @@ class Experiment:
         arch = self.space.decode(tokens).canonical
         if arch in self.done:
             rew, objectives = self.done[arch]
-            self.strategy.tell(tokens, rew, objectives)
+            self._tell(tokens, rew, objectives)
             self.duplicates += 1
             with self.store.transaction() as c:
                 self._checkpoint(c)
@@ -199,9 +202,9 @@ class Experiment:
                 objectives = {"accuracy": o.accuracy, "latency_ms": o.latency_ms}
             except MnasError as e:
                 o.status, o.error = "failed", f"reward: {e}"
-        self.strategy.tell(tokens, rew, objectives)
+        self._tell(tokens, rew, objectives)
         for dup in self.waiting.pop(o.arch, []):
-            self.strategy.tell(dup, rew, objectives)
+            self._tell(dup, rew, objectives)
         self.done[o.arch] = (rew, objectives)
         with self.store.transaction() as c:
             self.store.finish_trial(o.trial_id, o.status, c, accuracy=o.accuracy, latency_ms=o.latency_ms,
@@ -209,16 +212,18 @@ class Experiment:
                                     train=o.train, error=o.error, worker=o.worker, started=o.started,
                                     finished=o.finished, seconds=round(o.finished - o.started, 3))
             self._checkpoint(c)
-            diag = self.strategy.diagnostics() if hasattr(self.strategy, "diagnostics") else {}
+            diag = self.strategy.diagnostics()
             if diag:
-                self.store.add_diagnostics(diag, self._told(), c)
+                self.store.add_diagnostics(diag, self.n_told, c)
 
-    def _told(self) -> int:
-        return len(self.done)
+    def _tell(self, tokens: tuple[int, ...], rew: float | None, objectives: dict[str, Any] | None) -> None:
+        self.strategy.tell(tokens, rew, objectives)
+        self.n_told += 1
 
     def _checkpoint(self, conn: Any) -> None:
-        loop = {"duplicates": self.duplicates, "waiting": {k: [list(t) for t in v] for k, v in self.waiting.items()}}
-        self.store.save_checkpoint({"strategy": self.strategy.state_dict(), "loop": loop}, self._told(),
+        loop = {"duplicates": self.duplicates, "told": self.n_told,
+                "waiting": {k: [list(t) for t in v] for k, v in self.waiting.items()}}
+        self.store.save_checkpoint({"strategy": self.strategy.state_dict(), "loop": loop}, self.n_told,
                                    conn=conn)
 
     def _state(self, budget: int | None) -> SearchState:
@@ -231,9 +236,14 @@ class Experiment:
 
 
 def _merge_resumed(existing: dict[str, Any], cfg: ExperimentConfig) -> ExperimentConfig:
-    """A resumed experiment keeps its stored config; only the budget may be raised on the command line."""
+    """A resumed experiment keeps its stored config; only the budget may change on the command line."""
     from mnas.search.config import config_from_dict
 
+    given = cfg.model_dump(mode="json")
+    for key in given.keys() - {"trials", "time_budget_s"}:
+        if given[key] != existing.get(key):
+            raise MnasError(f"--resume continues the stored experiment, but '{key}' differs from it: "
+                            "resume with the original config (only trials/time_budget_s may change)")
     merged = dict(existing)
     merged["trials"], merged["time_budget_s"] = cfg.trials, cfg.time_budget_s
     return config_from_dict(merged, "stored config")

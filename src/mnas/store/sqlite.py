@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,9 @@ class TrialRecord:
     started: float | None = None
     finished: float | None = None
     seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        return asdict(self)
 
 
 _JSON_COLS = ("tokens", "latency", "train")
@@ -82,14 +79,20 @@ class Store:
         self.path = self.dir / DB_NAME
         if not create and not self.path.exists():
             raise MnasError(f"no experiment in {self.dir} ({DB_NAME} missing): run 'mnas search --out {self.dir}'")
+        if self.dir.exists() and not self.dir.is_dir():
+            raise MnasError(f"{self.dir} is a file, not an experiment directory: choose another --out")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise MnasError(f"{self.path} is not a usable experiment database ({e})") from None
 
     def close(self) -> None:
         self.conn.close()

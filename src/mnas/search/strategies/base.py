@@ -55,7 +55,7 @@ class BaseStrategy:
         return self.space.check_tokens(tuple(tokens))
 
     def diagnostics(self) -> dict:
-        return {"asked": self.n_asked, "told": self.n_told, "failed": self.n_failed}
+        return self._counts()
 
     def _counts(self) -> dict:
         return {"asked": self.n_asked, "told": self.n_told, "failed": self.n_failed}
