@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mnas.search.config import ExperimentConfig
@@ -37,7 +37,6 @@ class TrialOutcome:
     worker: str = ""
     started: float = 0.0
     finished: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,12 +45,7 @@ class TrialOutcome:
 def latency_spec(cfg: ExperimentConfig, cache_path: str | None) -> dict[str, Any]:
     settings = {"resolution": cfg.latency.resolution, "threads": cfg.latency.threads,
                 "batch": cfg.latency.batch, "num_classes": cfg.latency.num_classes}
-    if cfg.latency.runs is not None:
-        settings["runs"] = cfg.latency.runs
-    if cfg.latency.warmup is not None:
-        settings["warmup"] = cfg.latency.warmup
-    if cfg.latency.cv_threshold is not None:
-        settings["cv_threshold"] = cfg.latency.cv_threshold
+    settings.update(cfg.latency.model_dump(include={"runs", "warmup", "cv_threshold"}, exclude_none=True))
     return {"backend": cfg.latency.backend, "settings": settings,
             "cache": cache_path if cfg.latency.cache else None}
 

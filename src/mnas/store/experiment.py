@@ -21,7 +21,6 @@ from mnas.search.evaluate import TrialOutcome, TrialTask, latency_spec
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies.base import make_strategy
 from mnas.space import MnasNetSpace
-from mnas.space.decisions import SearchSpace
 from mnas.store.sqlite import Store
 
 ProgressFn = Callable[["SearchState"], None]
@@ -36,10 +35,6 @@ class SearchState:
     best: dict[str, Any] | None = None
     budget: int | None = None
     stopped_because: str = ""
-
-
-def load_space(cfg: ExperimentConfig) -> SearchSpace:
-    return MnasNetSpace.load(cfg.space)
 
 
 def reward_config(cfg: ExperimentConfig, target_ms: float | None) -> RewardConfig:
@@ -84,11 +79,10 @@ class Experiment:
         if existing is not None:
             cfg = _merge_resumed(existing, cfg)
         self.cfg = cfg
-        self.space = load_space(cfg)
+        self.space = MnasNetSpace.load(cfg.space)
         self.strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, **cfg.strategy.options)
         self.executor = executor or make_executor(cfg.executor)
-        self.pending: dict[int, tuple[int, ...]] = {}  # trial id -> tokens, in flight
-        self.in_flight_archs: dict[int, str] = {}  # trial id -> canonical arch, in flight
+        self.in_flight: dict[int, tuple[tuple[int, ...], str]] = {}  # trial id -> (tokens, canonical arch)
         self.waiting: dict[str, list[tuple[int, ...]]] = {}  # arch in flight -> duplicate proposals
         self.duplicates = 0
         self.n_told = 0  # tells, including repeated ones: the x axis of diagnostics
@@ -107,7 +101,7 @@ class Experiment:
                 self.store.set_meta("target_ms", self.target_ms, c)
                 self.store.set_meta("reward", self.reward_cfg.to_dict(), c)
                 self.store.set_meta("latency", latency_spec(cfg, None), c)
-                self.store.set_meta("space", self.space.describe() if hasattr(self.space, "describe") else {}, c)
+                self.store.set_meta("space", self.space.describe(), c)
                 self.store.set_meta("created", time.time(), c)
         self.latency_spec = latency_spec(cfg, _cache_path(self.store))
         self.done: dict[str, tuple[float | None, dict[str, Any] | None]] = {}
@@ -175,7 +169,7 @@ class Experiment:
             with self.store.transaction() as c:
                 self._checkpoint(c)
             return False
-        if arch in self.waiting or arch in self.in_flight_archs.values():
+        if arch in self.waiting or any(arch == a for _, a in self.in_flight.values()):
             self.waiting.setdefault(arch, []).append(tokens)
             with self.store.transaction() as c:
                 self._checkpoint(c)
@@ -187,14 +181,12 @@ class Experiment:
         return True
 
     def _submit(self, trial_id: int, arch: str, tokens: tuple[int, ...]) -> None:
-        self.pending[trial_id] = tokens
-        self.in_flight_archs[trial_id] = arch
+        self.in_flight[trial_id] = (tokens, arch)
         self.executor.submit(TrialTask(trial_id, arch, self.latency_spec, self.cfg.proxy.model_dump(),
                                        self.cfg.seed))
 
     def _record(self, o: TrialOutcome) -> None:
-        tokens = self.pending.pop(o.trial_id)
-        self.in_flight_archs.pop(o.trial_id, None)
+        tokens, _ = self.in_flight.pop(o.trial_id)
         rew, objectives = None, None
         if o.status == "completed":
             try:
