@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	    || (test -z "$$CI" && echo "warning: chromium not installed; the report.html browser test will skip")
 	touch $(STAMP)
 
+# The import-layer contract (pyproject.toml, [tool.importlinter]) first: an upward import fails CI.
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # A real small search: animal-mnist proxy, onnxruntime latency measured here, T = MobileNetV2's latency.

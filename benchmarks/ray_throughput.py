@@ -46,7 +46,8 @@ def one_run(preset: str, trials: int, executor: dict, seed: int) -> dict:
     import torch
 
     from mnas.search.config import config_from_dict
-    from mnas.store.experiment import Experiment
+    from mnas.run import make_executor
+    from mnas.search.driver import Search
 
     torch.set_num_threads(1)  # the in-process executor trains in this process: one thread, like a worker
     cfg = config_from_dict({"name": "bench", "seed": seed, "trials": trials, "strategy": {"name": "random"},
@@ -54,7 +55,7 @@ def one_run(preset: str, trials: int, executor: dict, seed: int) -> dict:
                             "executor": executor})
     with tempfile.TemporaryDirectory(prefix="mnas-bench-") as out:
         t0 = time.time()
-        exp = Experiment(cfg, Path(out) / "run")
+        exp = Search.open(cfg, Path(out) / "run", executor=make_executor(cfg.executor))  # Ray starts here
         startup = time.time() - t0
         state = exp.run()
         finished = sorted(t.finished for t in exp.store.trials() if t.finished)

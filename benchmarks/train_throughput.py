@@ -23,12 +23,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from mnas.model import build
 from mnas.space import zoo
 from mnas.train import TrainConfig, load_dataset, train_proxy
+from mnas.train.trainer import batch_preparer
 
 
 def plain_loop(arch, data, steps: int, batch_size: int, seed: int) -> float:
     torch.manual_seed(seed)
     model = build(arch, data.num_classes, data.in_chans, 0.2)
-    x = data.normalize(data.x_train[: steps * batch_size])
+    x = batch_preparer(data, torch.device("cpu"), torch.contiguous_format)(data.x_train[: steps * batch_size])
     loader = DataLoader(TensorDataset(x, data.y_train[: steps * batch_size]), batch_size=batch_size,
                         shuffle=True, drop_last=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -47,7 +48,7 @@ def plain_loop(arch, data, steps: int, batch_size: int, seed: int) -> float:
 
 def trainer(arch, data, steps: int, batch_size: int, seed: int, threads: int) -> float:
     cfg = TrainConfig(epochs=1, batch_size=batch_size, resolution=data.resolution, width_multiplier=1.0,
-                      max_train_samples=steps * batch_size, threads=threads, seed=seed, device="cpu")
+                      train_limit=steps * batch_size, threads=threads, seed=seed, device="cpu")
     r = train_proxy(arch, data, cfg)
     return r.train_images_per_s
 

@@ -73,3 +73,16 @@ def test_export_cli_prints_remeasured_next_to_searched(run, tmp_path):
     assert p.returncode == 2 and "out of range" in p.stderr
     p = mnas("export", run, "--format", "coreml", "--out", out, check=False)
     assert p.returncode == 2 and "unknown export format" in p.stderr
+
+
+def test_tflite_without_its_converter_is_one_clear_error(monkeypatch):
+    import sys
+
+    from mnas import MnasError
+    from mnas.model.export import export, prepare
+    from mnas.space import zoo
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # what an install without mnas[litert] looks like
+    shape = (1, 3, 32, 32)
+    with pytest.raises(MnasError, match="needs litert-torch"):
+        export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "tflite", shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 from urllib.parse import urlparse
@@ -13,10 +14,9 @@ import pytest
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
 from mnas.latency.agent import make_server
-from mnas.latency.local import onnx_bytes
-from mnas.latency.protocol import calibrate_bn
 from mnas.latency.remote import RemoteBackend
-from mnas.model import build
+from mnas.latency.wire import settings_from_query, settings_to_query
+from mnas.model.export import export, prepare
 from mnas.space import zoo
 
 TOKEN = "s3cret-token"
@@ -37,9 +37,8 @@ def agent():
 
 @pytest.fixture(scope="module")
 def model_file() -> bytes:
-    model = build(zoo.get("mnasnet-small"), num_classes=10)
-    calibrate_bn(model, (1, 3, RES, RES))
-    return onnx_bytes(model.eval(), (1, 3, RES, RES))
+    shape = (1, 3, RES, RES)
+    return export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "onnx", shape)
 
 
 def call(server, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN,
@@ -145,9 +144,35 @@ def test_remote_errors_are_clear(agent, monkeypatch):
         RemoteBackend([dead_url()], token=TOKEN).measure(zoo.get("mnasnet-small"), settings)
     with pytest.raises(MnasError, match="401"):
         RemoteBackend([agent.url], token="wrong").measure(zoo.get("mnasnet-small"), settings)
-    monkeypatch.setenv("MNAS_DEVICE_TOKEN", TOKEN)
+    monkeypatch.delenv("MNAS_DEVICE_TOKEN", raising=False)
+    monkeypatch.delenv("MNAS_DEVICE_TOKEN_FILE", raising=False)
+    with pytest.raises(MnasError, match="needs the agents' token"):
+        get_backend(f"remote:{agent.url}")
+    monkeypatch.setenv("MNAS_DEVICE_TOKEN", TOKEN)  # the fallback a config-driven search relies on
     be = get_backend(f"remote:{urlparse(agent.url).netloc}")
     assert be.measure(zoo.get("mnasnet-small"), settings).extra["agent"] == agent.url
+
+
+def test_token_file_is_an_argument_and_capabilities_come_from_the_agent(agent, model_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNAS_DEVICE_TOKEN", "not-the-token")  # an explicit token file wins over the fallback
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    be = get_backend(f"remote:{agent.url}", token_file=str(token_file))
+    assert be.info()["backend"] == "onnxruntime" and be.model_format == "onnx"
+    settings = LatencySettings(runs=4, rounds=2, warmup=1, max_remeasures=0)
+    r = be.measure_file(model_file, settings)
+    assert r.input_shape == (1, 3, RES, RES) and r.runs == 4 and r.extra["via"] == "remote"
+
+
+def test_query_settings_round_trip_and_refusals():
+    s = LatencySettings(runs=7, rounds=3, warmup=0, cv_threshold=0.1, pin_core=1, clock="cpu", resolution=64)
+    back = settings_from_query(settings_to_query(s))
+    assert back == s.replace(resolution=LatencySettings.default("resolution"))  # resolution is in the file
+    for query, why in [("runs=0", "greater than or equal to 1"), ("runs=lots", "integer"),
+                       ("clock=sundial", "wall"), ("resolution=64", "unknown setting 'resolution'"),
+                       ("runs=20000", "runs is limited to 10000")]:
+        with pytest.raises(MnasError, match=why):
+            settings_from_query(query)
 
 
 def test_cli_latency_json(capsys, tmp_path):
@@ -160,3 +185,34 @@ def test_cli_latency_json(capsys, tmp_path):
     assert {"median_ms", "p10_ms", "p90_ms", "cv", "runs", "backend", "device"} <= out.keys()
     assert out["backend"] == "onnxruntime" and out["name"] == "mnasnet-small"
     assert main(["latency", "mnasnet-small", "--backend", "bogus"]) == 2
+    assert main(["latency", "mnasnet-small", "--runs", "0"]) == 2
+    assert "runs" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def roomy_agent():
+    """The CLI has no --num-classes: its 1000-class model files need the default size limit."""
+    server = make_server("onnxruntime", TOKEN, "127.0.0.1", 0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_cli_latency_on_an_agent_with_a_token_file(roomy_agent, capsys, tmp_path, monkeypatch):
+    from mnas.cli import main
+
+    agent = roomy_agent
+    monkeypatch.delenv("MNAS_DEVICE_TOKEN", raising=False)
+    monkeypatch.delenv("MNAS_DEVICE_TOKEN_FILE", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    fast = ["--resolution", "32", "--runs", "2", "--rounds", "1", "--warmup", "0", "--no-cache", "--json"]
+    assert main(["latency", "mnasnet-small", "--backend", f"remote:{agent.url}", "--token-file", str(token_file),
+                 *fast]) == 0
+    assert json.loads(capsys.readouterr().out)["extra"]["agent"] == agent.url
+    assert "MNAS_DEVICE_TOKEN_FILE" not in os.environ  # passed as an argument, not through the environment
+    assert main(["latency", "mnasnet-small", "--device", agent.url, "--backend", "openvino",
+                 "--token-file", str(token_file), *fast]) == 2
+    assert "the agent serves onnxruntime" in capsys.readouterr().err

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from mnas import MnasError
-from mnas.latency import LatencyResult, LatencySettings, get_backend, measure
-from mnas.latency.cache import LatencyCache
-from mnas.latency.protocol import calibrate_bn
+from mnas.latency import LatencyCache, LatencyResult, LatencySettings, get_backend, measure, register_backend
 from mnas.model import build
+from mnas.model.export import calibrate_bn, export, prepare
 from mnas.space import zoo
 
 RES = 32
@@ -42,13 +45,14 @@ def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE)
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino", "litert"])
 def test_file_backends_agree_with_pytorch_and_time_sanely(name, small_model):
     be = get_backend(name)
-    infer, shape = be.load(be.export(small_model, SHAPE), FAST)
+    data = export(small_model, be.model_format, SHAPE)
+    infer, shape = be.load(data, FAST)
     assert shape == SHAPE
     x = np.random.default_rng(1).standard_normal(SHAPE, dtype=np.float32)
     with torch.no_grad():
         expected = small_model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.asarray(infer(x)), expected, rtol=1e-3, atol=1e-4)
-    r = be.time_runner(infer, shape, FAST)
+    r = be.measure_file(data, FAST)
     check_result(r, name)
     if name == "openvino":  # bf16 would be a different network; f32 must really be in force
         assert "f32" in r.extra["inference_precision"] or "float32" in r.extra["inference_precision"]
@@ -69,7 +73,7 @@ def test_measure_arch_with_cache(tmp_path):
     assert not first.cached and first.arch == arch.canonical and len(cache) == 1
     second = measure(arch, "onnxruntime", FAST, cache)
     assert second.cached and second.median_ms == first.median_ms
-    other = LatencySettings(**{**FAST.to_dict(), "resolution": 40})
+    other = FAST.replace(resolution=40)
     assert not measure(arch, "onnxruntime", other, tmp_path / "latency.sqlite").cached
     assert len(LatencyCache(tmp_path)) == 2
 
@@ -88,15 +92,92 @@ def test_bn_calibration_moves_statistics_off_the_defaults():
     assert bn.momentum == pytest.approx(0.01) and model.training  # settings restored
 
 
+def test_prepare_calibrates_a_copy_and_builds_architectures():
+    model = build(zoo.get("mnasnet-small"), num_classes=10)
+    prepared = prepare(model, SHAPE)
+    assert prepared is not model and not prepared.training and model.training
+    assert torch.equal(model.stem[1].running_var, torch.ones_like(model.stem[1].running_var))
+    built = prepare(zoo.get("mnasnet-small"), (1, 1, RES, RES), num_classes=7)
+    assert built(torch.zeros(1, 1, RES, RES)).shape == (1, 7)
+    with pytest.raises(MnasError, match="unknown export format"):
+        export(prepared, "coreml", SHAPE)
+
+
+def test_capabilities_are_on_the_protocol(small_model):
+    assert get_backend("onnxruntime").model_format == "onnx" and get_backend("tflite").model_format == "tflite"
+    torch_be = get_backend("torch")
+    assert torch_be.model_format is None
+    with pytest.raises(MnasError, match="takes no model files"):
+        torch_be.measure_file(export(small_model, "onnx", SHAPE), FAST)
+    with pytest.raises(MnasError, match="takes no argument"):
+        get_backend("onnxruntime:gpu")
+
+
 def test_get_backend_errors_and_registry():
-    with pytest.raises(MnasError, match="unknown latency backend"):
+    with pytest.raises(MnasError, match="unknown latency backend 'nope'"):
         get_backend("nope")
     with pytest.raises(MnasError, match="agent URLs"):
         get_backend("remote:")
-    from mnas.latency import BACKENDS, register_backend
     sentinel = get_backend("torch")
-    register_backend("testonly", lambda arg: sentinel)
-    try:
-        assert get_backend("testonly:whatever") is sentinel
-    finally:
-        BACKENDS.pop("testonly")
+    seen = []
+    register_backend("testonly", lambda arg, **options: seen.append((arg, options)) or sentinel)
+    assert get_backend("testonly:whatever", colour="red") is sentinel
+    assert seen == [("whatever", {"colour": "red"})]
+    register_backend("testonly-lazy", "mnas.latency.torch_backend:TorchBackend")  # imported on first use
+    assert get_backend("testonly-lazy").name == "torch"
+
+
+def test_latency_modules_import_no_backend_and_the_client_no_server():
+    """The registry names backends without importing them, and the remote client shares only the wire
+    module with the agent: importing the package (or the client) loads neither a runtime nor the server."""
+    code = ("import sys, mnas.latency, mnas.latency.remote; "
+            "print(' '.join(m for m in sys.modules if m.startswith(('mnas.latency.', 'torch', 'onnxruntime'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                 .stdout.split())
+    assert "mnas.latency.wire" in loaded and "mnas.latency.remote" in loaded
+    assert not {m for m in loaded if m.endswith("_backend") or m in ("mnas.latency.agent", "mnas.latency.local",
+                                                                       "torch", "onnxruntime")}
+
+
+TOY_BACKEND = """
+from mnas.latency import LatencyResult, LatencySettings
+
+class ToyBackend:
+    name = "toy"
+    model_format = None
+
+    def __init__(self, arg=""):
+        self.arg = arg
+
+    def identity(self, settings):
+        return {"backend": "toy", "runtime_version": "0", "device": "toybox"}
+
+    def measure(self, arch, settings=None):
+        s = settings or LatencySettings()
+        return LatencyResult(median_ms=12.345, mean_ms=12.345, p10_ms=12.345, p90_ms=12.345, std_ms=0.0, cv=0.0,
+                             runs=s.runs, warmup=s.warmup, batch=s.batch, resolution=s.resolution,
+                             threads=s.threads, backend="toy", runtime_version="0", device={"id": "toybox"},
+                             time="2000-01-01T00:00:00Z", arch=arch.canonical, extra={"arg": self.arg})
+
+    def measure_model(self, model, input_shape, settings=None):
+        raise NotImplementedError
+
+    def measure_file(self, data, settings):
+        raise NotImplementedError
+"""
+
+
+def test_a_plugin_backend_registers_by_entry_point_and_runs_in_the_cli(tmp_path):
+    """A package that mnas knows nothing about: one module and its dist-info on the path."""
+    (tmp_path / "toy_backend.py").write_text(TOY_BACKEND)
+    info = tmp_path / "toy_mnas_plugin-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-mnas-plugin\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[mnas.backends]\ntoy = toy_backend:ToyBackend\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "mnas", "latency", "mnasnet-a1", "--backend", "toy:knob", "--json",
+                        "--cache", str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["median_ms"] == 12.345 and out["backend"] == "toy" and out["extra"] == {"arg": "knob"}
+    assert out["arch"] == zoo.get("mnasnet-a1").canonical and not out["cached"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mnas.latency import LatencyResult, LatencySettings
+from mnas import MnasError
+from mnas.latency import LatencyConfig, LatencyResult, LatencySettings
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.protocol import percentile, summarize, time_calls
 
@@ -76,10 +77,32 @@ def test_summary_statistics():
 def test_settings_and_result_round_trip():
     s = LatencySettings(resolution=64, pin_core=0)
     assert LatencySettings.from_dict(s.to_dict()) == s and s.input_shape() == (1, 3, 64, 64)
+    # stored settings from another mnas version: unknown keys are dropped, bad values are one clear line
+    assert LatencySettings.from_dict({**s.to_dict(), "from_the_future": 1}) == s
+    with pytest.raises(MnasError, match="latency settings: .*runs"):
+        LatencySettings.from_dict({"runs": 0})
     with pytest.raises(ValueError):
         LatencySettings(runs=0)
+    with pytest.raises(ValueError, match=r"\brun\b"):  # a misspelt key is never ignored when constructing
+        LatencySettings(run=3)
     with pytest.raises(ValueError, match="lacks"):
         LatencyResult.from_dict({"median_ms": 1.0})
+
+
+def test_key_fields_leave_out_only_the_statistics_knobs():
+    s = LatencySettings()
+    assert s.replace(cv_threshold=0.5, max_remeasures=0).key_fields() == s.key_fields()
+    assert s.replace(runs=3).key_fields() != s.key_fields()
+    assert s.replace(clock="cpu").key_fields() != s.key_fields()
+
+
+def test_latency_config_is_settings_plus_backend_and_cache():
+    c = LatencyConfig.model_validate({"backend": "torch", "runs": 9, "cache": False})
+    assert isinstance(c, LatencySettings) and c.warmup == LatencySettings.default("warmup")
+    assert c.settings() == LatencySettings(runs=9) and type(c.settings()) is LatencySettings
+    assert LatencyConfig.default("backend") == "onnxruntime" and LatencyConfig().cache is True
+    with pytest.raises(ValueError, match="backnd"):
+        LatencyConfig.model_validate({"backnd": "torch"})
 
 
 def test_pinning_to_a_core_runs():

@@ -195,10 +195,10 @@ def test_private_local_instance_trains_in_parallel_and_times_in_the_driver(tmp_p
     import ray
 
     from mnas.search.config import config_from_dict
-    from mnas.store.experiment import Experiment
+    from mnas.search.driver import Search
 
     cfg = config_from_dict(dict(TINY, trials=4, executor={"kind": "ray", "workers": 2}))
-    exp = Experiment(cfg, tmp_path / "run")
+    exp = Search.open(cfg, tmp_path / "run")
     state = exp.run()
     assert not ray.is_initialized()  # the executor stopped the instance it started
     assert state.completed == 4 and state.failed == 0

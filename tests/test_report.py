@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mnas.report.pareto import best_under, pareto_front
 from mnas.report.plots import moving_average, token_entropy
 from mnas.report.synthetic import fill_synthetic
-from mnas.store.sqlite import Store
+from mnas.store import Store, Trial, TrialStatus
 from report_helpers import mnas, tiny_search
 
 
@@ -122,7 +122,8 @@ def test_summary_without_target_uses_latency_quantiles(tmp_path):
     with Store(tmp_path / "run") as store:
         for i, lat in enumerate([4.0, 2.0, 8.0, 6.0]):
             tid = store.add_trial(f"arch{i}", [i])
-            store.finish_trial(tid, "completed", accuracy=0.5 + i / 10, latency_ms=lat, reward=0.5 + i / 10)
+            store.finish_trial(Trial(tid, f"arch{i}", TrialStatus.COMPLETED, accuracy=0.5 + i / 10, latency_ms=lat,
+                                     reward=0.5 + i / 10))
         store.add_trial("still-running", [9])
     s = make_report(tmp_path / "run", plots=True, html=True)
     assert s["target_ms"] is None and (s["completed"], s["running"]) == (4, 1)

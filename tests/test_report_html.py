@@ -1,11 +1,14 @@
 """report.html in a real headless Chromium: it renders, the table has one row per trial shown, sorting works,
-the screenshot is not blank. In CI (CI=true) a missing Chromium is a failure, not a skip."""
+the screenshot is not blank, text from the store cannot inject markup. In CI (CI=true) a missing Chromium is a
+failure, not a skip."""
 
 from __future__ import annotations
 
 import os
+import html
 import re
 import shutil
+import sqlite3
 import subprocess
 
 import numpy as np
@@ -75,3 +78,39 @@ def test_html_screenshot_is_not_blank(page, tmp_path):
     colours = np.unique(img.reshape(-1, 3)[::7], axis=0)
     assert len(colours) > 100  # text, plots and table, not a blank or single-colour page
     assert (img < 200).any(axis=2).mean() > 0.02
+
+
+# A store only ever holds canonical architecture strings, but report.html is mailed around and opened in a
+# browser, so a hand-edited or foreign store must not be able to put markup or script into the page.
+HOSTILE_ARCH = '</td><script>document.body.setAttribute("data-pwned", "arch")</script>'
+HOSTILE_ERROR = "\"'><script>document.body.setAttribute('data-pwned', 'error')</script>"
+
+
+@pytest.fixture(scope="module")
+def hostile_page(tmp_path_factory):
+    run = fill_synthetic(tmp_path_factory.mktemp("hostile") / "run", n=16, seed=1, fail_every=4)
+    with sqlite3.connect(run / "experiment.db") as db:  # raw writes: what a tampered store file looks like
+        db.execute("UPDATE trials SET arch = ? || id WHERE status = 'completed'", (HOSTILE_ARCH,))
+        db.execute("UPDATE trials SET error = ? WHERE status = 'failed'", (HOSTILE_ERROR,))
+    make_report(run)
+    return run / "report.html"
+
+
+def test_store_text_is_escaped_in_the_page(hostile_page):
+    text = hostile_page.read_text()
+    assert text.count("<script") == 1  # the page's own sorting script, nothing planted
+    # each hostile text stays inside its cell or attribute and reads back unchanged
+    titles = re.findall(r'<td class="c-status" data-v="failed" title="([^"]*)">failed</td>', text)
+    assert [html.unescape(t) for t in titles] == [HOSTILE_ERROR] * 4
+    cells = re.findall(r'<td class="c-arch" data-v="([^"<]*)">([^<]*)</td>', text)
+    hostile = [(html.unescape(v), html.unescape(shown)) for v, shown in cells if "script" in shown]
+    assert len(hostile) == 12 and all(v == shown and v.startswith(HOSTILE_ARCH) for v, shown in hostile)
+
+
+def test_store_text_shows_as_text_in_a_browser(hostile_page, tmp_path):
+    exe = chromium()
+    p = run_chromium(exe, tmp_path, "--dump-dom", hostile_page.as_uri())
+    dom = p.stdout
+    assert 'data-ready="1"' in dom, p.stderr[-2000:]  # the page's own script ran to the end
+    assert "data-pwned=" not in dom  # and none of the planted ones ran
+    assert len(re.findall(r'<td class="c-arch" data-v="[^"]*">&lt;/td&gt;&lt;script&gt;', dom)) == 12

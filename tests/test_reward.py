@@ -34,8 +34,8 @@ def test_five_percent_for_twice_the_latency():
 
 def test_constraints_multiply_in():
     cfg = RewardConfig.from_preset("soft", target_ms=75,
-                                   constraints=[Constraint("params", 4e6, 0.0, -1.0),
-                                                Constraint("macs", 300e6, -0.07, -0.07)])
+                                   constraints=[Constraint(metric="params", target=4e6, alpha=0.0, beta=-1.0),
+                                                Constraint(metric="macs", target=300e6, alpha=-0.07, beta=-0.07)])
     got = reward(0.7, 75, cfg, params=5e6, macs=150e6)
     assert got == pytest.approx(0.7 * (4e6 / 5e6) * 0.5 ** -0.07)
     assert reward(0.7, 75, cfg, params=3e6, macs=300e6) == pytest.approx(0.7)
@@ -45,7 +45,7 @@ def test_constraints_multiply_in():
 
 def test_no_target_means_accuracy_only_and_round_trip():
     assert reward(0.6, 500, RewardConfig(target_ms=None)) == 0.6
-    cfg = RewardConfig.from_preset("hard", 22.0, [Constraint("macs", 1e8)])
+    cfg = RewardConfig.from_preset("hard", 22.0, [Constraint(metric="macs", target=1e8)])
     back = RewardConfig.from_dict(cfg.to_dict())
     assert back == cfg and back.with_target(30).target_ms == 30
 

@@ -15,7 +15,7 @@ import yaml
 from mnas import MnasError
 from mnas.search.config import config_from_dict, load_config
 from mnas.store import Store
-from mnas.store.experiment import Experiment
+from mnas.search.driver import Search
 
 TINY = {
     "name": "tiny", "seed": 0, "trials": 6,
@@ -50,7 +50,7 @@ def mnas(*args, **kw):
 
 
 def test_search_records_every_trial_with_reward(tmp_path):
-    exp = Experiment(config_from_dict(tiny()), tmp_path / "run")
+    exp = Search.open(config_from_dict(tiny()), tmp_path / "run")
     state = exp.run()
     assert state.total == 6 and state.completed == 6 and state.failed == 0
     trials = exp.store.trials()
@@ -76,7 +76,7 @@ def test_trials_cli_json_and_second_run_refused(tmp_path):
 def test_failing_trials_are_recorded_and_retried(tmp_path):
     data = tmp_path / "data.npz"
     cfg = config_from_dict(tiny(trials=3, **{"proxy.dataset": f"npz:{data}"}))
-    state = Experiment(cfg, tmp_path / "run").run()
+    state = Search.open(cfg, tmp_path / "run").run()
     assert state.failed == 3 and state.completed == 0
     with Store(tmp_path / "run", create=False) as store:
         errors = [t.error for t in store.trials()]
@@ -85,15 +85,15 @@ def test_failing_trials_are_recorded_and_retried(tmp_path):
     from sklearn.datasets import load_digits
     d = load_digits()
     np.savez(data, x=(d.images * 16).astype("uint8"), y=d.target)
-    state = Experiment(cfg, tmp_path / "run", resume=True).run(retry_failed=True)
+    state = Search.open(cfg, tmp_path / "run", resume=True).run(retry_failed=True)
     assert state.completed == 3 and state.failed == 0 and state.total == 3
     with Store(tmp_path / "run", create=False) as store:
         assert all(t.attempts == 2 for t in store.trials())
 
 
 def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
-    cfg = config_from_dict(tiny(trials=2, **{"proxy.options": {"lr": 1e30, "optimizer": "sgd"}}))
-    state = Experiment(cfg, tmp_path / "run").run()
+    cfg = config_from_dict(tiny(trials=2, **{"proxy.lr": 1e30, "proxy.optimizer": "sgd"}))
+    state = Search.open(cfg, tmp_path / "run").run()
     assert state.total == 2 and state.failed == 2
     with Store(tmp_path / "run", create=False) as store:
         assert all("not finite" in (t.error or "") for t in store.trials())
@@ -133,7 +133,7 @@ def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     kept = {(i, a, rw) for i, a, s, rw in before if s == "completed"}
     assert kept <= {(t.id, t.arch, t.reward) for t in after}  # no completed trial lost or redone
 
-    Experiment(config_from_dict(cfg), tmp_path / "straight").run()
+    Search.open(config_from_dict(cfg), tmp_path / "straight").run()
     with Store(tmp_path / "straight", create=False) as store:
         straight = [t.arch for t in store.trials()]
     assert [t.arch for t in after] == straight

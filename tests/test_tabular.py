@@ -1,5 +1,7 @@
 import csv
+import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +11,11 @@ import pytest
 
 from mnas import MnasError
 from mnas.cli import main
-from mnas.search.tabular import (Oracle, bench_strategies, hypervolume_2d, load_table, pareto_mask,
-                                 permuted_table, run_search, synthetic_table)
+from mnas.search.bench import (Oracle, bench_strategies, hypervolume_2d, load_table, permuted_table, run_search,
+                               synthetic_table)
 from mnas.space.nb201 import Nb201Space
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "nb201" / "cifar10_pixel3.csv"
+NB201 = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "nb201_cifar10_pixel3.csv.gz"
 S = Nb201Space()
 
 
@@ -46,12 +48,34 @@ def test_nb201_space_round_trip():
             S.parse(bad)
 
 
-def test_hypervolume_and_pareto_by_hand():
+def test_hypervolume_by_hand():
     # points (1, 0.2), (2, 0.1) with ref (4, 0.3): strips (4-1)*(0.3-0.2) + (4-2)*(0.2-0.1) = 0.5
     assert hypervolume_2d([1, 2], [0.2, 0.1], (4, 0.3)) == pytest.approx(0.5)
+    assert hypervolume_2d([2, 1], [0.1, 0.2], (4, 0.3)) == pytest.approx(0.5)  # order does not matter
     assert hypervolume_2d([1, 2, 3], [0.2, 0.1, 0.15], (4, 0.3)) == pytest.approx(0.5)  # dominated adds 0
-    assert hypervolume_2d([5], [0.1], (4, 0.3)) == 0.0
-    assert list(pareto_mask(np.array([1, 2, 3.0]), np.array([0.2, 0.1, 0.15]))) == [True, True, False]
+    assert hypervolume_2d([1, 1, 2, 2], [0.2, 0.25, 0.1, 0.1], (4, 0.3)) == pytest.approx(0.5)  # ties
+    assert hypervolume_2d([5, 1], [0.1, 0.3], (4, 0.3)) == 0.0  # outside the reference box
+    assert hypervolume_2d([], [], (4, 0.3)) == 0.0
+
+
+def test_hypervolume_matches_a_grid_count():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 1, 30), rng.uniform(0, 1, 30)
+    grid = (np.arange(400) + 0.5) / 400  # cell centres of a 400 x 400 grid over [0, 1]^2
+    ga, gb = np.meshgrid(grid, grid, indexing="ij")
+    dominated = ((a[:, None, None] <= ga) & (b[:, None, None] <= gb)).any(0)
+    assert hypervolume_2d(a, b, (1.0, 1.0)) == pytest.approx(dominated.mean(), abs=5e-3)
+
+
+def test_gzip_table_reads_like_the_csv(tiny, tmp_path):
+    packed = tmp_path / "tiny.csv.gz"
+    packed.write_bytes(gzip.compress(tiny.read_bytes()))
+    a, b = load_table(tiny), load_table(packed)
+    assert a.archs == b.archs and (a.accuracy == b.accuracy).all() and (a.latency == b.latency).all()
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(tiny.read_bytes())[:40])
+    with pytest.raises(MnasError, match="cannot be read"):
+        load_table(broken)
 
 
 def test_metrics_on_a_tiny_table(tiny):
@@ -115,12 +139,54 @@ def test_cli_user_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared NB201 table not present")
-def test_shared_table_small_budget():
-    out = subprocess.run([sys.executable, "-m", "mnas", "bench", "strategies", "--table", str(SHARED),
-                          "--budget", "20", "--seeds", "2", "--strategies", "random,evolution,optuna-nsga2",
-                          "--jobs", "1", "--json"], capture_output=True, text=True, timeout=300)
+def test_in_repo_table_is_the_default():
+    out = subprocess.run([sys.executable, "-m", "mnas", "bench", "strategies", "--budget", "20", "--seeds", "2",
+                          "--strategies", "random,evolution,optuna-nsga2", "--jobs", "1", "--json"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     assert rep["table"]["rows"] == 15625 and rep["table"]["accuracy"] == "cifar10_test_accuracy"
     assert rep["budgets"]["20"]["evolution"]["evaluations_mean"] == 20
+
+
+TOY = """
+import random
+
+
+class ToyStrategy:
+    name = "toy"
+
+    def __init__(self, space, seed=0):
+        self.space, self.rng = space, random.Random(seed)
+
+    def ask(self):
+        return tuple(self.rng.randrange(c) for c in self.space.cardinalities)
+
+    def tell(self, tokens, reward, objectives=None):
+        pass
+
+    def state_dict(self):  # the benchmark never resumes a search
+        return {}
+
+    def load_state_dict(self, d):
+        pass
+
+    def diagnostics(self):
+        return {}
+"""
+
+
+def test_a_plugin_strategy_runs_through_the_cli(tmp_path):
+    """Installed like a pip package would be: a module and its dist-info with an entry point."""
+    (tmp_path / "toy_strategy.py").write_text(TOY)
+    info = tmp_path / "toy_plugin-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[mnas.strategies]\ntoy = toy_strategy:ToyStrategy\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "mnas", "bench", "strategies", "--strategies", "toy,random",
+                          "--table", str(NB201), "--budget", "20", "--seeds", "2", "--jobs", "1", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    block = json.loads(out.stdout)["budgets"]["20"]
+    assert block["toy"]["evaluations_mean"] == 20 and "p_vs_random" in block["toy"]["reward_regret"]

@@ -1,8 +1,12 @@
-"""``mnas train`` and ``mnas data``: JSON fields, and one-line errors with exit code 2."""
+"""``mnas train`` and ``mnas data``: JSON fields, one-line errors with exit code 2, a dataset plugin."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 
@@ -23,10 +27,10 @@ def test_train_json_on_npz(tmp_path, capsys):
     path = tmp_path / "d.npz"
     np.savez(path, x=x, y=y)
     code = main(["train", "stem8:ds_r1_k3_s1_e1_i8_o8:head16", "--dataset", f"npz:{path}", "--epochs", "1",
-                 "--resolution", "8", "--width-multiplier", "1", "--batch-size", "16", "--threads", "1",
-                 "--json"])
+                 "--resolution", "8", "--width-multiplier", "1", "--batch-size", "16", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["status"] == "ok"
+    assert out["threads"] == 1 and out["config"]["lr"] == 0.05  # the schema's default, the preset's lr
     assert {"top1", "train_images_per_s", "seconds", "epochs", "params"} <= out.keys()
     assert out["epochs"] == 1 and out["train"] == 64 and out["val"] == 16
 
@@ -44,3 +48,31 @@ def test_missing_path_and_unknown_dataset_exit_2(tmp_path, capsys):
     err = _one_line_error(capsys, ["train", "mnasnet-a1", "--dataset", "imagenet21k"])
     assert "unknown dataset" in err
     assert "preset" in _one_line_error(capsys, ["train", "mnasnet-a1", "--preset", "slow"])
+    assert "greater than 0" in _one_line_error(capsys, ["train", "mnasnet-a1", "--epochs", "0"])
+
+
+def test_a_pip_installed_dataset_plugin_needs_no_line_in_mnas(tmp_path):
+    (tmp_path / "toy_dataset.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        def load(path, resolution):
+            """two classes: dark and light squares"""
+            x = np.zeros((100, 8, 8), dtype=np.uint8)
+            x[50:] = 220
+            return x, np.repeat([0, 1], 50), ["dark", "light"]
+    '''))
+    info = tmp_path / "toy_ds_plugin-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-ds-plugin\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[mnas.datasets]\ntoy = toy_dataset:load\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    mnas = [sys.executable, "-m", "mnas"]
+    listed = subprocess.run([*mnas, "data", "list", "--json"], env=env, capture_output=True, text=True, check=True)
+    assert {"name": "toy", "spec": "toy", "description": "two classes: dark and light squares",
+            "available": True} in json.loads(listed.stdout)
+    trained = subprocess.run([*mnas, "train", "mnasnet-a1", "--dataset", "toy", "--epochs", "1", "--resolution",
+                              "16", "--width-multiplier", "0.25", "--json"], env=env, capture_output=True,
+                             text=True, check=True)
+    out = json.loads(trained.stdout)
+    assert out["dataset"] == out["config"]["dataset"] == "toy"
+    assert out["status"] == "ok" and (out["train"], out["val"]) == (80, 20)

@@ -1,4 +1,5 @@
-"""Proxy datasets: every kind loads from small files written here, splits are stratified and seeded."""
+"""Proxy datasets: every built-in loads from small files written here, splits are stratified and seeded,
+and a loader registered by name is used like a built-in."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 from PIL import Image
 
 from mnas import MnasError
-from mnas.train import list_datasets, load_dataset
+from mnas.registry import Registry
+from mnas.train import datasets, list_datasets, load_dataset
 from mnas.train.datasets import stratified_split
+from mnas.train.trainer import batch_preparer
 
 
 def test_animal_mnist_default_split():
@@ -28,8 +31,8 @@ def test_builtin_small_sets_and_resize():
     assert d.x_train.shape[1:] == (1, 16, 16) and d.n_train + d.n_val == 1797
     m = load_dataset("mnist-5k", 14, val_fraction=0.1)
     assert m.n_val == 500 and m.x_val.shape[1:] == (1, 14, 14)
-    x = m.normalize(m.x_train[:256])
-    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.3
+    x = batch_preparer(m, torch.device("cpu"), torch.channels_last)(m.x_train[:256])
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.3 and 0.7 < float(x.std()) < 1.3
 
 
 def test_split_is_seeded_and_disjoint():
@@ -102,3 +105,36 @@ def test_errors_are_one_line_mnas_errors(tmp_path):
         load_dataset("cifar10", 28)
     names = {d["name"] for d in list_datasets()}
     assert names == {"animal-mnist", "mnist-5k", "digits", "imagefolder", "cifar10", "cifar100", "npz"}
+
+
+def test_a_registered_loader_is_a_dataset(monkeypatch, tmp_path):
+    def two_blobs(path, resolution):
+        """two classes of constant images"""
+        x = np.zeros((40, 6, 6), dtype=np.uint8)
+        x[20:] = 200
+        return x, np.repeat([0, 1], 20), ["dark", "light"]
+
+    def floats(path, resolution):
+        return np.zeros((4, 6, 6), dtype=np.float32), np.zeros(4, dtype=np.int64), ["a"]
+
+    def folder(path, resolution):
+        return two_blobs(path, resolution)
+
+    folder.takes_path = True
+    registry = Registry("dataset", "mnas.datasets.none", builtins={})
+    for name, loader in {"blobs": two_blobs, "floats": floats, "folder": folder}.items():
+        registry.register(name, loader)
+    monkeypatch.setattr(datasets, "DATASETS", registry)
+
+    d = load_dataset("blobs", 12, seed=7)
+    assert (d.name, d.classes, d.n_val, d.x_train.shape[-1]) == ("blobs", ("dark", "light"), 8, 12)
+    assert load_dataset(f"folder:{tmp_path}", 12).name == f"folder:{tmp_path.resolve()}"
+    with pytest.raises(MnasError, match="takes no path"):
+        load_dataset(f"blobs:{tmp_path}", 12)
+    with pytest.raises(MnasError, match="needs a path"):
+        load_dataset("folder", 12)
+    with pytest.raises(MnasError, match="expected uint8"):
+        load_dataset("floats", 12)
+    listed = {d["name"]: d for d in list_datasets()}
+    assert listed["blobs"]["description"] == "two classes of constant images" and listed["blobs"]["available"]
+    assert listed["folder"]["spec"] == "folder:PATH"

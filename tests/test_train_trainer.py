@@ -1,4 +1,5 @@
-"""The proxy trainer on tiny runs: it learns, it is deterministic, NaN ends a trial cleanly, recipes."""
+"""The proxy trainer on tiny runs: it learns, it is deterministic, NaN ends a trial cleanly, recipes,
+and the config schema that resolves presets."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 
 from mnas import MnasError
 from mnas.space import Architecture, zoo
-from mnas.train import RMSpropTF, TrainConfig, load_dataset, train_proxy
-from mnas.train.trainer import lr_factor, param_groups
+from mnas.train import ProxyConfig, RMSpropTF, TrainConfig, load_dataset, train_architecture, train_proxy
+from mnas.train.optim import lr_factor, param_groups
 
 TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")
 
@@ -50,7 +51,7 @@ def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():
     28 px A1's feature map reaches 1x1 and still trains."""
     data = load_dataset("animal-mnist", 28)
     cfg = TrainConfig(preset="mnasnet-imagenet", epochs=0.5, batch_size=32, resolution=28, width_multiplier=0.35,
-                      threads=1, max_train_samples=256, device="cpu")
+                      threads=1, train_limit=256, device="cpu")
     assert cfg.optimizer == "rmsprop" and cfg.ema_decay == 0.9999 and cfg.peak_lr == pytest.approx(0.016 / 8)
     r = train_proxy(zoo.get("mnasnet-a1"), data, cfg)
     assert r.ok and r.steps == 4 and 0.0 <= r.top1 <= 1.0 and math.isfinite(r.val_loss)
@@ -61,10 +62,45 @@ def test_preset_fields_and_overrides():
     assert cfg.peak_lr == pytest.approx(0.064) and cfg.epochs == 3 and cfg.warmup_epochs == 5
     assert (cfg.decay_rate, cfg.decay_epochs, cfg.label_smoothing, cfg.weight_decay) == (0.97, 2.4, 0.1, 1e-5)
     assert TrainConfig().preset == "fast" and TrainConfig().resolution == 28
-    with pytest.raises(MnasError, match="preset"):
+    with pytest.raises(MnasError, match="preset: unknown training preset"):
         TrainConfig(preset="nope")
     with pytest.raises(MnasError, match="optimizer"):
         TrainConfig(optimizer="lion")
+    with pytest.raises(MnasError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(MnasError, match="unknown key"):
+        TrainConfig(max_train_samples=10)  # renamed train_limit
+
+
+def test_proxy_config_takes_the_presets_values_unless_set():
+    paper = ProxyConfig(preset="mnasnet-imagenet")
+    assert (paper.resolution, paper.width_multiplier, paper.epochs, paper.batch_size) == (224, 1.0, 5, 256)
+    assert paper.model_dump()["optimizer"] == "rmsprop" and paper.dataset == "animal-mnist"
+    assert ProxyConfig(preset="mnasnet-imagenet", resolution=32).resolution == 32
+    assert ProxyConfig().preset == "fast" and ProxyConfig().lr == 0.05
+    # a config file's explicit null means "the preset's value", like leaving the key out
+    assert ProxyConfig.model_validate({"preset": "mnasnet-imagenet", "lr": None}).lr == 0.016
+    assert ProxyConfig.default("epochs") is None and TrainConfig.default("threads") == 1
+
+
+def test_train_architecture_uses_the_trial_seed_for_split_and_init():
+    proxy = ProxyConfig(dataset="digits", epochs=1, batch_size=32, resolution=8, width_multiplier=1.0,
+                        device="cpu", seed=0)
+    r = train_architecture(TINY, proxy, seed=5)
+    direct = train_proxy(TINY, load_dataset("digits", 8, seed=5), TrainConfig(**{
+        **proxy.model_dump(exclude={"dataset"}), "seed": 5}))
+    assert r.ok and r.dataset == "digits" and r.config["seed"] == 5 and r.config["dataset"] == "digits"
+    assert (r.top1, r.loss_curve) == (direct.top1, direct.loss_curve)
+
+
+def test_threads_are_the_configs_whatever_the_load(monkeypatch):
+    before = torch.get_num_threads()
+    for load in (0.0, 100.0):
+        monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
+        assert train_proxy(TINY, "digits", quick(epochs=0.1, threads=1)).threads == 1
+        assert train_proxy(TINY, "digits", TrainConfig(epochs=0.1, resolution=8, device="cpu")).threads == 1
+    assert train_proxy(TINY, "digits", quick(epochs=0.1, threads=2)).threads == 2
+    assert torch.get_num_threads() == before
 
 
 def test_lr_schedule_warmup_staircase_and_cosine():

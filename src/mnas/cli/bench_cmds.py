@@ -11,9 +11,14 @@ import typer
 from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
+from mnas.cli.progress import progress_bar
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
 app.add_typer(bench_app, name="bench")
+
+# The NAS-Bench-201 table ships in the repository (benchmarks/data/README.md says why and where from), not
+# in the wheel: it is the default only in a source checkout, where src/mnas sits beside benchmarks/.
+REPO_TABLE = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "nb201_cifar10_pixel3.csv.gz"
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict]:
@@ -43,7 +48,9 @@ def _ints(text: str, what: str) -> list[int]:
 
 @bench_app.command("strategies")
 def bench_strategies_cmd(
-    table_path: Path = typer.Option(..., "--table", help="CSV with an arch column (NAS-Bench-201 cells)"),
+    table_path: Optional[Path] = typer.Option(
+        None, "--table", help="CSV or .csv.gz with an arch column (NAS-Bench-201 cells); default: "
+        "benchmarks/data/nb201_cifar10_pixel3.csv.gz of a source checkout"),
     accuracy: Optional[str] = typer.Option(None, "--accuracy", help="accuracy column (default: the one ending _accuracy)"),
     latency: Optional[str] = typer.Option(None, "--latency", help="latency column (default: the one ending _latency_ms)"),
     budget: str = typer.Option("200", "--budget", help="distinct evaluations per search; several: 200,500"),
@@ -57,20 +64,21 @@ def bench_strategies_cmd(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from mnas.search.bench import Oracle, bench_strategies, load_table
 
-    from mnas.search.tabular import Oracle, bench_strategies, load_table
-
+    if table_path is None:
+        if not REPO_TABLE.is_file():
+            raise MnasError("give --table: the default NAS-Bench-201 table is in mnas's source repository "
+                            "(benchmarks/data/), not in the installed package")
+        table_path = REPO_TABLE
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     budgets = _ints(budget, "--budget")
     if reward_preset not in ("soft", "hard"):
         raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
     oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console.__class__(stderr=True), transient=True) as bar:
-        task = bar.add_task("searches", total=len(names) * seeds)
+    with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
         report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_ask_factor,
-                                  progress=lambda done, total: bar.update(task, completed=done))
+                                  progress=update)
     if json:
         print_json(report)
         return

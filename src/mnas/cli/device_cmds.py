@@ -7,24 +7,26 @@ from pathlib import Path
 import typer
 
 from mnas.cli.app import app
+from mnas.latency.agent import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT, make_server,
+                                serve_until_interrupted)
+from mnas.latency.wire import read_token
 
 device_app = typer.Typer(no_args_is_help=True, help="Device agents: measure latency on the target device.")
 app.add_typer(device_app, name="device")
 
 
 @device_app.command("serve")
-def device_serve(backend: str = typer.Option("onnxruntime", "--backend", "-b",
+def device_serve(backend: str = typer.Option(DEFAULT_BACKEND, "--backend", "-b",
                                              help="onnxruntime, openvino or litert"),
-                 host: str = typer.Option("127.0.0.1", "--host",
+                 host: str = typer.Option(DEFAULT_HOST, "--host",
                                           help="address to bind (loopback unless you mean to expose it)"),
-                 port: int = typer.Option(8765, "--port", min=0, max=65535),
+                 port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535),
                  token_file: Path = typer.Option(..., "--token-file", help="file holding the bearer token"),
-                 max_mb: float = typer.Option(64, "--max-mb", help="largest model file accepted, MB"),
+                 max_mb: float = typer.Option(DEFAULT_MAX_BYTES / 2**20, "--max-mb",
+                                              help="largest model file accepted, MB"),
                  quiet: bool = typer.Option(False, "--quiet", help="no request log")) -> None:
     """Serve POST /v1/measure and GET /health until interrupted."""
-    from mnas.latency.agent import make_server, read_token, serve_until_interrupted
-
-    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 1024 * 1024), quiet)
+    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 2**20), quiet)
     info = server.health()
     typer.echo(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} "
                f"({info['device']['cores']} cores) at {server.url}", err=True)

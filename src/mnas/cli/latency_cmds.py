@@ -10,23 +10,29 @@ import typer
 from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
+from mnas.latency.settings import LatencyConfig, LatencySettings
+
+
+def _help(field: str) -> str:
+    return LatencyConfig.model_fields[field].description or ""
 
 
 @app.command("latency")
 def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
-            backend: Optional[str] = typer.Option(None, "--backend", "-b",
-                                                  help="onnxruntime (default), torch, openvino, litert, "
-                                                       "remote:URL[,URL]"),
-            threads: int = typer.Option(1, "--threads", min=1),
-            resolution: int = typer.Option(224, "--resolution", min=8),
-            batch: int = typer.Option(1, "--batch", min=1),
-            runs: int = typer.Option(30, "--runs", min=1, help="timed runs (split into --rounds rounds)"),
-            warmup: int = typer.Option(5, "--warmup", min=0),
-            rounds: int = typer.Option(5, "--rounds", min=1),
-            cv_threshold: float = typer.Option(0.05, "--cv-threshold", help="re-measure above this CV"),
-            pin_core: Optional[int] = typer.Option(None, "--pin-core", help="pin to this CPU core"),
-            clock: str = typer.Option("wall", "--clock", help="wall (elapsed) or cpu (this process's CPU "
-                                      "time: robust on a loaded machine, single-threaded runs)"),
+            backend: Optional[str] = typer.Option(None, "--backend", "-b", help=f"{_help('backend')} "
+                                                  f"(default {LatencyConfig.default('backend')})"),
+            threads: int = typer.Option(LatencySettings.default("threads"), "--threads", help=_help("threads")),
+            resolution: int = typer.Option(LatencySettings.default("resolution"), "--resolution",
+                                           help=_help("resolution")),
+            batch: int = typer.Option(LatencySettings.default("batch"), "--batch", help=_help("batch")),
+            runs: int = typer.Option(LatencySettings.default("runs"), "--runs", help=_help("runs")),
+            warmup: int = typer.Option(LatencySettings.default("warmup"), "--warmup", help=_help("warmup")),
+            rounds: int = typer.Option(LatencySettings.default("rounds"), "--rounds", help=_help("rounds")),
+            cv_threshold: float = typer.Option(LatencySettings.default("cv_threshold"), "--cv-threshold",
+                                               help=_help("cv_threshold")),
+            pin_core: Optional[int] = typer.Option(LatencySettings.default("pin_core"), "--pin-core",
+                                                   help=_help("pin_core")),
+            clock: str = typer.Option(LatencySettings.default("clock"), "--clock", help=_help("clock")),
             width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
             device: Optional[list[str]] = typer.Option(None, "--device",
                                                        help="device agent URL (repeat or comma-separate "
@@ -37,28 +43,24 @@ def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or
             no_cache: bool = typer.Option(False, "--no-cache", help="always measure"),
             json: bool = typer.Option(False, "--json")) -> None:
     """Measure an architecture's latency (median of round medians, ms per batch)."""
-    from mnas.latency import LatencySettings, get_backend, measure
-    from mnas.latency.cache import LatencyCache
+    from mnas.latency import LatencyCache, get_backend, measure
     from mnas.space import resolve_arch
 
     label, arch = resolve_arch(name, width_multiplier)
     settings = LatencySettings(resolution=resolution, batch=batch, threads=threads, runs=runs, warmup=warmup,
-                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core,
-                               clock=clock)
+                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core, clock=clock)
+    token = {"token_file": str(token_file) if token_file else None}
     if device:
-        from mnas.latency.remote import RemoteBackend
         urls = [u.strip() for d in device for u in d.split(",") if u.strip()]
-        be = RemoteBackend(urls, token_file=str(token_file) if token_file else None)
+        be = get_backend(f"remote:{','.join(urls)}", **token)
         if backend and not backend.startswith("remote"):
-            served = be._agent_info()["backend"]
+            served = be.info()["backend"]
             if served != backend:
                 raise MnasError(f"--backend {backend} but the agent serves {served}; drop --backend or "
                                 f"start the agent with --backend {backend}")
     else:
-        if token_file and (backend or "").startswith("remote"):
-            import os
-            os.environ["MNAS_DEVICE_TOKEN_FILE"] = str(token_file)
-        be = get_backend(backend or "onnxruntime")
+        spec = backend or LatencyConfig.default("backend")
+        be = get_backend(spec, **token) if spec.partition(":")[0].lower() == "remote" else get_backend(spec)
     result = measure(arch, be, settings, None if no_cache else LatencyCache(cache))
     info = {"name": label, **result.to_dict()}
     if json:

@@ -10,6 +10,8 @@ import typer
 
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
+from mnas.latency.lut.build import CLOCKS, ENTRY_RUNS
+from mnas.latency.settings import LatencyConfig, LatencySettings
 
 lut_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: build on your device, evaluate.")
 app.add_typer(lut_app, name="lut")
@@ -32,20 +34,21 @@ def _progress(label: str):
 @lut_app.command("build")
 def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSON); an existing one is resumed"),
               space: Optional[Path] = typer.Option(None, "--space", help="space YAML (default: the MnasNet space)"),
-              backend: str = typer.Option("onnxruntime", "--backend", "-b", help="onnxruntime, torch, openvino, "
-                                          "litert, remote:URL"),
-              resolution: int = typer.Option(224, "--resolution", min=8),
-              threads: int = typer.Option(1, "--threads", min=1),
-              batch: int = typer.Option(1, "--batch", min=1),
-              num_classes: int = typer.Option(1000, "--num-classes", min=1),
-              runs: int = typer.Option(30, "--runs", min=1, help="timed runs per whole model (calibration)"),
-              entry_runs: int = typer.Option(10, "--entry-runs", min=1, help="timed runs per table entry"),
+              backend: str = typer.Option(LatencyConfig.default("backend"), "--backend", "-b",
+                                          help="onnxruntime, torch, openvino, litert, remote:URL"),
+              resolution: int = typer.Option(LatencySettings.default("resolution"), "--resolution"),
+              threads: int = typer.Option(LatencySettings.default("threads"), "--threads"),
+              batch: int = typer.Option(LatencySettings.default("batch"), "--batch"),
+              num_classes: int = typer.Option(LatencySettings.default("num_classes"), "--num-classes"),
+              runs: int = typer.Option(LatencySettings.default("runs"), "--runs",
+                                       help="timed runs per whole model (calibration)"),
+              entry_runs: int = typer.Option(ENTRY_RUNS, "--entry-runs", min=1, help="timed runs per table entry"),
               passes: int = typer.Option(1, "--passes", min=1, help="measure each entry N times at different "
                                          "moments, keep the fastest (busy machines)"),
-              clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (1 thread, "
+              clock: str = typer.Option(CLOCKS[0], "--clock", help="wall, or cpu: the thread's CPU time (1 thread, "
                                         "in-process backends; robust on a shared machine)"),
-              warmup: int = typer.Option(5, "--warmup", min=0),
-              rounds: int = typer.Option(5, "--rounds", min=1),
+              warmup: int = typer.Option(LatencySettings.default("warmup"), "--warmup"),
+              rounds: int = typer.Option(LatencySettings.default("rounds"), "--rounds"),
               calibrate: int = typer.Option(0, "--calibrate", min=0, help="fit a linear correction on N whole "
                                             "models (0: plain sum + overhead)"),
               seed: int = typer.Option(0, "--seed", help="seed of the calibration models"),
@@ -53,7 +56,6 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
                                                   "(resume later)"),
               json: bool = typer.Option(False, "--json")) -> None:
     """Measure every layer configuration of a space on a backend (resumable), optionally calibrate."""
-    from mnas.latency.base import LatencySettings
     from mnas.latency.lut.build import build_table
 
     settings = LatencySettings(resolution=resolution, threads=threads, batch=batch, num_classes=num_classes,
@@ -95,14 +97,12 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend."""
-    import dataclasses
-
     from mnas.latency.lut.evaluate import evaluate
     from mnas.latency.lut.table import LatencyTable
 
     tbl = LatencyTable.load(path)
     tbl.check(backend=backend, space_yaml=space.read_text() if space else None,
-              settings=dataclasses.replace(tbl.settings, resolution=resolution) if resolution else None)
+              settings=tbl.settings.replace(resolution=resolution) if resolution else None)
     if json:
         res = evaluate(tbl, samples, seed, calibrated=not uncalibrated)
     else:

@@ -48,8 +48,14 @@ def report(directory: Path = typer.Argument(..., help="experiment directory (mna
 
     console = _wide_console()
 
-    s = make_report(directory, top=top, targets=target, plots=plots, html=html, compare=compare,
-                    html_rows=html_rows)
+    try:
+        s = make_report(directory, top=top, targets=target, plots=plots, html=html, compare=compare,
+                        html_rows=html_rows)
+    except OSError as e:  # the store is only read; the plots and the page are written next to it
+        if not (plots or html):
+            raise
+        raise MnasError(f"cannot write the report's plots and page into {directory} ({e.strerror}): add "
+                        "--no-plots --no-html to print the report only") from e
     if json:
         print_json(s)
         return

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
+from mnas.cli.progress import progress_bar
 
 
 @app.command("search")
@@ -22,41 +21,38 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
            seed: Optional[int] = typer.Option(None, "--seed")) -> None:
     """Run (or resume) a platform-aware search."""
     from mnas.search.config import load_config
-    from mnas.store.experiment import Experiment
+    from mnas.search.driver import Search
 
     overrides = {k: v for k, v in {"trials": trials, "strategy.name": strategy, "seed": seed}.items()
                  if v is not None}
-    cfg = load_config(config, overrides)
-    exp = Experiment(cfg, out, resume=resume)
-    cfg, t = exp.cfg, exp.target_ms  # on --resume, the stored config
-    console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {exp.space.name} "
-                  f"({exp.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
+    run = Search.open(load_config(config, overrides), out, resume=resume)
+    cfg, t = run.cfg, run.target_ms  # on --resume, the stored config
+    console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {run.space.name} "
+                  f"({run.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
                   f"T = {f'{t:.2f} ms' if t else 'none'}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
     try:
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
-            task = bar.add_task("search", total=cfg.trials)
-
+        with progress_bar("search", total=cfg.trials) as update:
             def show(state) -> None:
                 b = state.best
-                best = (f"best reward {b['reward']:.4f} acc {b['accuracy']:.3f} lat {b['latency_ms']:.2f} ms"
+                best = (f"best reward {b.reward:.4f} acc {b.accuracy:.3f} lat {b.latency_ms:.2f} ms"
                         if b else "no result yet")
-                bar.update(task, completed=state.completed + state.failed,
-                           description=f"trials (failed {state.failed}, dup {state.duplicates}) | {best}")
+                update(state.completed + state.failed,
+                       description=f"trials (failed {state.failed}, dup {state.duplicates}) | {best}")
 
-            state = exp.run(retry_failed=retry_failed, progress=show)
+            state = run.run(retry_failed=retry_failed, progress=show)
     finally:
-        exp.store.close()
+        run.close()
     console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed")
     _show_top(out, 5)
 
 
 def _show_top(out: Path, k: int) -> None:
     from mnas.store import Store
+    from mnas.store.query import ranked_trials
 
-    with Store(out, create=False) as store:
-        done = sorted(store.trials("completed"), key=lambda t: -(t.reward or 0))[:k]
-    rows = [[i + 1, t.id, f"{t.reward:.4f}", f"{t.accuracy:.3f}", f"{t.latency_ms:.2f}",
+    with Store(out, readonly=True) as store:
+        done = ranked_trials(store, k)
+    rows = [[i + 1, t.id, _f(t.reward, 4), f"{t.accuracy:.3f}", f"{t.latency_ms:.2f}",
              f"{(t.params or 0) / 1e6:.2f}M", t.arch] for i, t in enumerate(done)]
     console.print(table(f"top {k} of {out}", ["rank", "trial", "reward", "accuracy", "latency ms", "params",
                                                  "architecture"], rows))
@@ -68,13 +64,12 @@ def trials_cmd(out: Path = typer.Argument(..., help="experiment directory"),
     """Every trial of an experiment."""
     from mnas.store import Store
 
-    with Store(out, create=False) as store:
+    with Store(out, readonly=True) as store:
         records = store.trials()
     if json:
-        print_json([{"id": t.id, "arch": t.arch, "status": t.status, "accuracy": t.accuracy,
-                     "latency_ms": t.latency_ms, "reward": t.reward, "params": t.params, "macs": t.macs,
-                     "error": t.error, "worker": t.worker, "attempts": t.attempts, "seconds": t.seconds}
-                    for t in records])
+        fields = ("id", "arch", "status", "accuracy", "latency_ms", "reward", "params", "macs", "error",
+                  "worker", "attempts", "seconds")
+        print_json([{k: v for k, v in t.to_dict().items() if k in fields} for t in records])
         return
     rows = [[t.id, t.status, _f(t.reward, 4), _f(t.accuracy, 3), _f(t.latency_ms, 2), t.error or t.arch]
             for t in records]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -11,18 +10,26 @@ import typer
 from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
-from mnas.space import MnasNetSpace, arch_to_timm, arch_to_tpu, resolve_arch, zoo
+from mnas.space import MnasNetSpace, arch_to_timm, arch_to_tpu, load_space, resolve_arch, zoo
 
 space_app = typer.Typer(no_args_is_help=True, help="Search spaces.")
 arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample.")
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 
-SpaceOpt = typer.Option(None, "--space", help="space YAML file (default: the MnasNet space)")
+SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, nb201, ...) or a space YAML file "
+                        "(default: mnasnet)")
+
+
+def _mnasnet_space(spec: str | None) -> MnasNetSpace:
+    s = load_space(spec)
+    if not isinstance(s, MnasNetSpace):
+        raise MnasError(f"space {s.name!r} holds no MnasNet architectures: give a MnasNet-style space")
+    return s
 
 
 @space_app.command("show")
-def space_show(space: Optional[Path] = SpaceOpt, json: bool = typer.Option(False, "--json")) -> None:
+def space_show(space: Optional[str] = SpaceOpt, json: bool = typer.Option(False, "--json")) -> None:
     """The space's decisions and its size."""
     s = MnasNetSpace.load(space)
     info = s.describe()
@@ -39,13 +46,13 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
               width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
               resolution: int = typer.Option(224, "--resolution", min=8),
               num_classes: int = typer.Option(1000, "--num-classes", min=1),
-              space: Optional[Path] = SpaceOpt,
+              space: Optional[str] = SpaceOpt,
               json: bool = typer.Option(False, "--json")) -> None:
     """An architecture's strings, parameters, MACs and whether it lies in a space."""
     from mnas.model import build, profile
 
     label, arch = resolve_arch(name, width_multiplier)
-    s = MnasNetSpace.load(space)
+    s = _mnasnet_space(space)
     try:
         s.encode(arch)
         in_space, why = True, ""
@@ -69,9 +76,9 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
 
 @arch_app.command("sample")
 def arch_sample(seed: int = typer.Option(0, "--seed"), n: int = typer.Option(1, "--n", min=1),
-                space: Optional[Path] = SpaceOpt) -> None:
+                space: Optional[str] = SpaceOpt) -> None:
     """Canonical strings of random architectures of the space."""
-    s = MnasNetSpace.load(space)
+    s = load_space(space)
     rng = random.Random(seed)
     for _ in range(n):
         print(s.sample(rng).canonical)

@@ -6,56 +6,41 @@
 Every request needs ``Authorization: Bearer <token>`` (compared in constant time). One model is measured
 at a time: concurrent requests wait their turn, because two models timed together slow each other down.
 Model files are parsed by the runtime itself (ONNX protobuf / TFLite flatbuffer); nothing is unpickled.
-Standard library only, so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux).
+Besides the runtime it needs only the standard library and pydantic (the settings schema), so it runs
+wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch, no typer.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import sys
 import threading
-import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 from mnas import MnasError, __version__
-from mnas.latency.base import LatencySettings
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.local import LocalBackend
+from mnas.latency.registry import get_backend
+from mnas.latency.wire import DEFAULT_PORT, read_token, settings_from_query
 
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKEND = "onnxruntime"
+DEFAULT_HOST = "127.0.0.1"  # loopback unless the user means to expose it
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_PORT = 8765
-# query parameter -> type; resolution, batch and channels come from the model file itself
-QUERY_SETTINGS = {"runs": int, "warmup": int, "rounds": int, "threads": int, "cv_threshold": float,
-                  "max_remeasures": int, "pin_core": int, "clock": str}
 
 
 def local_backend(name: str) -> LocalBackend:
-    from mnas.latency.base import LOCAL_BACKENDS, get_backend
-    if name not in LOCAL_BACKENDS:
-        raise MnasError(f"the agent serves a local runtime: one of {', '.join(LOCAL_BACKENDS)}, not {name!r}")
+    """The runtime the agent serves: an in-process backend that loads model files."""
     be = get_backend(name)
     if not isinstance(be, LocalBackend) or be.model_format is None:
-        raise MnasError(f"the {name} backend cannot load model files safely; serve onnxruntime, openvino "
-                        "or litert")
+        raise MnasError(f"the agent serves a runtime that loads model files (onnxruntime, openvino or litert), "
+                        f"not {name!r}")
     return be
-
-
-def settings_from_query(query: str) -> LatencySettings:
-    params = parse_qs(query, keep_blank_values=False)
-    kw: dict[str, Any] = {}
-    for key, values in params.items():
-        if key not in QUERY_SETTINGS:
-            raise MnasError(f"unknown setting {key!r}: expected some of {', '.join(QUERY_SETTINGS)}")
-        try:
-            kw[key] = QUERY_SETTINGS[key](values[-1])
-        except ValueError:
-            raise MnasError(f"setting {key!r} must be a {QUERY_SETTINGS[key].__name__}, got {values[-1]!r}") from None
-    if kw.get("runs", 1) > 10_000 or kw.get("warmup", 0) > 10_000 or kw.get("rounds", 1) > 100:
-        raise MnasError("runs and warmup are limited to 10000, rounds to 100")
-    return LatencySettings(**kw)
 
 
 class AgentServer(ThreadingHTTPServer):
@@ -186,45 +171,33 @@ class AgentHandler(BaseHTTPRequestHandler):
             with self.server.measure_lock:
                 with self.server._count_lock:
                     self.server.waiting -= 1
-                result = self.server.backend.measure_bytes(data, settings)
+                result = self.server.backend.measure_file(data, settings)
                 self.server.served += 1
         except MnasError as e:
             self._error(400, str(e))
             return
         except Exception as e:  # a runtime failing on one model must not take the agent down
-            traceback.print_exc()
+            log.exception("measurement failed")
             self._error(500, f"measurement failed: {type(e).__name__}: {str(e)[:300]}")
             return
         self._send(200, result.to_dict())
 
 
-def make_server(backend: str | LocalBackend, token: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+def make_server(backend: str | LocalBackend, token: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> AgentServer:
     """A ready agent (port 0 picks a free port: see ``server.url``); call ``serve_forever()`` to run it."""
     be = local_backend(backend) if isinstance(backend, str) else backend
     return AgentServer((host, port), be, token, max_bytes, quiet)
 
 
-def read_token(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except FileNotFoundError:
-        raise MnasError(f"token file {path} not found (create one: python -c \"import secrets; "
-                        f"print(secrets.token_urlsafe(32))\" > {path})") from None
-    if not token:
-        raise MnasError(f"token file {path} is empty")
-    return token
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m mnas.latency.agent``: the agent without the CLI's dependencies (no torch, no typer), for
-    small devices where only the runtime and numpy are installed."""
+    small devices where only the runtime, numpy and pydantic are installed."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m mnas.latency.agent", description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino or litert")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--backend", default=DEFAULT_BACKEND, help="onnxruntime, openvino or litert")
+    ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--token-file", required=True)
     ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20)

@@ -1,13 +1,24 @@
-"""An on-disk cache of latency results (SQLite: safe with several processes writing at once)."""
+"""Measuring with a memory: an on-disk cache of latency results (SQLite: safe with several processes writing
+at once) and ``measure``, which consults it before timing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mnas.latency.base import LatencyResult
+from mnas.latency.base import LatencyBackend, LatencyResult
+from mnas.latency.registry import get_backend
+from mnas.latency.settings import LatencyConfig, LatencySettings
+
+if TYPE_CHECKING:
+    from mnas.space.arch import Architecture
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_path() -> Path:
@@ -16,8 +27,14 @@ def default_cache_path() -> Path:
     return Path(root) / "latency.sqlite"
 
 
+def cache_key(arch_canonical: str, identity: dict[str, Any], settings: LatencySettings) -> str:
+    blob = json.dumps({"arch": arch_canonical, "identity": identity, "settings": settings.key_fields()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 class LatencyCache:
-    """key (see ``mnas.latency.base.cache_key``) -> LatencyResult. A directory gets ``latency.sqlite``."""
+    """key (``cache_key``) -> LatencyResult. A directory gets ``latency.sqlite``."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         p = Path(path) if path is not None else default_cache_path()
@@ -45,3 +62,26 @@ class LatencyCache:
     def __len__(self) -> int:
         with self._connect() as db:
             return db.execute("SELECT COUNT(*) FROM latency").fetchone()[0]
+
+
+def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
+            settings: LatencySettings | None = None, cache: LatencyCache | str | Path | None = None,
+            ) -> LatencyResult:
+    """Measure an architecture's latency, reusing a cached result for the same (architecture, backend,
+    settings, device). ``backend``: a spec or a backend (None: the config's default); ``cache``: a
+    ``LatencyCache``, a path to one, or None for no cache."""
+    settings = settings or LatencySettings()
+    be = get_backend(backend or LatencyConfig.default("backend"))
+    if cache is None:
+        return be.measure(arch, settings)
+    if not isinstance(cache, LatencyCache):
+        cache = LatencyCache(cache)
+    key = cache_key(arch.canonical, be.identity(settings), settings)
+    hit = cache.get(key)
+    if hit is not None:
+        log.debug("latency of %s from the cache %s", arch.canonical, cache.path)
+        hit.cached = True
+        return hit
+    result = be.measure(arch, settings)
+    cache.put(key, result)
+    return result

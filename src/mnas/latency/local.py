@@ -1,16 +1,14 @@
-"""What the in-process backends share: build, calibrate, export, prepare a runner, time it."""
+"""What the in-process backends share: turn a network into a runner, time it, describe the result."""
 
 from __future__ import annotations
 
-import copy
-import io
-import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from mnas import MnasError
-from mnas.latency.base import LatencyResult, LatencySettings
+from mnas.latency.base import LatencyResult
 from mnas.latency.fingerprint import fingerprint
-from mnas.latency.protocol import calibrate_bn, make_result, time_calls, torch_threads
+from mnas.latency.protocol import make_result, model_file, time_calls
+from mnas.latency.settings import LatencySettings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,20 +16,7 @@ if TYPE_CHECKING:
 
     from mnas.space.arch import Architecture
 
-Runner = Callable[[], object]
-# torch.onnx.export keeps global state: two exports at once (a remote pool's threads) corrupt each other
-EXPORT_LOCK = threading.RLock()
-
-
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17) -> bytes:
-    """ONNX at any input shape (mnas.model.export only does square images), legacy exporter (dynamo=False)."""
-    import torch
-
-    buf = io.BytesIO()
-    with EXPORT_LOCK, torch.no_grad():
-        torch.onnx.export(model.eval(), (torch.zeros(input_shape),), buf, input_names=["input"],
-                          output_names=["output"], opset_version=opset, dynamo=False)
-    return buf.getvalue()
+Infer = Callable[["np.ndarray"], Any]
 
 
 def random_input(input_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -40,11 +25,15 @@ def random_input(input_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 class LocalBackend:
-    """Subclasses set ``name`` and ``model_format`` ("onnx", "tflite" or None) and implement
-    ``runtime_version``, ``load`` (model bytes -> (runner factory)) and optionally ``export``."""
+    """Subclasses set ``name`` and ``model_format`` and implement ``runtime_version`` and ``load`` (model file
+    -> runner); a backend that takes no files (``model_format = None``) overrides ``runner`` instead."""
 
     name = "local"
     model_format: str | None = "onnx"
+
+    def __init__(self, arg: str = "") -> None:
+        if arg:
+            raise MnasError(f"the {self.name} backend takes no argument, got {self.name}:{arg}")
 
     def runtime_version(self) -> str:
         raise NotImplementedError
@@ -52,53 +41,38 @@ class LocalBackend:
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
         return {"backend": self.name, "runtime_version": self.runtime_version(), "device": fingerprint()["id"]}
 
-    # --- the model file path: export (client) and load (client or agent) ----------------------------
-    def export(self, model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-        return onnx_bytes(model, input_shape)
-
-    def load(self, data: bytes, settings: LatencySettings) -> tuple[Callable[[np.ndarray], Any], tuple[int, ...]]:
-        """Model bytes -> (infer(x) -> outputs, the model's input shape). Raise MnasError if not a model."""
+    def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
+        """Model file -> (infer(x) -> outputs, the model's input shape). MnasError if it is not a model."""
         raise NotImplementedError
 
-    def prepare(self, model: nn.Module, input_shape: tuple[int, ...],
-                settings: LatencySettings) -> Callable[[np.ndarray], Any]:
-        infer, _ = self.load(self.export(model, input_shape), settings)
+    def runner(self, model: nn.Module | Architecture, input_shape: tuple[int, ...],
+               settings: LatencySettings) -> Infer:
+        """The network, prepared for timing (``protocol.timing_model``), ready to run in this runtime."""
+        infer, _ = self.load(model_file(model, self.model_format, input_shape, settings), settings)
         return infer
 
     # --- measuring --------------------------------------------------------------------------------------
     def measure(self, arch: Architecture, settings: LatencySettings | None = None) -> LatencyResult:
-        from mnas.model import build
-
         settings = settings or LatencySettings()
-        model = build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans)
-        return self._measure(model, settings.input_shape(), settings, arch.canonical, copy_model=False)
+        infer = self.runner(arch, settings.input_shape(), settings)
+        return self.time_runner(infer, settings.input_shape(), settings, arch.canonical)
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],
                       settings: LatencySettings | None = None) -> LatencyResult:
-        return self._measure(model, tuple(input_shape), settings or LatencySettings(), None, copy_model=True)
+        settings = settings or LatencySettings()
+        return self.time_runner(self.runner(model, tuple(input_shape), settings), tuple(input_shape), settings)
 
-    def _measure(self, model: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings,
-                 arch: str | None, copy_model: bool) -> LatencyResult:
-        with torch_threads(settings.threads):
-            if settings.calibrate_bn:
-                if copy_model:  # never change the caller's BatchNorm statistics
-                    model = copy.deepcopy(model)
-                calibrate_bn(model, input_shape)
-            model.eval()
-            infer = self.prepare(model, input_shape, settings)
-        return self.time_runner(infer, input_shape, settings, arch)
+    def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
+        """Time a model file (the device agent's path); its input shape comes from the file."""
+        infer, shape = self.load(data, settings)
+        return self.time_runner(infer, shape, settings)
 
-    def time_runner(self, infer: Callable[[np.ndarray], Any], input_shape: tuple[int, ...],
-                    settings: LatencySettings, arch: str | None = None, extra: dict | None = None) -> LatencyResult:
+    def time_runner(self, infer: Infer, input_shape: tuple[int, ...], settings: LatencySettings,
+                    arch: str | None = None, extra: dict | None = None) -> LatencyResult:
         x = random_input(input_shape)
         timing = time_calls(lambda: infer(x), settings)
         return make_result(timing, settings, input_shape, self.name, self.runtime_version(), fingerprint(),
                            arch, {**self.extra(), **(extra or {})})
-
-    def measure_bytes(self, data: bytes, settings: LatencySettings) -> LatencyResult:
-        """Time a model file (the device agent's path)."""
-        infer, shape = self.load(data, settings)
-        return self.time_runner(infer, shape, settings)
 
     def extra(self) -> dict[str, Any]:
         return {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from mnas import MnasError
-from mnas.latency.base import LatencySettings
-from mnas.latency.local import LocalBackend, static_shape
+from mnas.latency.local import Infer, LocalBackend, static_shape
+from mnas.latency.settings import LatencySettings
 
 
 class OnnxRuntimeBackend(LocalBackend):
@@ -17,7 +17,7 @@ class OnnxRuntimeBackend(LocalBackend):
         import onnxruntime as ort
         return ort.__version__
 
-    def load(self, data: bytes, settings: LatencySettings) -> tuple[Callable, tuple[int, ...]]:
+    def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()

@@ -5,25 +5,26 @@ would time a different (lower-precision) network than the other backends."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from mnas import MnasError
-from mnas.latency.base import LatencySettings
-from mnas.latency.local import LocalBackend, static_shape
+from mnas.latency.local import Infer, LocalBackend, static_shape
+from mnas.latency.settings import LatencySettings
 
 
 class OpenVinoBackend(LocalBackend):
     name = "openvino"
     model_format = "onnx"
 
-    def __init__(self) -> None:
+    def __init__(self, arg: str = "") -> None:
+        super().__init__(arg)
         self._precision = ""
 
     def runtime_version(self) -> str:
         import openvino as ov
         return ov.get_version()
 
-    def load(self, data: bytes, settings: LatencySettings) -> tuple[Callable, tuple[int, ...]]:
+    def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         import openvino as ov
 
         core = ov.Core()

@@ -1,4 +1,4 @@
-"""The timing protocol shared by every backend, and BatchNorm calibration.
+"""The timing protocol shared by every backend, and the model every backend times.
 
 Protocol: ``warmup`` untimed calls, then ``runs`` timed calls split into ``rounds`` rounds; the latency is
 the median of the round medians, which ignores both single outliers and a whole noisy round. ``cv`` is
@@ -16,9 +16,15 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from mnas.latency.base import LatencyResult, LatencySettings, now_iso
+from mnas.latency.base import LatencyResult, now_iso
+from mnas.latency.settings import LatencySettings
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mnas.space.arch import Architecture
 
 
 @dataclass
@@ -133,32 +139,21 @@ def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ..
         remeasures=t.remeasures, extra={"clock": settings.clock, **(extra or {})})
 
 
-def calibrate_bn(model, input_shape: tuple[int, ...], steps: int = 2, seed: int = 0) -> None:
-    """Give BatchNorm running statistics that match N(0, 1) inputs before timing.
+def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
+                 settings: LatencySettings) -> nn.Module:
+    """``mnas.model.export.prepare`` with the measurement's settings and thread budget: what every backend
+    times (a given module's BatchNorm statistics are calibrated on a copy, never on the caller's)."""
+    # imported here, not at the top: the device agent uses this module and runs without torch
+    from mnas.model.export import prepare
 
-    A freshly initialised network in eval mode uses mean 0 / var 1 statistics; activations then shrink
-    layer by layer into denormal floats, which CPUs process many times slower, so the timing would say
-    more about the initialisation than about the architecture. A few train-mode passes with a cumulative
-    average (momentum=None) fix that; weights are untouched."""
-    import torch
-    from torch import nn
+    with torch_threads(settings.threads):
+        return prepare(model, input_shape, settings.num_classes, settings.calibrate_bn)
 
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [m.momentum for m in bns]
-    was_training = model.training
-    shape = (max(2, int(input_shape[0])), *input_shape[1:])  # train-mode BN needs > 1 value per channel
-    gen = torch.Generator().manual_seed(seed)
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None
-        model.train()
-        with torch.no_grad():
-            for _ in range(steps):
-                model(torch.randn(shape, generator=gen))
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-        model.train(was_training)
+
+def model_file(model: nn.Module | Architecture, fmt: str, input_shape: tuple[int, ...],
+               settings: LatencySettings) -> bytes:
+    """The timing model exported as a ``fmt`` file (``mnas.model.export.export``)."""
+    from mnas.model.export import export
+
+    with torch_threads(settings.threads):
+        return export(timing_model(model, input_shape, settings), fmt, input_shape)

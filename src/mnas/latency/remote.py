@@ -3,49 +3,40 @@
 One agent or a pool: each request goes to the agent with the fewest requests in flight from this client
 (ties round-robin); an agent that fails or times out is skipped for ``cooldown_s`` and the request is
 retried on another one. ``measure_many`` spreads a list of architectures over the pool in parallel.
+
+The bearer token is a constructor argument (``token=`` or ``token_file=``, which ``get_backend`` passes
+on); only when neither is given does it come from $MNAS_DEVICE_TOKEN_FILE or $MNAS_DEVICE_TOKEN, which is
+how a config-driven search, naming just ``remote:URL``, reaches its agents.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
+import logging
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
-from urllib.parse import urlencode
 
 from mnas import MnasError
-from mnas.latency.agent import QUERY_SETTINGS
-from mnas.latency.base import LatencyResult, LatencySettings
-from mnas.latency.protocol import calibrate_bn, torch_threads
+from mnas.latency.base import LatencyResult
+from mnas.latency.protocol import model_file
+from mnas.latency.settings import LatencySettings
+from mnas.latency.wire import resolve_token, settings_to_query
 
 if TYPE_CHECKING:
     from torch import nn
 
     from mnas.space.arch import Architecture
 
-TOKEN_ENV = "MNAS_DEVICE_TOKEN"
-TOKEN_FILE_ENV = "MNAS_DEVICE_TOKEN_FILE"
+log = logging.getLogger(__name__)
 
 
 class AgentError(Exception):
     """An agent failed in a way another agent might not (down, timed out, 5xx)."""
-
-
-def resolve_token(token: str | None = None, token_file: str | None = None) -> str:
-    if token:
-        return token
-    path = token_file or os.environ.get(TOKEN_FILE_ENV)
-    if path:
-        from mnas.latency.agent import read_token
-        return read_token(path)
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV].strip()
-    raise MnasError(f"the remote backend needs the agents' token: --token-file F, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}")
 
 
 class RemoteBackend:
@@ -65,6 +56,14 @@ class RemoteBackend:
         self._down_until = {u: 0.0 for u in self.urls}
         self._rr = itertools.count()
         self._health: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def from_spec(cls, arg: str, **options: Any) -> RemoteBackend:
+        """``remote:URL[,URL...]``; ``options`` as for the constructor (``token_file=`` for one)."""
+        urls = [u.strip() for u in arg.split(",") if u.strip()]
+        if not urls:
+            raise MnasError("remote backend needs agent URLs: remote:http://HOST:PORT[,http://HOST2:PORT]")
+        return cls(urls, **options)
 
     # --- HTTP -------------------------------------------------------------------------------------------
     def _request(self, url: str, method: str = "GET", body: bytes | None = None,
@@ -91,8 +90,9 @@ class RemoteBackend:
         self._health[url] = info
         return info
 
-    def _agent_info(self) -> dict[str, Any]:
-        """Health of the first agent that answers (the pool is assumed to be one kind of device)."""
+    def info(self) -> dict[str, Any]:
+        """What the agents say about themselves (``GET /health`` of the first that answers; the pool is assumed
+        to be one kind of device): backend, model_format, runtime_version, device, max_bytes, queue."""
         for url in self._order():
             if url in self._health:
                 return self._health[url]
@@ -102,8 +102,13 @@ class RemoteBackend:
                 self._mark_down(url)
         raise MnasError(f"no device agent answers: {', '.join(self.urls)}")
 
+    @property
+    def model_format(self) -> str | None:
+        """The file format the agents load ("onnx" or "tflite"); asks them once."""
+        return self.info().get("model_format")
+
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
-        info = self._agent_info()
+        info = self.info()
         return {"backend": f"remote/{info['backend']}", "runtime_version": info["runtime_version"],
                 "device": info["device"]["id"]}
 
@@ -122,10 +127,10 @@ class RemoteBackend:
         with self._lock:
             self._down_until[url] = time.monotonic() + self.cooldown_s
 
-    def post_model(self, data: bytes, settings: LatencySettings) -> LatencyResult:
+    def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         """Send a model file to the pool; retry on another agent when one fails."""
-        query = urlencode({k: getattr(settings, k) for k in QUERY_SETTINGS if getattr(settings, k) is not None})
-        limit = self._agent_info().get("max_bytes")
+        query = settings_to_query(settings)
+        limit = self.info().get("max_bytes")
         if limit and len(data) > limit:
             raise MnasError(f"the model file has {len(data)} bytes, over the agents' limit of {limit} "
                             "(start them with a larger --max-mb)")
@@ -136,6 +141,7 @@ class RemoteBackend:
             try:
                 out = self._request(f"{url}/v1/measure?{query}", "POST", data)
             except AgentError as e:
+                log.info("agent failed, trying another: %s", e)
                 errors.append(str(e))
                 self._mark_down(url)
                 continue
@@ -148,37 +154,21 @@ class RemoteBackend:
         raise MnasError(f"every device agent failed: {'; '.join(errors)}")
 
     # --- LatencyBackend ---------------------------------------------------------------------------------
-    def export(self, model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-        fmt = self._agent_info().get("model_format")
-        if fmt == "onnx":
-            from mnas.latency.local import onnx_bytes
-            return onnx_bytes(model, input_shape)
-        if fmt == "tflite":
-            from mnas.latency.litert_backend import LiteRtBackend
-            return LiteRtBackend().export(model, input_shape)
-        raise MnasError(f"the agents want model format {fmt!r}, which this client cannot export")
+    def _file(self, model: nn.Module | Architecture, input_shape: tuple[int, ...],
+              settings: LatencySettings) -> bytes:
+        fmt = self.model_format
+        if fmt is None:
+            raise MnasError("the agents take no model files; serve onnxruntime, openvino or litert")
+        return model_file(model, fmt, input_shape, settings)
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],
                       settings: LatencySettings | None = None) -> LatencyResult:
-        import copy
         settings = settings or LatencySettings()
-        with torch_threads(settings.threads):
-            if settings.calibrate_bn:
-                model = copy.deepcopy(model)
-                calibrate_bn(model, tuple(input_shape))
-            data = self.export(model.eval(), tuple(input_shape))
-        return self.post_model(data, settings)
+        return self.measure_file(self._file(model, tuple(input_shape), settings), settings)
 
     def measure(self, arch: Architecture, settings: LatencySettings | None = None) -> LatencyResult:
-        from mnas.model import build
-
         settings = settings or LatencySettings()
-        model = build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans)
-        with torch_threads(settings.threads):
-            if settings.calibrate_bn:
-                calibrate_bn(model, settings.input_shape())
-            data = self.export(model.eval(), settings.input_shape())
-        result = self.post_model(data, settings)
+        result = self.measure_file(self._file(arch, settings.input_shape(), settings), settings)
         result.arch = arch.canonical
         return result
 

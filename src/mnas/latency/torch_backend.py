@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from mnas import MnasError
-from mnas.latency.base import LatencyResult, LatencySettings
-from mnas.latency.local import LocalBackend
-from mnas.latency.protocol import torch_threads
+from mnas.latency.base import LatencyResult
+from mnas.latency.local import Infer, LocalBackend
+from mnas.latency.protocol import timing_model, torch_threads
+from mnas.latency.settings import LatencySettings
 
 
 class TorchBackend(LocalBackend):
     name = "torch"
-    model_format = None  # the agent takes no torch files: loading them would mean unpickling
+    model_format = None  # takes no model files: loading them would mean unpickling
 
     def runtime_version(self) -> str:
         import torch
         return torch.__version__
 
-    def prepare(self, model, input_shape, settings: LatencySettings) -> Callable:
+    def runner(self, model, input_shape, settings: LatencySettings) -> Infer:
         import torch
 
-        model.eval()
+        prepared = timing_model(model, input_shape, settings)
 
         def infer(x: Any) -> Any:
             with torch.inference_mode():
-                return model(torch.from_numpy(x))
+                return prepared(torch.from_numpy(x))
 
         return infer
 
@@ -35,4 +36,4 @@ class TorchBackend(LocalBackend):
 
     def load(self, data: bytes, settings: LatencySettings):
         raise MnasError("the torch backend takes no model files (that would need unpickling); "
-                        "serve onnxruntime, openvino or litert instead")
+                        "use onnxruntime, openvino or litert for model files")

@@ -8,6 +8,7 @@ the file runs at the speed a trained one would (no denormal slow-down) and the o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,10 +16,17 @@ from typing import Any, Callable
 import numpy as np
 
 from mnas import MnasError
-from mnas.latency.base import LatencyResult, LatencySettings, get_backend
+from mnas.latency import LatencyResult, LatencySettings, get_backend
+from mnas.latency.litert_backend import LiteRtBackend
+from mnas.latency.local import random_input
+from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
+from mnas.latency.torch_backend import TorchBackend
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite", "torchscript", "pytorch")
-RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "torchscript": "torch", "pytorch": "torch"}
+# the runtime each model file is checked and, failing the search's own backend, timed in
+FILE_RUNTIMES = {"onnx": OnnxRuntimeBackend, "tflite": LiteRtBackend}
 
 
 @dataclass
@@ -43,16 +51,16 @@ class ExportResult:
 
 
 def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | None = None):
-    """(model in eval mode, where its weights came from)."""
+    """(model prepared by ``mnas.model.export.prepare``, where its weights came from). Fresh weights get
+    calibrated BatchNorm statistics; trained ones are kept as they are."""
     import torch
 
-    from mnas.latency.protocol import calibrate_bn
     from mnas.model import build
+    from mnas.model.export import prepare
     from mnas.space import Architecture
 
-    arch = Architecture.parse(arch_text)
     torch.manual_seed(0)
-    model = build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans)
+    model = build(Architecture.parse(arch_text), num_classes=settings.num_classes, in_chans=settings.in_chans)
     source = "none: freshly initialised at full size (the search trained only a small proxy)"
     if weights is not None and Path(weights).exists():
         blob = torch.load(weights, map_location="cpu", weights_only=True)
@@ -63,43 +71,29 @@ def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | 
         except (RuntimeError, KeyError) as e:
             source = (f"none: {weights} does not fit the full-size model ({str(e).splitlines()[0][:120]}); "
                       "freshly initialised")
-    if source.startswith("none"):
-        calibrate_bn(model, settings.input_shape())
-    return model.eval(), source
+    return prepare(model, settings.input_shape(), calibrate=source.startswith("none")), source
 
 
 def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySettings) -> None:
     import torch
 
-    shape = settings.input_shape()
+    from mnas.model.export import export
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "onnx":
-        from mnas.latency.local import onnx_bytes
-        out.write_bytes(onnx_bytes(model, shape))
-    elif fmt == "tflite":
-        from mnas.latency.litert_backend import LiteRtBackend
-        out.write_bytes(LiteRtBackend().export(model, shape))
-    elif fmt == "torchscript":
-        with torch.no_grad():
-            traced = torch.jit.trace(model, torch.zeros(shape))
-        traced.save(str(out))
-    elif fmt == "pytorch":
+    if fmt == "pytorch":
         # plain tensors and strings only, so torch.load(..., weights_only=True) can read it
         torch.save({"arch": arch_text, "num_classes": settings.num_classes, "in_chans": settings.in_chans,
                     "resolution": settings.resolution, "state_dict": model.state_dict()}, out)
     else:
-        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        out.write_bytes(export(model, fmt, settings.input_shape()))
 
 
 def load_exported(path: Path, fmt: str, settings: LatencySettings) -> tuple[Callable[[np.ndarray], np.ndarray],
                                                                           tuple[int, ...]]:
     """The file in its own runtime -> (infer(numpy input) -> numpy output, input shape)."""
     path = Path(path)
-    if fmt in ("onnx", "tflite"):
-        from mnas.latency.litert_backend import LiteRtBackend
-        from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
-        be = OnnxRuntimeBackend() if fmt == "onnx" else LiteRtBackend()
-        infer, shape = be.load(path.read_bytes(), settings)
+    if fmt in FILE_RUNTIMES:
+        infer, shape = FILE_RUNTIMES[fmt]().load(path.read_bytes(), settings)
         return (lambda x: np.asarray(infer(x))), shape
     import torch
 
@@ -127,24 +121,18 @@ def remeasure(path: Path, fmt: str, settings: LatencySettings, search_backend: s
     """Time the exported file: on the search's backend when it takes this format (onnxruntime, openvino,
     litert, a remote agent), otherwise in the format's own runtime. Returns (result, runtime name)."""
     data = Path(path).read_bytes()
-    if search_backend and fmt in ("onnx", "tflite"):
+    if search_backend:
         try:
             be = get_backend(search_backend)
-        except MnasError:
-            be = None
-        if be is not None and getattr(be, "model_format", None) == fmt and hasattr(be, "measure_bytes"):
-            return be.measure_bytes(data, settings), be.name
-        if be is not None and hasattr(be, "post_model"):
-            info = getattr(be, "_agent_info", lambda: {})()
-            if info.get("model_format") == fmt:
-                return be.post_model(data, settings), getattr(be, "name", search_backend)
-    if fmt == "onnx":
-        from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend().measure_bytes(data, settings), "onnxruntime"
-    if fmt == "tflite":
-        from mnas.latency.litert_backend import LiteRtBackend
-        return LiteRtBackend().measure_bytes(data, settings), "litert"
-    from mnas.latency.torch_backend import TorchBackend
+            takes_file = be.model_format == fmt
+        except MnasError as e:  # e.g. its agents are down or its token is gone: time the file here instead
+            log.info("search backend %s unavailable (%s); timing in the format's own runtime", search_backend, e)
+            takes_file = False
+        if takes_file:
+            return be.measure_file(data, settings), be.name
+    if fmt in FILE_RUNTIMES:
+        be = FILE_RUNTIMES[fmt]()
+        return be.measure_file(data, settings), be.name
     infer, shape = load_exported(path, fmt, settings)
     return TorchBackend().time_runner(infer, shape, settings, extra={"format": fmt}), "torch"
 
@@ -156,8 +144,6 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     if fmt not in FORMATS:
         raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     import torch
-
-    from mnas.latency.local import random_input
 
     out = Path(out)
     model, source = build_for_export(arch_text, settings, weights)
@@ -188,7 +174,7 @@ def export_trial(directory: str | Path, rank: int, fmt: str, out: str | Path, me
         train = store.trial(row["id"]).train or {}
     settings = LatencySettings.from_dict(latency.get("settings") or {})
     if runs is not None:
-        settings.runs, settings.rounds = runs, min(settings.rounds, runs)
+        settings = settings.replace(runs=runs, rounds=min(settings.rounds, runs))
     weights = None
     for cand in (train.get("weights"), train.get("checkpoint"), directory / "weights" / f"{row['id']}.pt"):
         if cand and Path(directory, cand).exists():

@@ -9,6 +9,7 @@ import numpy as np
 
 from mnas import MnasError
 from mnas.report.pareto import best_under, pareto_front
+from mnas.store import TrialStatus
 from mnas.store.query import TrialTable, trial_table
 from mnas.store.sqlite import Store
 
@@ -16,7 +17,8 @@ TARGET_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def open_store(directory: str | Path) -> Store:
-    return Store(directory, create=False)
+    """Reports only read: the store opens read-only (no lock, no writes, fine on a read-only mount)."""
+    return Store(directory, readonly=True)
 
 
 def search_info(store: Store) -> dict[str, Any]:
@@ -32,13 +34,6 @@ def search_info(store: Store) -> dict[str, Any]:
             "backend": latency.get("backend"), "latency_settings": latency.get("settings") or {},
             "strategy": (config.get("strategy") or {}).get("name") if isinstance(config.get("strategy"), dict)
             else config.get("strategy")}
-
-
-def ranking(table: TrialTable) -> np.ndarray:
-    """Completed trials by reward, best first (trials without a reward last, then by accuracy); ties by id."""
-    done = np.flatnonzero(table.completed)
-    reward = np.where(np.isfinite(table.reward[done]), table.reward[done], -np.inf)
-    return done[np.lexsort((table.id[done], -table.accuracy[done], -reward))]
 
 
 def unique_by_arch(table: TrialTable, order: np.ndarray) -> np.ndarray:
@@ -68,7 +63,7 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
               targets: list[float] | None = None) -> dict[str, Any]:
     table = table if table is not None else trial_table(store)
     info = search_info(store)
-    order = ranking(table)
+    order = table.ranking()
     rank_of = {int(i): r + 1 for r, i in enumerate(order.tolist())}
 
     def row(i: int) -> dict[str, Any]:
@@ -80,15 +75,15 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
     for t in latency_targets(table, info["target_ms"], targets):
         j = best_under(table.latency_ms[done], table.accuracy[done], t)
         best_targets.append({"target_ms": t, "best": row(done[j]) if j is not None else None})
-    status = table.status
+    failed = table.has_status(TrialStatus.FAILED)
     errors: dict[str, int] = {}
-    for i in np.flatnonzero(status == 2).tolist():
+    for i in np.flatnonzero(failed).tolist():
         msg = (table.error[i] or "unknown error").strip().splitlines()[0][:160] if table.error[i] else "unknown error"
         errors[msg] = errors.get(msg, 0) + 1
     return {
         "dir": str(store.dir), **info,
-        "trials": len(table), "completed": int((status == 1).sum()), "failed": int((status == 2).sum()),
-        "running": int((status == 0).sum()),
+        "trials": len(table), "completed": int(table.has_status(TrialStatus.COMPLETED).sum()),
+        "failed": int(failed.sum()), "running": int(table.has_status(TrialStatus.RUNNING).sum()),
         "unique_architectures": len(set(table.arch[i] for i in done.tolist())),
         "best": row(order[0]) if order.size else None,
         "top": [row(i) for i in unique_by_arch(table, order)[:top]],
@@ -101,7 +96,7 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
 def trial_by_rank(store: Store, rank: int) -> dict[str, Any]:
     """The completed trial at ``rank`` (1 = highest reward), as in ``mnas report``."""
     table = trial_table(store)
-    order = ranking(table)
+    order = table.ranking()
     if order.size == 0:
         raise MnasError(f"no completed trials in {store.dir}: nothing to export yet")
     if not 1 <= rank <= order.size:

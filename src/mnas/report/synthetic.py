@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mnas.search.reward import RewardConfig, reward
 from mnas.space import MnasNetSpace
-from mnas.store.sqlite import Store
+from mnas.store import Store, Trial, TrialStatus
 
 
 def fill_synthetic(directory: str | Path, n: int = 100, seed: int = 0, target_ms: float = 20.0,
@@ -19,6 +20,7 @@ def fill_synthetic(directory: str | Path, n: int = 100, seed: int = 0, target_ms
                    backend: str = "onnxruntime", resolution: int = 224, num_classes: int = 1000,
                    runs: int = 30, entropy_every: int = 0) -> Path:
     space = MnasNetSpace.load()
+    cfg = RewardConfig(preset=None, alpha=alpha, beta=beta, target_ms=target_ms)
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     settings = {"resolution": resolution, "batch": 1, "threads": 1, "runs": runs, "warmup": max(1, runs // 6),
@@ -38,18 +40,19 @@ def fill_synthetic(directory: str | Path, n: int = 100, seed: int = 0, target_ms
             if (i + 1) % entropy_every == 0:
                 store.add_diagnostics({"entropy": float(40 * math.exp(-2.0 * i / max(1, n)))}, i + 1, conn=conn)
             if fail_every and i % fail_every == fail_every - 1:
-                store.finish_trial(tid, "failed", conn=conn, error="RuntimeError: synthetic failure (out of memory)")
+                store.finish_trial(Trial(tid, arch.canonical, TrialStatus.FAILED,
+                                         error="RuntimeError: synthetic failure (out of memory)"), conn)
                 continue
             # the sampler drifts toward T as the "search" goes on
             spread = 0.8 * (1 - 0.6 * i / max(1, n))
             lat = float(target_ms * math.exp(nrng.normal(0.1 * (1 - i / max(1, n)), spread)))
             acc = float(np.clip(0.70 + 0.035 * math.log2(lat / target_ms) + nrng.normal(0, 0.01), 0.01, 0.99))
-            w = alpha if lat <= target_ms else beta
-            reward = acc * (lat / target_ms) ** w
             params = int(3.9e6 * (lat / target_ms) ** 0.7 * nrng.uniform(0.8, 1.2))
             macs = int(3.1e8 * (lat / target_ms) * nrng.uniform(0.85, 1.15))
-            store.finish_trial(tid, "completed", conn=conn, accuracy=acc, latency_ms=lat, reward=reward,
-                               params=params, macs=macs, latency={"median_ms": lat, "backend": backend},
-                               train={"accuracy": acc, "synthetic": True}, seconds=1.0, finished=float(i))
+            store.finish_trial(Trial(tid, arch.canonical, TrialStatus.COMPLETED, accuracy=acc, latency_ms=lat,
+                                     reward=reward(acc, lat, cfg), params=params, macs=macs,
+                                     latency={"median_ms": lat, "backend": backend},
+                                     train={"accuracy": acc, "synthetic": True}, started=i - 1.0,
+                                     finished=float(i)), conn)  # one second each
     store.close()
     return Path(directory)

@@ -23,13 +23,15 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mnas import MnasError
-from mnas.search.config import ExecutorConfig
-from mnas.search.evaluate import (TrialOutcome, TrialTask, combine, failure, measure_latency, train_proxy_task,
-                                  worker_name)
+from mnas.run.config import ExecutorConfig
+from mnas.run.trial import (LatencyJob, TrialJob, combine, error_line, failed, measure_latency, train_proxy_job,
+                            worker_name)
+from mnas.store import Trial
+from mnas.train import ProxyConfig
 
 # Light Ray defaults for a local instance: this project runs on small shared machines.
 LOCAL_OBJECT_STORE_BYTES = 100_000_000
@@ -54,34 +56,29 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _error(arch: str, exc: BaseException) -> str:
-    """The trial's error as one line, made where the traceback still exists (it does not survive pickling)."""
-    return failure(TrialTask(0, arch, {}, {}), exc, 0.0).error or repr(exc)
-
-
-def _train_remote(arch: str, proxy: dict[str, Any], seed: int, threads: int) -> dict[str, Any]:
+def _train_remote(arch: str, proxy: ProxyConfig, seed: int, threads: int) -> dict[str, Any]:
     """Runs in a Ray worker. Our own exceptions are returned, not raised, so Ray retries only system failures
     (a dead node or worker process), never a trial that fails by itself."""
     started = time.time()
     _threads(threads)
     try:
-        return {"train": train_proxy_task(arch, proxy, seed), "where": _where(), "started": started}
-    except Exception as exc:  # noqa: BLE001 - the trial's error, recorded by the driver
-        return {"error": _error(arch, exc), "where": _where(), "started": started}
+        return {"train": train_proxy_job(arch, proxy, seed), "where": _where(), "started": started}
+    except Exception as exc:  # noqa: BLE001 - the trial's error (made here: tracebacks do not pickle)
+        return {"error": error_line(exc), "where": _where(), "started": started}
 
 
-def _measure_remote(arch: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _measure_remote(arch: str, job: LatencyJob) -> dict[str, Any]:
     started = time.time()
-    _threads(int(spec["settings"].get("threads", 1)))
+    _threads(job.settings.threads)
     try:
-        return {"lat": measure_latency(arch, spec), "where": _where(), "started": started}
+        return {"lat": measure_latency(arch, job), "where": _where(), "started": started}
     except Exception as exc:  # noqa: BLE001
-        return {"error": _error(arch, exc), "where": _where(), "started": started}
+        return {"error": error_line(exc), "where": _where(), "started": started}
 
 
 @dataclass
 class _Trial:
-    task: TrialTask
+    job: TrialJob
     train_ref: Any = None
     lat_ref: Any = None
     train: dict[str, Any] | None = None
@@ -160,30 +157,29 @@ class RayExecutor:
         return min(n["Resources"].get("CPU", 0.0) for n in nodes)
 
     # -- the protocol
-    def submit(self, task: TrialTask) -> None:
-        trial = _Trial(task)
-        self._trials[task.trial_id] = trial
+    def submit(self, job: TrialJob) -> None:
+        trial = _Trial(job)
+        self._trials[job.trial_id] = trial
         if self._measure_fn is not None:
             # a remote device cannot see the driver's latency cache; it measures every model it is sent
-            spec = {**task.latency, "cache": None}
-            trial.lat_ref = self._measure_fn.remote(task.arch, spec)
+            trial.lat_ref = self._measure_fn.remote(job.arch, replace(job.latency, cache=None))
             self._start_training(trial)
         elif self._need_latency:
-            self._held.append(task.trial_id)
+            self._held.append(job.trial_id)
         else:
             self._start_training(trial)
 
     def _start_training(self, trial: _Trial) -> None:
-        t = trial.task
-        options = dict(t.proxy.get("options") or {})
-        options.setdefault("threads", self.threads)
-        proxy = {**t.proxy, "options": options}
-        trial.train_ref = self._train_fn.remote(t.arch, proxy, t.seed, self.threads)
+        job = trial.job
+        # the trainer uses the CPUs Ray gave the task unless the config set its threads
+        proxy = job.proxy if "threads" in job.proxy.model_fields_set else \
+            job.proxy.model_copy(update={"threads": self.threads})
+        trial.train_ref = self._train_fn.remote(job.arch, proxy, job.seed, self.threads)
 
     def in_flight(self) -> int:
         return len(self._trials)
 
-    def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
+    def wait(self, timeout: float | None = None) -> list[Trial]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._trials:
             if self._window_due():
@@ -208,7 +204,7 @@ class RayExecutor:
                     return []
                 continue
             ready, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=0)
-            done: list[TrialOutcome] = []
+            done: list[Trial] = []
             for ref in ready:
                 tid, kind = refs[ref]
                 tr = self._trials[tid]
@@ -227,7 +223,7 @@ class RayExecutor:
                 return done
         return []
 
-    def _stranded(self, refs: dict[Any, tuple[int, str]]) -> list[TrialOutcome]:
+    def _stranded(self, refs: dict[Any, tuple[int, str]]) -> list[Trial]:
         """Ray keeps a task that no live node can run waiting forever (the only device node, or every
         training node, is gone): such trials come back failed instead, so the search ends and
         ``--retry-failed`` can run them once the nodes are back."""
@@ -242,8 +238,7 @@ class RayExecutor:
             self._cancel(tr)
             what = "no live node can train it" if not can_train else \
                 f"no live node offers {self.cfg.device_resource}"
-            done.append(TrialOutcome(tid, tr.task.arch, "failed", error=f"NodesLost: {what}", worker="ray",
-                                     started=tr.started, finished=time.time()))
+            done.append(failed(tr.job, f"NodesLost: {what}", tr.started, worker="ray"))
         return done
 
     def _get(self, ref: Any) -> dict[str, Any]:
@@ -253,17 +248,16 @@ class RayExecutor:
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             return {"error": f"{type(exc).__name__}: {first}", "where": "ray", "started": time.time()}
 
-    def _finished(self, tr: _Trial) -> TrialOutcome | None:
+    def _finished(self, tr: _Trial) -> Trial | None:
         for part in (tr.train, tr.lat):
             if part is not None and "error" in part:
                 self._cancel(tr)
-                return TrialOutcome(tr.task.trial_id, tr.task.arch, "failed", error=part["error"],
-                                    worker=f"{'train' if part is tr.train else 'latency'}:{part['where']}",
-                                    started=tr.started, finished=time.time())
+                return failed(tr.job, part["error"], tr.started,
+                              worker=f"{'train' if part is tr.train else 'latency'}:{part['where']}")
         if tr.train is None or tr.lat is None:
             return None
         worker = f"train:{tr.train['where']} latency:{tr.lat['where']}"
-        return combine(tr.task, tr.lat["lat"], tr.train["train"], tr.started, worker=worker)
+        return combine(tr.job, tr.lat["lat"], tr.train["train"], tr.started, worker=worker)
 
     def _cancel(self, tr: _Trial) -> None:
         """Stop the half of a trial still running (the other half failed, or the search stops)."""
@@ -280,17 +274,17 @@ class RayExecutor:
             return False
         return not any(tr.train_ref is not None and tr.train is None for tr in self._trials.values())
 
-    def _latency_window(self) -> list[TrialOutcome]:
+    def _latency_window(self) -> list[Trial]:
         """Nothing trains now: time every waiting trial here, one after the other."""
         done = []
         for tid in self._need_latency:
             tr = self._trials.pop(tid)
             started = time.time()
             try:
-                tr.lat = {"lat": measure_latency(tr.task.arch, tr.task.latency),
+                tr.lat = {"lat": measure_latency(tr.job.arch, tr.job.latency),
                           "where": worker_name() + "@driver", "started": started}
             except Exception as exc:  # noqa: BLE001
-                tr.lat = {"error": _error(tr.task.arch, exc), "where": worker_name() + "@driver",
+                tr.lat = {"error": error_line(exc), "where": worker_name() + "@driver",
                           "started": started}
             done.append(self._finished(tr))
         self._need_latency = []

@@ -17,10 +17,12 @@ exponents: R = ACC * prod_i (x_i / T_i) ** w_i.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, Optional
+
+from pydantic import Field, model_validator
 
 from mnas import MnasError
+from mnas.schema import Schema
 
 PRESETS: dict[str, tuple[float, float]] = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
 METRICS = ("latency_ms", "params", "macs")
@@ -40,52 +42,57 @@ def _factor(value: float, target: float, alpha: float, beta: float) -> float:
     return (value / target) ** (alpha if value <= target else beta)
 
 
-@dataclass
-class Constraint:
+class Constraint(Schema):
     """One more cost term: ``metric`` is "params" or "macs" (or "latency_ms" for a second latency
     bound), multiplied in as (value / target) ** (alpha if value <= target else beta)."""
 
-    metric: str
-    target: float
+    metric: Literal["latency_ms", "params", "macs"]
+    target: float = Field(gt=0)
     alpha: float = 0.0
     beta: float = -1.0
 
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise MnasError(f"constraint metric {self.metric!r}: expected one of {', '.join(METRICS)}")
-        if not self.target > 0:
-            raise MnasError(f"constraint {self.metric}: target must be > 0, got {self.target}")
 
+class RewardConfig(Schema):
+    """The ``reward:`` section. T is ``target_ms``, or the latency of ``target_model`` measured on the
+    search's backend (the driver fills ``target_ms`` in); no T means accuracy only (w = 0). alpha and beta
+    default to the preset's."""
 
-@dataclass
-class RewardConfig:
-    """T (``target_ms``) None means accuracy only for the latency term (w = 0)."""
+    preset: Optional[Literal["soft", "hard"]] = "soft"
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
+    target_ms: Optional[float] = Field(None, gt=0)
+    target_model: Optional[str] = None
+    constraints: list[Constraint] = Field(default_factory=list)
 
-    target_ms: float | None = None
-    alpha: float = -0.07
-    beta: float = -0.07
-    preset: str | None = "soft"
-    constraints: list[Constraint] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.target_ms is not None and not self.target_ms > 0:
-            raise MnasError(f"reward: target latency must be > 0 ms, got {self.target_ms}")
-        self.constraints = [c if isinstance(c, Constraint) else Constraint(**c) for c in self.constraints]
+    @model_validator(mode="after")
+    def _resolve(self) -> RewardConfig:
+        if self.target_ms is not None and self.target_model is not None:
+            raise ValueError("give target_ms or target_model, not both")
+        if self.preset is None and (self.alpha is None or self.beta is None):
+            raise ValueError("without a preset, give both alpha and beta")
+        if self.preset is not None:
+            alpha, beta = PRESETS[self.preset]
+            # object.__setattr__: assignment validation would re-run this validator
+            if self.alpha is None:
+                object.__setattr__(self, "alpha", alpha)
+            if self.beta is None:
+                object.__setattr__(self, "beta", beta)
+        return self
 
     @classmethod
     def from_preset(cls, preset: str, target_ms: float | None = None,
                     constraints: list[Constraint] | None = None) -> RewardConfig:
         if preset not in PRESETS:
             raise MnasError(f"unknown reward preset {preset!r}: expected {' or '.join(PRESETS)}")
-        alpha, beta = PRESETS[preset]
-        return cls(target_ms, alpha, beta, preset, list(constraints or []))
+        return cls(preset=preset, target_ms=target_ms, constraints=list(constraints or []))
 
-    def with_target(self, target_ms: float) -> RewardConfig:
+    def with_target(self, target_ms: float | None) -> RewardConfig:
         """The same exponents with T filled in (e.g. once a reference model has been measured)."""
-        return RewardConfig(target_ms, self.alpha, self.beta, self.preset, list(self.constraints))
+        return RewardConfig(preset=self.preset, alpha=self.alpha, beta=self.beta, target_ms=target_ms,
+                            constraints=self.constraints)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RewardConfig:

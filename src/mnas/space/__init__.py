@@ -7,9 +7,10 @@ from mnas.space.arch import Architecture, Block, round_filters
 from mnas.space.blockstr import arch_from_timm, arch_from_tpu, arch_to_timm, arch_to_tpu
 from mnas.space.decisions import Decision, SearchSpace
 from mnas.space.mnasnet import MnasNetSpace
+from mnas.space.registry import SPACES, load_space
 from mnas.space import zoo
 
-__all__ = ["Architecture", "Block", "Decision", "SearchSpace", "MnasNetSpace", "resolve_arch",
+__all__ = ["Architecture", "Block", "Decision", "SearchSpace", "MnasNetSpace", "SPACES", "load_space", "resolve_arch",
            "round_filters", "arch_from_timm", "arch_from_tpu", "arch_to_timm", "arch_to_tpu", "zoo"]
 
 

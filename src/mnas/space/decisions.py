@@ -31,6 +31,7 @@ class SearchSpace:
 
     name: str
     decisions: tuple[Decision, ...]
+    source: str = "builtin"  # where the space was read from (a file path for YAML spaces)
 
     @property
     def size(self) -> int:
@@ -66,6 +67,11 @@ class SearchSpace:
 
     def parse(self, text: str) -> Arch:
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What the store records and ``mnas space show`` prints; subclasses add their structure."""
+        return {"name": self.name, "size": self.size,
+                "decisions": [{"name": d.name, "choices": list(d.choices)} for d in self.decisions]}
 
     def contains(self, arch: Arch) -> bool:
         try:

@@ -1,5 +1,9 @@
-"""Experiments on disk: one SQLite file per experiment, written only by the driver."""
+"""Experiments on disk: one SQLite file per experiment, written only by the search driver.
 
-from mnas.store.sqlite import Store, TrialRecord
+The bottom of the stack next to ``mnas.model``: it imports nothing of mnas above ``mnas.space``.
+"""
 
-__all__ = ["Store", "TrialRecord"]
+from mnas.store.records import Trial, TrialStatus
+from mnas.store.sqlite import Store
+
+__all__ = ["Store", "Trial", "TrialStatus"]

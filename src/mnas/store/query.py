@@ -1,6 +1,6 @@
 """Column-wise reads for reports: a few columns of every trial as numpy arrays, no per-row objects.
 
-``Store.trials()`` builds one ``TrialRecord`` per row and parses three JSON columns; a report of
+``Store.trials()`` builds one ``Trial`` per row and parses three JSON columns; a report of
 10,000 trials only needs numbers and strings, so this reads exactly those columns in one query.
 """
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from mnas.store.records import Trial, TrialStatus
 from mnas.store.sqlite import Store
 
-STATUS_CODES = {"running": 0, "completed": 1, "failed": 2}
+STATUS_CODES = {TrialStatus.RUNNING: 0, TrialStatus.COMPLETED: 1, TrialStatus.FAILED: 2}
+_STATUS_OF_CODE = {v: k for k, v in STATUS_CODES.items()}
 
 
 @dataclass
@@ -34,10 +36,20 @@ class TrialTable:
     def __len__(self) -> int:
         return len(self.id)
 
+    def has_status(self, status: TrialStatus) -> np.ndarray:
+        return self.status == STATUS_CODES[status]
+
     @property
     def completed(self) -> np.ndarray:
-        """Mask of completed trials with usable accuracy and latency."""
-        return (self.status == 1) & np.isfinite(self.accuracy) & np.isfinite(self.latency_ms)
+        """Mask of completed trials with usable numbers (``_RANKABLE``): accuracy in [0, 1], latency > 0."""
+        usable = (self.accuracy >= 0) & (self.accuracy <= 1) & (self.latency_ms > 0) & np.isfinite(self.latency_ms)
+        return self.has_status(TrialStatus.COMPLETED) & usable
+
+    def ranking(self) -> np.ndarray:
+        """Row indices of the completed trials in ``RANK_ORDER``, best first."""
+        done = np.flatnonzero(self.completed)
+        reward = np.where(np.isfinite(self.reward[done]), self.reward[done], -np.inf)
+        return done[np.lexsort((self.id[done], -self.accuracy[done], -reward))]
 
     def row(self, i: int) -> dict[str, Any]:
         def num(x: float) -> float | None:
@@ -46,17 +58,34 @@ class TrialTable:
         def integer(x: float) -> int | None:
             return int(x) if np.isfinite(x) else None
 
-        status = {v: k for k, v in STATUS_CODES.items()}[int(self.status[i])]
+        status = _STATUS_OF_CODE[int(self.status[i])].value
         return {"id": int(self.id[i]), "arch": self.arch[i], "status": status,
                 "accuracy": num(self.accuracy[i]), "latency_ms": num(self.latency_ms[i]),
                 "reward": num(self.reward[i]), "params": integer(self.params[i]),
                 "macs": integer(self.macs[i]), "error": self.error[i]}
 
 
+# The one ranking of an experiment's trials, best first: by reward (none: last), then accuracy, then id.
+# ``mnas search``'s summary, ``mnas report`` and ``mnas export --rank`` all rank with it (TrialTable.ranking
+# is the same order over arrays, checked against this query by the tests).
+RANK_ORDER = "reward IS NULL, reward DESC, accuracy DESC, id"
+# The driver stores only checked results as completed; this keeps a store written some other way (an older
+# mnas, a plugin) from ranking a NaN, infinite or out-of-range number first all the same.
+_RANKABLE = "status = 'completed' AND accuracy BETWEEN 0 AND 1 AND latency_ms > 0 AND latency_ms < 1e308"
+
+
+def ranked_trials(store: Store, limit: int | None = None) -> list[Trial]:
+    clause = f"WHERE {_RANKABLE} ORDER BY {RANK_ORDER}"
+    return store.select_trials(clause + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+
+
+def best_trial(store: Store) -> Trial | None:
+    best = ranked_trials(store, 1)
+    return best[0] if best else None
+
+
 def trial_table(store: Store) -> TrialTable:
-    rows = store.conn.execute(
-        "SELECT id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error "
-        "FROM trials ORDER BY id").fetchall()
+    rows = store.table_rows("id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error")
     cols = list(zip(*rows)) if rows else [()] * 10
 
     def floats(values: tuple) -> np.ndarray:
@@ -64,20 +93,17 @@ def trial_table(store: Store) -> TrialTable:
 
     return TrialTable(
         id=np.array(cols[0], dtype=np.int64),
-        status=np.array([STATUS_CODES.get(s, 2) for s in cols[1]], dtype=np.int8),
+        status=np.array([STATUS_CODES[TrialStatus(s)] for s in cols[1]], dtype=np.int8),
         accuracy=floats(cols[2]), latency_ms=floats(cols[3]), reward=floats(cols[4]),
         params=floats(cols[5]), macs=floats(cols[6]), finished=floats(cols[7]),
         arch=list(cols[8]), error=list(cols[9]))
 
 
-def token_matrix(store: Store, status: str = "completed") -> np.ndarray:
+def token_matrix(store: Store, status: TrialStatus = TrialStatus.COMPLETED) -> np.ndarray:
     """Sampled decisions of the trials with ``status``, one row per trial (ordered by id)."""
-    import json
-
-    rows = store.conn.execute("SELECT tokens FROM trials WHERE status = ? ORDER BY id", (status,)).fetchall()
-    if not rows:
+    lists = store.tokens(status)
+    if not lists:
         return np.zeros((0, 0), dtype=np.int64)
-    lists = [json.loads(r[0]) for r in rows]
     width = max(len(t) for t in lists)
     out = np.full((len(lists), width), -1, dtype=np.int64)
     for i, t in enumerate(lists):

@@ -1,9 +1,20 @@
 """Proxy-task training: in-memory datasets named by a string, a fast trainer, the paper's recipe."""
 
-from mnas.train.datasets import Dataset, list_datasets, load_dataset
-from mnas.train.recipes import PRESETS, list_presets
-from mnas.train.rmsprop_tf import RMSpropTF
-from mnas.train.trainer import TrainConfig, TrainResult, train_proxy
+import importlib
 
-__all__ = ["Dataset", "list_datasets", "load_dataset", "PRESETS", "list_presets", "RMSpropTF",
-           "TrainConfig", "TrainResult", "train_proxy"]
+from mnas.train.config import ProxyConfig, TrainConfig
+from mnas.train.recipes import PRESETS
+
+# The datasets and the trainer import torch (2-3 s here): they load on first use, so the CLI and the
+# config code, which need only the schema, start fast.
+_LAZY = {"DATASETS": "datasets", "Dataset": "datasets", "list_datasets": "datasets", "load_dataset": "datasets",
+         "RMSpropTF": "rmsprop_tf", "TrainResult": "trainer", "train_architecture": "trainer",
+         "train_proxy": "trainer"}
+
+__all__ = ["PRESETS", "ProxyConfig", "TrainConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

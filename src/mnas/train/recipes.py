@@ -1,4 +1,4 @@
-"""Training presets: named sets of ``TrainConfig`` values. Explicit ``TrainConfig`` fields override them.
+"""Training presets: named sets of ``TrainConfig`` values. A field the config sets wins over its preset.
 
 ``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist, see docs/training.md).
 ``mnasnet-imagenet``: the paper's / reference code's full recipe (docs: mnasnet-facts.md §8).
@@ -86,6 +86,3 @@ def preset_values(name: str) -> dict:
     values.update({k: v for k, v in p.items() if k != "description"})
     return values
 
-
-def list_presets() -> list[dict]:
-    return [{"name": n, **preset_values(n), "description": p["description"]} for n, p in PRESETS.items()]

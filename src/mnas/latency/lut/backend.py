@@ -9,9 +9,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
-from mnas.latency.base import LatencyResult, LatencySettings, now_iso
+from mnas.latency.base import LatencyResult, now_iso
+from mnas.latency.fingerprint import fingerprint
+from mnas.latency.lut.build import entry_settings, measure_entry
 from mnas.latency.lut.layers import check_in_space
 from mnas.latency.lut.table import LatencyTable
+from mnas.latency.registry import get_backend
+from mnas.latency.settings import LatencySettings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,15 +26,28 @@ MISSING = ("measure", "refuse")
 
 
 class LutBackend:
+    model_format = None  # predicts architectures; there is no model file to time
+
+    @classmethod
+    def from_spec(cls, arg: str) -> LutBackend:
+        """``lut:PATH`` or ``lut:PATH?missing=refuse``."""
+        path, _, query = arg.partition("?")
+        if not path:
+            raise MnasError("lut backend needs a table file: lut:PATH (build one with 'mnas lut build')")
+        missing = "measure"
+        for part in filter(None, query.split("&")):
+            key, _, value = part.partition("=")
+            if key != "missing":
+                raise MnasError(f"unknown lut option {key!r}: only missing=measure|refuse")
+            missing = value
+        return cls(path, missing)
+
     def __init__(self, table: LatencyTable | str, missing: str = "measure") -> None:
         if missing not in MISSING:
             raise MnasError(f"missing={missing!r}: choose measure or refuse")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
         self.name = f"lut:{self.table.backend}"
-
-    def runtime_version(self) -> str:
-        return self.table.runtime_version
 
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
         # the table file's content decides the numbers: a rebuilt table must not reuse cached predictions
@@ -53,10 +70,6 @@ class LutBackend:
         if self.missing == "refuse":
             raise MnasError(f"the table lacks {len(missing)} layer configuration(s) ({keys}); finish it with "
                             "'mnas lut build' or allow on-demand measuring (lut:PATH?missing=measure)")
-        from mnas.latency.base import get_backend
-        from mnas.latency.fingerprint import fingerprint
-        from mnas.latency.lut.build import entry_settings, measure_entry
-
         if self.table.device.get("id") != fingerprint()["id"]:
             raise MnasError(f"the table lacks {keys} and was built on {self.table.device.get('cpu')!r}, not this "
                             "device: measure it there ('mnas lut build' resumes)")
@@ -90,16 +103,6 @@ class LutBackend:
         raise MnasError("a latency table predicts architectures of its space; time arbitrary modules on a real "
                         f"backend ({self.table.backend})")
 
-
-def lut_factory(arg: str) -> LutBackend:
-    """``lut:PATH`` or ``lut:PATH?missing=refuse``."""
-    path, _, query = arg.partition("?")
-    if not path:
-        raise MnasError("lut backend needs a table file: lut:PATH (build one with 'mnas lut build')")
-    missing = "measure"
-    for part in filter(None, query.split("&")):
-        key, _, value = part.partition("=")
-        if key != "missing":
-            raise MnasError(f"unknown lut option {key!r}: only missing=measure|refuse")
-        missing = value
-    return LutBackend(path, missing)
+    def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
+        raise MnasError(f"a latency table predicts architectures; time model files on a real backend "
+                        f"({self.table.backend})")

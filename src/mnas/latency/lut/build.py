@@ -6,16 +6,24 @@ models. Resumable: partial results are saved every few seconds and a rerun measu
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import random
 import time
 from pathlib import Path
 from typing import Callable
 
 from mnas import MnasError
-from mnas.latency.base import LatencyBackend, LatencySettings, get_backend, now_iso
+from mnas.latency.base import LatencyBackend, now_iso
+from mnas.latency.cache import measure
+from mnas.latency.fingerprint import fingerprint
+from mnas.latency.local import LocalBackend, random_input
 from mnas.latency.lut.layers import LayerSpec, space_layers
 from mnas.latency.lut.table import FEATURES, LatencyTable
+from mnas.latency.protocol import time_calls
+from mnas.latency.registry import get_backend
+from mnas.latency.settings import LatencySettings
+
+log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 5.0
 ENTRY_RUNS = 10
@@ -26,8 +34,10 @@ def entry_settings(settings: LatencySettings, runs: int = ENTRY_RUNS) -> Latency
     ~20 layers of a network, and 1,400 entries at 30 runs with re-measures take an hour on a busy machine.
     BatchNorm calibration is off because one layer fed N(0, 1) input cannot drift into denormals (that
     needs many layers), and it would cost more than the timing itself."""
-    return dataclasses.replace(settings, runs=runs, rounds=min(settings.rounds, 2), warmup=min(settings.warmup, 2),
-                               max_remeasures=min(settings.max_remeasures, 1), calibrate_bn=False)
+    return settings.replace(runs=runs, rounds=min(settings.rounds, 2), warmup=min(settings.warmup, 2),
+                            max_remeasures=min(settings.max_remeasures, 1), calibrate_bn=False)
+
+
 Progress = Callable[[int, int, str], None]  # (done, total, current key)
 
 
@@ -36,25 +46,17 @@ CLOCKS = ("wall", "cpu")
 
 def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings: LatencySettings,
                clock: str = "wall") -> float:
-    """Median ms of ``model`` at ``shape``. ``clock="cpu"`` times the calling thread's CPU time instead of the
-    wall clock: on a machine shared with other jobs a 5 ms model can take 20 ms of wall time while its own
-    work stays 5 ms. Valid only with one thread (the runtime then computes in the calling thread)."""
+    """Median ms of ``model`` (a module or an architecture) at ``shape``. ``clock="cpu"`` times the calling
+    thread's CPU time instead of the wall clock: on a machine shared with other jobs a 5 ms model can take
+    20 ms of wall time while its own work stays 5 ms. Valid only with one thread (the runtime then computes
+    in the calling thread)."""
     if clock == "wall":
         return backend.measure_model(model, shape, settings).median_ms
-    import copy
-
-    from mnas.latency.local import random_input
-    from mnas.latency.protocol import calibrate_bn, time_calls, torch_threads
-
     if clock not in CLOCKS:
         raise MnasError(f"clock {clock!r}: choose wall or cpu")
-    if settings.threads != 1 or not hasattr(backend, "prepare"):
+    if settings.threads != 1 or not isinstance(backend, LocalBackend):
         raise MnasError("--clock cpu needs --threads 1 and an in-process backend (onnxruntime, torch, openvino)")
-    with torch_threads(settings.threads):  # spinning OpenMP threads on a busy machine cost 10x
-        if settings.calibrate_bn:
-            model = copy.deepcopy(model)
-            calibrate_bn(model, shape)
-        infer = backend.prepare(model.eval(), shape, settings)
+    infer = backend.runner(model, shape, settings)
     x = random_input(shape)
     return time_calls(lambda: infer(x), settings, clock=time.thread_time_ns).median_ms
 
@@ -62,11 +64,8 @@ def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings:
 def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> float:
     """A whole network, the ground truth a table is fitted to and judged against."""
     if clock == "wall":
-        from mnas.latency.base import measure
         return measure(arch, backend, settings).median_ms
-    from mnas.model import build
-    return time_model(backend, build(arch, num_classes=settings.num_classes, in_chans=settings.in_chans),
-                      settings.input_shape(), settings, clock)
+    return time_model(backend, arch, settings.input_shape(), settings, clock)
 
 
 def _identity_ms(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings,
@@ -99,7 +98,6 @@ def _merge(old: dict | None, new: dict) -> dict:
 
 def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings,
               clock: str = "wall") -> LatencyTable:
-    from mnas.latency.fingerprint import fingerprint
     from mnas.space.mnasnet import DEFAULT_SPACE
 
     path = Path(space_path) if space_path else DEFAULT_SPACE
@@ -110,7 +108,7 @@ def new_table(space_path: str | Path | None, backend: str, settings: LatencySett
     be = get_backend(backend)
     if be.name.startswith("lut"):
         raise MnasError("a table is built on a real backend (onnxruntime, torch, openvino, remote:URL), not lut:")
-    version = getattr(be, "runtime_version", lambda: "")()
+    version = be.identity(settings)["runtime_version"]
     table = LatencyTable(space_yaml=text, backend=be.name, settings=settings, runtime_version=version,
                          device=fingerprint(), created=now_iso(), clock=clock)
     table.space  # parse now: a bad space file fails before any measuring
@@ -163,6 +161,7 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
             < passes]
     if limit is not None:
         todo = todo[:max(0, limit)]
+    log.info("%s: %d of %d entries to measure on %s", out, len(todo), len(specs), be.name)
     started, last_save = time.perf_counter(), time.perf_counter()
     spent_before = table.build_seconds
     io_cache: dict[tuple[int, ...], float] = {}
@@ -187,6 +186,7 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     table.build_seconds = spent_before + time.perf_counter() - started
     table.save(out)
     if calibrate and table.complete:
+        log.info("%s: calibrating on %d whole models", out, calibrate)
         calibrate_table(table, be, calibrate, seed=seed)
         table.build_seconds = spent_before + time.perf_counter() - started
         table.save(out)

@@ -6,8 +6,10 @@ import random
 import time
 from typing import Any, Callable
 
-from mnas.latency.base import get_backend
+from mnas.latency.lut.backend import LutBackend
+from mnas.latency.lut.build import measure_arch
 from mnas.latency.lut.table import LatencyTable
+from mnas.latency.registry import get_backend
 
 
 def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
@@ -27,9 +29,6 @@ def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool 
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """``samples`` fresh architectures (seeded, distinct from the calibration draw), each measured for real on
     the table's backend with the table's settings."""
-    from mnas.latency.lut.backend import LutBackend
-    from mnas.latency.lut.build import measure_arch
-
     rng = random.Random(f"eval:{seed}")
     archs = [table.space.sample(rng) for _ in range(samples)]
     lut = LutBackend(table)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
-from mnas.latency.base import LatencySettings
+from mnas.latency.settings import LatencySettings
 from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space
 
 if TYPE_CHECKING:

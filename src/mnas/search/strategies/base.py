@@ -1,4 +1,4 @@
-"""The ask/tell contract every strategy follows, and the registry.
+"""The ask/tell contract every strategy follows, and what the built-in strategies share.
 
 * ``ask() -> tokens``: one architecture as a tuple of decision indices of ``space``. The loop may ask
   several times before telling anything; results may come back in any order.
@@ -7,18 +7,17 @@
   retrain duplicates, it tells the cached result again, so repeated tells of one architecture are
   normal and every strategy accepts them (and tells of tokens it never proposed).
 * ``state_dict() -> dict`` (JSON-serialisable) and ``load_state_dict(d)``: a strategy built with the
-  same space and options and restored from ``d`` proposes exactly what the original would have.
+  same space and options and restored from ``d`` proposes exactly what the original would have. (Saving
+  may start a new random stream, as the Optuna strategies do, so a run with saves can differ from the
+  same seed's run without; the same calls always give the same proposals.)
 * ``diagnostics() -> dict``: optional numbers for plots (e.g. PPO's policy entropy).
 """
 
 from __future__ import annotations
 
 import base64
-import importlib
 import random
-from typing import Any, Callable, Protocol, runtime_checkable
-
-import numpy as np
+from typing import Any, Protocol
 
 from mnas import MnasError
 from mnas.space.decisions import SearchSpace
@@ -26,7 +25,6 @@ from mnas.space.decisions import SearchSpace
 Tokens = tuple[int, ...]
 
 
-@runtime_checkable
 class Strategy(Protocol):
     name: str
     space: SearchSpace
@@ -43,7 +41,7 @@ class Strategy(Protocol):
 
 
 class BaseStrategy:
-    """Common plumbing: the space, the seed, options, token checks and counts."""
+    """Common plumbing: the space, the seed, token checks, counts and the state header."""
 
     name = "base"
 
@@ -75,7 +73,7 @@ class BaseStrategy:
                 "counts": self._counts()}
 
 
-# JSON helpers for RNG states ------------------------------------------------------------------
+# JSON helpers for random states and bytes ------------------------------------------------------
 
 def py_rng_state(rng: random.Random) -> list:
     version, internal, gauss = rng.getstate()
@@ -86,49 +84,9 @@ def set_py_rng_state(rng: random.Random, state: list) -> None:
     rng.setstate((state[0], tuple(state[1]), state[2]))
 
 
-def np_rng_state(rs: np.random.RandomState) -> dict:
-    kind, keys, pos, has_gauss, gauss = rs.get_state()
-    return {"kind": kind, "keys": b64(np.asarray(keys, dtype=np.uint32).tobytes()), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def set_np_rng_state(rs: np.random.RandomState, d: dict) -> None:
-    keys = np.frombuffer(unb64(d["keys"]), dtype=np.uint32).copy()
-    rs.set_state((d["kind"], keys, d["pos"], d["has_gauss"], d["gauss"]))
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"))
-
-
-# registry --------------------------------------------------------------------------------------
-
-STRATEGIES: dict[str, str] = {
-    "random": "mnas.search.strategies.random_search:RandomSearch",
-    "evolution": "mnas.search.strategies.evolution:RegularizedEvolution",
-    "ppo": "mnas.search.strategies.ppo:PPOStrategy",
-    "optuna-tpe": "mnas.search.strategies.optuna_strategies:OptunaTPE",
-    "optuna-nsga2": "mnas.search.strategies.optuna_strategies:OptunaNSGA2",
-}
-
-
-def strategy_class(name: str) -> Callable[..., Strategy]:
-    if name not in STRATEGIES:
-        raise MnasError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
-    module, cls = STRATEGIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
-    """A fresh strategy; unknown options are a user error naming the strategy's options."""
-    cls = strategy_class(name)
-    try:
-        return cls(space, seed=seed, **options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise MnasError(f"strategy {name}: {e}") from None
-        raise

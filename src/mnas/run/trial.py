@@ -1,0 +1,108 @@
+"""One trial's work, as plain functions of typed, picklable jobs so any executor (in-process, Ray) runs them:
+measure the latency of the deployed model, train the proxy, report both. The reward is the driver's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from mnas.latency import LatencyConfig, LatencySettings
+from mnas.store import Trial, TrialStatus
+from mnas.train import ProxyConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LatencyJob:
+    """How to time a trial's deployed model: a backend spec, its settings and an optional cache file."""
+
+    backend: str
+    settings: LatencySettings
+    cache: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: LatencyConfig, cache: str | None) -> LatencyJob:
+        settings = LatencySettings.model_validate(cfg.model_dump(exclude={"backend", "cache"}))
+        return cls(cfg.backend, settings, cache if cfg.cache else None)
+
+
+@dataclass(frozen=True)
+class LatencyMeasurement:
+    latency: dict[str, Any]  # LatencyResult.to_dict()
+    latency_ms: float
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    trial_id: int
+    arch: str  # canonical
+    latency: LatencyJob
+    proxy: ProxyConfig
+    seed: int = 0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def measure_latency(arch_text: str, job: LatencyJob) -> LatencyMeasurement:
+    """The deployed model's latency (full width, latency resolution) plus its params and MACs."""
+    from mnas.latency import measure
+    from mnas.model import build, profile
+    from mnas.space import Architecture
+
+    arch = Architecture.parse(arch_text)
+    result = measure(arch, job.backend, job.settings, cache=job.cache)
+    prof = profile(build(arch, num_classes=job.settings.num_classes), job.settings.resolution)
+    return LatencyMeasurement(result.to_dict(), result.median_ms, prof.params, prof.macs)
+
+
+def train_proxy_job(arch_text: str, proxy: ProxyConfig, seed: int) -> dict[str, Any]:
+    """Train the proxy model; a NaN loss comes back as status 'failed' from the trainer itself."""
+    from mnas.space import Architecture
+    from mnas.train import train_architecture
+
+    return train_architecture(Architecture.parse(arch_text), proxy, seed).to_dict()
+
+
+def error_line(exc: BaseException) -> str:
+    """The trial's error as one line with where it happened (made where the traceback still exists)."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def failed(job: TrialJob, error: str, started: float, worker: str | None = None) -> Trial:
+    return Trial(job.trial_id, job.arch, TrialStatus.FAILED, error=error, worker=worker or worker_name(),
+                 started=started, finished=time.time())
+
+
+def combine(job: TrialJob, lat: LatencyMeasurement, train: dict[str, Any], started: float,
+            worker: str | None = None) -> Trial:
+    ok = train.get("status", "ok") == "ok"
+    return Trial(job.trial_id, job.arch, TrialStatus.COMPLETED if ok else TrialStatus.FAILED,
+                 accuracy=train.get("top1") if ok else None, latency_ms=lat.latency_ms, latency=lat.latency,
+                 train=train, params=lat.params, macs=lat.macs,
+                 error=None if ok else train.get("error") or "training failed",
+                 worker=worker or worker_name(), started=started, finished=time.time())
+
+
+def run_trial(job: TrialJob) -> Trial:
+    """Latency first, then training, one after the other: never time while training runs here."""
+    started = time.time()
+    try:
+        log.debug("trial %d: measuring latency", job.trial_id)
+        lat = measure_latency(job.arch, job.latency)
+        log.debug("trial %d: training the proxy", job.trial_id)
+        train = train_proxy_job(job.arch, job.proxy, job.seed)
+    except Exception as exc:  # a trial that fails is recorded with its error; the search goes on
+        return failed(job, error_line(exc), started)
+    return combine(job, lat, train, started)

@@ -1,0 +1,18 @@
+"""A tabular benchmark of search strategies: a table answers accuracy and latency for every cell of a
+space at once, so a search of hundreds of evaluations takes well under a second and can be repeated
+over many seeds (``mnas bench strategies``; docs/strategies.md has the reasoning).
+
+* ``table``: loading a table (CSV, or gzip-compressed CSV);
+* ``metrics``: what a run is measured against (reward regret, hypervolume ratio, constrained regret);
+* ``runner``: one search, all of them over a process pool, and the report;
+* ``stats``: means, spreads and p-values against random search;
+* ``generate``: tables with a structure the strategies were not tuned on (permuted, synthetic).
+"""
+
+from mnas.search.bench.generate import permuted_table, synthetic_table
+from mnas.search.bench.metrics import Oracle, hypervolume_2d
+from mnas.search.bench.runner import bench_strategies, run_search
+from mnas.search.bench.table import Table, load_table
+
+__all__ = ["Oracle", "Table", "bench_strategies", "hypervolume_2d", "load_table", "permuted_table",
+           "run_search", "synthetic_table"]

@@ -1,0 +1,171 @@
+"""Running strategies against a table: one search, every (strategy, seed) over a process pool, the report.
+
+Semantics (docs/strategies.md has the reasoning):
+
+* an *evaluation* is a distinct architecture, as in the real loop, which never retrains a duplicate: a
+  repeated proposal is told its cached result again and costs nothing; to stop a strategy that only
+  repeats itself, a run ends after ``max_ask_factor * budget`` proposals;
+* an architecture missing from the table counts as an evaluation that failed (tell(None));
+* strategies are told synchronously, one proposal at a time;
+* every run goes to the largest budget; smaller budgets are measured on its prefix (a strategy does not
+  know its budget, so the prefix is exactly the shorter run).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from mnas import MnasError
+from mnas.search.bench.metrics import Oracle
+from mnas.search.bench.stats import p_value, summarise
+from mnas.search.strategies import STRATEGIES, make_strategy
+
+log = logging.getLogger(__name__)
+
+METRICS = ("reward_regret", "hv_ratio", "constrained_regret")
+
+
+def bench_options() -> dict[str, dict[str, Any]]:
+    """Strategy options the benchmark uses unless --set overrides them: settings for 200-500 evaluations
+    instead of the paper's 8000 (docs/strategies.md, "Benchmark settings")."""
+    from mnas.search.strategies.ppo import SMALL_BUDGET  # torch only when PPO runs
+
+    return {"ppo": dict(SMALL_BUDGET)}
+
+
+def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: dict | None = None,
+               max_ask_factor: int = 10) -> dict[str, Any]:
+    """Rows evaluated (in order; -1 = not in the table, a failed evaluation) and the number of asks."""
+    table = oracle.table
+    strat = make_strategy(strategy, table.space, seed=seed, **(options or {}))
+    seen: dict[tuple[int, ...], int] = {}
+    rows: list[int] = []
+    asks = 0
+    max_asks = max_ask_factor * budget
+    while len(rows) < budget and asks < max_asks:
+        tokens = strat.ask()
+        asks += 1
+        if tokens in seen:
+            row = seen[tokens]
+        else:
+            found = table.lookup(tokens)
+            row = -1 if found is None else found
+            seen[tokens] = row
+            rows.append(row)
+        if row < 0:
+            strat.tell(tokens, None)
+        else:
+            acc, lat = float(table.accuracy[row]), float(table.latency[row])
+            strat.tell(tokens, float(oracle.rewards[row]), {"accuracy": acc, "latency_ms": lat})
+    return {"rows": rows, "asks": asks}
+
+
+# The pool's workers are forked with the oracle (a 15625-row table) already in memory, instead of
+# receiving it pickled with every job.
+_ORACLE: Oracle | None = None
+
+
+def _init_worker(oracle: Oracle) -> None:
+    global _ORACLE
+    _ORACLE = oracle
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # one search per core; PPO's intra-op threads would only contend
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _job(args: tuple[str, int, int, dict, int]) -> tuple[str, int, dict, float]:
+    strategy, seed, budget, options, factor = args
+    t0 = time.perf_counter()
+    out = run_search(_ORACLE, strategy, seed, budget, options, factor)  # type: ignore[arg-type]
+    return strategy, seed, out, time.perf_counter() - t0
+
+
+def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int]], jobs: int,
+             progress: Callable[[int, int], None] | None) -> list[tuple[str, int, dict, float]]:
+    if jobs == 1:
+        _init_worker(oracle)
+        done = []
+        for i, w in enumerate(work, 1):
+            done.append(_job(w))
+            if progress:
+                progress(i, len(work))
+        return done
+    with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_init_worker,
+                             initargs=(oracle,)) as pool:
+        futures = [pool.submit(_job, w) for w in work]
+        done = []
+        for i, fut in enumerate(as_completed(futures), 1):
+            done.append(fut.result())
+            if progress:
+                progress(i, len(work))
+        return done
+
+
+def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequence[int], seeds: int,
+                     options: dict[str, dict] | None = None, jobs: int | None = None,
+                     max_ask_factor: int = 10, progress: Callable[[int, int], None] | None = None
+                     ) -> dict[str, Any]:
+    """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix."""
+    for s in strategies:
+        STRATEGIES.get(s)  # an unknown name or a missing package fails here, not in a worker
+    if not budgets or min(budgets) < 1 or seeds < 1:
+        raise MnasError("need budgets >= 1 and seeds >= 1")
+    opts = bench_options() if "ppo" in strategies else {}
+    for name, extra in (options or {}).items():
+        opts.setdefault(name, {}).update(extra)
+    top = max(budgets)
+    work = [(s, seed, top, opts.get(s, {}), max_ask_factor) for s in strategies for seed in range(seeds)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    log.info("%d searches (%s; %d seeds each) to %d evaluations on %d processes", len(work),
+             ", ".join(strategies), seeds, top, jobs)
+    results: dict[str, dict[int, dict]] = {s: {} for s in strategies}
+    seconds: dict[str, float] = {s: 0.0 for s in strategies}
+    t0 = time.perf_counter()
+    for s, seed, out, dt in _run_all(oracle, work, jobs, progress):
+        results[s][seed], seconds[s] = out, seconds[s] + dt
+    wall = time.perf_counter() - t0
+    table = oracle.table
+    return {
+        "table": {"rows": len(table), "space_size": table.space.size, "accuracy": table.accuracy_column,
+                  "latency": table.latency_column, "accuracy_scale": table.accuracy_scale},
+        "reward": {"preset": oracle.cfg.preset, "alpha": oracle.cfg.alpha, "beta": oracle.cfg.beta,
+                   "target_ms": oracle.target_ms, "best_reward": oracle.best_reward},
+        "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
+        "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
+        "seeds": seeds, "max_ask_factor": max_ask_factor, "options": opts,
+        "wall_s": wall, "jobs": jobs, "cpu_s": seconds,
+        "budgets": {str(b): _budget_block(oracle, results, b) for b in sorted(set(budgets))}}
+
+
+def _budget_block(oracle: Oracle, results: dict[str, dict[int, dict]], budget: int) -> dict[str, Any]:
+    """Per strategy: mean evaluations, and each metric's summary over seeds on the runs' first ``budget``
+    evaluations, with a p-value against random when random ran too."""
+    per: dict[str, dict[str, list[float]]] = {}
+    block: dict[str, Any] = {}
+    for s, runs in results.items():
+        per[s] = {m: [] for m in METRICS}
+        evals = []
+        for seed in sorted(runs):
+            rows = runs[seed]["rows"][:budget]
+            evals.append(len(rows))
+            for m, v in oracle.metrics(rows).items():
+                per[s][m].append(v)
+        block[s] = {"evaluations_mean": float(np.mean(evals))}
+    for s in results:
+        for m in METRICS:
+            block[s][m] = summarise(per[s][m])
+            if "random" in per and s != "random":
+                block[s][m]["p_vs_random"] = p_value(per[s][m], per["random"][m],
+                                                     "greater" if m == "hv_ratio" else "less")
+    return block

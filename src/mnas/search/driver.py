@@ -1,0 +1,391 @@
+"""The search driver: ask the strategy, run trials on an executor, reward, tell, record — resumably.
+
+Every change of the strategy's state is written in the same SQLite transaction as the trial row it
+belongs to (ask -> 'running' row + checkpoint; result -> finished row + checkpoint), so after a kill -9
+``--resume`` restores exactly the controller that produced the rows on disk and re-runs only the trials
+that were in flight.
+
+Four steps, each its own function: ``open_experiment`` (a new store, or the stored config on resume; the
+store is this process's alone until closed), ``preflight`` (everything a trial needs, checked before the
+first one), ``resolve_target`` (T, measured once and stored), and ``Search.run`` (the loop). Every result
+is checked before it is rewarded (``check_result``): a NaN or out-of-range number fails its trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnas import MnasError
+from mnas.run import Executor, LatencyJob, TrialJob, make_executor
+from mnas.search.config import ExperimentConfig, config_from_dict
+from mnas.search.reward import RewardConfig, reward
+from mnas.search.strategies import make_strategy
+from mnas.space import load_space
+from mnas.store import Store, Trial, TrialStatus
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[["SearchState"], None]
+RESUMABLE_KEYS = {"trials", "time_budget_s"}  # what --resume may change
+
+
+@dataclass
+class SearchState:
+    total: int = 0  # trials in the store, all statuses
+    completed: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    best: Trial | None = None
+    budget: int | None = None
+    stopped_because: str = ""
+
+
+def open_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False) -> tuple[Store, ExperimentConfig]:
+    """The store of ``out``, locked for this process, and the config to run: ``cfg`` for a new experiment
+    (``out`` must not exist yet or be empty), the stored one on resume (``out`` must hold an intact one)."""
+    store = Store(out, create=not resume)
+    try:
+        stored = store.get_meta("config")
+        trials = store.counts()["total"]
+        if stored is None and trials:
+            raise MnasError(f"{store.path} holds {trials} trials but no config: it is damaged; restore it from a "
+                            "backup")
+        if not resume:
+            if stored is not None:
+                raise MnasError(f"{out} already holds an experiment: pass --resume to continue it, or choose "
+                                "another --out")
+            return store, cfg
+        if stored is None:  # a first run that stopped before its first trial: nothing to continue
+            raise MnasError(f"{out} holds no started experiment to resume: run without --resume")
+        if trials and store.latest_checkpoint() is None:
+            raise MnasError(f"{store.path} holds {trials} trials but no controller checkpoint: resuming would "
+                            "restart the strategy over them; restore the file from a backup")
+        return store, _merge_resumed(stored, cfg)
+    except BaseException:
+        store.close()
+        raise
+
+
+def preflight(cfg: ExperimentConfig) -> None:
+    """Check once, before the first trial, what every trial needs: the latency backend (and its runtime or
+    agent), the proxy's device and dataset, and a model of the space at the proxy's and at the deployed
+    size that this machine's memory can hold. A mistake here would otherwise fail every trial."""
+    from mnas.latency import get_backend
+    from mnas.space import Architecture
+    from mnas.train import load_dataset
+
+    started = time.perf_counter()
+    with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
+        get_backend(cfg.latency.backend).identity(cfg.latency.settings())
+    if cfg.executor.kind == "local":  # other executors train on their own machines' devices
+        from mnas.train.trainer import resolve_device
+
+        resolve_device(cfg.proxy.device)
+    space = load_space(cfg.space)
+    largest = space.decode([len(d) - 1 for d in space.decisions])  # the largest choices in the built-in space
+    try:
+        arch = Architecture.parse(largest.canonical)
+    except MnasError as e:
+        raise MnasError(f"space {space.name}: trials build MnasNet-style models, not {largest.canonical[:60]!r}") from e
+    # before the dataset: an absurd resolution would first blow up the resized images
+    _check_memory(f"the proxy model (width {cfg.proxy.width_multiplier:g}, {cfg.proxy.resolution} px, batch "
+                  f"{cfg.proxy.batch_size}, training)", arch.scaled(cfg.proxy.width_multiplier),
+                  cfg.proxy.resolution, cfg.proxy.batch_size, 3, 1000, training=True)
+    _check_memory(f"the deployed model ({cfg.latency.resolution} px, batch {cfg.latency.batch})", arch,
+                  cfg.latency.resolution, cfg.latency.batch, cfg.latency.in_chans, cfg.latency.num_classes,
+                  training=False)
+    with _one_line(f"proxy dataset {cfg.proxy.dataset!r} does not load"):
+        load_dataset(cfg.proxy.dataset, cfg.proxy.resolution, cfg.proxy.val_fraction, cfg.seed)
+    log.info("preflight checks passed in %.1f s", time.perf_counter() - started)
+
+
+@contextmanager
+def _one_line(what: str) -> Iterator[None]:
+    """A library's own exception (a runtime that does not import, an unreadable file) as a one-line error."""
+    try:
+        yield
+    except MnasError:
+        raise
+    except Exception as e:
+        raise MnasError(f"{what}: {type(e).__name__}: {e}") from e
+
+
+def _check_memory(what: str, arch: Any, resolution: int, batch: int, in_chans: int, num_classes: int,
+                  training: bool) -> None:
+    """Build ``arch`` on PyTorch's meta device (shapes only, no memory) and refuse it when weights and
+    activations would not fit in this machine's memory. Training keeps weights, gradients, optimizer and
+    EMA copies (4x) and every activation for the backward pass plus its gradient (2x)."""
+    import torch
+
+    from mnas.model import build
+
+    try:
+        with torch.device("meta"):
+            model = build(arch, num_classes, in_chans).eval()
+        activations = 0
+
+        def count(module: Any, inputs: Any, output: torch.Tensor) -> None:
+            nonlocal activations
+            activations += output.numel()
+
+        for m in model.modules():
+            if not any(m.children()):
+                m.register_forward_hook(count)
+        with torch.no_grad():
+            model(torch.empty(batch, in_chans, resolution, resolution, device="meta"))
+    except RuntimeError as e:  # sizes past what a tensor can index
+        raise MnasError(f"{what} cannot be built: {str(e).splitlines()[0][:160]}") from e
+    params = sum(p.numel() for p in model.parameters())
+    need = 4 * (params * (4 if training else 1) + activations * (2 if training else 1))
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise MnasError(f"{what} needs about {need / 2**30:,.1f} GiB ({params:,} weights), more than this "
+                        f"machine's {have / 2**30:,.1f} GiB: lower its size")
+
+
+def check_result(trial: Trial) -> None:
+    """A completed trial whose accuracy is not in [0, 1] or whose latency is not a positive finite number
+    becomes failed with the reason (the bad number is not kept): an executor, a device agent or a plugin
+    may send anything, and such a number must never be rewarded or ranked."""
+    if trial.status is not TrialStatus.COMPLETED:
+        return
+    problems = []
+    accuracy: float | None = _real(trial.accuracy)
+    latency: float | None = _real(trial.latency_ms)
+    if not 0.0 <= accuracy <= 1.0:  # NaN fails every comparison
+        problems.append(f"accuracy {trial.accuracy!r} is not in [0, 1]")
+        accuracy = None
+    if not 0.0 < latency < math.inf:
+        problems.append(f"latency {trial.latency_ms!r} ms is not a positive finite number")
+        latency = None
+    trial.accuracy, trial.latency_ms = accuracy, latency
+    if problems:
+        trial.status, trial.error = TrialStatus.FAILED, f"invalid result from {trial.worker}: {'; '.join(problems)}"
+
+
+def _real(x: Any) -> float:
+    """``x`` as a float (numpy scalars too); NaN for what is not a real number (None, a string, a bool)."""
+    return float(x) if isinstance(x, numbers.Real) and not isinstance(x, bool) else math.nan
+
+
+def resolve_target(cfg: ExperimentConfig, store: Store) -> float | None:
+    """T in ms: stored by an earlier run of this experiment, given, or measured now on the search's backend."""
+    stored = store.get_meta("target_ms")
+    if stored is not None:
+        return float(stored)
+    if cfg.reward.target_ms is not None:
+        return cfg.reward.target_ms
+    if cfg.reward.target_model is None:
+        return None
+    from mnas.run.trial import measure_latency
+    from mnas.space import resolve_arch
+
+    _, arch = resolve_arch(cfg.reward.target_model)
+    log.info("measuring T: %s on %s", cfg.reward.target_model, cfg.latency.backend)
+    return measure_latency(arch.canonical, latency_job(cfg, store)).latency_ms
+
+
+def latency_job(cfg: ExperimentConfig, store: Store) -> LatencyJob:
+    return LatencyJob.from_config(cfg.latency, str(store.dir / "latency-cache.sqlite"))
+
+
+class Search:
+    """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in."""
+
+    def __init__(self, store: Store, cfg: ExperimentConfig, target_ms: float | None,
+                 executor: Executor | None = None) -> None:
+        self.store, self.cfg, self.target_ms = store, cfg, target_ms
+        self.space = load_space(cfg.space)
+        self.strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, **cfg.strategy.options)
+        self.reward_cfg: RewardConfig = cfg.reward.with_target(target_ms)
+        self.latency_job = latency_job(cfg, store)
+        self.executor = executor
+        self.in_flight: dict[int, tuple[tuple[int, ...], str]] = {}  # trial id -> (tokens, canonical arch)
+        self.waiting: dict[str, list[tuple[int, ...]]] = {}  # arch in flight -> duplicate proposals
+        self.duplicates = 0
+        self.n_told = 0  # tells, including repeated ones: the x axis of diagnostics
+        if store.get_meta("config") is None:
+            self._record_new()
+        else:
+            self._restore()
+        self.done: dict[str, tuple[float | None, dict[str, Any] | None]] = {}
+        for t in store.trials():
+            if t.status is TrialStatus.COMPLETED:
+                self.done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
+            elif t.status is TrialStatus.FAILED:
+                self.done.setdefault(t.arch, (None, None))
+
+    @classmethod
+    def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,
+             executor: Executor | None = None) -> Search:
+        store, cfg = open_experiment(cfg, out, resume)
+        try:
+            preflight(cfg)
+            return cls(store, cfg, resolve_target(cfg, store), executor)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _record_new(self) -> None:
+        with self.store.transaction() as c:
+            self.store.set_meta("config", self.cfg.resolved(), c)
+            self.store.set_meta("target_ms", self.target_ms, c)
+            self.store.set_meta("reward", self.reward_cfg.to_dict(), c)
+            self.store.set_meta("latency", {"backend": self.latency_job.backend,
+                                            "settings": self.latency_job.settings.to_dict()}, c)
+            self.store.set_meta("space", self.space.describe(), c)
+            self.store.set_meta("created", time.time(), c)
+
+    def _restore(self) -> None:
+        checkpoint = self.store.latest_checkpoint()
+        if checkpoint is None:
+            return
+        self.strategy.load_state_dict(checkpoint["strategy"])
+        loop = checkpoint.get("loop", {})
+        self.duplicates = loop.get("duplicates", 0)
+        self.n_told = loop.get("told", 0)
+        self.waiting = {k: [tuple(t) for t in v] for k, v in loop.get("waiting", {}).items()}
+
+    # -- the loop
+    def run(self, retry_failed: bool = False, progress: ProgressFn | None = None) -> SearchState:
+        start = time.monotonic()
+        if self.executor is None:
+            self.executor = make_executor(self.cfg.executor)
+        for t in self.store.trials(TrialStatus.RUNNING):  # in flight when the last run stopped
+            self._submit(t.id, t.arch, tuple(t.tokens))
+        if retry_failed:
+            for t in self.store.trials(TrialStatus.FAILED):
+                with self.store.transaction() as c:
+                    self.store.set_trial_fields(t.id, c, status=TrialStatus.RUNNING, error=None,
+                                                attempts=t.attempts + 1)
+                self.done.pop(t.arch, None)
+                self._submit(t.id, t.arch, tuple(t.tokens))
+        state = self._state()
+        streak, converged = 0, ""
+        try:
+            while True:
+                stop = converged or self._stop_reason(state, start)
+                while not stop and self.executor.in_flight() < self.executor.capacity:
+                    if not self._ask():
+                        streak += 1
+                        if streak >= self.cfg.max_duplicate_streak:
+                            converged = stop = f"{streak} proposals in a row were already evaluated (converged?)"
+                        continue
+                    streak = 0
+                    state = self._state()
+                    stop = self._stop_reason(state, start)
+                if not self.executor.in_flight():
+                    state.stopped_because = stop or "nothing left to run"
+                    break
+                for trial in self.executor.wait():
+                    self._record(trial)
+                state = self._state()
+                if progress:
+                    progress(state)
+        finally:  # also on Ctrl-C or an error: stop workers (a Ray instance the executor started)
+            self.executor.shutdown()
+        log.info("search stopped: %s", state.stopped_because)
+        if progress:
+            progress(state)
+        return state
+
+    def _stop_reason(self, state: SearchState, start: float) -> str:
+        if self.cfg.trials is not None and state.total >= self.cfg.trials:
+            return f"trial budget reached ({self.cfg.trials})"
+        if self.cfg.time_budget_s is not None and time.monotonic() - start >= self.cfg.time_budget_s:
+            return f"time budget reached ({self.cfg.time_budget_s:g} s)"
+        return ""
+
+    def _ask(self) -> bool:
+        """Ask for one proposal; False when it was a duplicate (answered from the store, nothing run)."""
+        tokens = tuple(self.strategy.ask())
+        arch = self.space.decode(tokens).canonical
+        if arch in self.done:
+            rew, objectives = self.done[arch]
+            self._tell(tokens, rew, objectives)
+            self.duplicates += 1
+            with self.store.transaction() as c:
+                self._checkpoint(c)
+            return False
+        if arch in self.waiting or any(arch == a for _, a in self.in_flight.values()):
+            self.waiting.setdefault(arch, []).append(tokens)
+            with self.store.transaction() as c:
+                self._checkpoint(c)
+            return False
+        with self.store.transaction() as c:
+            trial_id = self.store.add_trial(arch, tokens, c)
+            self._checkpoint(c)
+        self._submit(trial_id, arch, tokens)
+        return True
+
+    def _submit(self, trial_id: int, arch: str, tokens: tuple[int, ...]) -> None:
+        self.in_flight[trial_id] = (tokens, arch)
+        self.executor.submit(TrialJob(trial_id, arch, self.latency_job, self.cfg.proxy, self.cfg.seed))
+
+    def _record(self, trial: Trial) -> None:
+        tokens, _ = self.in_flight.pop(trial.id)
+        objectives = None
+        check_result(trial)
+        if trial.status is TrialStatus.COMPLETED:
+            try:
+                trial.reward = reward(trial.accuracy, trial.latency_ms, self.reward_cfg, trial.params, trial.macs)
+                objectives = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms}
+            except MnasError as e:
+                trial.status, trial.error = TrialStatus.FAILED, f"reward: {e}"
+        self._tell(tokens, trial.reward, objectives)
+        for dup in self.waiting.pop(trial.arch, []):
+            self._tell(dup, trial.reward, objectives)
+        self.done[trial.arch] = (trial.reward, objectives)
+        with self.store.transaction() as c:
+            self.store.finish_trial(trial, c)
+            self._checkpoint(c)
+            diag = self.strategy.diagnostics()
+            if diag:
+                self.store.add_diagnostics(diag, self.n_told, c)
+        log.info("trial %d %s: accuracy %s latency %s ms reward %s (%s, %s)", trial.id, trial.status,
+                 _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward), trial.worker,
+                 trial.error or "ok")
+
+    def _tell(self, tokens: tuple[int, ...], rew: float | None, objectives: dict[str, Any] | None) -> None:
+        self.strategy.tell(tokens, rew, objectives)
+        self.n_told += 1
+
+    def _checkpoint(self, conn: Any) -> None:
+        loop = {"duplicates": self.duplicates, "told": self.n_told,
+                "waiting": {k: [list(t) for t in v] for k, v in self.waiting.items()}}
+        self.store.save_checkpoint({"strategy": self.strategy.state_dict(), "loop": loop}, self.n_told,
+                                   conn=conn)
+
+    def _state(self) -> SearchState:
+        from mnas.store.query import best_trial
+
+        counts = self.store.counts()
+        return SearchState(counts["total"], counts["completed"], counts["failed"], self.duplicates,
+                           best_trial(self.store), self.cfg.trials)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _merge_resumed(stored: dict[str, Any], cfg: ExperimentConfig) -> ExperimentConfig:
+    """A resumed experiment keeps its stored config; only the budget may change on the command line."""
+    given = cfg.resolved()
+    for key in given.keys() - RESUMABLE_KEYS:
+        if given[key] != stored.get(key):
+            raise MnasError(f"--resume continues the stored experiment, but '{key}' differs from it: "
+                            f"resume with the original config (only {'/'.join(sorted(RESUMABLE_KEYS))} may change)")
+    merged = {**stored, **{k: given[k] for k in RESUMABLE_KEYS}}
+    return config_from_dict(merged, "stored config")

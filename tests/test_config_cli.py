@@ -1,0 +1,69 @@
+"""One config vocabulary: presets apply unless a field is set, `mnas config show` prints the resolved
+config, the store records exactly that, and global CLI options (--version, --debug)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnas import MnasError, __version__
+from mnas.search.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mnas(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_the_paper_config_gets_the_paper_preset():
+    r = mnas("config", "show", ROOT / "configs" / "mnasnet-imagenet.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    proxy = json.loads(r.stdout)["proxy"]
+    assert (proxy["resolution"], proxy["width_multiplier"], proxy["epochs"]) == (224, 1.0, 5.0)
+    assert proxy["optimizer"] == "rmsprop" and proxy["batch_size"] == 256
+
+
+def test_a_set_field_wins_over_the_preset_and_defaults_come_from_one_place():
+    base = {"trials": 1, "proxy": {"preset": "mnasnet-imagenet", "resolution": 32}}
+    cfg = config_from_dict(base).resolved()
+    assert cfg["proxy"]["resolution"] == 32 and cfg["proxy"]["epochs"] == 5.0
+    assert cfg["reward"]["alpha"] == cfg["reward"]["beta"] == -0.07  # the soft preset's exponents
+    assert cfg["latency"]["threads"] == 1 and cfg["executor"]["kind"] == "local"
+    hard = config_from_dict({"trials": 1, "reward": {"preset": "hard"}}).resolved()["reward"]
+    assert (hard["alpha"], hard["beta"]) == (0.0, -1.0)
+
+
+@pytest.mark.parametrize("raw,needle", [
+    ({"trials": 1, "proxy": {"resolutoin": 32}}, "proxy.resolutoin: unknown key"),
+    ({"trials": 1, "latency": {"threads": 0}}, "latency.threads"),
+    ({}, "set a budget"),
+])
+def test_config_errors_name_the_key(raw, needle):
+    with pytest.raises(MnasError, match=needle):
+        config_from_dict(raw)
+
+
+def test_the_store_records_the_resolved_config(tmp_path):
+    from mnas.search.driver import Search, open_experiment
+
+    cfg = config_from_dict({"trials": 1, "proxy": {"preset": "mnasnet-imagenet"}, "reward": {"target_ms": 5}})
+
+    store, cfg = open_experiment(cfg, tmp_path / "run")
+    Search(store, cfg, 5.0)  # records the experiment; runs nothing
+    assert store.get_meta("config") == cfg.resolved()
+    store.close()
+
+
+def test_version_and_debug(tmp_path):
+    r = mnas("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"mnas {__version__}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trials: 1\nproxy: {resolutoin: 3}\n")
+    quiet = mnas("config", "show", bad)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    loud = mnas("--debug", "config", "show", bad)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "MnasError" in loud.stderr
