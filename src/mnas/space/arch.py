@@ -5,6 +5,8 @@ Each block field is a letter key followed by its value, like the TPU block strin
 op code (``cv`` regular conv, ``ds`` depthwise-separable, ``ir`` MBConv) because the TPU strings cannot
 name a regular conv. ``i`` is the *declared* input width: the residual rule and the expansion width use
 it, as the reference does (it differs from the real input only in mnasnet-small's first block).
+The skip op is ``identity`` unless the block says ``noskip`` or ``poolskip`` (mnas's reading of the
+paper's pooling skip, which neither published dialect can write: docs/search-space.md, "Ops").
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, replace
 from mnas import MnasError
 
 OPS = ("cv", "ds", "ir")
+SKIPS = ("none", "identity", "pool")
+SKIP_FLAGS = {"none": "noskip", "pool": "poolskip"}  # identity is the unmarked default
 _FIELD = re.compile(r"^([a-z]+)(\d.*)?$")
 
 
@@ -30,7 +34,7 @@ class Block:
     in_ch: int
     out_ch: int
     se: float = 0.0
-    skip: bool = True
+    skip: str = "identity"
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -43,20 +47,28 @@ class Block:
             raise MnasError("a depthwise-separable block (ds) has expansion 1")
         if self.expansion < 1 or self.in_ch < 1 or self.out_ch < 1 or not 0 <= self.se <= 1:
             raise MnasError(f"bad block {self}: widths and expansion must be >= 1, se in [0, 1]")
+        if self.skip not in SKIPS:
+            raise MnasError(f"unknown skip op {self.skip!r}: expected one of {', '.join(SKIPS)}")
 
-    def has_residual(self, layer: int) -> bool:
-        """The reference rule: identity add only when allowed, stride 1 and declared i == o."""
+    def shortcut(self, layer: int) -> str:
+        """What layer ``layer`` adds to its output: "identity" by the reference rule (allowed, stride 1,
+        declared i == o); with the pooling skip, "pool" on the layers where identity cannot apply;
+        otherwise "none"."""
         stride = self.stride if layer == 0 else 1
         in_ch = self.in_ch if layer == 0 else self.out_ch
-        return self.skip and stride == 1 and in_ch == self.out_ch
+        if self.skip == "none":
+            return "none"
+        if stride == 1 and in_ch == self.out_ch:
+            return "identity"
+        return "pool" if self.skip == "pool" else "none"
 
     def to_string(self) -> str:
         parts = [self.op, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
                  f"e{self.expansion}", f"i{self.in_ch}", f"o{self.out_ch}"]
         if self.se:
             parts.append(f"se{_fmt(self.se)}")
-        if not self.skip:
-            parts.append("noskip")
+        if self.skip in SKIP_FLAGS:
+            parts.append(SKIP_FLAGS[self.skip])
         return "_".join(parts)
 
     @classmethod
@@ -69,11 +81,11 @@ class Block:
         required = {"r", "k", "s", "e", "i", "o"}
         if missing := required - kv.keys():
             raise MnasError(f"block {text!r} lacks field(s) {', '.join(sorted(missing))}")
-        if set(kv) - required - {"se", "noskip"}:
-            raise MnasError(f"block {text!r} has unknown field(s) {sorted(set(kv) - required - {'se', 'noskip'})}")
+        if extra := set(kv) - required - {"se", *SKIP_FLAGS.values()}:
+            raise MnasError(f"block {text!r} has unknown field(s) {', '.join(sorted(extra))}")
         return cls(op, _int(kv, "r", text), _int(kv, "k", text), _int(kv, "s", text),
                    _int(kv, "e", text), _int(kv, "i", text), _int(kv, "o", text),
-                   _float(kv.get("se", "0"), text), "noskip" not in kv)
+                   _float(kv.get("se", "0"), text), skip_from_flags(kv, text))
 
 
 @dataclass(frozen=True)
@@ -134,10 +146,17 @@ def round_filters(filters: int, multiplier: float, divisor: int = 8, min_depth: 
     return int(new)
 
 
+def skip_from_flags(kv: dict[str, str], text: str) -> str:
+    given = [skip for skip, flag in SKIP_FLAGS.items() if flag in kv]
+    if len(given) > 1:
+        raise MnasError(f"block {text!r} has both noskip and poolskip")
+    return given[0] if given else "identity"
+
+
 def parse_fields(fields: list[str], text: str) -> dict[str, str]:
     kv: dict[str, str] = {}
     for f in fields:
-        if f in ("noskip", "skip"):
+        if f in ("noskip", "skip", "poolskip"):
             kv[f] = ""
             continue
         m = _FIELD.match(f)

@@ -37,7 +37,7 @@ def block_from_tpu(text: str) -> Block:
     e = _int(kv, "e", text)
     return Block("ds" if e == 1 else "ir", _int(kv, "r", text), _int(kv, "k", text), int(s[0]), e,
                  _int(kv, "i", text), _int(kv, "o", text), _float(kv.get("se", "0"), text),
-                 "noskip" not in kv)
+                 "none" if "noskip" in kv else "identity")
 
 
 def block_to_timm(b: Block, actual_in: int) -> str:
@@ -46,7 +46,8 @@ def block_to_timm(b: Block, actual_in: int) -> str:
     parts = [_TIMM_NAMES[b.op], f"r{b.repeats}", f"k{b.kernel}", f"s{b.stride}", f"e{b.expansion}",
              f"c{b.out_ch}"]
     tail = _tail(b)
-    if b.skip and actual_in != b.in_ch and b.has_residual(0) != (b.stride == 1 and actual_in == b.out_ch):
+    timm_adds = b.stride == 1 and actual_in == b.out_ch  # timm's rule, on the real input width
+    if b.skip == "identity" and actual_in != b.in_ch and (b.shortcut(0) == "identity") != timm_adds:
         tail.append("noskip")
     return "_".join(parts + tail)
 
@@ -60,7 +61,7 @@ def block_from_timm(text: str, in_ch: int) -> Block:
     op = _TIMM_OPS[fields[0]]
     return Block(op, _int(kv, "r", text), _int(kv, "k", text), _int(kv, "s", text),
                  _int(kv, "e", text) if "e" in kv else 1, in_ch, _int(kv, "c", text),
-                 _float(kv.get("se", "0"), text), "noskip" not in kv)
+                 _float(kv.get("se", "0"), text), "none" if "noskip" in kv else "identity")
 
 
 def arch_to_tpu(arch: Architecture) -> list[str]:
@@ -88,8 +89,10 @@ def arch_from_timm(blocks: str | Iterable[str], stem: int = 32, head: int = 1280
 
 
 def _tail(b: Block) -> list[str]:
+    if b.skip == "pool":
+        raise MnasError("a pooling-skip block has no TPU or timm block string (neither format has the op)")
     tail = [f"se{_fmt(b.se)}"] if b.se else []
-    return tail + ([] if b.skip else ["noskip"])
+    return tail + (["noskip"] if b.skip == "none" else [])
 
 
 def _check_keys(kv: dict, required: set[str], text: str, optional: frozenset | set = frozenset()) -> None:

@@ -1,4 +1,5 @@
-"""The MnasNet factorized hierarchical space, read from YAML (default: ``mnasnet.yaml`` beside this)."""
+"""The MnasNet factorized hierarchical space, read from YAML: the built-ins ``mnasnet.yaml`` and
+``mnasnet-paper.yaml`` beside this module, or a user's file."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from mnas.space.arch import Architecture, Block, round_filters
 from mnas.space.decisions import Decision, SearchSpace
 
 DEFAULT_SPACE = Path(__file__).with_name("mnasnet.yaml")
+PAPER_SPACE = Path(__file__).with_name("mnasnet-paper.yaml")
 DECISIONS = ("op", "kernel", "se", "skip", "width", "layers")
 OP_CODES = {"conv": ("cv", 1), "ds": ("ds", 1), "mb1": ("ir", 1)}  # mbN -> ("ir", N) for any N
 
 Scalar = Union[str, int, float]
+Skip = Literal["none", "identity", "pool"]
 
 
 class _Choices(BaseModel):
@@ -25,7 +28,7 @@ class _Choices(BaseModel):
     op: Union[Scalar, list[Scalar]] = None  # type: ignore[assignment]
     kernel: Union[int, list[int]] = None  # type: ignore[assignment]
     se: Union[float, list[float]] = None  # type: ignore[assignment]
-    skip: Union[Literal["none", "identity"], list[Literal["none", "identity"]]] = None  # type: ignore
+    skip: Union[Skip, list[Skip]] = None  # type: ignore[assignment]
     width: Union[float, list[float]] = None  # type: ignore[assignment]
     layers: Union[int, list[int]] = None  # type: ignore[assignment]
 
@@ -39,6 +42,7 @@ class _BlockSpec(_Choices):
 class _SpaceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "mnasnet"
+    note: str = ""  # what the space is and why it has its size; `mnas space show` prints it
     stem: int = Field(32, gt=0)
     head: int = Field(1280, gt=0)
     choices: _Choices
@@ -89,6 +93,10 @@ class MnasNetSpace(SearchSpace):
         self.decisions = tuple(decisions)
 
     @classmethod
+    def paper(cls) -> MnasNetSpace:
+        return cls.load(PAPER_SPACE)
+
+    @classmethod
     def load(cls, path: str | Path | None = None) -> MnasNetSpace:
         path = Path(path) if path else DEFAULT_SPACE
         try:
@@ -119,7 +127,7 @@ class MnasNetSpace(SearchSpace):
             op, e = op_code(str(v["op"]))
             out = round_filters(blk.width_base, float(v["width"]))
             blocks.append(Block(op, blk.layers_base + int(v["layers"]), int(v["kernel"]), blk.stride, e,
-                                prev, out, float(v["se"]), v["skip"] == "identity"))
+                                prev, out, float(v["se"]), str(v["skip"])))
             prev = out
         return Architecture(tuple(blocks), self.stem, self.head)
 
@@ -134,7 +142,7 @@ class MnasNetSpace(SearchSpace):
             if b.stride != blk.stride or b.in_ch != prev:
                 raise MnasError(f"block {i}: stride {b.stride} / input {b.in_ch} do not follow the skeleton")
             prev = b.out_ch
-            observed = {"kernel": b.kernel, "se": b.se, "skip": "identity" if b.skip else "none",
+            observed = {"kernel": b.kernel, "se": b.se, "skip": b.skip,
                         "layers": b.repeats - blk.layers_base}
             for key in DECISIONS:
                 name = f"b{i}.{key}"
@@ -152,7 +160,8 @@ class MnasNetSpace(SearchSpace):
         return Architecture.parse(text)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "size": self.size, "stem": self.stem,
+        return {"name": self.name, "source": self.source, "size": self.size, "note": self.spec.note,
+                "stem": self.stem,
                 "head": self.head, "decisions": [{"name": d.name, "choices": list(d.choices)}
                                                  for d in self.decisions],
                 "blocks": [{**blk.model_dump(include={"width_base", "layers_base", "stride"}),

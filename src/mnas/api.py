@@ -1,0 +1,143 @@
+"""The Python API: what the ``mnas`` command does, as functions (docs/api.md shows each one; its examples run
+in the test suite).
+
+    import mnas.api as mnas
+    exp = mnas.search("configs/demo.yaml", "runs/x")      # run (or resume=True) a search
+    exp.trials()                                         # every trial, a pandas DataFrame when pandas is installed
+    exp.best(), exp.pareto()                             # the rank-1 trial, the accuracy/latency Pareto front
+    exp.export("best.onnx", rank=1)                      # write a trial's model in a runtime's format
+    mnas.measure("mnasnet-a1", backend="onnxruntime")    # real latency of an architecture
+    mnas.train("mnasnet-a1", dataset="digits", epochs=1)   # proxy training
+
+This layer sits above ``mnas.report`` and below ``mnas.cli``; it adds no behaviour of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mnas import MnasError
+from mnas.search.config import ExperimentConfig, config_from_dict, load_config
+from mnas.store import Store, Trial, TrialStatus
+
+__all__ = ["Experiment", "search", "open_experiment", "measure", "train", "architecture", "build"]
+
+
+class Experiment:
+    """A read-only view of an experiment directory (the writer is the search itself)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        Store(self.dir, create=False).close()  # a clear error now if there is no experiment here
+
+    def _store(self) -> Store:
+        return Store(self.dir, create=False)
+
+    @property
+    def config(self) -> ExperimentConfig:
+        with self._store() as store:
+            return config_from_dict(store.get_meta("config"), f"{self.dir} (stored config)")
+
+    def trials(self, as_frame: bool = True, status: TrialStatus | str | None = None) -> Any:
+        """Every trial (or those with ``status``): a pandas DataFrame indexed by trial id when pandas is
+        installed and ``as_frame``, else a list of ``mnas.store.Trial``."""
+        with self._store() as store:
+            records = store.trials(status)
+        if not as_frame:
+            return records
+        try:
+            import pandas as pd
+        except ImportError:
+            return records
+        return pd.DataFrame([t.to_dict() for t in records]).set_index("id") if records else pd.DataFrame()
+
+    def best(self) -> Trial | None:
+        """The rank-1 trial, ranked as ``mnas report`` and ``mnas export --rank`` rank."""
+        from mnas.store.query import best_trial
+
+        with self._store() as store:
+            return best_trial(store)
+
+    def pareto(self) -> list[Trial]:
+        """Completed trials no other trial beats on both accuracy and latency, fastest first."""
+        from mnas.search.pareto import pareto_front
+        from mnas.store.query import trial_table
+
+        with self._store() as store:
+            table = trial_table(store)
+            done = [int(i) for i in table.completed.nonzero()[0]]
+            front = pareto_front(table.latency_ms[done], table.accuracy[done])
+            return [store.trial(int(table.id[done[int(j)]])) for j in front]
+
+    def summary(self, top: int = 10) -> dict[str, Any]:
+        """What ``mnas report --json`` prints, without writing plots or the HTML page."""
+        from mnas.report.build import make_report
+
+        return make_report(self.dir, top=top, plots=False, html=False)
+
+    def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False) -> dict[str, Any]:
+        """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) and, with ``measure``, time the file."""
+        from mnas.report.export import export_trial
+
+        _, result = export_trial(self.dir, rank, fmt, out, measure=measure)
+        return result.to_dict()
+
+
+def search(config: str | Path | dict[str, Any], out: str | Path, resume: bool = False,
+           retry_failed: bool = False, **overrides: Any) -> Experiment:
+    """Run a search (a YAML path or a config dict) into ``out``, or continue it with ``resume``; returns the
+    experiment once the budget is spent. ``overrides``: dotted keys with ``__`` for dots
+    (``proxy__epochs=2``) or plain top-level keys (``trials=10``)."""
+    from mnas.search.driver import Search
+
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    cfg = config_from_dict(config, "config", dotted) if isinstance(config, dict) else load_config(config, dotted)
+    run = Search.open(cfg, out, resume=resume)
+    try:
+        run.run(retry_failed=retry_failed)
+    finally:
+        run.close()
+    return Experiment(out)
+
+
+def open_experiment(directory: str | Path) -> Experiment:
+    return Experiment(directory)
+
+
+def architecture(name: str, width_multiplier: float = 1.0):
+    """A zoo name, canonical string or TPU/timm block strings -> ``mnas.space.Architecture``."""
+    from mnas.space import resolve_arch
+
+    return resolve_arch(name, width_multiplier)[1]
+
+
+def build(arch: Any, num_classes: int = 1000, in_chans: int = 3):
+    """The PyTorch model of an architecture (or of a name ``architecture`` accepts)."""
+    from mnas.model import build as build_model
+
+    return build_model(_arch(arch), num_classes=num_classes, in_chans=in_chans)
+
+
+def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = None, **settings: Any):
+    """Real latency of an architecture on ``backend``; ``settings``: any LatencySettings field
+    (resolution, threads, runs, ...). Returns a ``LatencyResult`` (``.median_ms``, ``.cv``, ...)."""
+    from mnas.latency import LatencySettings
+    from mnas.latency import measure as measure_arch
+
+    return measure_arch(_arch(arch), backend, LatencySettings(**settings), cache=cache)
+
+
+def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any):
+    """Proxy-train an architecture; ``proxy``: any ProxyConfig field (preset, epochs, resolution, ...)."""
+    from mnas.train import ProxyConfig, train_architecture
+
+    return train_architecture(_arch(arch), ProxyConfig(dataset=dataset, **proxy), seed)
+
+
+def _arch(arch: Any):
+    if isinstance(arch, str):
+        return architecture(arch)
+    if not hasattr(arch, "canonical"):
+        raise MnasError(f"expected an architecture or its name, got {type(arch).__name__}")
+    return arch

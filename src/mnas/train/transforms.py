@@ -1,0 +1,125 @@
+"""Image preprocessing, one definition for both data paths: the reference's Inception-style
+random-resized crop (area ``min_area``..1 of the image, aspect 3/4..4/3, then a horizontal flip) for
+training, and a centre crop of ``eval_crop`` of the shorter side, resized, for evaluation.
+
+Streamed images (Pillow, in DataLoader workers) are cropped from the decoded photo; in-memory datasets
+(uint8 tensors already at the proxy resolution) are cropped per batch on the device with an affine
+sampling grid. torchvision is not used: its wheels here are CUDA builds that fail on the CPU torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the reference's constants, in [0, 1] units
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ASPECT = (3 / 4, 4 / 3)
+TRIES = 10  # the reference draws up to 10 boxes before it falls back to the whole image
+
+
+def sample_crop(rng: np.random.Generator, width: int, height: int, min_area: float) -> tuple[int, int, int, int]:
+    """A random (left, top, right, bottom) box covering ``min_area``..1 of the image, aspect ratio
+    log-uniform in 3/4..4/3; the whole image when no draw fits."""
+    area = width * height
+    log_lo, log_hi = math.log(ASPECT[0]), math.log(ASPECT[1])
+    for _ in range(TRIES):
+        target = area * rng.uniform(min_area, 1.0)
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            left = int(rng.integers(0, width - w + 1))
+            top = int(rng.integers(0, height - h + 1))
+            return left, top, left + w, top + h
+    return 0, 0, width, height
+
+
+def centre_box(width: int, height: int, fraction: float) -> tuple[int, int, int, int]:
+    """The centred square of side ``fraction`` x the shorter side."""
+    side = max(1, int(round(min(width, height) * fraction)))
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def to_rgb(im):
+    """Any Pillow mode as RGB: grey, CMYK and palette are converted, alpha is dropped (a palette with a
+    transparent colour goes through RGBA, which Pillow asks for)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im.convert("RGB")
+
+
+def pil_train(im, resolution: int, min_area: float, hflip: bool, rng: np.random.Generator) -> np.ndarray:
+    """A decoded image -> uint8 (C, R, R): random-resized crop (or the centre square when ``min_area``
+    is 0), then a random flip."""
+    from PIL import Image
+
+    box = sample_crop(rng, *im.size, min_area) if min_area > 0 else centre_box(*im.size, 1.0)
+    im = _draft(im, box, resolution)
+    out = np.asarray(to_rgb(im).resize((resolution, resolution), Image.BILINEAR, box=_scaled(box, im)))
+    if hflip and rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def pil_eval(im, resolution: int, crop: float) -> np.ndarray:
+    """A decoded image -> uint8 (C, R, R): the centre ``crop`` of the shorter side, resized."""
+    from PIL import Image
+
+    box = centre_box(*im.size, crop)
+    im = _draft(im, box, resolution)
+    out = np.asarray(to_rgb(im).resize((resolution, resolution), Image.BILINEAR, box=_scaled(box, im)))
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _draft(im, box: tuple[int, int, int, int], resolution: int):
+    """Let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale when the crop stays >= 2x the output: a
+    256-px photo for a 32-px proxy then decodes several times faster (docs/training.md)."""
+    if im.format != "JPEG":
+        return im
+    side = min(box[2] - box[0], box[3] - box[1])
+    scale = side / (2 * resolution)
+    if scale >= 2:
+        full = im.size
+        im.draft(im.mode, (math.ceil(full[0] / scale), math.ceil(full[1] / scale)))
+        im.info["mnas_full_size"] = full
+    return im
+
+
+def _scaled(box: tuple[int, int, int, int], im) -> tuple[float, float, float, float]:
+    """``box`` in the pixels of a draft-decoded image (smaller than the original by a power of 2)."""
+    full = im.info.get("mnas_full_size", im.size)
+    sx, sy = im.size[0] / full[0], im.size[1] / full[1]
+    return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+
+
+def batch_crops(x: torch.Tensor, min_area: float, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """The training crop for an in-memory batch (float (B, C, R, R), already at the output size):
+    each image's random box (and flip) resampled bilinearly back to R x R in one ``grid_sample``."""
+    b, _, h, w = x.shape
+    rng = np.random.default_rng(int(torch.randint(2 ** 62, (1,), generator=generator)))
+    theta = np.zeros((b, 2, 3), dtype=np.float32)
+    for i in range(b):
+        left, top, right, bottom = sample_crop(rng, w, h, min_area)
+        flip = -1.0 if hflip and rng.random() < 0.5 else 1.0
+        # normalised coordinates in [-1, 1]: output -> input maps the unit square onto the box
+        theta[i, 0] = (flip * (right - left) / w, 0.0, (left + right) / w - 1.0)
+        theta[i, 1] = (0.0, (bottom - top) / h, (top + bottom) / h - 1.0)
+    grid = F.affine_grid(torch.from_numpy(theta).to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def batch_centre_crop(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The evaluation crop for an in-memory batch: the centre ``fraction`` resized back to R x R."""
+    if fraction >= 1.0:
+        return x
+    h, w = x.shape[-2:]
+    left, top, right, bottom = centre_box(w, h, fraction)
+    return F.interpolate(x[..., top:bottom, left:right], size=(h, w), mode="bilinear", align_corners=False,
+                         antialias=False)
