@@ -68,13 +68,13 @@ def zoo_table(backends: list[str], settings: LatencySettings) -> list[dict]:
     return rows
 
 
-def _timed_phases(be, arch, settings, build, calibrate_bn, random_input, time_calls) -> list[float]:
+def _timed_phases(be, arch, settings, build, calibrate_bn, export, random_input, time_calls) -> list[float]:
     t = [time.perf_counter()]
     model = build(arch, num_classes=settings.num_classes)
     t.append(time.perf_counter())
     calibrate_bn(model, settings.input_shape())
     t.append(time.perf_counter())
-    data = be.export(model.eval(), settings.input_shape())
+    data = export(model.eval(), be.model_format, settings.input_shape())
     t.append(time.perf_counter())
     infer, shape = be.load(data, settings)
     t.append(time.perf_counter())
@@ -87,7 +87,8 @@ def _timed_phases(be, arch, settings, build, calibrate_bn, random_input, time_ca
 def measurement_cost(n: int, settings: LatencySettings, seed: int = 0) -> dict:
     """Seconds for build + calibrate + export + load + time of new architectures, with a breakdown."""
     from mnas.latency.local import random_input
-    from mnas.latency.protocol import calibrate_bn, time_calls, torch_threads
+    from mnas.latency.protocol import time_calls, torch_threads
+    from mnas.model.export import calibrate_bn, export
 
     be = get_backend("onnxruntime")
     space, rng = MnasNetSpace.load(None), random.Random(seed)
@@ -96,7 +97,7 @@ def measurement_cost(n: int, settings: LatencySettings, seed: int = 0) -> dict:
     for _ in range(n):
         arch = space.sample(rng)
         with torch_threads(settings.threads):
-            t = _timed_phases(be, arch, settings, build, calibrate_bn, random_input, time_calls)
+            t = _timed_phases(be, arch, settings, build, calibrate_bn, export, random_input, time_calls)
         for k, a, b in zip(("build", "calibrate", "export", "load", "time"), t, t[1:]):
             phases[k].append(b - a)
         phases["total"].append(t[-1] - t[0])

@@ -17,8 +17,8 @@ arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample."
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 
-SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, nb201, ...) or a space YAML file "
-                        "(default: mnasnet)")
+SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, nb201, ...) or a space "
+                        "YAML file (default: mnasnet)")
 
 
 def _mnasnet_space(spec: str | None) -> MnasNetSpace:
@@ -30,8 +30,8 @@ def _mnasnet_space(spec: str | None) -> MnasNetSpace:
 
 @space_app.command("show")
 def space_show(space: Optional[str] = SpaceOpt, json: bool = typer.Option(False, "--json")) -> None:
-    """The space's decisions and its size."""
-    s = MnasNetSpace.load(space)
+    """The space's decisions, its size and why it has that size."""
+    s = load_space(space)
     info = s.describe()
     if json:
         print_json(info)
@@ -39,6 +39,8 @@ def space_show(space: Optional[str] = SpaceOpt, json: bool = typer.Option(False,
     rows = [[d.name, ", ".join(str(c) for c in d.choices)] for d in s.decisions]
     console.print(table(f"space {s.name} ({s.source})", ["decision", "choices"], rows))
     console.print(f"{len(s.decisions)} decisions; size {s.size:,} (~{float(s.size):.2e}) architectures")
+    if info.get("note"):
+        console.print(info["note"])
 
 
 @arch_app.command("show")
@@ -59,12 +61,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
     except MnasError as e:
         in_space, why = False, str(e)
     prof = profile(build(arch, num_classes=num_classes), resolution)
-    try:
-        tpu = arch_to_tpu(arch)
-    except MnasError:
-        tpu = None
-    info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": tpu,
-            "timm": arch_to_timm(arch), "width_multiplier": width_multiplier, "resolution": resolution,
+    info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": _dialect(arch_to_tpu, arch),
+            "timm": _dialect(arch_to_timm, arch), "width_multiplier": width_multiplier, "resolution": resolution,
             "num_classes": num_classes, "params": prof.params, "macs": prof.macs, "layers": arch.layers,
             "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
     if json:
@@ -72,6 +70,14 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
         return
     rows = [[k, v if not isinstance(v, list) else " ".join(v)] for k, v in info.items() if v is not None]
     console.print(table(label, ["field", "value"], rows))
+
+
+def _dialect(convert, arch):
+    """The block strings, or None where the dialect cannot write an op (regular conv, pooling skip)."""
+    try:
+        return convert(arch)
+    except MnasError:
+        return None
 
 
 @arch_app.command("sample")

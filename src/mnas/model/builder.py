@@ -32,13 +32,29 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.expand(torch.relu(self.reduce(s))))
 
 
+def make_shortcut(kind: str, cin: int, cout: int, stride: int) -> nn.Module | None:
+    """None (nothing added), identity, or the pooling skip as mnas reads it (the paper names the op
+    without defining it): 3x3 average pooling with the layer's stride, so it samples the positions the
+    layer's 'same' conv does, then a linear 1x1 conv + BN where the width changes."""
+    if kind == "none":
+        return None
+    if kind == "identity":
+        return nn.Identity()
+    ops: list[nn.Module] = []
+    if stride > 1:
+        ops.append(nn.AvgPool2d(3, stride, 1, count_include_pad=False))
+    if cin != cout:
+        ops.append(conv_bn(cin, cout, 1, act=False))
+    return nn.Sequential(*ops)
+
+
 class Layer(nn.Module):
     """One layer of a block; ``declared_in`` is the block string's input width (residual rule, SE and
-    expansion widths), ``actual_in`` the width of the incoming tensor."""
+    expansion widths), ``actual_in`` the width of the incoming tensor; ``shortcut`` is
+    ``Block.shortcut(layer)``."""
 
-    def __init__(self, b: Block, actual_in: int, declared_in: int, stride: int, residual: bool) -> None:
+    def __init__(self, b: Block, actual_in: int, declared_in: int, stride: int, shortcut: str) -> None:
         super().__init__()
-        self.residual = residual
         ops: list[nn.Module] = []
         se_width = max(1, int(declared_in * b.se))
         if b.op == "cv":
@@ -55,10 +71,11 @@ class Layer(nn.Module):
                 ops.append(SqueezeExcite(mid, se_width))
             ops.append(conv_bn(mid, b.out_ch, 1, act=False))
         self.ops = nn.Sequential(*ops)
+        self.shortcut = make_shortcut(shortcut, actual_in, b.out_ch, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ops(x)
-        return x + y if self.residual else y
+        return y if self.shortcut is None else y + self.shortcut(x)
 
 
 class MnasNet(nn.Module):
@@ -72,7 +89,7 @@ class MnasNet(nn.Module):
         for b in arch.blocks:
             for i in range(b.repeats):
                 declared = b.in_ch if i == 0 else b.out_ch
-                layers.append(Layer(b, prev, declared, b.stride if i == 0 else 1, b.has_residual(i)))
+                layers.append(Layer(b, prev, declared, b.stride if i == 0 else 1, b.shortcut(i)))
                 prev = b.out_ch
         self.blocks = nn.Sequential(*layers)
         self.head = conv_bn(prev, arch.head, 1)

@@ -28,8 +28,7 @@ class LatencyJob:
 
     @classmethod
     def from_config(cls, cfg: LatencyConfig, cache: str | None) -> LatencyJob:
-        settings = LatencySettings.model_validate(cfg.model_dump(exclude={"backend", "cache"}))
-        return cls(cfg.backend, settings, cache if cfg.cache else None)
+        return cls(cfg.backend, cfg.settings(), cache if cfg.cache else None)
 
 
 @dataclass(frozen=True)

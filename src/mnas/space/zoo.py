@@ -1,4 +1,5 @@
-"""Published models as architectures (block strings from the TPU reference; see docs/search-space.md)."""
+"""Published models as architectures (block strings from the TPU reference; see docs/search-space.md), with
+the training settings the reference gives each model."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from mnas import MnasError
 from mnas.space.arch import Architecture
 from mnas.space.blockstr import arch_from_tpu
 
+REFERENCE_DROPOUT = 0.2  # the TPU reference's default dropout before the classifier (mnasnet-small: 0)
+
 
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
     tpu_blocks: str
     stem: int = 32
-    dropout: float = 0.2
+    dropout: float = REFERENCE_DROPOUT
     scale_head: bool = False  # MobileNetV2 widens its head above 1.0; MnasNet keeps 1280
     note: str = ""
 
@@ -53,4 +56,16 @@ def get(name: str, width_multiplier: float = 1.0) -> Architecture:
 
 def names() -> list[str]:
     return list(ZOO)
+
+
+def find(arch: Architecture) -> ZooEntry | None:
+    """The zoo entry whose width-1.0 architecture is ``arch`` (what the trainer holds before it applies
+    the config's width multiplier), or None."""
+    return next((e for e in ZOO.values() if e.arch() == arch), None)
+
+
+def dropout_for(arch: Architecture) -> float:
+    """The model's own dropout: its zoo entry's, else the reference default (every searched model)."""
+    entry = find(arch)
+    return entry.dropout if entry else REFERENCE_DROPOUT
 

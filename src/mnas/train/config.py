@@ -8,13 +8,15 @@ them. A value the config sets always wins over the preset.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mnas.schema import Schema
 from mnas.train.recipes import DEFAULT_PRESET, PRESETS, preset_values
+
+DEFAULT_HOLDOUT = 0.2
 
 FRACTION = {"ge": 0, "lt": 1}  # a fraction in [0, 1)
 
@@ -51,12 +53,22 @@ class TrainConfig(Schema):
     ema_decay: Optional[float] = Field(None, **FRACTION, description="> 0: evaluate an EMA of the weights (TF's "
                                        "num_updates warm-up)")
     hflip: Optional[bool] = Field(None, description="random horizontal flips")
+    crop_min_area: Optional[float] = Field(None, ge=0, le=1, description="> 0: random-resized crop for "
+                                           "training, area from this fraction of the image to all of it, "
+                                           "aspect 3/4..4/3 (the reference: 0.08); 0: the whole image")
+    eval_crop: Optional[float] = Field(None, gt=0, le=1, description="evaluation: the centre square of this "
+                                       "fraction of the shorter side (the reference: 0.875)")
+    normalize: Optional[Literal["dataset", "imagenet"]] = Field(
+        None, description="dataset (the training split's per-channel mean/std) | imagenet (the reference's "
+        "constants)")
     zero_init_head: Optional[bool] = Field(None, description="start the classifier at 0 (loss starts at "
                                            "ln(classes))")
     bn_momentum: Optional[float] = Field(None, ge=0, le=1, description="PyTorch convention; 0: the "
                                          "builder's (TF 0.99 = 0.01)")
-    seed: int = Field(0, description="model init, dropout, batch order and the validation split")
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="held out of the training images")
+    seed: int = Field(0, description="model init, dropout, batch order, augmentation and the held-out split")
+    holdout: Optional[Union[int, float]] = Field(
+        None, description="validation images held out of the training images, stratified and seeded: a "
+        f"count or a fraction; none: the source's val/ or test/ folder if it has one, else {DEFAULT_HOLDOUT}")
     # One thread, not "all cores": the numbers a seed gives then depend on nothing but the seed (oneDNN's
     # reductions split the work by thread count, so another count gives other floats), and training
     # never collapses when other work shares the cores (on the busy 2-core box 2 threads trained at
@@ -65,6 +77,13 @@ class TrainConfig(Schema):
                          "the result")
     device: str = Field("auto", description="auto (cuda when there is one) | cpu | cuda | cuda:N")
     channels_last: bool = True
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="mixed precision on CUDA: auto "
+                                                        "(bf16 where supported, else fp16 with a grad scaler) "
+                                                        "| off | bf16 | fp16; never on the CPU")
+    compile: bool = Field(False, description="torch.compile the model (pays off on long GPU runs only)")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes that decode streamed images")
+    max_bad_fraction: float = Field(0.01, **FRACTION, description="streamed images that may fail to decode "
+                                    "(skipped and counted) before the run fails")
     eval_batch_size: int = Field(1000, ge=1)
     train_limit: Optional[int] = Field(None, ge=1, description="train on a seeded subset of at most this "
                                        "many training images; none: all")
@@ -79,6 +98,13 @@ class TrainConfig(Schema):
         if not isinstance(preset, str) or preset not in PRESETS:
             return data  # the preset field's check reports it
         return {**preset_values(preset), **given}
+
+    @field_validator("holdout")
+    @classmethod
+    def _count_or_fraction(cls, value: int | float | None) -> int | float | None:
+        if value is None or (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value < 1):
+            return value
+        raise PydanticCustomError("holdout", "expected a count (an integer >= 1) or a fraction in (0, 1)")
 
     @field_validator("preset")
     @classmethod
@@ -97,3 +123,10 @@ class ProxyConfig(TrainConfig):
     """How each sampled architecture is trained in a search: a ``TrainConfig`` and the data."""
 
     dataset: str = Field("animal-mnist", description="NAME or NAME:PATH (mnas data list)")
+    cache: Optional[str] = Field(None, description="a cache folder (mnas data cache): built from the dataset "
+                                 "at the proxy resolution on first use, then read memory-mapped")
+
+    @property
+    def val_fraction(self) -> int | float:
+        """Transitional: search/driver.py still reads this name (the lead moves it to ``holdout``)."""
+        return DEFAULT_HOLDOUT if self.holdout is None else self.holdout

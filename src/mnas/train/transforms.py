@@ -58,11 +58,8 @@ def to_rgb(im):
 def pil_train(im, resolution: int, min_area: float, hflip: bool, rng: np.random.Generator) -> np.ndarray:
     """A decoded image -> uint8 (C, R, R): random-resized crop (or the centre square when ``min_area``
     is 0), then a random flip."""
-    from PIL import Image
-
     box = sample_crop(rng, *im.size, min_area) if min_area > 0 else centre_box(*im.size, 1.0)
-    im = _draft(im, box, resolution)
-    out = np.asarray(to_rgb(im).resize((resolution, resolution), Image.BILINEAR, box=_scaled(box, im)))
+    out = _crop_resize(im, box, resolution)
     if hflip and rng.random() < 0.5:
         out = out[:, ::-1]
     return np.ascontiguousarray(out.transpose(2, 0, 1))
@@ -70,33 +67,22 @@ def pil_train(im, resolution: int, min_area: float, hflip: bool, rng: np.random.
 
 def pil_eval(im, resolution: int, crop: float) -> np.ndarray:
     """A decoded image -> uint8 (C, R, R): the centre ``crop`` of the shorter side, resized."""
+    return np.ascontiguousarray(_crop_resize(im, centre_box(*im.size, crop), resolution).transpose(2, 0, 1))
+
+
+def _crop_resize(im, box: tuple[int, int, int, int], resolution: int) -> np.ndarray:
+    """``box`` of ``im`` resized to R x R as uint8 (H, W, 3). A JPEG is decoded by libjpeg at 1/2, 1/4
+    or 1/8 scale when the box stays >= 2R wide (``draft``): a 256-px photo for a 32-px proxy then decodes
+    several times faster (docs/training.md)."""
     from PIL import Image
 
-    box = centre_box(*im.size, crop)
-    im = _draft(im, box, resolution)
-    out = np.asarray(to_rgb(im).resize((resolution, resolution), Image.BILINEAR, box=_scaled(box, im)))
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-
-def _draft(im, box: tuple[int, int, int, int], resolution: int):
-    """Let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale when the crop stays >= 2x the output: a
-    256-px photo for a 32-px proxy then decodes several times faster (docs/training.md)."""
-    if im.format != "JPEG":
-        return im
-    side = min(box[2] - box[0], box[3] - box[1])
-    scale = side / (2 * resolution)
-    if scale >= 2:
-        full = im.size
-        im.draft(im.mode, (math.ceil(full[0] / scale), math.ceil(full[1] / scale)))
-        im.info["mnas_full_size"] = full
-    return im
-
-
-def _scaled(box: tuple[int, int, int, int], im) -> tuple[float, float, float, float]:
-    """``box`` in the pixels of a draft-decoded image (smaller than the original by a power of 2)."""
-    full = im.info.get("mnas_full_size", im.size)
-    sx, sy = im.size[0] / full[0], im.size[1] / full[1]
-    return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+    full_w, full_h = im.size
+    scale = min(box[2] - box[0], box[3] - box[1]) / (2 * resolution)
+    if im.format == "JPEG" and scale >= 2:
+        im.draft(im.mode, (math.ceil(full_w / scale), math.ceil(full_h / scale)))
+    sx, sy = im.size[0] / full_w, im.size[1] / full_h
+    scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    return np.asarray(to_rgb(im).resize((resolution, resolution), Image.BILINEAR, box=scaled))
 
 
 def batch_crops(x: torch.Tensor, min_area: float, hflip: bool, generator: torch.Generator) -> torch.Tensor:

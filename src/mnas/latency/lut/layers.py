@@ -2,8 +2,8 @@
 
 A table entry is one layer as the builder makes it (``mnas.model.builder.Layer``), identified by
 everything that changes its cost: op, expansion, kernel, SE ratio, declared and actual input width, output
-width, stride, input resolution and whether it adds a residual. The stem and the head (1x1 conv, pool,
-classifier) are entries too, so a prediction covers the whole network.
+width, stride, input resolution and the shortcut it adds (none, identity, pooling skip). The stem and the
+head (1x1 conv, pool, classifier) are entries too, so a prediction covers the whole network.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from mnas.space.mnasnet import MnasNetSpace
+
+
+# res0/res1 as in tables built before the pooling skip existed, so those tables stay valid
+_SHORTCUT_KEYS = {"none": "0", "identity": "1", "pool": "pool"}
 
 
 def out_res(res: int, stride: int) -> int:
@@ -38,7 +42,7 @@ class LayerSpec:
     expansion: int = 1
     declared_in: int = 0
     se: float = 0.0
-    residual: bool = False
+    shortcut: str = "none"  # Block.shortcut(): "none", "identity" or "pool"
     num_classes: int = 0
 
     @property
@@ -48,7 +52,7 @@ class LayerSpec:
         if self.kind == "head":
             return f"head_i{self.in_ch}_o{self.out_ch}_r{self.res}_n{self.num_classes}"
         return (f"{self.op}_e{self.expansion}_k{self.kernel}_se{self.se:g}_i{self.declared_in}_a{self.in_ch}"
-                f"_o{self.out_ch}_s{self.stride}_r{self.res}_res{int(self.residual)}")
+                f"_o{self.out_ch}_s{self.stride}_r{self.res}_res{_SHORTCUT_KEYS[self.shortcut]}")
 
     @property
     def out_res(self) -> int:
@@ -70,8 +74,8 @@ class LayerSpec:
                               nn.Linear(self.out_ch, self.num_classes))
         else:
             blk = Block(self.op, 1, self.kernel, self.stride, self.expansion, self.declared_in, self.out_ch,
-                        self.se, self.residual)
-            m = Layer(blk, self.in_ch, self.declared_in, self.stride, self.residual)
+                        self.se, self.shortcut)
+            m = Layer(blk, self.in_ch, self.declared_in, self.stride, self.shortcut)
         init_weights(m)
         return m
 
@@ -86,7 +90,7 @@ def arch_layers(arch: Architecture, resolution: int, in_chans: int = 3, num_clas
             stride = b.stride if i == 0 else 1
             declared = b.in_ch if i == 0 else b.out_ch
             out.append(LayerSpec("layer", prev, b.out_ch, res, b.op, b.kernel, stride, b.expansion, declared,
-                                 float(b.se), b.has_residual(i)))
+                                 float(b.se), b.shortcut(i)))
             res, prev = out_res(res, stride), b.out_ch
     out.append(LayerSpec("head", prev, arch.head, res, num_classes=num_classes))
     return out
@@ -116,11 +120,11 @@ def space_layers(space: MnasNetSpace, resolution: int, in_chans: int = 3, num_cl
             code, e = op_code(str(op))
             for w in widths:
                 for p in sorted(prev_widths):
-                    first = Block(code, max_repeats, int(k), stride, e, p, w, float(se), skip == "identity")
-                    add(LayerSpec("layer", p, w, res, code, int(k), stride, e, p, float(se), first.has_residual(0)))
+                    first = Block(code, max_repeats, int(k), stride, e, p, w, float(se), str(skip))
+                    add(LayerSpec("layer", p, w, res, code, int(k), stride, e, p, float(se), first.shortcut(0)))
                 if max_repeats >= 2:  # later layers: input = output width, stride 1
                     add(LayerSpec("layer", w, w, out_res(res, stride), code, int(k), 1, e, w, float(se),
-                                  skip == "identity"))
+                                  first.shortcut(1)))
         res, prev_widths = out_res(res, stride), set(widths)
     for p in sorted(prev_widths):
         add(LayerSpec("head", p, space.head, res, num_classes=num_classes))
