@@ -106,11 +106,9 @@ class ScriptedExecutor:
         pass
 
 
-def scripted_search(out, results=None, resume=False, **changes):
-    cfg = tiny(**changes)
-    if results is not None:
-        cfg["trials"] = len(results)
-    s = Search.open(config_from_dict(cfg), out, resume=resume, executor=ScriptedExecutor(results))
+def scripted_search(out, results):
+    """A new experiment in ``out`` with one trial per scripted result."""
+    s = Search.open(config_from_dict(tiny(trials=len(results))), out, executor=ScriptedExecutor(results))
     try:
         return s.run()
     finally:
@@ -125,19 +123,18 @@ def finished(tmp_path_factory):
     return run
 
 
-def copy_of(finished, tmp_path, name="run"):
-    return Path(shutil.copytree(finished, tmp_path / name))
+def copy_of(finished, tmp_path):
+    return Path(shutil.copytree(finished, tmp_path / "run"))
 
 
 # -- 1. one writer per experiment directory
 
-def wait_for_holder(lock: Path, pid: int, timeout: float = 120) -> dict:
+def wait_for_holder(lock: Path, pid: int, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            info = json.loads(lock.read_text())
-            if info["pid"] == pid:
-                return info
+            if json.loads(lock.read_text())["pid"] == pid:
+                return
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.1)

@@ -54,11 +54,21 @@ def test_input_channels_and_reference_semantics():
     assert all(b.eps == 1e-3 and b.momentum == 0.01 for b in bns)
     assert model.dropout.p == 0.3
     # A1: 9 of 16 layers carry the identity residual; SE widths from the block's input filters
-    assert sum(layer.residual for layer in model.blocks) == 9
+    assert sum(isinstance(layer.shortcut, torch.nn.Identity) for layer in model.blocks) == 9
+    assert sum(layer.shortcut is not None for layer in model.blocks) == 9
     se = [m.reduce.out_channels for m in model.modules() if hasattr(m, "reduce")]
     assert se == [6, 10, 10, 20, 28, 28, 40, 40]
 
 
 def test_small_first_block_has_no_residual_by_declared_widths():
     model = build(zoo.get("mnasnet-small"))
-    assert model.blocks[0].residual is False  # declared i16 != o8 although the tensor is 8 -> 8
+    assert model.blocks[0].shortcut is None  # declared i16 != o8 although the tensor is 8 -> 8
+
+
+def test_each_model_carries_its_reference_dropout():
+    assert zoo.dropout_for(zoo.get("mnasnet-small")) == 0.0
+    assert zoo.dropout_for(zoo.get("mnasnet-a1")) == zoo.dropout_for(zoo.get("mnasnet-b1")) == 0.2
+    assert zoo.find(zoo.get("mnasnet-b1")) is zoo.ZOO["mnasnet-b1"]
+    # matched at width 1.0 (the trainer scales afterwards); anything else gets the reference default
+    assert zoo.find(zoo.get("mnasnet-small", 0.5)) is None
+    assert zoo.dropout_for(zoo.get("mnasnet-small", 0.5)) == 0.2

@@ -13,7 +13,8 @@ from mnas.cli.progress import progress_bar
 
 @app.command("search")
 def search(config: Path = typer.Option(..., "--config", "-c", help="experiment YAML (see configs/)"),
-           out: Path = typer.Option(..., "--out", "-o", help="experiment directory (holds experiment.db)"),
+           out: Path = typer.Option(..., "--out", "-o", help="experiment directory: a new or empty one, or the "
+                                    "one to --resume (one search at a time)"),
            resume: bool = typer.Option(False, "--resume", help="continue the experiment in --out"),
            retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run failed trials"),
            trials: Optional[int] = typer.Option(None, "--trials", min=1, help="total trial budget"),

@@ -1,4 +1,4 @@
-"""``mnas train NAME|STRING --dataset D``, ``mnas data list``, ``mnas data show``."""
+"""``mnas train NAME|STRING --dataset D``, ``mnas data list``, ``mnas data show``, ``mnas data cache``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import typer
 
+from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
@@ -24,6 +25,20 @@ def _option(field: str, *names: str) -> Any:
     return typer.Option(ProxyConfig.default(field), *names, help=help_text)
 
 
+def _holdout_option() -> Any:
+    return typer.Option(None, "--holdout", help=ProxyConfig.model_fields["holdout"].description)
+
+
+def _count_or_fraction(text: str | None) -> int | float | None:
+    """``--holdout 5000`` is a count, ``--holdout 0.1`` a fraction (the schema checks the range)."""
+    if text is None:
+        return None
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise MnasError(f"--holdout {text!r}: expected a count or a fraction") from None
+
+
 @app.command("train")
 def train(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
           dataset: str = _option("dataset", "--dataset", "-d"),
@@ -35,19 +50,24 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
           optimizer: Optional[str] = _option("optimizer", "--optimizer"),
           lr: Optional[float] = _option("lr", "--lr"),
           seed: int = _option("seed", "--seed"),
-          val_fraction: float = _option("val_fraction", "--val-fraction"),
+          holdout: Optional[str] = _holdout_option(),
+          cache: Optional[str] = _option("cache", "--cache"),
+          workers: int = _option("workers", "--workers"),
           threads: int = _option("threads", "--threads"),
           device: str = _option("device", "--device"),
+          amp: str = _option("amp", "--amp"),
+          compile_model: bool = _option("compile", "--compile/--no-compile"),
           json: bool = typer.Option(False, "--json")) -> None:
     """Train an architecture on the proxy task and report held-out top-1."""
     from mnas.space import resolve_arch
-    from mnas.train import load_dataset, train_proxy
+    from mnas.train import load_proxy_data, train_proxy
 
     label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
     cfg = ProxyConfig(dataset=dataset, preset=preset, epochs=epochs, resolution=resolution,
                       width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      seed=seed, val_fraction=val_fraction, threads=threads, device=device)
-    data = load_dataset(cfg.dataset, cfg.resolution, cfg.val_fraction, cfg.seed)
+                      seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
+                      threads=threads, device=device, amp=amp, compile=compile_model)
+    data = load_proxy_data(cfg, cfg.seed)
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
@@ -57,7 +77,7 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         print_json(info)
     else:
         rows = [[k, round(v, 4) if isinstance(v, float) else v] for k, v in info.items()
-                if k not in ("config", "loss_curve", "arch")]
+                if k not in ("config", "loss_curve", "arch", "split")]
         rows.append(["loss_curve", " ".join(f"{v:.3f}" for v in r.loss_curve)])
         console.print(table(f"train {label} on {data.name}", ["field", "value"], rows))
     if not r.ok:
@@ -81,13 +101,37 @@ def data_list(json: bool = typer.Option(False, "--json")) -> None:
 def data_show(spec: str = typer.Argument(..., help="a dataset spec, e.g. animal-mnist or npz:PATH"),
               resolution: int = typer.Option(TrainConfig().resolution, "--resolution",
                                              help="default: the default preset's"),
-              val_fraction: float = _option("val_fraction", "--val-fraction"),
+              holdout: Optional[str] = _holdout_option(),
               seed: int = _option("seed", "--seed"),
               json: bool = typer.Option(False, "--json")) -> None:
-    """Load a dataset and show its split, classes and channels."""
+    """Load a dataset (index a streamed one) and show its split, classes and channels."""
     from mnas.train import load_dataset
 
-    info = load_dataset(spec, resolution, val_fraction, seed).describe()
+    _show(load_dataset(spec, resolution, _count_or_fraction(holdout), seed).describe(), json)
+
+
+@data_app.command("cache")
+def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefolder:PATH"),
+               resolution: int = typer.Option(..., "--resolution", help="the proxy resolution to store"),
+               out: str = typer.Option(..., "--out", help="the cache folder to create (proxy.cache / --cache)"),
+               holdout: Optional[str] = _holdout_option(),
+               seed: int = _option("seed", "--seed"),
+               workers: int = _option("workers", "--workers"),
+               json: bool = typer.Option(False, "--json")) -> None:
+    """Decode a streamed dataset once into a memory-mapped uint8 cache at one resolution and split."""
+    from mnas.train import Stream, build_cache, load_dataset
+    from mnas.train.cache import is_cache
+
+    if is_cache(out):
+        raise MnasError(f"{out} is a cache already: delete it to rebuild it")
+    data = load_dataset(spec, resolution, _count_or_fraction(holdout), seed, workers=workers)
+    if not isinstance(data, Stream):
+        raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {spec} is held in memory already")
+    build_cache(data, out, workers, ProxyConfig.default("max_bad_fraction"))
+    _show(load_dataset(spec, resolution, _count_or_fraction(holdout), seed, cache=out).describe(), json)
+
+
+def _show(info: dict, json: bool) -> None:
     if json:
         print_json(info)
         return

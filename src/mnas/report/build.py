@@ -11,7 +11,7 @@ from mnas.store.query import token_matrix, trial_table
 
 def make_report(directory: str | Path, top: int = 10, targets: list[float] | None = None,
                 plots: bool = True, html: bool = True, compare: list[str | Path] | None = None,
-                html_rows: int = 1000) -> dict[str, Any]:
+                html_rows: int = 1000, formats: tuple[str, ...] = ("svg", "pdf")) -> dict[str, Any]:
     """Summary dict (what ``--json`` prints) plus ``plots`` / ``html`` paths when written."""
     directory = Path(directory)
     with open_store(directory) as store:
@@ -28,9 +28,13 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
                                                       "beta", "best")} for _, _, s in others]
         if plots or html:
             from mnas.report.plots import write_plots
+            space = store.get_meta("space") or {}
             paths = write_plots(directory / "plots", table, summary["target_ms"], store.diagnostics(),
                                 token_matrix(store), label=_label(directory, summary),
-                                compare=[(lbl, t) for lbl, t, _ in others])
+                                compare=[(lbl, t, s["target_ms"]) for lbl, t, s in others],
+                                references=store.get_meta("references") or [],
+                                cardinalities=[len(d["choices"]) for d in space.get("decisions", [])],
+                                formats=formats)
             summary["plots"] = {k: str(v) for k, v in paths.items()}
             if html:
                 from mnas.report.html import write_html

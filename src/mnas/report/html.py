@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from mnas.report.summary import caption_text
 from mnas.store.query import TrialTable
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def render(summary: dict[str, Any], table: TrialTable, plots: dict[str, Path], l
     log.debug("rendering report.html: %d of %d trials, %d plots", len(rows), len(table), len(plots))
     return _env.get_template("report.html.j2").render(
         s=summary, name=Path(summary["dir"]).name, columns=COLUMNS, rows=rows,
+        caption=caption_text(summary["caption"]) if summary.get("caption") else "",
         front_ids={r["id"] for r in summary["pareto"]},
         plots=[{"name": name, "src": _img(p), "file": Path(p).name} for name, p in plots.items()])
 

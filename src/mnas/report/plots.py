@@ -1,4 +1,8 @@
-"""PNG plots of a search (matplotlib Agg, whole-array calls only, so 10,000 trials plot in well under a second)."""
+"""Plots of a search (matplotlib Agg, whole-array calls only, so 10,000 trials plot in well under a second).
+
+Each plot is written as PNG (print resolution) and, with ``formats``, also as SVG and PDF for slides and
+papers. Accuracy is shown in %, points are labelled with the trial ids the tables use.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ PLOT_NAMES = {"reward": "reward.png", "pareto": "pareto.png", "latency_hist": "l
 def _plt():
     import matplotlib
     matplotlib.use("Agg", force=True)
+    # SVG text stays text: editable in a paper's figure, searchable, and checkable by the tests
+    matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
     return plt
 
@@ -41,71 +47,103 @@ def _dots(n: int) -> dict:
     return {"s": 6, "alpha": 0.35} if n > 1000 else ({"s": 12, "alpha": 0.6} if n > 100 else {"s": 25, "alpha": 0.85})
 
 
-def plot_reward(table: TrialTable, path: Path, title: str = "") -> Path:
+def plot_reward(table: TrialTable, path: Path, title: str = "", formats: tuple[str, ...] = ()) -> Path:
     plt = _plt()
     done = np.flatnonzero(table.completed & np.isfinite(table.reward))
     fig, ax = _figure(plt)
     if done.size:
-        x, y = np.arange(1, done.size + 1), table.reward[done]
+        x, y = table.id[done], table.reward[done]
         w = window_for(done.size)
         ax.scatter(x, y, lw=0, label="reward of each trial", **_dots(done.size))
         ax.plot(x, moving_average(y, w), color="C3", lw=2, label=f"moving average ({w} trials)")
+        ax.step(x, np.maximum.accumulate(y), where="post", color="k", lw=1.2, label="best so far")
         ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("completed trial")
+    ax.set_xlabel("trial id")
     ax.set_ylabel("reward  ACC·(LAT/T)^w")
     ax.set_title(title or "Reward over the search")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: str = "") -> Path:
+def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: str = "",
+                references: list[dict[str, Any]] | None = None, formats: tuple[str, ...] = ()) -> Path:
+    """``references``: reference models timed on the search's backend ({"name", "latency_ms"} and, once
+    trained on the same task, "accuracy"): with accuracies they are drawn as a curve, else as marks on the
+    latency axis."""
     plt = _plt()
     done = np.flatnonzero(table.completed)
     fig, ax = _figure(plt, right=0.98, height=4.5)
     if done.size:
-        lat, acc = table.latency_ms[done], table.accuracy[done]
-        sc = ax.scatter(lat, acc, c=np.arange(done.size), cmap="viridis", lw=0, **_dots(done.size))
-        fig.colorbar(sc, ax=ax, label="trial (order sampled)")
+        lat, acc = table.latency_ms[done], 100 * table.accuracy[done]
+        sc = ax.scatter(lat, acc, c=table.id[done], cmap="viridis", lw=0, **_dots(done.size))
+        fig.colorbar(sc, ax=ax, label="trial id")
         front = pareto_front(lat, acc)
         ax.step(lat[front], acc[front], where="post", color="C3", lw=1.5)
         ax.scatter(lat[front], acc[front], s=30, facecolors="none", edgecolors="C3",
                    label=f"Pareto front ({front.size})")
+        gap, last = 0.04 * (lat.max() - lat.min() or 1.0), -np.inf
+        for i in front:  # the ids the tables use, on front points far enough apart to stay readable
+            if lat[i] - last >= gap:
+                ax.annotate(str(table.id[done[i]]), (lat[i], acc[i]), xytext=(3, -9), textcoords="offset points",
+                            fontsize=7, color="C3")
+                last = lat[i]
     else:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", transform=ax.transAxes)
+    _draw_references(ax, references or [])
     if target_ms:
         ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:.4g} ms")
-    if done.size or target_ms:
-        ax.legend(loc="lower right")
+    if done.size or target_ms or references:
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("accuracy (proxy)")
+    ax.set_ylabel("accuracy (%, proxy task)")
     ax.set_title(title or "Accuracy against latency")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def plot_latency_hist(runs: list[tuple[str, TrialTable]], path: Path, target_ms: float | None,
-                      title: str = "") -> Path:
-    """Histogram of the sampled models' latencies; several runs overlaid (the paper's Fig. 6)."""
+def _draw_references(ax, refs: list[dict[str, Any]]) -> None:
+    with_acc = sorted((r for r in refs if r.get("accuracy") is not None), key=lambda r: r["latency_ms"])
+    if with_acc:
+        x = [r["latency_ms"] for r in with_acc]
+        y = [100 * r["accuracy"] for r in with_acc]
+        ax.plot(x, y, color="0.3", marker="s", ms=4, lw=1.2, label="reference models")
+        for r, xi, yi in zip(with_acc, x, y):
+            ax.annotate(r["name"], (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7, color="0.3")
+    for r in refs:
+        if r.get("accuracy") is None:
+            ax.axvline(r["latency_ms"], color="0.55", ls=":", lw=1)
+            ax.annotate(r["name"], (r["latency_ms"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                        fontsize=7, color="0.4", xytext=(2, 0), textcoords="offset points")
+
+
+def plot_latency_hist(runs: list[tuple[str, TrialTable, float | None]], path: Path, title: str = "",
+                      formats: tuple[str, ...] = ()) -> Path:
+    """Histograms of the sampled models' latencies, each run with its own T (the paper's Fig. 6). Several
+    runs are normalised to densities, so runs of different lengths compare by shape."""
     plt = _plt()
     fig, ax = _figure(plt)
-    lats = [t.latency_ms[np.isfinite(t.latency_ms)] for _, t in runs]
+    lats = [t.latency_ms[np.isfinite(t.latency_ms)] for _, t, _ in runs]
     allv = np.concatenate(lats) if lats else np.zeros(0)
+    several = len(runs) > 1
     if allv.size:
         bins = np.histogram_bin_edges(allv, bins=min(60, max(10, int(np.sqrt(allv.size)))))
-        for (label, _), lat in zip(runs, lats):
-            ax.hist(lat, bins=bins, alpha=0.55 if len(runs) > 1 else 0.85, label=f"{label} ({lat.size})")
-        ax.legend(loc="upper right")
+        for k, ((label, _, _), lat) in enumerate(zip(runs, lats)):
+            ax.hist(lat, bins=bins, alpha=0.55 if several else 0.85, density=several, color=f"C{k}",
+                    label=f"{label} ({lat.size})")
+        ax.legend(loc="upper right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no measured latencies yet", ha="center", transform=ax.transAxes)
-    if target_ms:
-        ax.axvline(target_ms, color="k", ls="--", lw=1)
-        ax.text(target_ms, ax.get_ylim()[1] * 0.95, f" T={target_ms:.4g} ms", va="top")
+    for k, (_, _, target) in enumerate(runs):
+        if target:
+            ax.axvline(target, color=f"C{k}" if several else "k", ls="--", lw=1)
+            ax.text(target, ax.get_ylim()[1] * (0.95 - 0.07 * k), f" T={target:.4g} ms", va="top", fontsize=8,
+                    color=f"C{k}" if several else "k")
     ax.set_xlabel("latency of sampled model (ms)")
-    ax.set_ylabel("models")
+    ax.set_ylabel("density of models" if several else "models")
     ax.set_title(title or "Latencies of the sampled models")
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
 def token_entropy(tokens: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +164,12 @@ def token_entropy(tokens: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
     return (np.arange(w) + 1) * window, h
 
 
-def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Path, title: str = "") -> Path:
+def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Path, title: str = "",
+                 cardinalities: list[int] | None = None, formats: tuple[str, ...] = ()) -> Path:
+    """Entropies drawn from 0 to their maximum (uniform choices: sum of log(choices) for the policy, their
+    mean per decision for the sampled choices), so a tiny wiggle is not mistaken for a collapse."""
     plt = _plt()
+    logs = np.log(np.asarray(cardinalities or [], dtype=np.float64))
     fig, ax = _figure(plt, right=0.88 if diagnostics else 0.97, left=0.15)
     pts = [(d["trials_told"], d["entropy"]) for d in diagnostics
            if isinstance(d.get("entropy"), (int, float)) and d.get("trials_told") is not None]
@@ -136,6 +178,9 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
         x, y = np.array(pts, dtype=np.float64).T
         handles += ax.plot(x, y, marker="o" if len(pts) < 50 else None, ms=3,
                            label="controller policy entropy (nats, left)")
+        if logs.size:
+            handles.append(ax.axhline(logs.sum(), color="C0", ls=":", lw=1, label="its maximum (uniform policy)"))
+            ax.set_ylim(0, logs.sum() * 1.05)
     n = len(tokens)
     window = window_for(n) if n >= 100 else max(1, min(n, max(2, n // 5)))
     xs, hs = token_entropy(tokens, window)
@@ -147,8 +192,12 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
                                   f"windows of {window})")
         if pts:
             ax2.set_ylabel("sampled-choice entropy per decision (nats)")
-    if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=8)
+        if logs.size:
+            handles.append(ax2.axhline(logs.mean(), color="C1", ls=":", lw=1,
+                                       label="its maximum (uniform choices)"))
+            ax2.set_ylim(0, logs.mean() * 1.05)
+    if handles:  # entropies start near their maximum and fall: the lower left is the empty corner
+        ax.legend(handles=handles, loc="lower left", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no entropy recorded", ha="center", transform=ax.transAxes)
     ax.ticklabel_format(axis="y", useOffset=False)
@@ -156,7 +205,7 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
     ax.set_ylabel("entropy (nats)")
     ax.set_title(title or "Controller entropy over time")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
 def _figure(plt, right: float = 0.97, height: float = 4.0, left: float = 0.11):
@@ -165,25 +214,36 @@ def _figure(plt, right: float = 0.97, height: float = 4.0, left: float = 0.11):
     return fig, ax
 
 
-def _save(fig, path: Path) -> Path:
+PNG_DPI = 200  # print resolution: a 7-inch-wide figure is 1400 px
+
+
+def _save(fig, path: Path, formats: tuple[str, ...] = ()) -> Path:
+    """The PNG at ``path`` plus a copy in each of ``formats`` (svg, pdf) beside it."""
     import matplotlib.pyplot as plt
     path.parent.mkdir(parents=True, exist_ok=True)
     # fixed margins: tight_layout would render the whole figure once more just to measure the labels
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=PNG_DPI)
+    for fmt in formats:
+        fig.savefig(path.with_suffix(f".{fmt}"))
     plt.close(fig)
     return path
 
 
 def write_plots(out_dir: Path, table: TrialTable, target_ms: float | None, diagnostics: list[dict[str, Any]],
                 tokens: np.ndarray, label: str = "this run",
-                compare: list[tuple[str, TrialTable]] | None = None) -> dict[str, Path]:
+                compare: list[tuple[str, TrialTable, float | None]] | None = None,
+                references: list[dict[str, Any]] | None = None, cardinalities: list[int] | None = None,
+                formats: tuple[str, ...] = ("svg", "pdf")) -> dict[str, Path]:
+    """The four plots as PNG, plus each of ``formats`` (vector copies beside the PNG)."""
     out_dir = Path(out_dir)
-    paths = {
-        "reward": plot_reward(table, out_dir / PLOT_NAMES["reward"]),
-        "pareto": plot_pareto(table, out_dir / PLOT_NAMES["pareto"], target_ms),
-        "latency_hist": plot_latency_hist([(label, table), *(compare or [])],
-                                          out_dir / PLOT_NAMES["latency_hist"], target_ms,
-                                          "Latencies of the sampled models" + (" (compared)" if compare else "")),
-        "entropy": plot_entropy(diagnostics, tokens, out_dir / PLOT_NAMES["entropy"]),
+    return {
+        "reward": plot_reward(table, out_dir / PLOT_NAMES["reward"], formats=formats),
+        "pareto": plot_pareto(table, out_dir / PLOT_NAMES["pareto"], target_ms, references=references,
+                              formats=formats),
+        "latency_hist": plot_latency_hist([(label, table, target_ms), *(compare or [])],
+                                          out_dir / PLOT_NAMES["latency_hist"],
+                                          "Latencies of the sampled models" + (" (compared)" if compare else ""),
+                                          formats=formats),
+        "entropy": plot_entropy(diagnostics, tokens, out_dir / PLOT_NAMES["entropy"], cardinalities=cardinalities,
+                                formats=formats),
     }
-    return paths

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnas import MnasError
+from mnas import MnasError, __version__
 from mnas.report.pareto import best_under, pareto_front
 from mnas.store import TrialStatus
-from mnas.store.query import TrialTable, trial_table
+from mnas.store.query import TrialTable, best_trial, trial_table
 from mnas.store.sqlite import Store
 
 TARGET_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -59,6 +60,33 @@ def latency_targets(table: TrialTable, target_ms: float | None, extra: list[floa
     return sorted({round(float(q), 4) for q in np.quantile(lat, [0.1, 0.25, 0.5, 0.75, 0.9])})
 
 
+def caption(store: Store) -> dict[str, Any]:
+    """What a figure needs beside it to be read: where and how latency was measured, on what data the
+    proxy trained, when, with which mnas."""
+    config = store.get_meta("config") or {}
+    latency = store.get_meta("latency") or {}
+    settings = latency.get("settings") or {}
+    proxy = config.get("proxy") or {}
+    best = best_trial(store)
+    measured = (best.latency if best else None) or {}
+    created = store.get_meta("created")
+    return {"backend": latency.get("backend"), "runtime_version": measured.get("runtime_version"),
+            "device": (measured.get("device") or {}).get("cpu"), "threads": settings.get("threads"),
+            "batch": settings.get("batch"), "resolution": settings.get("resolution"),
+            "dataset": proxy.get("dataset"), "proxy_preset": proxy.get("preset"),
+            "proxy_resolution": proxy.get("resolution"), "proxy_epochs": proxy.get("epochs"),
+            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created)) if created else None,
+            "mnas_version": __version__}
+
+
+def caption_text(c: dict[str, Any]) -> str:
+    """One line for a figure: "onnxruntime 1.22 on <cpu>, 1 thread, batch 1, 224 px; proxy digits ..."."""
+    lat = f"{c['backend']} {c['runtime_version'] or ''}".strip() + (f" on {c['device']}" if c["device"] else "")
+    return (f"latency: {lat}, {c['threads']} thread(s), batch {c['batch']}, {c['resolution']} px; proxy: "
+            f"{c['dataset']} at {c['proxy_resolution']} px, {c['proxy_epochs']} epoch(s), preset {c['proxy_preset']}; "
+            f"{c['created'] or 'undated'}; mnas {c['mnas_version']}")
+
+
 def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
               targets: list[float] | None = None) -> dict[str, Any]:
     table = table if table is not None else trial_table(store)
@@ -81,7 +109,7 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
         msg = (table.error[i] or "unknown error").strip().splitlines()[0][:160] if table.error[i] else "unknown error"
         errors[msg] = errors.get(msg, 0) + 1
     return {
-        "dir": str(store.dir), **info,
+        "dir": str(store.dir), **info, "caption": caption(store),
         "trials": len(table), "completed": int(table.has_status(TrialStatus.COMPLETED).sum()),
         "failed": int(failed.sum()), "running": int(table.has_status(TrialStatus.RUNNING).sum()),
         "unique_architectures": len(set(table.arch[i] for i in done.tolist())),

@@ -34,6 +34,7 @@ def fill_synthetic(directory: str | Path, n: int = 100, seed: int = 0, target_ms
         store.set_meta("target_ms", target_ms, conn=conn)
         store.set_meta("reward", {"alpha": alpha, "beta": beta, "target_ms": target_ms}, conn=conn)
         store.set_meta("latency", {"backend": backend, "settings": settings}, conn=conn)
+        store.set_meta("space", space.describe(), conn=conn)
         for i in range(n):
             arch = space.sample(rng)
             tid = store.add_trial(arch.canonical, space.encode(arch), conn=conn)

@@ -142,7 +142,7 @@ class Store:
         try:
             conn = _open_and_read(uri)
         except sqlite3.OperationalError as e:
-            if e.sqlite_errorname != "SQLITE_CANTOPEN":
+            if not _is(e, "SQLITE_CANTOPEN", "unable to open"):
                 raise MnasError(self._explain(e)) from e
             # A read-only directory where SQLite cannot create the WAL index (-shm): no writer has the file
             # open (a writer keeps its -shm), so the file on disk is all there is to read.
@@ -187,13 +187,12 @@ class Store:
             raise MnasError(self._explain(e)) from e
 
     def _explain(self, e: sqlite3.Error) -> str:
-        code = getattr(e, "sqlite_errorname", "") or ""
-        if code.startswith("SQLITE_FULL") or "disk is full" in str(e):
+        if _is(e, "SQLITE_FULL", "disk is full"):
             return (f"disk full while writing {self.path}: every finished trial is saved; free some space, then "
                     "continue with --resume")
-        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        if _is(e, "SQLITE_CORRUPT", "malformed") or _is(e, "SQLITE_NOTADB", "not a database"):
             return f"{self.path} is not a usable experiment database ({e}): it is damaged or not SQLite"
-        if code.startswith("SQLITE_READONLY"):
+        if _is(e, "SQLITE_READONLY", "readonly database"):
             return f"{self.path} cannot be written ({e})"
         return f"{self.path}: {e}"
 
@@ -315,6 +314,11 @@ class Store:
     def table_rows(self, columns: str) -> list[sqlite3.Row]:
         """``SELECT {columns} FROM trials ORDER BY id``: plain rows, for column-wise reads (query.py)."""
         return self._rows(f"SELECT {columns} FROM trials ORDER BY id")
+
+
+def _is(e: sqlite3.Error, name: str, message: str) -> bool:
+    """Whether ``e`` is SQLite's error ``name`` (before Python 3.11 only its message tells)."""
+    return getattr(e, "sqlite_errorname", "").startswith(name) or message in str(e)
 
 
 def _open_and_read(uri: str) -> sqlite3.Connection:

@@ -1,11 +1,14 @@
-"""Proxy-task datasets, named by a spec string, held in memory as uint8 tensors at the proxy resolution.
+"""Proxy-task datasets, named by a spec string: small sets held in memory as uint8 tensors at the proxy
+resolution (``Dataset``), image folders and archives streamed (``Stream``, streaming.py) or read from a
+memory-mapped cache (cache.py, an in-memory ``Dataset`` whose tensors are the mapped file).
 
 A spec is ``NAME`` or ``NAME:PATH``; the names are a registry (entry-point group ``mnas.datasets``) of
 loaders: the built-ins are in sources.py (``animal-mnist``, the default, ``mnist-5k``, ``digits``,
 ``imagefolder:PATH``, ``cifar10:PATH``, ``cifar100:PATH``, ``npz:PATH``), a plugin adds its own.
-The validation split is held out from the *training* data (the paper holds 50K ImageNet training images
-out), stratified per class and fixed by the seed. Images are resized once, when loaded; loads are cached
-in-process because a search trains many models on the same data.
+The validation split is the source's own val/ or test/ folder, or held out from the *training* data (the
+paper holds 50K ImageNet training images out): a count or a fraction, stratified per class and fixed by
+the seed. In-memory images are resized once, when loaded; loads are cached in-process because a search
+trains many models on the same data.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ import torch.nn.functional as F
 
 from mnas import MnasError
 from mnas.registry import Registry
+from mnas.train.config import DEFAULT_HOLDOUT, ProxyConfig
+from mnas.train.imagefolder import ImageIndex
+from mnas.train.streaming import Stream, estimate_stats
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[str | None, int], tuple[np.ndarray, np.ndarray, list[str]]]  # see sources.py
+Loader = Callable[[str | None, int], "tuple[np.ndarray, np.ndarray, list[str]] | ImageIndex"]  # sources.py
+Holdout = int | float | None  # a count, a fraction, or None: the source's val/ folder, else DEFAULT_HOLDOUT
 
 DATASETS: Registry[Loader] = Registry("dataset", "mnas.datasets", builtins={
     "animal-mnist": "mnas.train.sources:animal_mnist",
@@ -56,6 +63,7 @@ class Dataset:
     mean: tuple[float, ...]  # per channel, in [0, 1] units, from the training split
     std: tuple[float, ...]
     classes: tuple[str, ...] = field(default=())
+    split: dict = field(default_factory=dict)  # how the validation images were chosen
 
     @property
     def n_train(self) -> int:
@@ -68,7 +76,7 @@ class Dataset:
     def describe(self) -> dict:
         return {"name": self.name, "train": self.n_train, "val": self.n_val, "num_classes": self.num_classes,
                 "in_chans": self.in_chans, "resolution": self.resolution,
-                "classes": list(self.classes) or None}
+                "classes": list(self.classes) or None, "split": self.split, "streamed": False}
 
 
 def list_datasets() -> list[dict]:
@@ -103,21 +111,44 @@ def _takes_path(loader: Loader) -> bool:
     return bool(getattr(loader, "takes_path", False))
 
 
-def load_dataset(spec: str, resolution: int, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """Load (cached in-process) a dataset at ``resolution`` with a stratified held-out validation split."""
+def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int = 0, cache: str | None = None,
+                 workers: int = 2) -> Dataset | Stream:
+    """Load (cached in-process) a dataset at ``resolution`` with its validation split: held out of the
+    training images when ``holdout`` is set (or the source has no val/ or test/ folder). ``cache``: the
+    folder of a memory-mapped cache, built from a streamed source (with ``workers``) on first use."""
     name, path = parse_spec(spec)
     if resolution < 4:
         raise MnasError(f"resolution must be >= 4, got {resolution}")
-    if not 0.0 < val_fraction < 1.0:
-        raise MnasError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if isinstance(holdout, float) and not 0.0 < holdout < 1.0 or isinstance(holdout, int) and holdout < 1:
+        raise MnasError(f"holdout must be a count >= 1 or a fraction in (0, 1), got {holdout}")
     if path is not None:
         path = str(Path(path).expanduser().resolve())
-    return _load_cached(name, path, int(resolution), float(val_fraction), int(seed))
+    if cache is not None:
+        from mnas.train.cache import build_cache, is_cache, open_cache
+
+        if not is_cache(cache):
+            data = _load_cached(name, path, int(resolution), holdout, int(seed))
+            if not isinstance(data, Stream):
+                raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {name} is held in memory "
+                                "already")
+            build_cache(data, cache, workers)
+        source = name if path is None else f"{name}:{path}"
+        return open_cache(str(Path(cache).expanduser().resolve()), source, int(resolution), holdout, int(seed))
+    return _load_cached(name, path, int(resolution), holdout, int(seed))
+
+
+def load_proxy_data(proxy: ProxyConfig, seed: int) -> Dataset | Stream:
+    """A search trial's data: ``proxy.dataset`` (its cache when ``proxy.cache`` is set), split by ``seed``."""
+    return load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed, proxy.cache, proxy.workers)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str, path: str | None, resolution: int, val_fraction: float, seed: int) -> Dataset:
-    x, y, names = DATASETS.get(name)(path, resolution)
+def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout, seed: int) -> Dataset | Stream:
+    loaded = DATASETS.get(name)(path, resolution)
+    full_name = name if path is None else f"{name}:{path}"
+    if isinstance(loaded, ImageIndex):
+        return _stream(full_name, loaded, resolution, holdout, seed)
+    x, y, names = loaded
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or y.ndim != 1 or len(y) != len(x):
         raise MnasError(f"dataset {name}'s loader returned images {x.dtype} {x.shape} and labels {y.shape}: "
                         "expected uint8 (N, H, W) or (N, H, W, C) and N integer labels")
@@ -126,19 +157,37 @@ def _load_cached(name: str, path: str | None, resolution: int, val_fraction: flo
     t = torch.from_numpy(np.ascontiguousarray(x))
     t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
     t = resize_uint8(t, resolution)
-    train_idx, val_idx = stratified_split(y, val_fraction, seed)
+    held = DEFAULT_HOLDOUT if holdout is None else holdout
+    train_idx, val_idx = stratified_split(y, held, seed)
     labels = torch.from_numpy(y)
     x_train = t[train_idx].contiguous()
     xf = x_train.float().div_(255.0)
     mean = tuple(float(v) for v in xf.mean(dim=(0, 2, 3)))
     std = tuple(max(float(v), 1e-3) for v in xf.std(dim=(0, 2, 3)))
     num_classes = max(int(y.max()) + 1, len(names))
-    full_name = name if path is None else f"{name}:{path}"
     log.info("loaded dataset %s at %d px: %d train, %d val images", full_name, resolution, len(train_idx),
              len(val_idx))
     return Dataset(full_name, x_train, labels[train_idx].contiguous(), t[val_idx].contiguous(),
                    labels[val_idx].contiguous(), num_classes, int(t.shape[1]), resolution, mean, std,
-                   tuple(names[:num_classes]))
+                   tuple(names[:num_classes]), {"holdout": held, "seed": seed})
+
+
+def _stream(name: str, index: ImageIndex, resolution: int, holdout: Holdout, seed: int) -> Stream:
+    if holdout is None and index.val_folder is not None:
+        train_rows, val_rows = np.flatnonzero(~index.is_val), np.flatnonzero(index.is_val)
+        split: dict = {"folder": index.val_folder}
+        if len(val_rows) == 0:
+            raise MnasError(f"{index.source}: the {index.val_folder}/ folder has no images")
+    else:
+        held = DEFAULT_HOLDOUT if holdout is None else holdout
+        candidates = np.flatnonzero(~index.is_val)
+        tr, va = stratified_split(index.labels[candidates], held, seed)
+        train_rows, val_rows = candidates[tr.numpy()], candidates[va.numpy()]
+        split = {"holdout": held, "seed": seed}
+    mean, std = estimate_stats(index, train_rows, resolution, seed)
+    log.info("streaming %s at %d px: %d train, %d val images (%s)", name, resolution, len(train_rows),
+             len(val_rows), split)
+    return Stream(name, index, train_rows, val_rows, resolution, mean, std, split)
 
 
 def resize_uint8(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -154,20 +203,27 @@ def resize_uint8(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return out
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class, a seeded permutation; the first round(fraction * count) go to validation.
-    Both index lists come back sorted, so the split does not depend on the order of classes."""
+def stratified_split(y: np.ndarray, holdout: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, a seeded permutation whose first images go to validation: round(fraction x the class's
+    size), or for a count its share of the count (largest remainders, so the total is exact). Every class
+    of two or more images keeps at least one on each side. Both index lists come back sorted, so the
+    split does not depend on the order of classes."""
     rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(y, return_counts=True)
+    if isinstance(holdout, int):
+        if holdout >= len(y):
+            raise MnasError(f"cannot hold out {holdout} of {len(y)} training images")
+        share = holdout * sizes / len(y)
+        quota = np.floor(share).astype(int)
+        quota[np.argsort(-(share - quota), kind="stable")[:holdout - quota.sum()]] += 1
+    else:
+        quota = np.round(holdout * sizes).astype(int)
     val: list[np.ndarray] = []
     train: list[np.ndarray] = []
-    for c in np.unique(y):
+    for c, size, k in zip(classes, sizes, quota):
         idx = np.flatnonzero(y == c)
         idx = idx[rng.permutation(len(idx))]
-        k = int(round(val_fraction * len(idx)))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        else:
-            k = 0
+        k = min(max(k, 1), size - 1) if size >= 2 else 0
         val.append(idx[:k])
         train.append(idx[k:])
     tr, va = np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

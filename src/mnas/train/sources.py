@@ -1,10 +1,11 @@
 """The built-in dataset loaders, registered by name in datasets.py.
 
-A loader is any callable ``load(path, resolution) -> (images, labels, class_names)``: images uint8
-(N, H, W) or (N, H, W, C), labels int64. The first line of its docstring describes it in ``mnas data
+A loader is any callable ``load(path, resolution)`` that returns either ``(images, labels, class_names)``
+(held in memory: images uint8 (N, H, W) or (N, H, W, C), labels int64) or an ``ImageIndex`` of files to
+stream (imagefolder.py). The first line of its docstring describes it in ``mnas data
 list``; two optional attributes: ``takes_path`` (the spec is ``name:PATH``; default False) and
 ``requires`` (a module it needs: ``mnas data list`` shows whether it is installed). ``resolution`` is
-only a hint (the images are resized after loading); imagefolder uses it to keep photos small.
+only a hint (in-memory images are resized after loading).
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import importlib.util
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mnas import MnasError
 
+if TYPE_CHECKING:
+    from mnas.train.imagefolder import ImageIndex
+
 Raw = tuple[np.ndarray, np.ndarray, list[str]]
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _loader(takes_path: bool = False, requires: str | None = None) -> Callable:
-    def mark(load: Callable[[str | None, int], Raw]) -> Callable[[str | None, int], Raw]:
+    def mark(load: Callable) -> Callable:
         load.takes_path, load.requires = takes_path, requires  # type: ignore[attr-defined]
         return load
 
@@ -133,37 +137,11 @@ def _cifar(path: str | None, fine: bool) -> Raw:
 
 
 @_loader(takes_path=True, requires="PIL")
-def imagefolder(path: str | None, resolution: int) -> Raw:
-    """imagefolder:PATH, one subfolder of images per class (grey or colour)"""
-    from PIL import Image
+def imagefolder(path: str | None, resolution: int) -> ImageIndex:
+    """imagefolder:PATH, a folder, .zip or .tar of class folders (or train/ + val/ of them), streamed"""
+    from mnas.train.imagefolder import open_imagefolder
 
-    p = _existing(path, "imagefolder")
-    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise MnasError(f"{p} has no class subfolders (imagefolder: one folder per class)")
-    files = [(f, i) for i, c in enumerate(classes)
-             for f in sorted((p / c).rglob("*")) if f.suffix.lower() in IMAGE_EXTS]
-    if not files:
-        raise MnasError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {p}")
-    images = []
-    for f, _ in files:
-        with Image.open(f) as im:
-            images.append(_square(im, resolution))
-    gray = all(im.mode == "L" for im in images)
-    arrs = [np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8) for im in images]
-    return np.stack(arrs), np.array([i for _, i in files], dtype=np.int64), classes
-
-
-def _square(im, resolution: int):
-    """Centre crop to a square, then resize (photos of any size; done per file so memory stays small)."""
-    from PIL import Image
-
-    if im.mode not in ("L", "RGB"):
-        im = im.convert("L" if im.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
-    w, h = im.size
-    s = min(w, h)
-    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return im.resize((resolution, resolution), Image.BILINEAR) if s != resolution else im.copy()
+    return open_imagefolder(str(_existing(path, "imagefolder")))
 
 
 def _existing(path: str | None, kind: str) -> Path:

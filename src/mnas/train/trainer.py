@@ -1,12 +1,12 @@
 """The proxy trainer: train a sampled architecture briefly and report held-out top-1.
 
-One run is built (model, optimizer, lr schedule, EMA, data on the device), trained epoch by epoch and
+One run is built (model, optimizer, lr schedule, EMA, the feed of batches), trained epoch by epoch and
 evaluated. Speed choices (measured on the 2-core CPU, docs/training.md): channels-last memory format
-(about 2x on this model: the depthwise and 1x1 convolutions go to oneDNN's NHWC kernels), the whole
-dataset kept as a uint8 tensor on the device and normalised per batch, large inference-mode evaluation
-batches, gradients set to None instead of zeroed, no DataLoader workers (they would compete for the 2
-cores). torch.compile is not used: a search trains each model once, so its compile time would be paid on
-every trial (not measured here).
+(about 2x on this model: the depthwise and 1x1 convolutions go to oneDNN's NHWC kernels), small datasets
+kept as one uint8 tensor on the device and normalised per batch (feeds.py), large inference-mode
+evaluation batches, gradients set to None instead of zeroed. On CUDA: mixed precision (bf16 where
+supported, else fp16 with a grad scaler), pinned non-blocking copies of streamed batches, and
+``torch.compile`` on request (a search trains each model once, so compile time is paid every trial).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from mnas import MnasError
 from mnas.model import build, count_params
 from mnas.space.arch import Architecture
 from mnas.train.config import ProxyConfig, TrainConfig
-from mnas.train.datasets import Dataset, load_dataset
+from mnas.train.datasets import Dataset, load_dataset, load_proxy_data
+from mnas.train.feeds import MemoryFeed, StreamFeed, make_feed
 from mnas.train.optim import lr_factor, make_optimizer, tf_ema
+from mnas.train.streaming import Stream
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss) after every step
-Prepare = Callable[[torch.Tensor], torch.Tensor]  # a uint8 batch -> the model's standardised input
 
 
 @dataclass
@@ -54,6 +55,11 @@ class TrainResult:
     arch: str = ""
     device: str = ""
     threads: int = 0
+    amp: str = "off"                        # the precision the run trained in: off | bf16 | fp16
+    train_images: int = 0
+    val_images: int = 0
+    skipped_images: int = 0                 # streamed images that did not decode
+    split: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
 
     @property
@@ -70,14 +76,13 @@ class Run:
 
     arch: Architecture                      # scaled to the config's width
     model: nn.Module
+    forward: nn.Module                      # the model, compiled when asked
     optimizer: torch.optim.Optimizer
     base_lrs: list[float]                   # per param group, multiplied by the schedule each step
     ema: AveragedModel | None
-    x_train: torch.Tensor                   # uint8, on the device
-    y_train: torch.Tensor
-    prepare: Prepare
-    memory_format: torch.memory_format
-    generator: torch.Generator              # batch order, flips and the train_limit subset
+    feed: MemoryFeed | StreamFeed
+    amp_dtype: torch.dtype | None           # autocast's dtype on CUDA, None: float32
+    scaler: torch.amp.GradScaler | None     # fp16 only
     batch_size: int
     steps_per_epoch: int
     total_steps: int
@@ -86,31 +91,34 @@ class Run:
 
 
 def train_architecture(arch: Architecture, proxy: ProxyConfig, seed: int) -> TrainResult:
-    """One search trial's training: ``proxy.dataset`` (loaded once per process) split and trained with
-    ``seed`` in place of ``proxy.seed``."""
-    data = load_dataset(proxy.dataset, proxy.resolution, proxy.val_fraction, seed)
-    return train_proxy(arch, data, proxy.model_copy(update={"seed": seed}))
+    """One search trial's training: ``proxy.dataset`` (loaded once per process, or its cache) split and
+    trained with ``seed`` in place of ``proxy.seed``."""
+    return train_proxy(arch, load_proxy_data(proxy, seed), proxy.model_copy(update={"seed": seed}))
 
 
-def train_proxy(arch: Architecture, data: Dataset | str, config: TrainConfig | None = None,
+def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainConfig | None = None,
                 progress: Progress | None = None) -> TrainResult:
-    """Train ``arch`` (scaled by config.width_multiplier) on ``data`` (a Dataset or a spec string) and
-    return held-out top-1. A non-finite loss ends the trial with status "failed", not an exception."""
+    """Train ``arch`` (scaled by config.width_multiplier) on ``data`` (a Dataset, a Stream or a spec
+    string) and return held-out top-1. A non-finite loss ends the trial with status "failed", not an
+    exception."""
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     if isinstance(data, str):
-        data = load_dataset(data, cfg.resolution, cfg.val_fraction, cfg.seed)
+        data = load_dataset(data, cfg.resolution, cfg.holdout, cfg.seed, workers=cfg.workers)
     elif data.resolution != cfg.resolution:
         raise MnasError(f"dataset {data.name} is at {data.resolution} px but the config asks for "
                         f"{cfg.resolution} px: load it with load_dataset(spec, {cfg.resolution})")
     device = resolve_device(cfg.device)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    run = None
     try:
         run = build_run(arch, data, cfg, device)
         result = TrainResult("ok", None, 0.0, [], 0.0, 0.0, cfg.epochs, count_params(run.model),
                              dataset=data.name, arch=run.arch.canonical, device=str(device),
-                             threads=torch.get_num_threads(), config=cfg.model_dump())
+                             threads=torch.get_num_threads(), amp=_dtype_name(run.amp_dtype),
+                             train_images=run.feed.n_train, val_images=data.n_val, split=data.split,
+                             config=cfg.model_dump())
         log.debug("training %s on %s: %d steps, %s, %d thread(s)", result.arch, data.name, run.total_steps,
                   device, result.threads)
         t_train = time.perf_counter()
@@ -122,21 +130,24 @@ def train_proxy(arch: Architecture, data: Dataset | str, config: TrainConfig | N
             if result.train_seconds > 0 else 0.0
         if result.error is None:
             t_eval = time.perf_counter()
-            net = run.ema.module if run.ema is not None else run.model
-            result.top1, result.val_loss = evaluate(net, data, run.prepare, cfg.eval_batch_size, device)
+            net = run.ema.module if run.ema is not None else run.forward
+            result.top1, result.val_loss = evaluate(net, run)
             result.eval_seconds = time.perf_counter() - t_eval
             if not math.isfinite(result.val_loss):
                 result.error, result.top1 = "validation loss is not finite (weights diverged)", 0.0
         if result.error is not None:
             result.status = "failed"
+        result.skipped_images = run.feed.skipped
         result.seconds = time.perf_counter() - t0
         return result
     finally:
+        if run is not None:
+            run.feed.close()
         torch.set_num_threads(old_threads)
 
 
-def build_run(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch.device) -> Run:
-    """The seeded model, its optimizer, schedule and EMA, and the training data on the device."""
+def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, device: torch.device) -> Run:
+    """The seeded model, its optimizer, schedule and EMA, the precision, and the feed of batches."""
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -153,33 +164,34 @@ def build_run(arch: Architecture, data: Dataset, cfg: TrainConfig, device: torch
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = cfg.bn_momentum
 
-    x_train, y_train = data.x_train, data.y_train
-    if cfg.train_limit is not None and cfg.train_limit < len(y_train):
-        keep = torch.randperm(len(y_train), generator=gen)[:cfg.train_limit].sort().values
-        x_train, y_train = x_train[keep], y_train[keep]
-    n = len(y_train)
+    feed = make_feed(data, cfg, device, fmt, gen)
+    n = feed.n_train
     bs = min(cfg.batch_size, n)
     if n // bs < 1 or (bs < 2 and _has_bn(model)):
         raise MnasError(f"too few training images ({n}) for batch size {cfg.batch_size}")
     steps_per_epoch = n // bs  # the last partial batch is dropped: BatchNorm on a handful of images is noise
     opt = make_optimizer(model, cfg)
     ema = AveragedModel(model, multi_avg_fn=tf_ema(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
-    return Run(scaled, model, opt, [g["lr"] for g in opt.param_groups], ema, x_train.to(device),
-               y_train.to(device), batch_preparer(data, device, fmt), fmt, gen, bs, steps_per_epoch,
+    amp_dtype = _amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    return Run(scaled, model, torch.compile(model) if cfg.compile else model, opt, [g["lr"] for g in opt.param_groups],
+               ema, feed, amp_dtype, scaler, bs, steps_per_epoch,
                total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
                warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                decay_steps=max(1e-9, cfg.decay_epochs * steps_per_epoch))
 
 
-def batch_preparer(data: Dataset, device: torch.device, memory_format: torch.memory_format) -> Prepare:
-    """uint8 batches -> float32 standardised with the training split's per-channel statistics."""
-    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(data.std, device=device).view(1, -1, 1, 1) * 255.0)
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision only on CUDA: on the CPU autocast is slower than float32 for these models."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
-    def prepare(xb: torch.Tensor) -> torch.Tensor:
-        return ((xb.float() - mean) * inv_std).contiguous(memory_format=memory_format)
 
-    return prepare
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None) -> tuple[list[float], int, str | None]:
@@ -201,30 +213,30 @@ def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None) -> tuple[l
 
 def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
                 progress: Progress | None) -> tuple[list[float], str | None]:
-    """The first ``steps`` batches of a fresh permutation: each step's loss, and the error that stopped
-    the epoch (a non-finite loss)."""
-    bs, device = run.batch_size, run.x_train.device
-    perm = torch.randperm(len(run.y_train), generator=run.generator).to(device)
+    """Up to ``steps`` batches of the feed's next epoch: each step's loss, and the error that stopped the
+    epoch (a non-finite loss)."""
     losses: list[float] = []
-    for k in range(steps):
+    device_type = "cuda" if run.amp_dtype is not None else "cpu"
+    for k, (xb, yb) in enumerate(run.feed.epoch(run.batch_size, steps)):
         step = epoch * run.steps_per_epoch + k
-        idx = perm[k * bs:(k + 1) * bs]
-        xb = run.prepare(run.x_train[idx])
-        if cfg.hflip:
-            flip = (torch.rand(bs, generator=run.generator) < 0.5).to(device)
-            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb).contiguous(memory_format=run.memory_format)
         f = lr_factor(step, run.total_steps, run.warmup_steps, cfg.schedule, cfg.decay_rate, run.decay_steps)
         for g, lr in zip(run.optimizer.param_groups, run.base_lrs):
             g["lr"] = lr * f
-        loss = F.cross_entropy(run.model(xb), run.y_train[idx], label_smoothing=cfg.label_smoothing)
+        with torch.autocast(device_type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            loss = F.cross_entropy(run.forward(xb), yb, label_smoothing=cfg.label_smoothing)
         value = loss.item()
         if not math.isfinite(value):
             what = "NaN" if math.isnan(value) else "inf"
             return losses, f"loss became {what} at epoch {epoch + 1} step {k + 1}"
         losses.append(value)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            loss.backward()
+            run.optimizer.step()
         if run.ema is not None:
             run.ema.update_parameters(run.model)
         if progress is not None:
@@ -232,19 +244,21 @@ def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
     return losses, None
 
 
-def evaluate(model: nn.Module, data: Dataset, prepare: Prepare, batch_size: int,
-             device: torch.device) -> tuple[float, float]:
-    """Held-out top-1 and mean loss, in inference mode."""
+def evaluate(model: nn.Module, run: Run) -> tuple[float, float]:
+    """Held-out top-1 and mean loss over the feed's validation batches, in inference mode."""
     model.eval()
-    correct, loss_sum = 0, 0.0
-    with torch.inference_mode():
-        for i in range(0, data.n_val, batch_size):
-            xb = prepare(data.x_val[i:i + batch_size].to(device))
-            yb = data.y_val[i:i + batch_size].to(device)
-            logits = model(xb)
+    run.model.eval()  # what a compiled forward runs
+    correct, loss_sum, seen = 0, 0.0, 0
+    device_type = "cuda" if run.amp_dtype is not None else "cpu"
+    with torch.inference_mode(), torch.autocast(device_type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        for xb, yb in run.feed.val():
+            logits = model(xb).float()
             loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
-    return correct / data.n_val, loss_sum / data.n_val
+            seen += len(yb)
+    if seen == 0:
+        raise MnasError("no validation image could be decoded")
+    return correct / seen, loss_sum / seen
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,0 +1,40 @@
+"""Figures fit for a slide: reference models, ids, best-so-far, entropy against its maximum, each run's own T,
+vector copies, and the caption in the JSON and the page. The SVGs keep their text, so the checks read it."""
+
+from mnas.report.build import make_report
+from mnas.report.synthetic import fill_synthetic
+from mnas.store import Store
+
+REFS = [{"name": "mobilenet-v2 0.5", "latency_ms": 9.0}, {"name": "mobilenet-v2 1.0", "latency_ms": 20.0},
+        {"name": "mnasnet-a1", "latency_ms": 23.0, "accuracy": 0.75},
+        {"name": "mobilenet-v2 1.4", "latency_ms": 38.0, "accuracy": 0.74}]
+
+
+def _svg(run, name):
+    return (run / "plots" / f"{name}.svg").read_text()
+
+
+def test_figures_show_references_best_so_far_and_entropy_bounds(tmp_path):
+    run = fill_synthetic(tmp_path / "run", n=120, seed=1, target_ms=20.0)
+    with Store(run) as store:
+        store.set_meta("references", REFS)
+    s = make_report(run, plots=True, html=True)
+    assert all((run / "plots" / f"{n}.{ext}").stat().st_size > 1000
+               for n in ("reward", "pareto", "latency_hist", "entropy") for ext in ("png", "svg", "pdf"))
+    pareto = _svg(run, "pareto")
+    assert all(r["name"] in pareto for r in REFS) and "reference models" in pareto
+    assert "accuracy (%" in pareto and str(s["pareto"][0]["id"]) in pareto  # ids as the tables print them
+    assert "best so far" in _svg(run, "reward") and "trial id" in _svg(run, "reward")
+    assert _svg(run, "entropy").count("its maximum") >= 1
+    cap = s["caption"]
+    assert cap["backend"] == "onnxruntime" and cap["resolution"] == 224 and cap["mnas_version"]
+    page = (run / "report.html").read_text()
+    assert 'id="caption"' in page and "onnxruntime" in page.split('id="caption"')[1][:300]
+
+
+def test_compare_draws_each_runs_own_target_as_densities(tmp_path):
+    a = fill_synthetic(tmp_path / "soft", n=60, seed=1, target_ms=20.0)
+    b = fill_synthetic(tmp_path / "hard", n=200, seed=2, target_ms=12.5, alpha=0.0, beta=-1.0)
+    make_report(a, plots=True, html=False, compare=[b])
+    hist = _svg(a, "latency_hist")
+    assert "T=20 ms" in hist and "T=12.5 ms" in hist and "density of models" in hist
