@@ -6,17 +6,20 @@ import random
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings, strategies as st
 
 from mnas import MnasError
 from mnas.latency.lut import arch_layers, space_layers
 from mnas.model import build, count_params
 from mnas.model.export import export
+from mnas.search.config import config_from_dict
 from mnas.space import Architecture, SPACES, arch_to_timm, arch_to_tpu, load_space, zoo
 
 PAPER = load_space("mnasnet-paper")
@@ -58,6 +61,12 @@ def test_space_show_json_says_size_and_why():
     assert 1.0e13 <= info["size"] <= 2.0e13
     assert any("pool" in d["choices"] for d in info["decisions"])
     assert "432" in info["note"] and "pooling skip" in info["note"]
+
+
+def test_the_paper_config_searches_the_paper_space():
+    raw = yaml.safe_load((Path(__file__).parents[1] / "configs" / "mnasnet-imagenet.yaml").read_text())
+    space = config_from_dict(raw).resolved()["space"]
+    assert space == "mnasnet-paper" and load_space(space).size == PAPER.size
 
 
 @given(st.integers(min_value=0, max_value=2**32 - 1))

@@ -1,5 +1,6 @@
 """The store's records and its one ranking."""
 
+import math
 import random
 
 import numpy as np
@@ -34,3 +35,15 @@ def test_a_trial_round_trips_with_its_status(tmp_path):
         t = store.trial(tid)
     assert t.status is TrialStatus.FAILED and t.error == "boom" and t.seconds == 2.5 and t.tokens == [1, 2]
     assert t.to_dict()["status"] == "failed"
+
+
+def test_unusable_numbers_never_rank_even_when_stored_as_completed(tmp_path):
+    """A store written some other way (an older mnas, a plugin) may hold them as completed."""
+    with Store(tmp_path / "run") as store:
+        for i, (acc, lat) in enumerate([(0.5, 2.0), (1.5, 1.0), (0.9, float("inf")), (0.9, -1.0), (0.9, 0.0),
+                                        (float("nan"), 1.0)]):
+            tid = store.add_trial(f"arch{i}", [i])
+            store.finish_trial(Trial(tid, f"arch{i}", TrialStatus.COMPLETED, accuracy=acc, latency_ms=lat,
+                                     reward=None if math.isnan(acc) else acc))
+        table = trial_table(store)
+        assert [t.id for t in ranked_trials(store)] == [1] == [int(table.id[i]) for i in table.ranking()]

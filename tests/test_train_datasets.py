@@ -14,7 +14,7 @@ from mnas import MnasError
 from mnas.registry import Registry
 from mnas.train import datasets, list_datasets, load_dataset
 from mnas.train.datasets import stratified_split
-from mnas.train.trainer import batch_preparer
+from mnas.train.feeds import batch_preparer
 
 
 def test_animal_mnist_default_split():
@@ -29,7 +29,7 @@ def test_animal_mnist_default_split():
 def test_builtin_small_sets_and_resize():
     d = load_dataset("digits", 16)
     assert d.x_train.shape[1:] == (1, 16, 16) and d.n_train + d.n_val == 1797
-    m = load_dataset("mnist-5k", 14, val_fraction=0.1)
+    m = load_dataset("mnist-5k", 14, holdout=0.1)
     assert m.n_val == 500 and m.x_val.shape[1:] == (1, 14, 14)
     x = batch_preparer(m, torch.device("cpu"), torch.channels_last)(m.x_train[:256])
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.3 and 0.7 < float(x.std()) < 1.3
@@ -83,7 +83,7 @@ def test_cifar10_and_cifar100_pickles(tmp_path):
         load_dataset(f"cifar10:{c100}", 32)
 
 
-def test_imagefolder_grey_and_colour(tmp_path):
+def test_imagefolder_streams_grey_and_colour_as_rgb(tmp_path):
     rng = np.random.default_rng(0)
     for cls in ("cat", "dog"):
         (tmp_path / "rgb" / cls).mkdir(parents=True)
@@ -92,8 +92,19 @@ def test_imagefolder_grey_and_colour(tmp_path):
             Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "rgb" / cls / f"{i}.png")
             Image.fromarray(rng.integers(0, 256, (9, 9), dtype=np.uint8)).save(tmp_path / "grey" / cls / f"{i}.png")
     d = load_dataset(f"imagefolder:{tmp_path / 'rgb'}", 16)
-    assert d.in_chans == 3 and d.classes == ("cat", "dog") and d.x_train.shape[-2:] == (16, 16)
-    assert load_dataset(f"imagefolder:{tmp_path / 'grey'}", 8).in_chans == 1
+    assert d.in_chans == 3 and d.classes == ("cat", "dog") and (d.n_train, d.n_val) == (4, 2)
+    assert load_dataset(f"imagefolder:{tmp_path / 'grey'}", 8).in_chans == 3
+
+
+def test_a_holdout_count_is_exact_and_stratified():
+    y = np.repeat(np.arange(3), [10, 20, 30])
+    tr, va = stratified_split(y, 12, 0)
+    assert len(va) == 12 and np.bincount(y[va.numpy()]).tolist() == [2, 4, 6]
+    assert len(stratified_split(y, 7, 0)[1]) == 7  # shares 1.17 / 2.33 / 3.5: largest remainders
+    d = load_dataset("digits", 8, holdout=500)
+    assert d.n_val == 500 and d.split == {"holdout": 500, "seed": 0}
+    with pytest.raises(MnasError, match="cannot hold out 60"):
+        stratified_split(y, 60, 0)
 
 
 def test_errors_are_one_line_mnas_errors(tmp_path):

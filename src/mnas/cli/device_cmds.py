@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from mnas.cli.app import app
-from mnas.latency.agent import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT, make_server,
-                                serve_until_interrupted)
+from mnas.latency.agent import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS,
+                                DEFAULT_MAX_TENSOR_BYTES, DEFAULT_PORT, make_server, serve_until_interrupted)
 from mnas.latency.wire import read_token
 
 device_app = typer.Typer(no_args_is_help=True, help="Device agents: measure latency on the target device.")
@@ -22,15 +22,18 @@ def device_serve(backend: str = typer.Option(DEFAULT_BACKEND, "--backend", "-b",
                                           help="address to bind (loopback unless you mean to expose it)"),
                  port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535),
                  token_file: Path = typer.Option(..., "--token-file", help="file holding the bearer token"),
-                 max_mb: float = typer.Option(DEFAULT_MAX_BYTES / 2**20, "--max-mb",
+                 max_mb: float = typer.Option(DEFAULT_MAX_BYTES / 2**20, "--max-mb", min=0.001,
                                               help="largest model file accepted, MB"),
+                 max_seconds: float = typer.Option(DEFAULT_MAX_SECONDS, "--max-seconds", min=0.001,
+                                                   help="wall-clock limit per measurement (loading included), "
+                                                        "after which it is abandoned"),
+                 max_tensor_mb: float = typer.Option(DEFAULT_MAX_TENSOR_BYTES / 2**20, "--max-tensor-mb",
+                                                     min=0.001, help="largest tensor a model may declare, MB"),
                  quiet: bool = typer.Option(False, "--quiet", help="no request log")) -> None:
     """Serve POST /v1/measure and GET /health until interrupted."""
-    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 2**20), quiet)
+    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 2**20), quiet,
+                         max_seconds, int(max_tensor_mb * 2**20))
     info = server.health()
     typer.echo(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} "
                f"({info['device']['cores']} cores) at {server.url}", err=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo("warning: listening beyond loopback; the token is sent in clear over plain HTTP, "
-                   "use a trusted network or an SSH tunnel", err=True)
     serve_until_interrupted(server)

@@ -51,6 +51,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
               space: Optional[str] = SpaceOpt,
               json: bool = typer.Option(False, "--json")) -> None:
     """An architecture's strings, parameters, MACs and whether it lies in a space."""
+    import torch
+
     from mnas.model import build, profile
 
     label, arch = resolve_arch(name, width_multiplier)
@@ -60,7 +62,10 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
         in_space, why = True, ""
     except MnasError as e:
         in_space, why = False, str(e)
-    prof = profile(build(arch, num_classes=num_classes), resolution)
+    # on the meta device tensors have shapes but no storage: counting parameters and multiply-adds needs
+    # no memory and no arithmetic, so the largest architecture the parser accepts is shown in seconds
+    with torch.device("meta"):
+        prof = profile(build(arch, num_classes=num_classes), resolution)
     info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": _dialect(arch_to_tpu, arch),
             "timm": _dialect(arch_to_timm, arch), "width_multiplier": width_multiplier, "resolution": resolution,
             "num_classes": num_classes, "params": prof.params, "macs": prof.macs, "layers": arch.layers,

@@ -117,6 +117,7 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
                holdout: Optional[str] = _holdout_option(),
                seed: int = _option("seed", "--seed"),
                workers: int = _option("workers", "--workers"),
+               max_bad_fraction: float = _option("max_bad_fraction", "--max-bad-fraction"),
                json: bool = typer.Option(False, "--json")) -> None:
     """Decode a streamed dataset once into a memory-mapped uint8 cache at one resolution and split."""
     from mnas.train import Stream, build_cache, load_dataset
@@ -124,10 +125,10 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
 
     if is_cache(out):
         raise MnasError(f"{out} is a cache already: delete it to rebuild it")
-    data = load_dataset(spec, resolution, _count_or_fraction(holdout), seed, workers=workers)
+    data = load_dataset(spec, resolution, _count_or_fraction(holdout), seed)
     if not isinstance(data, Stream):
         raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {spec} is held in memory already")
-    build_cache(data, out, workers, ProxyConfig.default("max_bad_fraction"))
+    build_cache(data, out, workers, max_bad_fraction)
     _show(load_dataset(spec, resolution, _count_or_fraction(holdout), seed, cache=out).describe(), json)
 
 

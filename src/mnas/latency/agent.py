@@ -5,16 +5,22 @@
 
 Every request needs ``Authorization: Bearer <token>`` (compared in constant time). One model is measured
 at a time: concurrent requests wait their turn, because two models timed together slow each other down.
-Model files are parsed by the runtime itself (ONNX protobuf / TFLite flatbuffer); nothing is unpickled.
-Besides the runtime it needs only the standard library and pydantic (the settings schema), so it runs
-wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch, no typer.
+The work one request can ask for is bounded: capped run counts (``wire.LIMITS``), a wall-clock limit per
+measurement after which it is abandoned (``max_seconds``), a largest tensor (``max_tensor_bytes``), and
+no model that refers to files; measurements run in a child process (``mnas.latency.worker``) so an
+abandoned or crashing one never takes the agent with it. Nothing is unpickled. Besides the runtime it
+needs only the standard library, pydantic (the settings schema) and, for ONNX, the onnx package (the
+model checks), so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch,
+no typer. docs/latency.md has the threat model.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,14 +30,20 @@ from urllib.parse import urlparse
 from mnas import MnasError, __version__
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.local import LocalBackend
+from mnas.latency.protocol import check_pin_core
 from mnas.latency.registry import get_backend
-from mnas.latency.wire import DEFAULT_PORT, read_token, settings_from_query
+from mnas.latency.settings import LatencySettings
+from mnas.latency.wire import DEFAULT_PORT, read_token, settings_from_query, warn_if_weak
+from mnas.latency.worker import MeasuringProcess, RuntimeFailed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKEND = "onnxruntime"
 DEFAULT_HOST = "127.0.0.1"  # loopback unless the user means to expose it
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 120.0  # per measurement, loading the model included
+# MnasNet's largest activation at batch 1 and 1024 px is ~100 MiB; a Pi has 1-8 GiB
+DEFAULT_MAX_TENSOR_BYTES = 256 * 1024 * 1024
 
 
 def local_backend(name: str) -> LocalBackend:
@@ -49,18 +61,34 @@ class AgentServer(ThreadingHTTPServer):
     request_timeout = 60.0
 
     def __init__(self, address: tuple[str, int], backend: LocalBackend, token: str,
-                 max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
         if not token:
             raise MnasError("the agent needs a non-empty token (--token-file)")
+        if max_seconds <= 0 or max_tensor_bytes <= 0:
+            raise MnasError("the agent's time and tensor limits must be positive")
+        warn_if_weak(token)
+        backend.max_tensor_bytes = max_tensor_bytes
         self.backend = backend
         self.token = token.encode()
         self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
         self.quiet = quiet
+        self.measurer = MeasuringProcess(backend, max_seconds)
         self.measure_lock = threading.Lock()
         self.waiting = 0
         self.served = 0
         self._count_lock = threading.Lock()
         super().__init__(address, AgentHandler)
+        if not is_loopback(self.server_address[0]):
+            log.warning("the agent listens on %s over plain HTTP: the token and the models travel in clear to "
+                        "anyone on the network. Keep it on 127.0.0.1 and tunnel instead, e.g. from your "
+                        "computer: ssh -N -L %d:127.0.0.1:%d user@device", self.server_address[0],
+                        self.server_address[1], self.server_address[1])
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.measurer.close()
 
     @property
     def url(self) -> str:
@@ -70,8 +98,23 @@ class AgentServer(ThreadingHTTPServer):
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "mnas": __version__, "backend": self.backend.name,
                 "model_format": self.backend.model_format, "runtime_version": self.backend.runtime_version(),
-                "device": fingerprint(), "max_bytes": self.max_bytes, "queue": self.waiting,
+                "device": fingerprint(), "max_bytes": self.max_bytes, "max_seconds": self.max_seconds,
+                "max_tensor_bytes": self.backend.max_tensor_bytes, "queue": self.waiting,
                 "busy": self.measure_lock.locked(), "served": self.served}
+
+    def check_request(self, settings: LatencySettings) -> None:
+        """What only this device can judge: the core to pin to and the thread count."""
+        check_pin_core(settings.pin_core)
+        cores = os.cpu_count() or 1
+        if settings.threads > cores:
+            raise MnasError(f"threads {settings.threads}: this device has {cores} core(s)")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class AgentHandler(BaseHTTPRequestHandler):
@@ -157,6 +200,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             return
         try:
             settings = settings_from_query(url.query)
+            self.server.check_request(settings)
         except MnasError as e:
             self._discard_body()
             self._error(400, str(e), close=True)
@@ -171,23 +215,24 @@ class AgentHandler(BaseHTTPRequestHandler):
             with self.server.measure_lock:
                 with self.server._count_lock:
                     self.server.waiting -= 1
-                result = self.server.backend.measure_file(data, settings)
+                result = self.server.measurer.measure(data, settings)
                 self.server.served += 1
+        except RuntimeFailed as e:  # the model's fault as far as anyone can tell: 4xx, the agent is fine
+            log.info("runtime failed: %s", e)
+            self._error(422, str(e))
+            return
         except MnasError as e:
             self._error(400, str(e))
             return
-        except Exception as e:  # a runtime failing on one model must not take the agent down
-            log.exception("measurement failed")
-            self._error(500, f"measurement failed: {type(e).__name__}: {str(e)[:300]}")
-            return
-        self._send(200, result.to_dict())
+        self._send(200, result)
 
 
 def make_server(backend: str | LocalBackend, token: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> AgentServer:
+                max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False, max_seconds: float = DEFAULT_MAX_SECONDS,
+                max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> AgentServer:
     """A ready agent (port 0 picks a free port: see ``server.url``); call ``serve_forever()`` to run it."""
     be = local_backend(backend) if isinstance(backend, str) else backend
-    return AgentServer((host, port), be, token, max_bytes, quiet)
+    return AgentServer((host, port), be, token, max_bytes, quiet, max_seconds, max_tensor_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,12 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--token-file", required=True)
-    ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20)
+    ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20, help="largest model file")
+    ap.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="per measurement")
+    ap.add_argument("--max-tensor-mb", type=float, default=DEFAULT_MAX_TENSOR_BYTES / 2**20,
+                    help="largest tensor a model may declare")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
         server = make_server(args.backend, read_token(args.token_file), args.host, args.port,
-                             int(args.max_mb * 2**20), args.quiet)
+                             int(args.max_mb * 2**20), args.quiet, args.max_seconds,
+                             int(args.max_tensor_mb * 2**20))
     except MnasError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

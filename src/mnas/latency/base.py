@@ -8,13 +8,17 @@ backend; ``mnas.latency.registry`` names them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from mnas import MnasError
 from mnas.latency.settings import LatencySettings
+from mnas.schema import validation_message
 
 if TYPE_CHECKING:  # torch is heavy; only the backends need it at run time
     from torch import nn
@@ -25,6 +29,9 @@ if TYPE_CHECKING:  # torch is heavy; only the backends need it at run time
 @dataclass
 class LatencyResult:
     """One measurement. Times are milliseconds per inference call (one call = one batch)."""
+
+    # results arrive from agents and cache files: a time that is NaN or infinite is as wrong as a string
+    __pydantic_config__ = ConfigDict(allow_inf_nan=False)
 
     median_ms: float
     mean_ms: float
@@ -56,18 +63,28 @@ class LatencyResult:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, data: Any) -> LatencyResult:
+        """Validate a result from JSON (an agent's answer, a cache row): fields of the wrong type, times that
+        are not finite numbers or a body that is not an object are one MnasError line; unknown keys (from
+        another mnas version) are dropped."""
+        if not isinstance(data, dict):
+            raise MnasError(f"a latency result is a JSON object, got {type(data).__name__}")
         missing = {f.name for f in dataclasses.fields(cls)
                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING} - data.keys()
         if missing:
             raise MnasError(f"latency result lacks field(s) {', '.join(sorted(missing))}")
-        kw = {k: v for k, v in data.items() if k in names}
-        kw["input_shape"] = tuple(kw.get("input_shape", ()))
-        return cls(**kw)
+        try:
+            return _adapter().validate_python(data)
+        except ValidationError as e:
+            raise MnasError(validation_message(e, "latency result")) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[LatencyResult]:
+    return TypeAdapter(LatencyResult)
 
 
 def now_iso() -> str:

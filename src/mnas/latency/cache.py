@@ -3,14 +3,17 @@ at once) and ``measure``, which consults it before timing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnas import MnasError
 from mnas.latency.base import LatencyBackend, LatencyResult
 from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencyConfig, LatencySettings
@@ -34,7 +37,9 @@ def cache_key(arch_canonical: str, identity: dict[str, Any], settings: LatencySe
 
 
 class LatencyCache:
-    """key (``cache_key``) -> LatencyResult. A directory gets ``latency.sqlite``."""
+    """key (``cache_key``) -> LatencyResult. A directory gets ``latency.sqlite``. A file that is not a cache
+    (not SQLite, or another program's database) is refused, never written to; a damaged entry is measured
+    again."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         p = Path(path) if path is not None else default_cache_path()
@@ -42,25 +47,41 @@ class LatencyCache:
             p = p / "latency.sqlite"
         p.parent.mkdir(parents=True, exist_ok=True)
         self.path = p
-        with self._connect() as db:
+        with self._db() as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "latency" not in tables:
+                raise MnasError(f"{p} is another program's SQLite database, not a latency cache: give another "
+                                "--cache path")
             db.execute("CREATE TABLE IF NOT EXISTS latency (key TEXT PRIMARY KEY, result TEXT NOT NULL)")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+                yield db
+        except sqlite3.DatabaseError as e:
+            raise MnasError(f"cannot use {self.path} as a latency cache ({e}): give another --cache path "
+                            "or delete the file") from None
 
     def get(self, key: str) -> LatencyResult | None:
-        with self._connect() as db:
+        with self._db() as db:
             row = db.execute("SELECT result FROM latency WHERE key = ?", (key,)).fetchone()
-        return LatencyResult.from_dict(json.loads(row[0])) if row else None
+        if row is None:
+            return None
+        try:
+            return LatencyResult.from_dict(json.loads(row[0]))
+        except (ValueError, TypeError) as e:  # MnasError and JSON errors are ValueErrors
+            log.warning("damaged entry in the latency cache %s, measuring again: %s", self.path, e)
+            return None
 
     def put(self, key: str, result: LatencyResult) -> None:
         data = result.to_dict()
         data["cached"] = False
-        with self._connect() as db:
+        with self._db() as db:
             db.execute("INSERT OR REPLACE INTO latency (key, result) VALUES (?, ?)", (key, json.dumps(data)))
 
     def __len__(self) -> int:
-        with self._connect() as db:
+        with self._db() as db:
             return db.execute("SELECT COUNT(*) FROM latency").fetchone()[0]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
+from mnas.latency.model_files import check_tflite_tensors
 from mnas.latency.settings import LatencySettings
 
 _INSTALL = "pip install 'mnas[litert]'  (litert-torch to convert, ai-edge-litert to run)"
@@ -34,7 +35,11 @@ class LiteRtBackend(LocalBackend):
             raise MnasError("not a TFLite model (no TFL3 flatbuffer identifier)")
         try:
             interp = Interpreter(model_content=data, num_threads=settings.threads)
+            if self.max_tensor_bytes is not None:  # before the tensors are allocated
+                check_tflite_tensors(interp.get_tensor_details(), self.max_tensor_bytes)
             interp.allocate_tensors()
+        except MnasError:
+            raise
         except Exception as e:
             raise MnasError(f"not a TFLite model LiteRT can load: {str(e).splitlines()[0][:200]}") from None
         inputs = interp.get_input_details()

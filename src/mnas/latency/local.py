@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from mnas import MnasError
 from mnas.latency.base import LatencyResult
 from mnas.latency.fingerprint import fingerprint
-from mnas.latency.protocol import make_result, model_file, time_calls
+from mnas.latency.protocol import check_pin_core, make_result, model_file, time_calls
 from mnas.latency.settings import LatencySettings
 
 if TYPE_CHECKING:
@@ -26,10 +26,13 @@ def random_input(input_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 class LocalBackend:
     """Subclasses set ``name`` and ``model_format`` and implement ``runtime_version`` and ``load`` (model file
-    -> runner); a backend that takes no files (``model_format = None``) overrides ``runner`` instead."""
+    -> runner); a backend that takes no files (``model_format = None``) overrides ``runner`` instead.
+    ``load`` refuses files that name other files; the device agent also sets ``max_tensor_bytes``, the
+    largest tensor a file it is sent may declare (``mnas.latency.model_files``)."""
 
     name = "local"
     model_format: str | None = "onnx"
+    max_tensor_bytes: int | None = None
 
     def __init__(self, arg: str = "") -> None:
         if arg:
@@ -54,12 +57,14 @@ class LocalBackend:
     # --- measuring --------------------------------------------------------------------------------------
     def measure(self, arch: Architecture, settings: LatencySettings | None = None) -> LatencyResult:
         settings = settings or LatencySettings()
+        check_pin_core(settings.pin_core)  # before the network is built and exported, not after
         infer = self.runner(arch, settings.input_shape(), settings)
         return self.time_runner(infer, settings.input_shape(), settings, arch.canonical)
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],
                       settings: LatencySettings | None = None) -> LatencyResult:
         settings = settings or LatencySettings()
+        check_pin_core(settings.pin_core)
         return self.time_runner(self.runner(model, tuple(input_shape), settings), tuple(input_shape), settings)
 
     def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:

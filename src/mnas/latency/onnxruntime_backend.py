@@ -6,6 +6,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
+from mnas.latency.model_files import check_onnx
 from mnas.latency.settings import LatencySettings
 
 
@@ -20,6 +21,7 @@ class OnnxRuntimeBackend(LocalBackend):
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         import onnxruntime as ort
 
+        check_onnx(data, self.max_tensor_bytes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.threads
         opts.inter_op_num_threads = 1
@@ -27,6 +29,8 @@ class OnnxRuntimeBackend(LocalBackend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # spinning threads burn a shared core between calls; with one thread there is nothing to wake
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if settings.threads > 1 else "1")
+        # the bytes were checked as an ONNX protobuf: never let them be read as an ORT-format flatbuffer
+        opts.add_session_config_entry("session.load_model_format", "ONNX")
         try:
             sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for unparsable files

@@ -9,6 +9,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
+from mnas.latency.model_files import check_onnx
 from mnas.latency.settings import LatencySettings
 
 
@@ -27,6 +28,7 @@ class OpenVinoBackend(LocalBackend):
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         import openvino as ov
 
+        check_onnx(data, self.max_tensor_bytes)
         core = ov.Core()
         try:
             # ONNX from memory: the frontend reads a bytes object when no weights blob is given

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from mnas import MnasError
 from mnas.latency.base import LatencyResult, now_iso
 from mnas.latency.settings import LatencySettings
 
@@ -61,12 +62,22 @@ def summarize(round_samples: list[list[float]]) -> Timing:
                   cv, std / mean if mean > 0 else 0.0, medians, samples)
 
 
+def check_pin_core(core: int | None) -> None:
+    """MnasError unless this process may run on ``core`` (where the OS says which cores it may use)."""
+    if core is None or not hasattr(os, "sched_getaffinity"):
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    if core not in allowed:
+        raise MnasError(f"pin_core {core}: this process may run on core(s) {', '.join(map(str, allowed))} only")
+
+
 @contextlib.contextmanager
 def pinned(core: int | None) -> Iterator[None]:
     """Pin this process to one core while timing (Linux); a no-op where affinity is unsupported."""
     if core is None or not hasattr(os, "sched_setaffinity"):
         yield
         return
+    check_pin_core(core)
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})
     try:
@@ -144,8 +155,10 @@ def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
     """``mnas.model.export.prepare`` with the measurement's settings and thread budget: what every backend
     times (a given module's BatchNorm statistics are calibrated on a copy, never on the caller's)."""
     # imported here, not at the top: the device agent uses this module and runs without torch
+    from mnas.latency.memory import check_fits
     from mnas.model.export import prepare
 
+    check_fits(model, input_shape, settings.num_classes)
     with torch_threads(settings.threads):
         return prepare(model, input_shape, settings.num_classes, settings.calibrate_bn)
 

@@ -6,7 +6,9 @@ retried on another one. ``measure_many`` spreads a list of architectures over th
 
 The bearer token is a constructor argument (``token=`` or ``token_file=``, which ``get_backend`` passes
 on); only when neither is given does it come from $MNAS_DEVICE_TOKEN_FILE or $MNAS_DEVICE_TOKEN, which is
-how a config-driven search, naming just ``remote:URL``, reaches its agents.
+how a config-driven search, naming just ``remote:URL``, reaches its agents. It is sent to the agents'
+own origins only: a redirect elsewhere is refused, not followed. An agent's answer is checked like any
+input: a malformed one is a MnasError (the trial fails with the reason), never a result.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import urlsplit
 
 from mnas import MnasError
 from mnas.latency.base import LatencyResult
@@ -34,9 +37,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_ANSWER_BYTES = 1 << 20  # a result is a few kB; an agent that sends more is not an mnas agent
+
 
 class AgentError(Exception):
     """An agent failed in a way another agent might not (down, timed out, 5xx)."""
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        parts.scheme.lower())
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would repeat the Authorization header to wherever a redirect points: refuse other origins."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if origin(newurl) != origin(req.full_url):
+            raise MnasError(f"agent {req.full_url} redirects to another origin ({newurl}); the token is not sent "
+                            "there: give the agent's own URL")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(SameOriginRedirects)
+
+
+def check_health(info: Any, url: str) -> dict[str, Any]:
+    """What the client relies on in ``GET /health``, checked."""
+    ok = (isinstance(info, dict) and all(isinstance(info.get(k), str) for k in ("backend", "runtime_version"))
+          and isinstance(info.get("device"), dict) and isinstance(info["device"].get("id"), str)
+          and isinstance(info.get("model_format"), (str, type(None)))
+          and isinstance(info.get("max_bytes"), (int, type(None))))
+    if not ok:
+        raise MnasError(f"agent {url} answered a malformed /health (is it an mnas agent of this version?)")
+    return info
 
 
 class RemoteBackend:
@@ -72,8 +107,11 @@ class RemoteBackend:
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/octet-stream"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout_s) as resp:
-                return json.loads(resp.read())
+            with _OPENER.open(req, timeout=timeout or self.timeout_s) as resp:
+                body = resp.read(MAX_ANSWER_BYTES + 1)
+            if len(body) > MAX_ANSWER_BYTES:
+                raise MnasError(f"agent {url} answered more than {MAX_ANSWER_BYTES} bytes: not an mnas agent")
+            return json.loads(body)
         except urllib.error.HTTPError as e:
             try:
                 message = json.loads(e.read()).get("error", "")
@@ -82,11 +120,13 @@ class RemoteBackend:
             if e.code >= 500:
                 raise AgentError(f"{url}: HTTP {e.code} {message}") from None
             raise MnasError(f"agent {url} refused the request: HTTP {e.code} {message}") from None
+        except MnasError:
+            raise
         except (urllib.error.URLError, OSError, ValueError) as e:  # refused, reset, timeout, bad JSON
             raise AgentError(f"{url}: {getattr(e, 'reason', e)}") from None
 
     def health(self, url: str) -> dict[str, Any]:
-        info = self._request(f"{url}/health", timeout=self.health_timeout_s)
+        info = check_health(self._request(f"{url}/health", timeout=self.health_timeout_s), url)
         self._health[url] = info
         return info
 
@@ -148,9 +188,7 @@ class RemoteBackend:
             finally:
                 with self._lock:
                     self._in_flight[url] -= 1
-            result = LatencyResult.from_dict(out)
-            result.extra = {**result.extra, "agent": url, "via": "remote"}
-            return result
+            return agent_result(out, url)
         raise MnasError(f"every device agent failed: {'; '.join(errors)}")
 
     # --- LatencyBackend ---------------------------------------------------------------------------------
@@ -177,3 +215,15 @@ class RemoteBackend:
         """Measure several architectures, one request per agent at a time, results in input order."""
         with ThreadPoolExecutor(max_workers=len(self.urls)) as pool:
             return list(pool.map(lambda a: self.measure(a, settings), archs))
+
+
+def agent_result(answer: Any, url: str) -> LatencyResult:
+    """An agent's answer as a result, or a MnasError saying what is wrong with it."""
+    try:
+        result = LatencyResult.from_dict(answer)
+    except MnasError as e:
+        raise MnasError(f"agent {url} answered a malformed result: {e}") from None
+    if result.median_ms <= 0:
+        raise MnasError(f"agent {url} answered a median of {result.median_ms} ms: not a positive time")
+    result.extra = {**result.extra, "agent": url, "via": "remote"}
+    return result

@@ -3,44 +3,68 @@ travel in the query string, the default port. Both sides import this module; nei
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from urllib.parse import parse_qs, urlencode
 
 from mnas import MnasError
 from mnas.latency.settings import LatencySettings
 from mnas.schema import validate
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PORT = 8765
 TOKEN_ENV = "MNAS_DEVICE_TOKEN"
 TOKEN_FILE_ENV = "MNAS_DEVICE_TOKEN_FILE"
+MIN_TOKEN_BYTES = 16
+MAKE_TOKEN = "python -c \"import secrets; print(secrets.token_urlsafe(32))\""
 # resolution, batch and channels are not sent: the agent reads them from the model file itself
 QUERY_SETTINGS = ("runs", "warmup", "rounds", "threads", "cv_threshold", "max_remeasures", "pin_core", "clock")
-# one request must not hold the agent's single measuring slot for hours
-LIMITS = {"runs": 10_000, "warmup": 10_000, "rounds": 100}
+# one request must not hold the agent's single measuring slot for hours (the agent's wall-clock limit
+# bounds the rest); checked before the schema, so "1e9" is refused by its cap rather than by its spelling
+LIMITS = {"runs": 10_000, "warmup": 10_000, "rounds": 100, "max_remeasures": 10}
 
 
 def read_token(path: str) -> str:
+    """The token in ``path``; warns when the file is readable by other users (Unix) or the token is short."""
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise MnasError(f"token file {path} not found (create one: python -c \"import secrets; "
-                        f"print(secrets.token_urlsafe(32))\" > {path})") from None
+        raise MnasError(f"token file {path} not found (create one: {MAKE_TOKEN} > {path})") from None
+    except UnicodeDecodeError:
+        raise MnasError(f"token file {path} is not UTF-8 text (create one: {MAKE_TOKEN} > {path})") from None
+    except OSError as e:
+        raise MnasError(f"cannot read token file {path}: {e.strerror or e}") from None
     if not token:
         raise MnasError(f"token file {path} is empty")
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("token file %s is readable by group or others: chmod 600 %s", path, path)
+    warn_if_weak(token, f"the token in {path}")
     return token
+
+
+def warn_if_weak(token: str, what: str = "the token") -> None:
+    if len(token.encode()) < MIN_TOKEN_BYTES:
+        log.warning("%s is shorter than %d bytes and can be guessed; make one with %s", what, MIN_TOKEN_BYTES,
+                    MAKE_TOKEN)
 
 
 def resolve_token(token: str | None = None, token_file: str | None = None) -> str:
     """The token given, else read from ``token_file``, else from $MNAS_DEVICE_TOKEN_FILE or $MNAS_DEVICE_TOKEN
     (how a config-driven search, which names only a backend spec, passes it)."""
     if token:
+        warn_if_weak(token)
         return token
     path = token_file or os.environ.get(TOKEN_FILE_ENV)
     if path:
         return read_token(path)
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV].strip()
+    if os.environ.get(TOKEN_ENV, "").strip():
+        token = os.environ[TOKEN_ENV].strip()
+        warn_if_weak(token, f"${TOKEN_ENV}")
+        return token
     raise MnasError(f"the remote backend needs the agents' token: --token-file F, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}")
 
 
@@ -55,8 +79,11 @@ def settings_from_query(query: str) -> LatencySettings:
     unknown = params.keys() - set(QUERY_SETTINGS)
     if unknown:
         raise MnasError(f"unknown setting {sorted(unknown)[0]!r}: expected some of {', '.join(QUERY_SETTINGS)}")
-    settings = validate(LatencySettings, params, "query")
     for name, limit in LIMITS.items():
-        if getattr(settings, name) > limit:
-            raise MnasError(f"{name} is limited to {limit}, got {getattr(settings, name)}")
-    return settings
+        try:
+            value = float(params.get(name, "0"))
+        except ValueError:
+            continue  # not a number: the schema says so below
+        if value > limit:
+            raise MnasError(f"{name} is limited to {limit} per request, got {params[name]}")
+    return validate(LatencySettings, params, "query")

@@ -81,7 +81,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     size that this machine's memory can hold. A mistake here would otherwise fail every trial."""
     from mnas.latency import get_backend
     from mnas.space import Architecture
-    from mnas.train import load_dataset
+    from mnas.train import load_proxy_data
 
     started = time.perf_counter()
     with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
@@ -95,16 +95,21 @@ def preflight(cfg: ExperimentConfig) -> None:
     try:
         arch = Architecture.parse(largest.canonical)
     except MnasError as e:
-        raise MnasError(f"space {space.name}: trials build MnasNet-style models, not {largest.canonical[:60]!r}") from e
+        raise MnasError(f"space {space.name}: trials build MnasNet-style models, not "
+                        f"{largest.canonical[:60]!r}") from e
+    try:
+        proxy_arch = arch.scaled(cfg.proxy.width_multiplier)
+    except MnasError as e:  # past the widths any network of the space could have
+        raise MnasError(f"proxy.width_multiplier {cfg.proxy.width_multiplier:g}: {e}") from e
     # before the dataset: an absurd resolution would first blow up the resized images
     _check_memory(f"the proxy model (width {cfg.proxy.width_multiplier:g}, {cfg.proxy.resolution} px, batch "
-                  f"{cfg.proxy.batch_size}, training)", arch.scaled(cfg.proxy.width_multiplier),
-                  cfg.proxy.resolution, cfg.proxy.batch_size, 3, 1000, training=True)
+                  f"{cfg.proxy.batch_size}, training)", proxy_arch, cfg.proxy.resolution, cfg.proxy.batch_size,
+                  3, 1000, training=True)
     _check_memory(f"the deployed model ({cfg.latency.resolution} px, batch {cfg.latency.batch})", arch,
                   cfg.latency.resolution, cfg.latency.batch, cfg.latency.in_chans, cfg.latency.num_classes,
                   training=False)
     with _one_line(f"proxy dataset {cfg.proxy.dataset!r} does not load"):
-        load_dataset(cfg.proxy.dataset, cfg.proxy.resolution, cfg.proxy.val_fraction, cfg.seed)
+        load_proxy_data(cfg.proxy, cfg.seed)  # what every trial loads (kept in-process for the local executor)
     log.info("preflight checks passed in %.1f s", time.perf_counter() - started)
 
 

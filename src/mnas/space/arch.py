@@ -22,6 +22,10 @@ OPS = ("cv", "ds", "ir")
 SKIPS = ("none", "identity", "pool")
 SKIP_FLAGS = {"none": "noskip", "pool": "poolskip"}  # identity is the unmarked default
 _FIELD = re.compile(r"^([a-z]+)(\d.*)?$")
+# Sane maxima, far above any published MnasNet-family network (widths <= 2560, expansion 6, kernel 7,
+# 4 layers a block, ~20 layers): a short string must not ask for a network that takes minutes and
+# gigabytes to build. Memory at a given resolution is checked where a network is timed (mnas.latency).
+MAX_REPEATS, MAX_KERNEL, MAX_EXPANSION, MAX_WIDTH, MAX_LAYERS = 32, 15, 16, 4096, 256
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class Block:
             raise MnasError(f"bad block {self}: widths and expansion must be >= 1, se in [0, 1]")
         if self.skip not in SKIPS:
             raise MnasError(f"unknown skip op {self.skip!r}: expected one of {', '.join(SKIPS)}")
+        for name, value, limit in (("repeats", self.repeats, MAX_REPEATS), ("kernel", self.kernel, MAX_KERNEL),
+                                   ("expansion", self.expansion, MAX_EXPANSION), ("input width", self.in_ch, MAX_WIDTH),
+                                   ("output width", self.out_ch, MAX_WIDTH)):
+            if value > limit:
+                raise MnasError(f"block {self.to_string()[:80]}: {name} {value} is over the maximum of {limit}")
 
     def shortcut(self, layer: int) -> str:
         """What layer ``layer`` adds to its output: "identity" by the reference rule (allowed, stride 1,
@@ -97,8 +106,18 @@ class Architecture:
     def __post_init__(self) -> None:
         if not self.blocks:
             raise MnasError("an architecture needs at least one block")
-        if self.stem < 1 or self.head < 1:
-            raise MnasError("stem and head widths must be >= 1")
+        if not (1 <= self.stem <= MAX_WIDTH and 1 <= self.head <= MAX_WIDTH):
+            raise MnasError(f"stem and head widths must be between 1 and {MAX_WIDTH}")
+        if self.layers > MAX_LAYERS:
+            raise MnasError(f"{self.layers} layers is over the maximum of {MAX_LAYERS}")
+        width = self.stem
+        for n, b in enumerate(self.blocks, 1):
+            # the identity skip adds the real input to the output: the widths must agree, or the
+            # network cannot run (the declared i may differ from the real input only without it)
+            if b.shortcut(0) == "identity" and width != b.out_ch:
+                raise MnasError(f"block {n} ({b.to_string()}) adds its input to its output, but its input has "
+                                f"{width} channels, not {b.out_ch}: fix i, or mark the block noskip")
+            width = b.out_ch
 
     @property
     def canonical(self) -> str:

@@ -99,6 +99,9 @@ def open_cache(folder: str, source: str, resolution: int, holdout: int | float |
     """The cache as an in-memory ``Dataset`` whose tensors are views of the mapped file; refused when it
     holds another source, resolution or split."""
     path = Path(folder).expanduser()
+    if not is_cache(path):
+        raise MnasError(f"no cache at {path}: build it with 'mnas data cache', or set proxy.cache to build it "
+                        "on first use")
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("format") != FORMAT:
         raise MnasError(f"cache {path} is of format {meta.get('format')}; this mnas reads format {FORMAT}: "

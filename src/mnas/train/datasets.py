@@ -111,11 +111,11 @@ def _takes_path(loader: Loader) -> bool:
     return bool(getattr(loader, "takes_path", False))
 
 
-def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int = 0, cache: str | None = None,
-                 workers: int = 2) -> Dataset | Stream:
+def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int = 0,
+                 cache: str | None = None) -> Dataset | Stream:
     """Load (cached in-process) a dataset at ``resolution`` with its validation split: held out of the
-    training images when ``holdout`` is set (or the source has no val/ or test/ folder). ``cache``: the
-    folder of a memory-mapped cache, built from a streamed source (with ``workers``) on first use."""
+    training images when ``holdout`` is set (or the source has no val/ or test/ folder). ``cache``: read
+    it from this memory-mapped cache folder instead (``build_cache``; ``load_proxy_data`` builds it)."""
     name, path = parse_spec(spec)
     if resolution < 4:
         raise MnasError(f"resolution must be >= 4, got {resolution}")
@@ -124,22 +124,26 @@ def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int 
     if path is not None:
         path = str(Path(path).expanduser().resolve())
     if cache is not None:
-        from mnas.train.cache import build_cache, is_cache, open_cache
+        from mnas.train.cache import open_cache
 
-        if not is_cache(cache):
-            data = _load_cached(name, path, int(resolution), holdout, int(seed))
-            if not isinstance(data, Stream):
-                raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {name} is held in memory "
-                                "already")
-            build_cache(data, cache, workers)
         source = name if path is None else f"{name}:{path}"
         return open_cache(str(Path(cache).expanduser().resolve()), source, int(resolution), holdout, int(seed))
     return _load_cached(name, path, int(resolution), holdout, int(seed))
 
 
 def load_proxy_data(proxy: ProxyConfig, seed: int) -> Dataset | Stream:
-    """A search trial's data: ``proxy.dataset`` (its cache when ``proxy.cache`` is set), split by ``seed``."""
-    return load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed, proxy.cache, proxy.workers)
+    """A search trial's data: ``proxy.dataset`` split by ``seed``; with ``proxy.cache``, that cache,
+    built on first use."""
+    if proxy.cache is not None:
+        from mnas.train.cache import build_cache, is_cache
+
+        if not is_cache(proxy.cache):
+            data = load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed)
+            if not isinstance(data, Stream):
+                raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {proxy.dataset} is held "
+                                "in memory already")
+            build_cache(data, proxy.cache, proxy.workers, proxy.max_bad_fraction)
+    return load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed, proxy.cache)
 
 
 @functools.lru_cache(maxsize=8)

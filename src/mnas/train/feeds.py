@@ -134,7 +134,8 @@ class StreamFeed:
         self.skipped_names.update(bad)
         if len(self.skipped_names) > self.limit:
             names = sorted(self.skipped_names)
-            raise MnasError(f"{len(names)} images of {self.data.name} could not be decoded (more than "
+            raise MnasError(f"{len(names)} of {self.data.n_train + self.data.n_val} images of {self.data.name} could "
+                            f"not be decoded (more than "
                             f"max_bad_fraction {self.cfg.max_bad_fraction:g}), e.g. {', '.join(names[:3])}")
         return self.prepare(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
 

@@ -71,7 +71,7 @@ def open_imagefolder(path: str) -> ImageIndex:
     """List the images of a folder, zip or tar and assign classes (one line per problem found)."""
     p = Path(path)
     if p.is_dir():
-        files, dirs, extra = _list_folder(p), set(), None
+        (files, dirs), extra = _list_folder(p), None
         kind = "folder"
     elif p.suffix.lower() == ".zip" or (p.suffix.lower() != ".tar" and zipfile.is_zipfile(p)):
         files, dirs, extra = _list_zip(p)
@@ -81,8 +81,8 @@ def open_imagefolder(path: str) -> ImageIndex:
         kind = "tar"
     else:
         raise MnasError(f"{p} is neither a folder, a .zip nor a .tar archive (imagefolder:PATH)")
-    files = [f[2:] if f.startswith("./") else f for f in files]  # tar members may start with ./
-    dirs = {d[2:] if d.startswith("./") else d for d in dirs}
+    files = [_relative(f) for f in files]
+    dirs = {_relative(d) for d in dirs} - {""}
     index = _classify(p, kind, files, dirs)
     if extra is not None:
         where = {name: k for k, name in enumerate(files)}
@@ -94,13 +94,14 @@ def open_imagefolder(path: str) -> ImageIndex:
     return index
 
 
-def _list_folder(root: Path) -> list[str]:
-    files = []
+def _list_folder(root: Path) -> tuple[list[str], set[str]]:
+    files, dirs = [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, root)
-        files += [f if rel == "." else f"{rel}/{f}".replace(os.sep, "/") for f in sorted(filenames)]
-    return files
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if rel == "." else f"{rel}/"
+        files += [prefix + f for f in filenames]
+        dirs.update(prefix + d for d in dirnames)
+    return files, dirs
 
 
 def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
@@ -161,6 +162,14 @@ def _list_tar(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
     except (tarfile.TarError, OSError) as e:
         raise MnasError(f"{path}: not a readable tar archive ({e})") from None
     return files, dirs, (np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64), np.zeros(0, bool))
+
+
+def _relative(name: str) -> str:
+    """A member name relative to the root: tar members may start with ./ (and the root itself is .)."""
+    name = name.strip("/")
+    while name.startswith("./"):
+        name = name[2:]
+    return "" if name == "." else name
 
 
 def _parents(name: str) -> list[str]:

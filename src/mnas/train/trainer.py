@@ -104,7 +104,7 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     if isinstance(data, str):
-        data = load_dataset(data, cfg.resolution, cfg.holdout, cfg.seed, workers=cfg.workers)
+        data = load_dataset(data, cfg.resolution, cfg.holdout, cfg.seed)
     elif data.resolution != cfg.resolution:
         raise MnasError(f"dataset {data.name} is at {data.resolution} px but the config asks for "
                         f"{cfg.resolution} px: load it with load_dataset(spec, {cfg.resolution})")

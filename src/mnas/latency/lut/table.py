@@ -14,11 +14,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnas import MnasError
 from mnas.latency.settings import LatencySettings
 from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space
+from mnas.schema import validate
 
 if TYPE_CHECKING:
     from mnas.space.arch import Architecture
@@ -28,6 +31,49 @@ FORMAT = "mnas-lut/1"
 # settings that change what a layer costs; a table answers only for these exact values
 MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes")
 FEATURES = ("sum_ms", "layers", "const")
+
+
+class _Loose(BaseModel):
+    # keys written by other mnas versions are ignored; numbers must be finite
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class _Entry(_Loose):
+    ms: float = Field(ge=0)
+
+
+class _Calibration(_Loose):
+    features: list[Literal[FEATURES]]
+    coef: list[float]
+
+    @model_validator(mode="after")
+    def _one_coef_per_feature(self) -> _Calibration:
+        if len(self.features) != len(self.coef):
+            raise ValueError("needs one coefficient per feature")
+        return self
+
+
+class _Space(_Loose):
+    yaml: str
+
+
+class TableFile(_Loose):
+    """What ``LatencyTable.load`` accepts: a damaged or hand-edited table is one line naming the field."""
+
+    format: Literal[FORMAT]
+    space: _Space
+    backend: str
+    settings: dict[str, Any]
+    entries: dict[str, _Entry]
+    runtime_version: str = ""
+    device: dict[str, Any] = {}
+    overhead_ms: float = 0.0
+    calibration: Optional[_Calibration] = None
+    expected_entries: int = Field(0, ge=0)
+    entry_runs: int = Field(10, ge=1)
+    clock: Literal["wall", "cpu"] = "wall"
+    build_seconds: float = 0.0
+    created: str = ""
 
 
 def space_hash(text: str) -> str:
@@ -152,14 +198,10 @@ class LatencyTable:
             raise MnasError(f"{path} is not a latency table (not JSON)") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise MnasError(f"{path} is not a latency table (format {FORMAT!r} expected)")
-        try:
-            return cls(space_yaml=data["space"]["yaml"], backend=data["backend"],
-                       settings=LatencySettings.from_dict(data["settings"]),
-                       runtime_version=data.get("runtime_version", ""), device=data.get("device", {}),
-                       entries=data["entries"], overhead_ms=float(data.get("overhead_ms", 0.0)),
-                       calibration=data.get("calibration"), expected=int(data.get("expected_entries", 0)),
-                       entry_runs=int(data.get("entry_runs", 10)), clock=data.get("clock", "wall"),
-                       build_seconds=float(data.get("build_seconds", 0.0)), created=data.get("created", ""),
-                       path=path)
-        except (KeyError, TypeError) as e:
-            raise MnasError(f"latency table {path} is damaged (missing {e}): rebuild it") from None
+        f = validate(TableFile, data, f"latency table {path}")
+        return cls(space_yaml=f.space.yaml, backend=f.backend,
+                   settings=LatencySettings.from_dict(f.settings), runtime_version=f.runtime_version,
+                   device=f.device, entries={k: e.model_dump() for k, e in f.entries.items()},
+                   overhead_ms=f.overhead_ms, calibration=f.calibration.model_dump() if f.calibration else None,
+                   expected=f.expected_entries, entry_runs=f.entry_runs,
+                   clock=f.clock, build_seconds=f.build_seconds, created=f.created, path=path)

@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 METRICS = ("reward_regret", "hv_ratio", "constrained_regret")
 
 
-def bench_options() -> dict[str, dict[str, Any]]:
-    """Strategy options the benchmark uses unless --set overrides them: settings for 200-500 evaluations
-    instead of the paper's 8000 (docs/strategies.md, "Benchmark settings")."""
-    from mnas.search.strategies.ppo import SMALL_BUDGET  # torch only when PPO runs
-
-    return {"ppo": dict(SMALL_BUDGET)}
-
-
 def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: dict | None = None,
                max_ask_factor: int = 10) -> dict[str, Any]:
     """Rows evaluated (in order; -1 = not in the table, a failed evaluation) and the number of asks."""
@@ -121,9 +113,7 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
         STRATEGIES.get(s)  # an unknown name or a missing package fails here, not in a worker
     if not budgets or min(budgets) < 1 or seeds < 1:
         raise MnasError("need budgets >= 1 and seeds >= 1")
-    opts = bench_options() if "ppo" in strategies else {}
-    for name, extra in (options or {}).items():
-        opts.setdefault(name, {}).update(extra)
+    opts = {name: dict(extra) for name, extra in (options or {}).items()}
     top = max(budgets)
     work = [(s, seed, top, opts.get(s, {}), max_ask_factor) for s in strategies for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))

@@ -17,6 +17,7 @@ dropped from the batch: a failure says nothing about accuracy, and a made-up rew
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,33 @@ from mnas import MnasError
 from mnas.search.strategies.base import BaseStrategy, Tokens, b64, unb64
 from mnas.space.decisions import SearchSpace
 
-# For 200-500-evaluation searches (see docs/strategies.md): updates every 10 results instead of 20,
-# rewards standardised by their running spread, a larger step and several PPO epochs per batch,
-# so the controller can move within ~20-50 updates instead of the paper's ~400.
-SMALL_BUDGET: dict[str, Any] = {"lr": 0.002, "batch_size": 10, "ppo_epochs": 2, "advantage": "rank",
-                                "entropy_weight": 1e-4}
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """The controller's and PPO's settings; the defaults are the paper's (``PAPER``)."""
+
+    lr: float = 0.00035
+    entropy_weight: float = 1e-5
+    baseline_decay: float = 0.95
+    init_range: float = 0.1
+    batch_size: int = 20
+    hidden_size: int = 100
+    embedding_size: int = 100
+    clip: float = 0.2
+    ppo_epochs: int = 1
+    normalize: bool = False
+    max_grad_norm: float | None = None
+    advantage: str = "baseline"
+    unique: bool = False
+
+
+PAPER = PPOSettings()
+# For a few hundred trainings (docs/strategies.md, "PPO settings", has the measurements): never propose an
+# architecture twice, so a peaked policy turns into a search around its mode instead of repeating it;
+# updates every 10 results with rank advantages and a larger step, so 20-50 updates can move the policy.
+SMALL_BUDGET = replace(PAPER, lr=0.002, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=1e-4,
+                       unique=True)
+PRESETS = {"small-budget": SMALL_BUDGET, "paper": PAPER}
 
 
 class Controller(nn.Module):
@@ -55,9 +78,10 @@ class Controller(nn.Module):
                 (self.start, c.weight_ih, c.weight_hh, c.bias_ih + c.bias_hh)]
 
     def sample(self, rng: np.random.Generator, w: list[np.ndarray], emb: list[np.ndarray],
-               heads: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Tokens, float]:
-        """One architecture and its log-probability. Plain numpy: sampling is one token at a time,
-        where torch's per-call overhead would dominate (a 6-step roll-out takes ~0.1 ms here)."""
+               heads: list[tuple[np.ndarray, np.ndarray]], skip: Visited | None = None) -> tuple[Tokens, float]:
+        """One architecture and its log-probability under the policy. Plain numpy: sampling is one token
+        at a time, where torch's per-call overhead would dominate (a 6-step roll-out takes ~0.1 ms here).
+        ``skip``: never choose a token whose subtree ``skip`` has used up, so the result is new."""
         start, w_ih, w_hh, bias = w
         x, h, c = start, np.zeros(w_hh.shape[1]), np.zeros(w_hh.shape[1])
         logp, out = 0.0, []
@@ -71,7 +95,10 @@ class Controller(nn.Module):
             z = hw @ h + hb
             z = z - z.max()
             lse = math.log(np.exp(z).sum())
-            cdf = np.cumsum(np.exp(z - lse))
+            p = np.exp(z - lse)
+            if skip is not None:
+                p = p * [not skip.full((*out, t)) for t in range(len(z))]
+            cdf = np.cumsum(p)
             t = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(z) - 1)
             logp += float(z[t] - lse)
             out.append(t)
@@ -96,29 +123,25 @@ class Controller(nn.Module):
 class PPOStrategy(BaseStrategy):
     name = "ppo"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, lr: float = 0.00035,
-                 entropy_weight: float = 1e-5, baseline_decay: float = 0.95, init_range: float = 0.1,
-                 batch_size: int = 20, hidden_size: int = 100, embedding_size: int = 100,
-                 clip: float = 0.2, ppo_epochs: int = 1, normalize: bool = False,
-                 max_grad_norm: float | None = None, advantage: str = "baseline",
-                 max_redraws: int = 0) -> None:
+    def __init__(self, space: SearchSpace, seed: int = 0, preset: str = "small-budget", **overrides: Any) -> None:
+        """``preset``: "small-budget" (for a few hundred trainings) or "paper" (for ~8000); ``overrides``:
+        any field of ``PPOSettings``."""
         super().__init__(space, seed)
-        if batch_size < 1 or ppo_epochs < 1 or not 0 <= baseline_decay < 1 or lr <= 0 or clip <= 0:
+        if preset not in PRESETS:
+            raise MnasError(f"ppo: preset {preset!r}: expected {' or '.join(PRESETS)}")
+        self.preset = preset
+        self.settings = st = replace(PRESETS[preset], **overrides)
+        if st.batch_size < 1 or st.ppo_epochs < 1 or not 0 <= st.baseline_decay < 1 or st.lr <= 0 or st.clip <= 0:
             raise MnasError("ppo: need batch_size >= 1, ppo_epochs >= 1, 0 <= baseline_decay < 1, "
                             "lr > 0, clip > 0")
-        self.lr, self.entropy_weight, self.baseline_decay = lr, entropy_weight, baseline_decay
-        self.batch_size, self.clip, self.ppo_epochs = batch_size, clip, ppo_epochs
-        self.normalize, self.max_grad_norm = normalize, max_grad_norm
-        if advantage not in ("baseline", "rank"):
-            raise MnasError(f"ppo: advantage {advantage!r}: expected baseline (paper) or rank")
-        self.advantage = advantage
-        self.max_redraws = max_redraws
-        self.proposed: set[Tokens] = set()
-        self.controller = Controller(space.cardinalities, hidden_size, embedding_size)
-        self.controller.reset(init_range, torch.Generator().manual_seed(seed))
+        if st.advantage not in ("baseline", "rank"):
+            raise MnasError(f"ppo: advantage {st.advantage!r}: expected baseline (paper) or rank")
+        self.visited = Visited(space.cardinalities)
+        self.controller = Controller(space.cardinalities, st.hidden_size, st.embedding_size)
+        self.controller.reset(st.init_range, torch.Generator().manual_seed(seed))
         self.rng = np.random.default_rng(seed)
         self._sync()
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=st.lr)
         self.pending: list[tuple[Tokens, float]] = []  # asked, not yet told: (tokens, old log-prob)
         self.ready: list[tuple[Tokens, float, float]] = []  # told: (tokens, old log-prob, reward)
         self.baseline: float | None = None
@@ -128,18 +151,17 @@ class PPOStrategy(BaseStrategy):
 
     def ask(self) -> Tokens:
         self.n_asked += 1
-        tokens, logp = self.controller.sample(self.rng, *self._np)
-        for _ in range(self.max_redraws):  # sample without replacement: a repeat teaches nothing
-            if tokens not in self.proposed:
-                break
-            tokens, logp = self.controller.sample(self.rng, *self._np)
-        self.proposed.add(tokens)
+        # without replacement: a repeat costs no training but teaches nothing (until all is seen)
+        skip = self.visited if self.settings.unique and not self.visited.full(()) else None
+        tokens, logp = self.controller.sample(self.rng, *self._np, skip=skip)
+        self.visited.add(tokens)
         self.pending.append((tokens, logp))
         return tokens
 
     def tell(self, tokens: Tokens, reward: float | None, objectives: dict | None = None) -> None:
         tokens = self._check(tokens)
         self.n_told += 1
+        self.visited.add(tokens)  # e.g. a warm start: evaluated, so not worth proposing
         idx = next((i for i, (t, _) in enumerate(self.pending) if t == tokens), None)
         if idx is not None:
             old_logp = self.pending.pop(idx)[1]
@@ -150,8 +172,9 @@ class PPOStrategy(BaseStrategy):
             self.n_failed += 1
             return
         self.ready.append((tokens, old_logp, float(reward)))
-        if len(self.ready) >= self.batch_size:
-            batch, self.ready = self.ready[:self.batch_size], self.ready[self.batch_size:]
+        n = self.settings.batch_size
+        if len(self.ready) >= n:
+            batch, self.ready = self.ready[:n], self.ready[n:]
             self._update(batch)
 
     def _update(self, batch: list[tuple[Tokens, float, float]]) -> None:
@@ -165,11 +188,12 @@ class PPOStrategy(BaseStrategy):
             torch.set_num_threads(threads)
 
     def _ppo_step(self, batch: list[tuple[Tokens, float, float]]) -> None:
+        st = self.settings
         rewards = np.array([r for _, _, r in batch], dtype=np.float64)
         if self.baseline is None:
             self.baseline = float(rewards.mean())
             self.reward_var = float(rewards.var())
-        if self.advantage == "rank":
+        if st.advantage == "rank":
             # centred ranks within the batch, unit variance: invariant to any monotone transform of
             # the reward, so a heavy tail of broken models cannot drown the differences at the top
             ranks = rewards.argsort().argsort().astype(np.float64)
@@ -177,25 +201,25 @@ class PPOStrategy(BaseStrategy):
             adv = adv / max(adv.std(), 1e-12)
         else:
             adv = rewards - self.baseline
-            if self.normalize:
+            if st.normalize:
                 adv = adv / math.sqrt(max(self.reward_var or 0.0, 1e-12))
         for r in rewards:  # EMA over rewards, one step each, after the advantages are taken
             dev = r - self.baseline
-            self.baseline = float(self.baseline + (1 - self.baseline_decay) * dev)
-            self.reward_var = float(self.baseline_decay * (self.reward_var or 0.0)
-                                    + (1 - self.baseline_decay) * dev * dev)
+            self.baseline = float(self.baseline + (1 - st.baseline_decay) * dev)
+            self.reward_var = float(st.baseline_decay * (self.reward_var or 0.0)
+                                    + (1 - st.baseline_decay) * dev * dev)
         tokens = torch.tensor([t for t, _, _ in batch])
         old = torch.tensor([lp for _, lp, _ in batch])
         adv_t = torch.tensor(adv, dtype=torch.float32)
-        for _ in range(self.ppo_epochs):
+        for _ in range(st.ppo_epochs):
             logp, ent = self.controller.evaluate(tokens)
             ratio = torch.exp(logp - old)
-            surrogate = torch.min(ratio * adv_t, ratio.clamp(1 - self.clip, 1 + self.clip) * adv_t)
-            loss = -surrogate.mean() - self.entropy_weight * ent.mean()
+            surrogate = torch.min(ratio * adv_t, ratio.clamp(1 - st.clip, 1 + st.clip) * adv_t)
+            loss = -surrogate.mean() - st.entropy_weight * ent.mean()
             self.optimizer.zero_grad()
             loss.backward()
-            if self.max_grad_norm:
-                nn.utils.clip_grad_norm_(self.controller.parameters(), self.max_grad_norm)
+            if st.max_grad_norm:
+                nn.utils.clip_grad_norm_(self.controller.parameters(), st.max_grad_norm)
             self.optimizer.step()
         self.updates += 1
         self._sync()
@@ -234,7 +258,7 @@ class PPOStrategy(BaseStrategy):
                               "param_groups": opt["param_groups"]},
                 "pending": [[list(t), lp] for t, lp in self.pending],
                 "ready": [[list(t), lp, r] for t, lp, r in self.ready],
-                "proposed": sorted(list(t) for t in self.proposed),
+                "visited": sorted(list(t) for t in self.visited.seen),
                 "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
                 "last": self.last}
 
@@ -248,11 +272,37 @@ class PPOStrategy(BaseStrategy):
                                                   for k, s in d["optimizer"]["state"]},
                                         "param_groups": groups})
         self.pending = [(tuple(t), float(lp)) for t, lp in d["pending"]]
-        self.proposed = {tuple(t) for t in d["proposed"]}
+        self.visited = Visited(self.space.cardinalities)
+        for t in d["visited"]:
+            self.visited.add(tuple(t))
         self.ready = [(tuple(t), float(lp), float(r)) for t, lp, r in d["ready"]]
         self.baseline, self.reward_var, self.updates = d["baseline"], d["reward_var"], d["updates"]
         self.last = dict(d["last"])
         self._sync()
+
+
+class Visited:
+    """The architectures proposed or told so far, and how many lie under every prefix: a prefix is
+    used up when that count reaches the size of its subtree."""
+
+    def __init__(self, cardinalities: tuple[int, ...]) -> None:
+        self.subtree = [math.prod(cardinalities[k:]) for k in range(len(cardinalities) + 1)]
+        self.seen: set[Tokens] = set()
+        self.count: dict[Tokens, int] = {}
+
+    def add(self, tokens: Tokens) -> None:
+        if tokens not in self.seen:
+            self.seen.add(tokens)
+            for k in range(len(tokens) + 1):
+                self.count[tokens[:k]] = self.count.get(tokens[:k], 0) + 1
+
+    def full(self, prefix: Tokens) -> bool:
+        return self.count.get(prefix, 0) >= self.subtree[len(prefix)]
+
+
+def paper_ppo(space: SearchSpace, seed: int = 0, **overrides: Any) -> PPOStrategy:
+    """The paper's controller and settings (``PAPER``), for searches of thousands of trainings."""
+    return PPOStrategy(space, seed, preset="paper", **overrides)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

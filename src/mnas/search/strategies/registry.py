@@ -18,6 +18,7 @@ STRATEGIES: Registry = Registry("strategy", "mnas.strategies", {
     "random": "mnas.search.strategies.random_search:RandomSearch",
     "evolution": "mnas.search.strategies.evolution:RegularizedEvolution",
     "ppo": "mnas.search.strategies.ppo:PPOStrategy",
+    "ppo-paper": "mnas.search.strategies.ppo:paper_ppo",
     "optuna-tpe": "mnas.search.strategies.optuna_strategies:OptunaTPE",
     "optuna-nsga2": "mnas.search.strategies.optuna_strategies:OptunaNSGA2",
 })
