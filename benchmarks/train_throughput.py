@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mnas.model import build
 from mnas.space import zoo
 from mnas.train import TrainConfig, load_dataset, train_proxy
-from mnas.train.trainer import batch_preparer
+from mnas.train.feeds import batch_preparer
 
 
 def plain_loop(arch, data, steps: int, batch_size: int, seed: int) -> float:

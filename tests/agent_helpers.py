@@ -5,19 +5,32 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import signal
 import threading
 from collections.abc import Iterator
 
 from onnx import TensorProto, helper
 
 from mnas.latency.agent import AgentServer, make_server
+from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
 
 TOKEN = "s3cret-token-for-the-tests"
 QUERY = "runs=4&rounds=2&warmup=1&max_remeasures=0"
 
 
+class DiesOnRequest(OnnxRuntimeBackend):
+    """onnxruntime, except that the body ``b"die"`` kills the measuring process the way the kernel's
+    out-of-memory killer would (SIGKILL)."""
+
+    def measure_file(self, data, settings):
+        if data == b"die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().measure_file(data, settings)
+
+
 @contextlib.contextmanager
-def running_agent(backend: str = "onnxruntime", **options) -> Iterator[AgentServer]:
+def running_agent(backend: str | OnnxRuntimeBackend = "onnxruntime", **options) -> Iterator[AgentServer]:
     server = make_server(backend, TOKEN, "127.0.0.1", 0, quiet=True, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

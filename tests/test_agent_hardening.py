@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 import pytest
-from agent_helpers import (QUERY, TOKEN, big_input_model, call, external_data_model, running_agent,
-                           tiling_model)
+from agent_helpers import (QUERY, TOKEN, DiesOnRequest, big_input_model, call, external_data_model,
+                           running_agent, tiling_model)
 
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
@@ -119,6 +119,13 @@ def test_a_huge_input_tensor_is_refused_and_the_agent_keeps_serving(agent, model
     code, out = measure(agent, tiling_model([1, 3, 12000, 12000]))  # small input, huge declared activation
     assert code == 400 and "1x3x12000x12000" in out["error"]
     assert still_serving(agent, model_file)
+
+
+def test_a_runtime_killed_for_memory_costs_one_request(model_file):
+    with running_agent(DiesOnRequest()) as server:
+        code, out = measure(server, b"die")
+        assert code == 422 and "SIGKILL, out of memory?" in out["error"]
+        assert still_serving(server, model_file)  # a fresh measuring process
 
 
 def test_the_tensor_limit_holds_on_every_backend():

@@ -67,3 +67,40 @@ def test_version_and_debug(tmp_path):
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
     loud = mnas("--debug", "config", "show", bad)
     assert loud.returncode != 0 and "Traceback" in loud.stderr and "MnasError" in loud.stderr
+
+
+TINY = {"name": "tiny", "trials": 2, "strategy": {"name": "random"}, "reward": {"target_ms": 1.0},
+        "latency": {"resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
+        "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1, "train_limit": 128},
+        "references": False}
+
+
+def test_dry_run_checks_and_writes_nothing(tmp_path):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    r = mnas("search", "-c", path, "-o", tmp_path / "run", "--dry-run", "--json", "--set", "trials=3",
+             "--set", "proxy.epochs=2", "--set", "strategy.name=evolution",
+             "--set", "strategy.options={population_size: 4, sample_size: 2}")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["config"]["trials"] == 3 and plan["config"]["proxy"]["epochs"] == 2
+    assert plan["config"]["strategy"]["options"] == {"population_size": 4, "sample_size": 2}
+    assert plan["target_ms"] == 1.0
+    assert not (tmp_path / "run").exists()
+    for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.options={population: 4}", "population")):
+        bad = mnas("search", "-c", path, "-o", tmp_path / "run", "--dry-run", "--set", wrong)
+        assert bad.returncode == 2 and needle in bad.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    r = mnas("search", "-c", path, "-o", tmp_path / "run")  # stdout is a pipe here, as under nohup
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if " completed: arch " in ln]
+    assert len(lines) == 2 and all("reward" in ln and "latency" in ln and " s on " in ln for ln in lines)
+    assert "preflight checks passed" in r.stderr

@@ -10,6 +10,7 @@ import threading
 from urllib.parse import urlparse
 
 import pytest
+from agent_helpers import QUERY, TOKEN, call, running_agent
 
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
@@ -19,41 +20,20 @@ from mnas.latency.wire import settings_from_query, settings_to_query
 from mnas.model.export import export, prepare
 from mnas.space import zoo
 
-TOKEN = "s3cret-token"
 RES = 32
-QUERY = "runs=4&rounds=2&warmup=1&max_remeasures=0"
 LIMIT = 4 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def agent():
-    server = make_server("onnxruntime", TOKEN, "127.0.0.1", 0, max_bytes=LIMIT, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_agent(max_bytes=LIMIT) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def model_file() -> bytes:
     shape = (1, 3, RES, RES)
     return export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "onnx", shape)
-
-
-def call(server, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN,
-         headers: dict | None = None) -> tuple[int, dict]:
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=60)
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(method, path, body=body, headers=h)
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"{}")
-    finally:
-        conn.close()
 
 
 def test_agent_binds_loopback_by_default():
@@ -192,12 +172,8 @@ def test_cli_latency_json(capsys, tmp_path):
 @pytest.fixture()
 def roomy_agent():
     """The CLI has no --num-classes: its 1000-class model files need the default size limit."""
-    server = make_server("onnxruntime", TOKEN, "127.0.0.1", 0, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_agent() as server:
+        yield server
 
 
 def test_cli_latency_on_an_agent_with_a_token_file(roomy_agent, capsys, tmp_path, monkeypatch):

@@ -165,6 +165,25 @@ def test_cli_build_eval_and_errors(built, space_file):
     assert r.returncode == 2 and "real backend" in r.stderr
 
 
+@pytest.mark.parametrize("damage, why", [
+    ({"overhead_ms": "abc"}, "overhead_ms: Input should be a valid number"),
+    ({"settings": None}, "settings: Input should be a valid dictionary"),
+    ({"entries": {"stem": {"ms": "fast"}}}, "entries.stem.ms"),
+    ({"calibration": {"features": ["sum_ms", "layers"], "coef": [1.0]}}, "one coefficient per feature"),
+    ({"calibration": {"features": ["colour"], "coef": [1.0]}}, "calibration.features.0"),
+    ({"space": None}, "space: Input should be a valid dictionary"),
+])
+def test_a_damaged_table_is_one_line(built, tmp_path, damage, why):
+    from mnas.cli import main
+
+    out, _, _ = built
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(out.read_text()), **damage}))
+    with pytest.raises(MnasError, match=why):
+        LatencyTable.load(bad)
+    assert main(["lut", "eval", str(bad), "--samples", "1"]) == 2
+
+
 def test_cpu_clock_table(space_file, tmp_path):
     """--clock cpu: the thread's CPU time, for machines shared with other jobs; one thread only."""
     out = tmp_path / "cpu.json"

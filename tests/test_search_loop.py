@@ -73,24 +73,6 @@ def test_trials_cli_json_and_second_run_refused(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
-def test_failing_trials_are_recorded_and_retried(tmp_path):
-    data = tmp_path / "data.npz"
-    cfg = config_from_dict(tiny(trials=3, **{"proxy.dataset": f"npz:{data}"}))
-    state = Search.open(cfg, tmp_path / "run").run()
-    assert state.failed == 3 and state.completed == 0
-    with Store(tmp_path / "run", create=False) as store:
-        errors = [t.error for t in store.trials()]
-    assert all(e and "npz" in e for e in errors)
-    import numpy as np
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    np.savez(data, x=(d.images * 16).astype("uint8"), y=d.target)
-    state = Search.open(cfg, tmp_path / "run", resume=True).run(retry_failed=True)
-    assert state.completed == 3 and state.failed == 0 and state.total == 3
-    with Store(tmp_path / "run", create=False) as store:
-        assert all(t.attempts == 2 for t in store.trials())
-
-
 def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
     cfg = config_from_dict(tiny(trials=2, **{"proxy.lr": 1e30, "proxy.optimizer": "sgd"}))
     state = Search.open(cfg, tmp_path / "run").run()

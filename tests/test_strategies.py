@@ -11,6 +11,8 @@ from mnas.space import MnasNetSpace
 from mnas.space.nb201 import Nb201Space
 
 SMALL = {"ppo": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "lr": 0.01, "ppo_epochs": 2},
+         "ppo-paper": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8},
+         "predictor": {"initial": 4, "batch_size": 2, "candidates": 20, "parents": 3},
          "evolution": {"population_size": 6, "sample_size": 3},
          "optuna-tpe": {"n_startup_trials": 5},
          "optuna-nsga2": {"population_size": 6}}
@@ -73,18 +75,41 @@ def test_same_seed_same_proposals_and_tells_of_unproposed_tokens(name):
     a.ask()
 
 
-def test_ppo_bench_settings_conform():
-    from mnas.search.strategies.ppo import SMALL_BUDGET
+def test_ppo_presets_and_their_errors():
+    from mnas.search.strategies.ppo import PAPER, SMALL_BUDGET
 
     space = Nb201Space()
-    opts = {**SMALL_BUDGET, "batch_size": 4, "max_redraws": 5, "hidden_size": 16}
-    s = make_strategy("ppo", space, seed=1, **opts)
-    _drive(s, 4, random.Random(0))
-    twin = make_strategy("ppo", space, seed=2, **opts)
-    twin.load_state_dict(json.loads(json.dumps(s.state_dict())))
-    assert _drive(s, 4, random.Random(1)) == _drive(twin, 4, random.Random(1))
+    assert make_strategy("ppo", space).settings == SMALL_BUDGET
+    paper = make_strategy("ppo-paper", space, batch_size=8)
+    assert paper.settings.lr == PAPER.lr == 0.00035 and paper.settings.batch_size == 8
+    assert not paper.settings.unique
     with pytest.raises(MnasError):
         make_strategy("ppo", space, advantage="median")
+    with pytest.raises(MnasError, match="preset"):
+        make_strategy("ppo", space, preset="huge")
+
+
+def test_ppo_never_proposes_twice_until_the_space_is_used_up():
+    """A 64-cell space and a policy pushed hard towards one cell: every proposal is new until all 64 are
+    seen; then it samples again (with repeats) instead of failing."""
+    space = Nb201Space(ops=("none", "skip_connect"))
+    s = make_strategy("ppo", space, seed=0, lr=0.05, batch_size=4, hidden_size=16, embedding_size=8)
+    asked = []
+    for _ in range(64):
+        t = s.ask()
+        asked.append(t)
+        s.tell(t, 1.0 if t == (1,) * 6 else 0.0)
+    assert len(set(asked)) == 64
+    s.tell(s.ask(), 0.5)
+
+
+def test_ppo_skips_what_it_was_told_without_proposing():
+    space = Nb201Space(ops=("none", "skip_connect"))
+    s = make_strategy("ppo", space, seed=1, hidden_size=16, embedding_size=8)
+    told = {tuple(int(b) for b in f"{i:06b}") for i in range(0, 64, 2)}  # every cell ending in 0
+    for t in told:
+        s.tell(t, 0.5)
+    assert all(s.ask() not in told for _ in range(32))
 
 
 def test_state_of_another_strategy_or_space_is_refused():
@@ -158,7 +183,8 @@ def test_registry_imports_no_strategy_until_one_is_built():
     code = ("import sys; from mnas.search.strategies import STRATEGIES, make_strategy; "
             "import mnas.search.bench; from mnas.space.nb201 import Nb201Space; "
             "assert 'optuna' not in sys.modules and 'torch' not in sys.modules, 'imported early'; "
-            "assert {'random', 'evolution', 'ppo', 'optuna-tpe', 'optuna-nsga2'} <= set(STRATEGIES); "
+            "assert {'random', 'evolution', 'ppo', 'ppo-paper', 'predictor', 'optuna-tpe', 'optuna-nsga2'} "
+            "<= set(STRATEGIES); "
             "make_strategy('random', Nb201Space()); assert 'optuna' not in sys.modules; "
             "make_strategy('optuna-tpe', Nb201Space()); assert 'optuna' in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

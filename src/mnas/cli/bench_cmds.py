@@ -57,13 +57,16 @@ def bench_strategies_cmd(
     seeds: int = typer.Option(30, "--seeds", min=1),
     reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
     target_quantile: float = typer.Option(0.25, "--target-quantile", help="T = this quantile of the table's latencies"),
-    strategies: str = typer.Option("random,evolution,ppo,optuna-tpe,optuna-nsga2", "--strategies"),
+    strategies: str = typer.Option("random,evolution,ppo,predictor,optuna-tpe,optuna-nsga2", "--strategies"),
     sets: list[str] = typer.Option([], "--set", help="STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="worker processes (default: all cores)"),
     max_ask_factor: int = typer.Option(10, "--max-ask-factor", min=1, help="stop after this x budget proposals"),
+    latency_oracle: bool = typer.Option(True, "--latency-oracle/--no-latency-oracle",
+                                        help="let strategies that can use it read candidates' latency first"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random."""
+    """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random
+    (and vs evolution in --json); latency queries counted apart from evaluations."""
     from mnas.search.bench import Oracle, bench_strategies, load_table
 
     if table_path is None:
@@ -78,7 +81,7 @@ def bench_strategies_cmd(
     oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
         report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_ask_factor,
-                                  progress=update)
+                                  progress=update, latency_oracle=latency_oracle)
     if json:
         print_json(report)
         return
@@ -92,7 +95,7 @@ def bench_strategies_cmd(
         return f"{m['mean']:.4g} ± {m['std']:.2g}" + (f" (p={p:.2g})" if p is not None else "")
 
     for b, block in report["budgets"].items():
-        rows = [[s, f"{e['evaluations_mean']:.0f}", fmt(e["reward_regret"]), fmt(e["hv_ratio"]),
-                 fmt(e["constrained_regret"])] for s, e in block.items()]
-        console.print(table(f"budget {b}", ["strategy", "evals", "reward_regret", "hv_ratio",
+        rows = [[s, f"{e['evaluations_mean']:.0f}", f"{e['latency_queries_mean']:.0f}", fmt(e["reward_regret"]),
+                 fmt(e["hv_ratio"]), fmt(e["constrained_regret"])] for s, e in block.items()]
+        console.print(table(f"budget {b}", ["strategy", "evals", "latency queries", "reward_regret", "hv_ratio",
                                             "constrained_regret"], rows))

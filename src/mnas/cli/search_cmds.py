@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import typer
+import yaml
+
+from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
@@ -19,14 +24,27 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
            retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run failed trials"),
            trials: Optional[int] = typer.Option(None, "--trials", min=1, help="total trial budget"),
            strategy: Optional[str] = typer.Option(None, "--strategy", help="ppo, random, evolution, ..."),
-           seed: Optional[int] = typer.Option(None, "--seed")) -> None:
+           seed: Optional[int] = typer.Option(None, "--seed"),
+           sets: List[str] = typer.Option([], "--set", help="KEY=VALUE config override, dotted keys, YAML values "
+                                          "(repeatable): --set proxy.epochs=2 --set latency.backend=openvino"),
+           dry_run: bool = typer.Option(False, "--dry-run", help="validate, run the start-up checks, resolve T, "
+                                        "print the plan; run no trial and write nothing"),
+           json: bool = typer.Option(False, "--json", help="with --dry-run: the plan as JSON")) -> None:
     """Run (or resume) a platform-aware search."""
     from mnas.search.config import load_config
     from mnas.search.driver import Search
 
     overrides = {k: v for k, v in {"trials": trials, "strategy.name": strategy, "seed": seed}.items()
                  if v is not None}
-    run = Search.open(load_config(config, overrides), out, resume=resume)
+    overrides.update(parse_sets(sets))
+    cfg = load_config(config, overrides)
+    if dry_run:
+        return _dry_run(cfg, json)
+    if not sys.stdout.isatty():  # nohup, a cluster job: a log line per finished trial instead of a bar
+        log = logging.getLogger("mnas")
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+    run = Search.open(cfg, out, resume=resume)
     cfg, t = run.cfg, run.target_ms  # on --resume, the stored config
     console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {run.space.name} "
                   f"({run.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
@@ -45,6 +63,45 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
         run.close()
     console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed")
     _show_top(out, 5)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items -> {dotted key: value}; values are read as YAML (numbers, booleans, lists)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MnasError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. proxy.epochs=2")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _dry_run(cfg, json: bool) -> None:
+    """What ``mnas search`` would do, checked as far as it can be without running a trial."""
+    from mnas.run import LatencyJob
+    from mnas.run.trial import measure_latency
+    from mnas.search.checks import preflight
+    from mnas.space import load_space, resolve_arch
+
+    preflight(cfg)
+    target = cfg.reward.target_ms
+    if target is None and cfg.reward.target_model:
+        _, arch = resolve_arch(cfg.reward.target_model)
+        target = measure_latency(arch.canonical, LatencyJob.from_config(cfg.latency, None)).latency_ms
+    space = load_space(cfg.space)
+    plan = {"config": cfg.resolved(), "space": {"name": space.name, "size": space.size},
+            "target_ms": target, "budget": {"trials": cfg.trials, "time_budget_s": cfg.time_budget_s},
+            "checks": "passed: backend, device, dataset, model memory"}
+    if json:
+        print_json(plan)
+        return
+    console.print(f"[bold]{cfg.name}[/] (dry run, nothing written): strategy {cfg.strategy.name}, space {space.name} "
+                  f"({space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
+                  f"T = {f'{target:.2f} ms' if target else 'none'}, proxy {cfg.proxy.dataset} @ "
+                  f"{cfg.proxy.resolution}px, budget {cfg.trials} trials / {cfg.time_budget_s} s; checks passed")
 
 
 def _show_top(out: Path, k: int) -> None:

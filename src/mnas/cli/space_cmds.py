@@ -66,10 +66,11 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
     # no memory and no arithmetic, so the largest architecture the parser accepts is shown in seconds
     with torch.device("meta"):
         prof = profile(build(arch, num_classes=num_classes), resolution)
+    timm, timm_why = _timm(arch)
     info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": _dialect(arch_to_tpu, arch),
-            "timm": _dialect(arch_to_timm, arch), "width_multiplier": width_multiplier, "resolution": resolution,
-            "num_classes": num_classes, "params": prof.params, "macs": prof.macs, "layers": arch.layers,
-            "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
+            "timm": timm, "timm_inexact_because": timm_why, "width_multiplier": width_multiplier,
+            "resolution": resolution, "num_classes": num_classes, "params": prof.params, "macs": prof.macs,
+            "layers": arch.layers, "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
     if json:
         print_json(info)
         return
@@ -83,6 +84,14 @@ def _dialect(convert, arch):
         return convert(arch)
     except MnasError:
         return None
+
+
+def _timm(arch):
+    """timm's block strings and None, or None and why timm would build another network from any string."""
+    try:
+        return arch_to_timm(arch), None
+    except MnasError as e:
+        return None, str(e)
 
 
 @arch_app.command("sample")

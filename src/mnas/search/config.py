@@ -34,6 +34,9 @@ class ExperimentConfig(Schema):
     time_budget_s: Optional[float] = Field(None, gt=0)
     max_duplicate_streak: int = Field(200, ge=1, description="stop after this many proposals in a row that "
                                       "were all evaluated before (the controller has converged)")
+    references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
+                             "backend at the start, for the report's figures")
+    live_view: bool = Field(True, description="mirror every trial into DIR/optuna.db for optuna-dashboard")
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)

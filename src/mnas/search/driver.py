@@ -14,19 +14,18 @@ is checked before it is rewarded (``check_result``): a NaN or out-of-range numbe
 from __future__ import annotations
 
 import logging
-import math
-import numbers
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnas import MnasError
 from mnas.run import Executor, LatencyJob, TrialJob, make_executor
+from mnas.search.checks import check_result, preflight
 from mnas.search.config import ExperimentConfig, config_from_dict
+from mnas.search.mirror import mirror_trial, open_mirror
+from mnas.search.references import measure_references
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies import make_strategy
 from mnas.space import load_space
@@ -75,113 +74,6 @@ def open_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False
         raise
 
 
-def preflight(cfg: ExperimentConfig) -> None:
-    """Check once, before the first trial, what every trial needs: the latency backend (and its runtime or
-    agent), the proxy's device and dataset, and a model of the space at the proxy's and at the deployed
-    size that this machine's memory can hold. A mistake here would otherwise fail every trial."""
-    from mnas.latency import get_backend
-    from mnas.space import Architecture
-    from mnas.train import load_proxy_data
-
-    started = time.perf_counter()
-    with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
-        get_backend(cfg.latency.backend).identity(cfg.latency.settings())
-    if cfg.executor.kind == "local":  # other executors train on their own machines' devices
-        from mnas.train.trainer import resolve_device
-
-        resolve_device(cfg.proxy.device)
-    space = load_space(cfg.space)
-    largest = space.decode([len(d) - 1 for d in space.decisions])  # the largest choices in the built-in space
-    try:
-        arch = Architecture.parse(largest.canonical)
-    except MnasError as e:
-        raise MnasError(f"space {space.name}: trials build MnasNet-style models, not "
-                        f"{largest.canonical[:60]!r}") from e
-    try:
-        proxy_arch = arch.scaled(cfg.proxy.width_multiplier)
-    except MnasError as e:  # past the widths any network of the space could have
-        raise MnasError(f"proxy.width_multiplier {cfg.proxy.width_multiplier:g}: {e}") from e
-    # before the dataset: an absurd resolution would first blow up the resized images
-    _check_memory(f"the proxy model (width {cfg.proxy.width_multiplier:g}, {cfg.proxy.resolution} px, batch "
-                  f"{cfg.proxy.batch_size}, training)", proxy_arch, cfg.proxy.resolution, cfg.proxy.batch_size,
-                  3, 1000, training=True)
-    _check_memory(f"the deployed model ({cfg.latency.resolution} px, batch {cfg.latency.batch})", arch,
-                  cfg.latency.resolution, cfg.latency.batch, cfg.latency.in_chans, cfg.latency.num_classes,
-                  training=False)
-    with _one_line(f"proxy dataset {cfg.proxy.dataset!r} does not load"):
-        load_proxy_data(cfg.proxy, cfg.seed)  # what every trial loads (kept in-process for the local executor)
-    log.info("preflight checks passed in %.1f s", time.perf_counter() - started)
-
-
-@contextmanager
-def _one_line(what: str) -> Iterator[None]:
-    """A library's own exception (a runtime that does not import, an unreadable file) as a one-line error."""
-    try:
-        yield
-    except MnasError:
-        raise
-    except Exception as e:
-        raise MnasError(f"{what}: {type(e).__name__}: {e}") from e
-
-
-def _check_memory(what: str, arch: Any, resolution: int, batch: int, in_chans: int, num_classes: int,
-                  training: bool) -> None:
-    """Build ``arch`` on PyTorch's meta device (shapes only, no memory) and refuse it when weights and
-    activations would not fit in this machine's memory. Training keeps weights, gradients, optimizer and
-    EMA copies (4x) and every activation for the backward pass plus its gradient (2x)."""
-    import torch
-
-    from mnas.model import build
-
-    try:
-        with torch.device("meta"):
-            model = build(arch, num_classes, in_chans).eval()
-        activations = 0
-
-        def count(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            nonlocal activations
-            activations += output.numel()
-
-        for m in model.modules():
-            if not any(m.children()):
-                m.register_forward_hook(count)
-        with torch.no_grad():
-            model(torch.empty(batch, in_chans, resolution, resolution, device="meta"))
-    except RuntimeError as e:  # sizes past what a tensor can index
-        raise MnasError(f"{what} cannot be built: {str(e).splitlines()[0][:160]}") from e
-    params = sum(p.numel() for p in model.parameters())
-    need = 4 * (params * (4 if training else 1) + activations * (2 if training else 1))
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have:
-        raise MnasError(f"{what} needs about {need / 2**30:,.1f} GiB ({params:,} weights), more than this "
-                        f"machine's {have / 2**30:,.1f} GiB: lower its size")
-
-
-def check_result(trial: Trial) -> None:
-    """A completed trial whose accuracy is not in [0, 1] or whose latency is not a positive finite number
-    becomes failed with the reason (the bad number is not kept): an executor, a device agent or a plugin
-    may send anything, and such a number must never be rewarded or ranked."""
-    if trial.status is not TrialStatus.COMPLETED:
-        return
-    problems = []
-    accuracy: float | None = _real(trial.accuracy)
-    latency: float | None = _real(trial.latency_ms)
-    if not 0.0 <= accuracy <= 1.0:  # NaN fails every comparison
-        problems.append(f"accuracy {trial.accuracy!r} is not in [0, 1]")
-        accuracy = None
-    if not 0.0 < latency < math.inf:
-        problems.append(f"latency {trial.latency_ms!r} ms is not a positive finite number")
-        latency = None
-    trial.accuracy, trial.latency_ms = accuracy, latency
-    if problems:
-        trial.status, trial.error = TrialStatus.FAILED, f"invalid result from {trial.worker}: {'; '.join(problems)}"
-
-
-def _real(x: Any) -> float:
-    """``x`` as a float (numpy scalars too); NaN for what is not a real number (None, a string, a bool)."""
-    return float(x) if isinstance(x, numbers.Real) and not isinstance(x, bool) else math.nan
-
-
 def resolve_target(cfg: ExperimentConfig, store: Store) -> float | None:
     """T in ms: stored by an earlier run of this experiment, given, or measured now on the search's backend."""
     stored = store.get_meta("target_ms")
@@ -228,6 +120,7 @@ class Search:
                 self.done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
             elif t.status is TrialStatus.FAILED:
                 self.done.setdefault(t.arch, (None, None))
+        self.mirror = open_mirror(store.dir, self.space, store.trials()) if cfg.live_view else None
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,
@@ -252,6 +145,9 @@ class Search:
                                             "settings": self.latency_job.settings.to_dict()}, c)
             self.store.set_meta("space", self.space.describe(), c)
             self.store.set_meta("created", time.time(), c)
+        if self.cfg.references:  # after the config, so a failure here never leaves a store without one
+            log.info("timing the reference models on %s", self.latency_job.backend)
+            self.store.set_meta("references", measure_references(self.latency_job))
 
     def _restore(self) -> None:
         checkpoint = self.store.latest_checkpoint()
@@ -359,9 +255,12 @@ class Search:
             diag = self.strategy.diagnostics()
             if diag:
                 self.store.add_diagnostics(diag, self.n_told, c)
-        log.info("trial %d %s: accuracy %s latency %s ms reward %s (%s, %s)", trial.id, trial.status,
-                 _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward), trial.worker,
-                 trial.error or "ok")
+        trial.tokens = list(tokens)
+        mirror_trial(self.mirror, trial)
+        log.info("trial %d %s: arch %s accuracy %s latency %s ms reward %s in %s s on %s%s", trial.id, trial.status,
+                 _digest(trial.arch), _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward),
+                 _fmt(None if trial.finished is None or trial.started is None else trial.finished - trial.started),
+                 trial.worker, f": {trial.error}" if trial.error else "")
 
     def _tell(self, tokens: tuple[int, ...], rew: float | None, objectives: dict[str, Any] | None) -> None:
         self.strategy.tell(tokens, rew, objectives)
@@ -379,6 +278,15 @@ class Search:
         counts = self.store.counts()
         return SearchState(counts["total"], counts["completed"], counts["failed"], self.duplicates,
                            best_trial(self.store), self.cfg.trials)
+
+
+def _digest(arch: str) -> str:
+    from mnas.space import Architecture
+
+    try:
+        return Architecture.parse(arch).digest
+    except MnasError:
+        return arch[:16]
 
 
 def _fmt(x: float | None) -> str:

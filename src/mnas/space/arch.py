@@ -44,13 +44,13 @@ class Block:
         if self.op not in OPS:
             raise MnasError(f"unknown block op {self.op!r}: expected one of {', '.join(OPS)}")
         if self.repeats < 1 or self.kernel < 1 or self.kernel % 2 == 0:
-            raise MnasError(f"bad block {self}: repeats must be >= 1 and the kernel odd")
+            raise MnasError(f"bad block {self.to_string()}: repeats must be >= 1 and the kernel odd")
         if self.stride not in (1, 2):
             raise MnasError(f"bad stride {self.stride}: expected 1 or 2")
         if self.op == "ds" and self.expansion != 1:
             raise MnasError("a depthwise-separable block (ds) has expansion 1")
         if self.expansion < 1 or self.in_ch < 1 or self.out_ch < 1 or not 0 <= self.se <= 1:
-            raise MnasError(f"bad block {self}: widths and expansion must be >= 1, se in [0, 1]")
+            raise MnasError(f"bad block {self.to_string()}: widths and expansion must be >= 1, se in [0, 1]")
         if self.skip not in SKIPS:
             raise MnasError(f"unknown skip op {self.skip!r}: expected one of {', '.join(SKIPS)}")
         for name, value, limit in (("repeats", self.repeats, MAX_REPEATS), ("kernel", self.kernel, MAX_KERNEL),
@@ -146,8 +146,8 @@ class Architecture:
 
     def scaled(self, multiplier: float, scale_head: bool = False) -> Architecture:
         """Width multiplier with the reference rounding; the head stays unless scale_head (MobileNetV2)."""
-        if multiplier <= 0:
-            raise MnasError(f"width multiplier must be > 0, got {multiplier}")
+        if not (math.isfinite(multiplier) and multiplier > 0):
+            raise MnasError(f"width multiplier must be a finite number > 0, got {multiplier}")
         if multiplier == 1.0:
             return self
         blocks = tuple(replace(b, in_ch=round_filters(b.in_ch, multiplier),

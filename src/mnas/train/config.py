@@ -125,8 +125,3 @@ class ProxyConfig(TrainConfig):
     dataset: str = Field("animal-mnist", description="NAME or NAME:PATH (mnas data list)")
     cache: Optional[str] = Field(None, description="a cache folder (mnas data cache): built from the dataset "
                                  "at the proxy resolution on first use, then read memory-mapped")
-
-    @property
-    def val_fraction(self) -> int | float:
-        """Transitional: search/driver.py still reads this name (the lead moves it to ``holdout``)."""
-        return DEFAULT_HOLDOUT if self.holdout is None else self.holdout

@@ -11,6 +11,7 @@ import io
 import logging
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,27 +77,25 @@ class DecodedImages(torch.utils.data.Dataset):
     def __getitem__(self, key) -> tuple[torch.Tensor | None, int, str]:
         position, seed = key if self.train else (key, 0)
         row = int(self.rows[position])
-        image = decode(self.index, row)
-        if image is None:
-            return None, -1, self.index.name(row)
         if self.train:
             rng = np.random.default_rng([seed, position])
-            out = pil_train(image, self.resolution, self.min_area, self.hflip, rng)
+            out = decode(self.index, row, lambda im: pil_train(im, self.resolution, self.min_area, self.hflip, rng))
         else:
-            out = pil_eval(image, self.resolution, self.eval_crop)
+            out = decode(self.index, row, lambda im: pil_eval(im, self.resolution, self.eval_crop))
+        if out is None:
+            return None, -1, self.index.name(row)
         return torch.from_numpy(out), int(self.index.labels[row]), ""
 
 
-def decode(index: ImageIndex, row: int):
-    """The decoded Pillow image of a row, or None when it is not a readable image."""
+def decode(index: ImageIndex, row: int, transform: Callable) -> np.ndarray | None:
+    """``transform`` of a row's image (it decodes it: a JPEG's draft scale must be set before), or None
+    when the row is not a readable image."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and palette warnings, once per image, in every worker
-            im = Image.open(io.BytesIO(index.read(row)))
-            im.load()
-        return im
+            return transform(Image.open(io.BytesIO(index.read(row))))
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError):
         return None
 
@@ -115,8 +114,8 @@ def estimate_stats(index: ImageIndex, rows: np.ndarray, resolution: int, seed: i
     at the proxy resolution: an estimate, so the whole split is never decoded for it."""
     rng = np.random.default_rng(seed)
     sample = rng.choice(rows, size=min(STATS_SAMPLE, len(rows)), replace=False)
-    pixels = [pil_eval(im, resolution, 1.0).reshape(3, -1) for row in sample
-              if (im := decode(index, int(row))) is not None]
+    crops = (decode(index, int(row), lambda im: pil_eval(im, resolution, 1.0)) for row in sample)
+    pixels = [c.reshape(3, -1) for c in crops if c is not None]
     if not pixels:
         return (0.5,) * 3, (0.25,) * 3
     x = np.concatenate(pixels, axis=1).astype(np.float64) / 255.0

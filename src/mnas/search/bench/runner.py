@@ -7,6 +7,8 @@ Semantics (docs/strategies.md has the reasoning):
   repeats itself, a run ends after ``max_ask_factor * budget`` proposals;
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
 * strategies are told synchronously, one proposal at a time;
+* a strategy with a ``latency_oracle`` attribute gets one that reads the table's latency (None for a
+  missing cell); its queries are counted apart from the evaluations (``latency_queries_mean``);
 * every run goes to the largest budget; smaller budgets are measured on its prefix (a strategy does not
   know its budget, so the prefix is exactly the shorter run).
 """
@@ -31,15 +33,28 @@ from mnas.search.strategies import STRATEGIES, make_strategy
 log = logging.getLogger(__name__)
 
 METRICS = ("reward_regret", "hv_ratio", "constrained_regret")
+BASELINES = ("random", "evolution")  # every strategy is compared with these when they ran
 
 
 def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: dict | None = None,
-               max_ask_factor: int = 10) -> dict[str, Any]:
-    """Rows evaluated (in order; -1 = not in the table, a failed evaluation) and the number of asks."""
+               max_ask_factor: int = 10, latency_oracle: bool = True) -> dict[str, Any]:
+    """Rows evaluated (in order; -1 = not in the table, a failed evaluation), the number of asks, and the
+    latency queries made before each evaluation (cumulative)."""
     table = oracle.table
     strat = make_strategy(strategy, table.space, seed=seed, **(options or {}))
+    queries = 0
+
+    def measure(candidates: list[tuple[int, ...]]) -> list[float | None]:
+        nonlocal queries
+        queries += len(candidates)
+        found = (table.lookup(t) for t in candidates)
+        return [None if row is None else float(table.latency[row]) for row in found]
+
+    if latency_oracle and hasattr(strat, "latency_oracle"):
+        strat.latency_oracle = measure
     seen: dict[tuple[int, ...], int] = {}
     rows: list[int] = []
+    queried: list[int] = []
     asks = 0
     max_asks = max_ask_factor * budget
     while len(rows) < budget and asks < max_asks:
@@ -52,12 +67,13 @@ def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: d
             row = -1 if found is None else found
             seen[tokens] = row
             rows.append(row)
+            queried.append(queries)
         if row < 0:
             strat.tell(tokens, None)
         else:
             acc, lat = float(table.accuracy[row]), float(table.latency[row])
             strat.tell(tokens, float(oracle.rewards[row]), {"accuracy": acc, "latency_ms": lat})
-    return {"rows": rows, "asks": asks}
+    return {"rows": rows, "asks": asks, "latency_queries": queried}
 
 
 # The pool's workers are forked with the oracle (a 15625-row table) already in memory, instead of
@@ -76,14 +92,14 @@ def _init_worker(oracle: Oracle) -> None:
         pass
 
 
-def _job(args: tuple[str, int, int, dict, int]) -> tuple[str, int, dict, float]:
-    strategy, seed, budget, options, factor = args
+def _job(args: tuple[str, int, int, dict, int, bool]) -> tuple[str, int, dict, float]:
+    strategy, seed, budget, options, factor, latency_oracle = args
     t0 = time.perf_counter()
-    out = run_search(_ORACLE, strategy, seed, budget, options, factor)  # type: ignore[arg-type]
+    out = run_search(_ORACLE, strategy, seed, budget, options, factor, latency_oracle)  # type: ignore[arg-type]
     return strategy, seed, out, time.perf_counter() - t0
 
 
-def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int]], jobs: int,
+def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int, bool]], jobs: int,
              progress: Callable[[int, int], None] | None) -> list[tuple[str, int, dict, float]]:
     if jobs == 1:
         _init_worker(oracle)
@@ -106,8 +122,8 @@ def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int]], jobs: 
 
 def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequence[int], seeds: int,
                      options: dict[str, dict] | None = None, jobs: int | None = None,
-                     max_ask_factor: int = 10, progress: Callable[[int, int], None] | None = None
-                     ) -> dict[str, Any]:
+                     max_ask_factor: int = 10, progress: Callable[[int, int], None] | None = None,
+                     latency_oracle: bool = True) -> dict[str, Any]:
     """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix."""
     for s in strategies:
         STRATEGIES.get(s)  # an unknown name or a missing package fails here, not in a worker
@@ -115,7 +131,8 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
         raise MnasError("need budgets >= 1 and seeds >= 1")
     opts = {name: dict(extra) for name, extra in (options or {}).items()}
     top = max(budgets)
-    work = [(s, seed, top, opts.get(s, {}), max_ask_factor) for s in strategies for seed in range(seeds)]
+    work = [(s, seed, top, opts.get(s, {}), max_ask_factor, latency_oracle) for s in strategies
+            for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     log.info("%d searches (%s; %d seeds each) to %d evaluations on %d processes", len(work),
              ", ".join(strategies), seeds, top, jobs)
@@ -133,29 +150,31 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
                    "target_ms": oracle.target_ms, "best_reward": oracle.best_reward},
         "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
         "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
-        "seeds": seeds, "max_ask_factor": max_ask_factor, "options": opts,
+        "seeds": seeds, "max_ask_factor": max_ask_factor, "latency_oracle": latency_oracle, "options": opts,
         "wall_s": wall, "jobs": jobs, "cpu_s": seconds,
         "budgets": {str(b): _budget_block(oracle, results, b) for b in sorted(set(budgets))}}
 
 
 def _budget_block(oracle: Oracle, results: dict[str, dict[int, dict]], budget: int) -> dict[str, Any]:
-    """Per strategy: mean evaluations, and each metric's summary over seeds on the runs' first ``budget``
-    evaluations, with a p-value against random when random ran too."""
+    """Per strategy: mean evaluations and latency queries, and each metric's summary over seeds on the runs'
+    first ``budget`` evaluations, with p-values against random and evolution when they ran too."""
     per: dict[str, dict[str, list[float]]] = {}
     block: dict[str, Any] = {}
     for s, runs in results.items():
         per[s] = {m: [] for m in METRICS}
-        evals = []
+        evals, queries = [], []
         for seed in sorted(runs):
             rows = runs[seed]["rows"][:budget]
             evals.append(len(rows))
+            queries.append(runs[seed]["latency_queries"][len(rows) - 1] if rows else 0)
             for m, v in oracle.metrics(rows).items():
                 per[s][m].append(v)
-        block[s] = {"evaluations_mean": float(np.mean(evals))}
+        block[s] = {"evaluations_mean": float(np.mean(evals)), "latency_queries_mean": float(np.mean(queries))}
     for s in results:
         for m in METRICS:
             block[s][m] = summarise(per[s][m])
-            if "random" in per and s != "random":
-                block[s][m]["p_vs_random"] = p_value(per[s][m], per["random"][m],
-                                                     "greater" if m == "hv_ratio" else "less")
+            for base in BASELINES:
+                if base in per and s != base:
+                    block[s][m][f"p_vs_{base}"] = p_value(per[s][m], per[base][m],
+                                                          "greater" if m == "hv_ratio" else "less")
     return block

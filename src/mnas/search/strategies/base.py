@@ -11,18 +11,25 @@
   may start a new random stream, as the Optuna strategies do, so a run with saves can differ from the
   same seed's run without; the same calls always give the same proposals.)
 * ``diagnostics() -> dict``: optional numbers for plots (e.g. PPO's policy entropy).
+* ``latency_oracle`` (optional attribute): a strategy that has one (None when built) can use
+  candidates' latencies before it chooses what to train, since a latency measurement is cheap next to a
+  training. The loop that runs it sets it to a ``LatencyOracle`` after building or restoring the strategy;
+  it is not part of the state. Latency queries are counted apart from trainings.
 """
 
 from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from mnas import MnasError
 from mnas.space.decisions import SearchSpace
 
 Tokens = tuple[int, ...]
+# latencies in ms of the given architectures, None where one cannot be measured (it would fail to train too)
+LatencyOracle = Callable[[list[Tokens]], list["float | None"]]
 
 
 class Strategy(Protocol):

@@ -1,0 +1,206 @@
+"""Predictor-guided search: a cheap model of the reward screens many candidates bred by evolution and
+sends only the most promising to training (surrogate-assisted search in the spirit of BANANAS, White et
+al. 2021, with a Gaussian process in place of their neural ensemble).
+
+Each time it runs out of proposals the strategy
+
+1. fits a Gaussian process to the rewards told so far, on the decision tokens, with the kernel
+   "number of equal decisions plus number of equal pairs of decisions" (the kernel of a linear model on
+   one-hot features and all their pairwise products: main effects and two-way interactions of the
+   decisions, without a length scale to tune); the signal-to-noise ratio is chosen by marginal
+   likelihood from a grid, for free once the kernel matrix is eigendecomposed;
+2. breeds ``candidates`` new architectures: one or two decisions of one of the ``parents`` best so far
+   changed (regularized evolution's mutation), plus a tenth uniformly random ones;
+3. ranks them by expected improvement over the best reward so far;
+4. when it has a ``latency_oracle`` (latency is measured in about a second, a training takes minutes):
+   measures the latency of the best ``shortlist`` x ``batch_size`` of them, drops those whose latency
+   cannot be measured (they would fail), and ranks the rest again by expected improvement with the
+   accuracy predicted by a second process on the same kernel and the latency term of the reward read
+   off the results so far (reward / accuracy against latency, interpolated), so the latency is the
+   measured one instead of a guess;
+5. queues the best ``batch_size``.
+
+The first ``initial`` proposals are uniform random. No architecture is proposed twice. Failed trials
+only count as seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import ndtr
+
+from mnas import MnasError
+from mnas.search.strategies.base import BaseStrategy, LatencyOracle, Tokens
+from mnas.space.decisions import SearchSpace
+
+log = logging.getLogger(__name__)
+
+# signal-to-noise ratios tried by marginal likelihood (noise variance / signal variance)
+_NOISE_GRID = np.array([1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])
+
+
+class PredictorGuided(BaseStrategy):
+    name = "predictor"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, initial: int = 10, batch_size: int = 5,
+                 candidates: int = 300, parents: int = 10, shortlist: int = 3) -> None:
+        super().__init__(space, seed)
+        if initial < 2 or batch_size < 1 or candidates < batch_size or parents < 1 or shortlist < 1:
+            raise MnasError("predictor: need initial >= 2, batch_size >= 1, candidates >= batch_size, "
+                            "parents >= 1, shortlist >= 1")
+        self.initial, self.batch_size, self.candidates = initial, batch_size, candidates
+        self.parents, self.shortlist = parents, shortlist
+        self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
+        self.rng = np.random.default_rng(seed)
+        self.seen: set[Tokens] = set()
+        self.results: dict[Tokens, tuple[float, float | None, float | None]] = {}  # reward, accuracy, latency
+        self.latency: dict[Tokens, float | None] = {}  # measured through the oracle
+        self.queue: list[Tokens] = []
+        self.latency_queries = 0
+
+    def ask(self) -> Tokens:
+        self.n_asked += 1
+        if not self.queue:
+            self.queue = self._next_batch()
+        tokens = self.queue.pop(0)
+        self.seen.add(tokens)
+        return tokens
+
+    def tell(self, tokens: Tokens, reward: float | None, objectives: dict | None = None) -> None:
+        tokens = self._check(tokens)
+        self.n_told += 1
+        self.seen.add(tokens)
+        if reward is None or not math.isfinite(reward):
+            self.n_failed += 1
+            return
+        obj = objectives or {}
+        acc, lat = obj.get("accuracy"), obj.get("latency_ms")
+        self.results[tokens] = (float(reward), None if acc is None else float(acc),
+                                None if lat is None else float(lat))
+
+    # proposals -----------------------------------------------------------------------------------
+
+    def _random(self, n: int) -> list[Tokens]:
+        cards = self.space.cardinalities
+        rows = self.rng.integers(0, cards, size=(n, len(cards)))
+        return [tuple(int(x) for x in r) for r in rows]
+
+    def _next_batch(self) -> list[Tokens]:
+        if len(self.results) < self.initial:
+            return self._fresh(self._random(4 * self.batch_size))[:self.batch_size] or self._random(1)
+        pool = self._fresh(self._breed())
+        if not pool:  # the neighbourhood of the best is used up: anything new
+            pool = self._fresh(self._random(self.candidates)) or self._random(1)
+            return pool[:self.batch_size]
+        gp = _Process(list(self.results), self.space.cardinalities)
+        rewards = np.array([r for r, _, _ in self.results.values()])
+        mean, std = gp.predict(rewards, pool)
+        order = np.argsort(-_expected_improvement(mean, std, rewards.max()))
+        if self.latency_oracle is None:
+            return [pool[i] for i in order[:self.batch_size]]
+        short = [pool[i] for i in order[:self.shortlist * self.batch_size]]
+        return self._by_measured_latency(gp, short, rewards) or [short[0]]
+
+    def _breed(self) -> list[Tokens]:
+        best = sorted(self.results, key=lambda t: self.results[t][0], reverse=True)[:self.parents]
+        cards = np.array(self.space.cardinalities)
+        mutable = np.flatnonzero(cards > 1)
+        out = self._random(max(1, self.candidates // 10))
+        if not len(mutable):
+            return out
+        for _ in range(self.candidates - len(out)):
+            child = list(best[self.rng.integers(len(best))])
+            for pos in self.rng.choice(mutable, size=min(int(self.rng.integers(1, 3)), len(mutable)), replace=False):
+                new = int(self.rng.integers(cards[pos] - 1))
+                child[pos] = new + (new >= child[pos])  # any value but the current one
+            out.append(tuple(child))
+        return out
+
+    def _fresh(self, tokens: Sequence[Tokens]) -> list[Tokens]:
+        """``tokens`` not seen before, duplicates dropped, order kept."""
+        return [t for t in dict.fromkeys(tokens) if t not in self.seen]
+
+    def _by_measured_latency(self, gp: _Process, short: list[Tokens], rewards: np.ndarray) -> list[Tokens]:
+        """The shortlist re-ranked with measured latencies (see the module docstring, step 4)."""
+        todo = [t for t in short if t not in self.latency]
+        if todo:
+            self.latency_queries += len(todo)
+            for t, ms in zip(todo, self.latency_oracle(todo)):  # type: ignore[misc]
+                self.latency[t] = ms if ms is not None and math.isfinite(ms) and ms > 0 else None
+        ok = [t for t in short if self.latency[t] is not None]
+        known = [(lat, r / acc) for r, acc, lat in self.results.values() if acc and lat]
+        if not ok or len(known) < 2 or len(known) < len(self.results):
+            return ok[:self.batch_size]  # rewards without accuracy and latency: keep the first ranking
+        lat, factor = np.array(sorted(known)).T
+        accs = np.array([acc for _, acc, _ in self.results.values()])
+        acc_mean, acc_std = gp.predict(accs, ok)
+        f = np.interp(np.log([self.latency[t] for t in ok]), np.log(lat), factor)
+        ei = _expected_improvement(acc_mean * f, acc_std * f, rewards.max())
+        return [ok[i] for i in np.argsort(-ei)[:self.batch_size]]
+
+    # state ---------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {**self._header(), "rng": self.rng.bit_generator.state,
+                "seen": sorted(list(t) for t in self.seen),
+                "results": [[list(t), *v] for t, v in self.results.items()],
+                "latency": [[list(t), ms] for t, ms in self.latency.items()],
+                "queue": [list(t) for t in self.queue], "latency_queries": self.latency_queries}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._check_state(d)
+        self._load_counts(d["counts"])
+        self.rng.bit_generator.state = d["rng"]
+        self.seen = {tuple(t) for t in d["seen"]}
+        self.results = {tuple(t): (r, acc, lat) for t, r, acc, lat in d["results"]}
+        self.latency = {tuple(t): ms for t, ms in d["latency"]}
+        self.queue = [tuple(t) for t in d["queue"]]
+        self.latency_queries = d["latency_queries"]
+
+    def diagnostics(self) -> dict:
+        rewards = [r for r, _, _ in self.results.values()]
+        return {**super().diagnostics(), "latency_queries": self.latency_queries,
+                "best_reward": max(rewards) if rewards else None}
+
+
+class _Process:
+    """A zero-mean Gaussian process on standardised targets over the training tokens ``x``, kernel
+    (1 + m + m(m-1)/2) / (1 + D + D(D-1)/2) with m equal decisions out of D. One eigendecomposition
+    serves every target and every noise level."""
+
+    def __init__(self, x: list[Tokens], cardinalities: Sequence[int]) -> None:
+        self.x = np.array(x, dtype=np.int64)
+        self.d = len(cardinalities)
+        self.eigval, self.eigvec = np.linalg.eigh(self._kernel(self.x))
+
+    def _kernel(self, a: np.ndarray) -> np.ndarray:
+        m = (a[:, None, :] == self.x[None, :, :]).sum(-1).astype(np.float64)
+        d = self.d
+        return (1 + m + m * (m - 1) / 2) / (1 + d + d * (d - 1) / 2)
+
+    def predict(self, y: np.ndarray, tokens: Sequence[Tokens]) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the target at ``tokens``, given ``y`` at ``x``."""
+        mu, sd = float(y.mean()), float(y.std()) or 1.0
+        z = self.eigvec.T @ ((y - mu) / sd)
+        lam = np.maximum(self.eigval, 0.0)
+        n = len(y)
+        # profile log-likelihood of each noise level, the signal variance at its optimum
+        denom = lam[None, :] + _NOISE_GRID[:, None]
+        scale = (z ** 2 / denom).sum(1) / n
+        loglik = -0.5 * n * np.log(scale) - 0.5 * np.log(denom).sum(1)
+        k = int(np.argmax(loglik))
+        inv = 1.0 / denom[k]
+        kx = self.eigvec.T @ self._kernel(np.array(tokens, dtype=np.int64)).T  # [n, C]
+        mean = kx.T @ (inv * z)
+        var = scale[k] * np.maximum(1.0 - (kx ** 2 * inv[:, None]).sum(0), 1e-12)
+        return mu + sd * mean, sd * np.sqrt(var)
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    z = (mean - best) / std
+    return (mean - best) * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
