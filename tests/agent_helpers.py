@@ -88,3 +88,22 @@ def tiling_model(repeats: list[int]) -> bytes:
                      [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
                      [helper.make_tensor("R", TensorProto.INT64, [len(repeats)], repeats)])
 
+
+def tflite_with_external_buffer(plain: bytes, location: str, length: int) -> bytes:
+    """``plain`` (a .tflite whose second tensor is a constant) with that constant's bytes moved to the file
+    at ``location``: LiteRT's external buffers, the TFLite cousin of ONNX external data."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(plain), 0)
+    constant = model.subgraphs[0].tensors[1]
+    model.buffers[constant.buffer].data = None
+    constant.buffer, constant.externalBuffer = 0, 1
+    group = schema.ExternalBufferGroupT()
+    group.name = location
+    external = schema.ExternalBufferT()
+    external.id, external.group, external.offset, external.length = 1, 0, 0, length
+    model.externalBufferGroups, model.externalBuffers = [group], [external]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from agent_helpers import (QUERY, TOKEN, DiesOnRequest, big_input_model, call, external_data_model,
-                           running_agent, tiling_model)
+                           running_agent, tflite_with_external_buffer, tiling_model)
 
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
@@ -26,7 +26,8 @@ from mnas.space import zoo
 
 RES = 32
 FAST = LatencySettings(runs=2, rounds=1, warmup=0, max_remeasures=0)
-ONNX_BACKENDS = ["onnxruntime", "openvino"]  # every backend that loads ONNX files (litert loads TFLite only)
+ONNX_BACKENDS = ["onnxruntime", "openvino"]
+FILE_BACKENDS = [*ONNX_BACKENDS, "litert"]  # every backend that loads model files
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,28 @@ def agent():
 def model_file() -> bytes:
     shape = (1, 3, RES, RES)
     return export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "onnx", shape)
+
+
+@pytest.fixture(scope="module")
+def tflite_file() -> bytes:
+    """x + c for an input of 8 floats: the smallest .tflite with a constant (converting takes ~10 s)."""
+    import torch
+
+    class AddConstant(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.arange(1.0, 9.0).reshape(1, 8))
+
+        def forward(self, x):
+            return x + self.c
+
+    return export(AddConstant().eval(), "tflite", (1, 8))
+
+
+def pointing_at_the_token(fmt: str, tflite: bytes) -> bytes:
+    if fmt == "tflite":
+        return tflite_with_external_buffer(tflite, "token", 32)
+    return external_data_model("token", len(TOKEN))
 
 
 def measure(server, body: bytes, query: str = QUERY) -> tuple[int, dict]:
@@ -63,12 +86,14 @@ def test_the_attack_model_really_reads_the_file_it_names(tmp_path, monkeypatch):
     assert bytes(leaked.astype(np.uint8)) == TOKEN.encode()
 
 
-@pytest.mark.parametrize("name", ONNX_BACKENDS)
-def test_every_onnx_backend_refuses_external_data(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", FILE_BACKENDS)
+def test_every_file_backend_refuses_models_that_name_files(name, tmp_path, monkeypatch, tflite_file):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "token").write_text(TOKEN)
-    with pytest.raises(MnasError, match="external data"):
-        get_backend(name).load(external_data_model("token", len(TOKEN)), FAST)
+    be = get_backend(name)
+    assert be.measure_file(tflite_file if name == "litert" else big_input_model([1, 8]), FAST).median_ms > 0
+    with pytest.raises(MnasError, match="refers to external (data|buffer) files"):
+        be.load(pointing_at_the_token(be.model_format, tflite_file), FAST)
 
 
 def test_the_agent_refuses_a_model_that_points_at_its_token_file(tmp_path, monkeypatch, model_file):
@@ -128,18 +153,16 @@ def test_a_runtime_killed_for_memory_costs_one_request(model_file):
         assert still_serving(server, model_file)  # a fresh measuring process
 
 
-def test_the_tensor_limit_holds_on_every_backend():
-    import torch
-
+def test_the_tensor_limit_holds_on_every_backend(tflite_file):
     for name in ONNX_BACKENDS:
         be = get_backend(name)
         be.max_tensor_bytes = 2**20
         with pytest.raises(MnasError, match="1x3x1024x1024 takes 12 MiB, over the limit of 1 MiB"):
             be.load(big_input_model([1, 3, 1024, 1024]), FAST)
     litert = get_backend("litert")
-    litert.max_tensor_bytes = 1000
-    with pytest.raises(MnasError, match="over the limit"):
-        litert.load(export(torch.nn.ReLU(), "tflite", (1, 3, 16, 16)), FAST)
+    litert.max_tensor_bytes = 16
+    with pytest.raises(MnasError, match="of shape 1x8 takes 0 MiB, over the limit"):
+        litert.load(tflite_file, FAST)
 
 
 # --- 10: the token stays with its agent ----------------------------------------------------------------

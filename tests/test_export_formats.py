@@ -75,6 +75,18 @@ def test_export_cli_prints_remeasured_next_to_searched(run, tmp_path):
     assert p.returncode == 2 and "unknown export format" in p.stderr
 
 
+def test_export_by_trial_id_is_the_same_trial_as_its_rank(run, tmp_path):
+    from mnas.store import Store
+    from mnas.store.query import ranked_trials
+
+    with Store(run, readonly=True) as store:
+        second = ranked_trials(store, 2)[1]
+    row, _ = export_trial(run, None, "onnx", tmp_path / "t.onnx", measure=False, trial_id=second.id)
+    assert row["rank"] == 2 and row["id"] == second.id and row["arch"] == second.arch
+    p = mnas("export", run, "--trial", "999", "--out", tmp_path / "x.onnx", check=False)
+    assert p.returncode == 2 and "no such trial" in p.stderr
+
+
 def test_tflite_without_its_converter_is_one_clear_error(monkeypatch):
     import sys
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from agent_helpers import (QUERY, big_input_model, call, external_data_model, running_agent, tiling_model)
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mnas import MnasError
@@ -57,6 +57,7 @@ def arch_strings(draw) -> str:
 def test_arch_show_never_tracebacks(text, multiplier, capsys):
     code = main(["arch", "show", text, "--width-multiplier", multiplier, "--json"])
     out, err = capsys.readouterr()
+    event(f"exit {code}")  # --hypothesis-show-statistics: how many built a network
     assert code in (0, 2), err
     assert "Traceback" not in err and (code == 0 or err.startswith("error: "))
 
@@ -133,6 +134,7 @@ def test_agent_requests_get_200_or_4xx_and_the_agent_lives(agent, model_file, da
     path = data.draw(st.sampled_from(["/v1/measure", "/v1/measure", "/v1/measure", "/health", "/", "/v1/../x"]))
     method = data.draw(st.sampled_from(["POST", "POST", "POST", "GET"]))
     code, answer = call(agent, method, f"{path}?{query}", data.draw(bodies(model_file)) if method == "POST" else None)
+    event(f"HTTP {code}")
     assert code == 200 or 400 <= code < 500, answer
     assert code == 200 or "error" in answer
     assert call(agent, "GET", "/health")[0] == 200

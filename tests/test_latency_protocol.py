@@ -87,6 +87,21 @@ def test_settings_and_result_round_trip():
         LatencySettings(run=3)
     with pytest.raises(ValueError, match="lacks"):
         LatencyResult.from_dict({"median_ms": 1.0})
+    with pytest.raises(MnasError, match="must be a mapping, got NoneType"):
+        LatencySettings.from_dict(None)
+
+
+def test_results_from_json_are_validated():
+    good = {"median_ms": 1, "mean_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0, "std_ms": 0.0, "cv": 0.0, "runs": 2,
+            "warmup": 0, "batch": 1, "resolution": 32, "threads": 1, "backend": "x", "runtime_version": "1",
+            "device": {"id": "a"}, "time": "t", "input_shape": [1, 3, 32, 32], "from_the_future": 1}
+    r = LatencyResult.from_dict(good)
+    assert r.median_ms == 1.0 and r.input_shape == (1, 3, 32, 32) and LatencyResult.from_dict(r.to_dict()) == r
+    for bad, why in [({**good, "median_ms": float("nan")}, "median_ms: Input should be a finite number"),
+                     ({**good, "p90_ms": float("inf")}, "p90_ms"), ({**good, "runs": "many"}, "runs"),
+                     ({**good, "input_shape": "1x3"}, "input_shape"), (None, "JSON object, got NoneType")]:
+        with pytest.raises(MnasError, match=why):
+            LatencyResult.from_dict(bad)
 
 
 def test_key_fields_leave_out_only_the_statistics_knobs():

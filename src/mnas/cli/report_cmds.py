@@ -83,7 +83,10 @@ def report(directory: Path = typer.Argument(..., help="experiment directory (mna
 
 @app.command("export")
 def export(directory: Path = typer.Argument(..., help="experiment directory"),
-           rank: int = typer.Option(1, "--rank", min=1, help="1 = the highest reward (as in mnas report)"),
+           rank: Optional[int] = typer.Option(None, "--rank", min=1, help="1 (default) = the highest reward, "
+                                              "as in mnas report"),
+           trial: Optional[int] = typer.Option(None, "--trial", min=1, help="a trial id (mnas trials) instead "
+                                               "of a rank"),
            fmt: str = typer.Option("onnx", "--format", help="onnx | tflite | torchscript | pytorch"),
            out: Path = typer.Option(..., "--out", help="file to write"),
            measure: bool = typer.Option(True, "--measure/--no-measure", help="re-time the written file"),
@@ -96,12 +99,14 @@ def export(directory: Path = typer.Argument(..., help="experiment directory"),
 
     if fmt.lower() not in FORMATS:
         raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    row, res = export_trial(directory, rank, fmt, out, measure=measure, runs=runs)
+    if rank is not None and trial is not None:
+        raise MnasError("give --rank or --trial, not both")
+    row, res = export_trial(directory, rank, fmt, out, measure=measure, runs=runs, trial_id=trial)
     d = res.to_dict()
     if json:
         print_json(d)
         return
-    console.print(f"rank {rank}: trial {row['id']}, accuracy {_num(row['accuracy'], '.4f')} (proxy), "
+    console.print(f"rank {row['rank']}: trial {row['id']}, accuracy {_num(row['accuracy'], '.4f')} (proxy), "
                   f"reward {_num(row['reward'], '.4f')}")
     console.print(f"architecture: {row['arch']}")
     console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "

@@ -9,7 +9,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
-from mnas.latency.model_files import check_tflite_tensors
+from mnas.latency.model_files import check_tflite, check_tflite_tensors
 from mnas.latency.settings import LatencySettings
 
 _INSTALL = "pip install 'mnas[litert]'  (litert-torch to convert, ai-edge-litert to run)"
@@ -33,6 +33,7 @@ class LiteRtBackend(LocalBackend):
         # the flatbuffer identifier "TFL3" sits at bytes 4..8; refuse anything else before the C++ parser sees it
         if len(data) < 8 or data[4:8] != b"TFL3":
             raise MnasError("not a TFLite model (no TFL3 flatbuffer identifier)")
+        check_tflite(data)
         try:
             interp = Interpreter(model_content=data, num_threads=settings.threads)
             if self.max_tensor_bytes is not None:  # before the tensors are allocated

@@ -1,7 +1,8 @@
 """Checks on a model file before a runtime loads it. The device agent loads files sent over the network: an
 ONNX file may name other files as its weights ("external data", which the runtime would read from the
-agent's disk, relative to its working directory), and any model may declare tensors far larger than the
-machine's memory. Both are refused here, with one MnasError line, before the runtime sees the file."""
+agent's disk, relative to its working directory), so may a TFLite file (LiteRT's external buffers), and
+any model may declare tensors far larger than the machine's memory. All are refused here, with one
+MnasError line, before the runtime sees the file."""
 
 from __future__ import annotations
 
@@ -72,6 +73,20 @@ def _itemsize(elem_type: int) -> int:
         return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
     except (KeyError, TypeError, ValueError):
         return UNKNOWN_ITEMSIZE
+
+
+def check_tflite(data: bytes) -> None:
+    """Refuse a TFLite model that names external buffer files, read with the flatbuffer schema LiteRT ships."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        external = model.ExternalBufferGroupsLength() or model.ExternalBuffersLength()
+    except Exception:  # flatbuffers reads lazily: a damaged offset surfaces as struct or index errors
+        raise MnasError("not a TFLite model (the flatbuffer does not parse)") from None
+    if external:
+        raise MnasError("the TFLite model refers to external buffer files; only self-contained models are "
+                        "accepted")
 
 
 def check_tflite_tensors(details: list[dict[str, Any]], max_tensor_bytes: int) -> None:

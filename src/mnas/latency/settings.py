@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
+from mnas import MnasError
 from mnas.schema import Schema, validate
 
 # the settings that change what is timed (the cache key); the other statistics knobs are left out on
@@ -48,6 +49,8 @@ class LatencySettings(Schema):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencySettings:
         """Keys this class does not know are dropped: stored results may come from other mnas versions."""
+        if not isinstance(data, dict):
+            raise MnasError(f"latency settings must be a mapping, got {type(data).__name__}")
         return validate(cls, {k: v for k, v in data.items() if k in cls.model_fields}, "latency settings")
 
     def replace(self, **changes: Any) -> LatencySettings:

@@ -162,14 +162,15 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     return result
 
 
-def export_trial(directory: str | Path, rank: int, fmt: str, out: str | Path, measure: bool = True,
-                 runs: int | None = None) -> tuple[dict[str, Any], ExportResult]:
-    """Export the completed trial at ``rank`` of an experiment; returns (trial row, result)."""
-    from mnas.report.summary import open_store, trial_by_rank
+def export_trial(directory: str | Path, rank: int | None, fmt: str, out: str | Path, measure: bool = True,
+                 runs: int | None = None, trial_id: int | None = None) -> tuple[dict[str, Any], ExportResult]:
+    """Export the completed trial at ``rank`` (or with id ``trial_id``) of an experiment; returns (trial row,
+    result)."""
+    from mnas.report.summary import open_store, trial_by_id, trial_by_rank
 
     directory = Path(directory)
     with open_store(directory) as store:
-        row = trial_by_rank(store, rank)
+        row = trial_by_id(store, trial_id) if trial_id is not None else trial_by_rank(store, rank or 1)
         latency = store.get_meta("latency") or {}
         train = store.trial(row["id"]).train or {}
     settings = LatencySettings.from_dict(latency.get("settings") or {})
@@ -181,6 +182,6 @@ def export_trial(directory: str | Path, rank: int, fmt: str, out: str | Path, me
             weights = Path(directory, cand)
             break
     res = export_arch(row["arch"], fmt, out, settings, latency.get("backend"), weights, measure)
-    res.info.update({"trial": row["id"], "rank": rank, "searched_latency_ms": row["latency_ms"],
+    res.info.update({"trial": row["id"], "rank": row["rank"], "searched_latency_ms": row["latency_ms"],
                      "search_backend": latency.get("backend"), "settings": settings.to_dict()})
     return row, res

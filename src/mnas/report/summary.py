@@ -131,3 +131,16 @@ def trial_by_rank(store: Store, rank: int) -> dict[str, Any]:
         raise MnasError(f"--rank {rank} is out of range: {store.dir} has {order.size} completed trial(s), "
                         f"ranks 1..{order.size}")
     return {"rank": rank, **table.row(int(order[rank - 1]))}
+
+
+def trial_by_id(store: Store, trial_id: int) -> dict[str, Any]:
+    """A completed trial by its id (as ``mnas trials`` lists it), with its rank."""
+    table = trial_table(store)
+    rows = {int(table.id[i]): i for i in range(len(table))}
+    if trial_id not in rows:
+        raise MnasError(f"--trial {trial_id}: no such trial in {store.dir} (ids 1..{len(table)}; see mnas trials)")
+    i = rows[trial_id]
+    if not table.completed[i]:
+        raise MnasError(f"--trial {trial_id} did not complete (status {table.row(i)['status']}): nothing to export")
+    order = table.ranking().tolist()
+    return {"rank": order.index(i) + 1, **table.row(i)}

@@ -14,7 +14,8 @@ Each time it runs out of proposals the strategy
 3. ranks them by expected improvement over the best reward so far;
 4. when it has a ``latency_oracle`` (latency is measured in about a second, a training takes minutes):
    measures the latency of the best ``shortlist`` x ``batch_size`` of them, drops those whose latency
-   cannot be measured (they would fail), and ranks the rest again by expected improvement with the
+   cannot be measured (they would fail to train too; random proposals are screened the same way), and
+   ranks the rest again by expected improvement with the
    accuracy predicted by a second process on the same kernel and the latency term of the reward read
    off the results so far (reward / accuracy against latency, interpolated), so the latency is the
    measured one instead of a guess;
@@ -91,19 +92,19 @@ class PredictorGuided(BaseStrategy):
 
     def _next_batch(self) -> list[Tokens]:
         if len(self.results) < self.initial:
-            return self._fresh(self._random(4 * self.batch_size))[:self.batch_size] or self._random(1)
+            return self._measurable(self._fresh(self._random(2 * self.batch_size)))[:self.batch_size] \
+                or self._random(1)
         pool = self._fresh(self._breed())
         if not pool:  # the neighbourhood of the best is used up: anything new
-            pool = self._fresh(self._random(self.candidates)) or self._random(1)
-            return pool[:self.batch_size]
+            return self._measurable(self._fresh(self._random(self.candidates)))[:self.batch_size] or self._random(1)
         gp = _Process(list(self.results), self.space.cardinalities)
         rewards = np.array([r for r, _, _ in self.results.values()])
         mean, std = gp.predict(rewards, pool)
         order = np.argsort(-_expected_improvement(mean, std, rewards.max()))
         if self.latency_oracle is None:
             return [pool[i] for i in order[:self.batch_size]]
-        short = [pool[i] for i in order[:self.shortlist * self.batch_size]]
-        return self._by_measured_latency(gp, short, rewards) or [short[0]]
+        short = self._measurable([pool[i] for i in order[:self.shortlist * self.batch_size]])
+        return self._by_measured_latency(gp, short, rewards) or self._random(1)
 
     def _breed(self) -> list[Tokens]:
         best = sorted(self.results, key=lambda t: self.results[t][0], reverse=True)[:self.parents]
@@ -124,23 +125,28 @@ class PredictorGuided(BaseStrategy):
         """``tokens`` not seen before, duplicates dropped, order kept."""
         return [t for t in dict.fromkeys(tokens) if t not in self.seen]
 
-    def _by_measured_latency(self, gp: _Process, short: list[Tokens], rewards: np.ndarray) -> list[Tokens]:
-        """The shortlist re-ranked with measured latencies (see the module docstring, step 4)."""
-        todo = [t for t in short if t not in self.latency]
+    def _measurable(self, tokens: list[Tokens]) -> list[Tokens]:
+        """With an oracle: ``tokens`` whose latency can be measured (measuring those not measured yet)."""
+        if self.latency_oracle is None:
+            return tokens
+        todo = [t for t in tokens if t not in self.latency]
         if todo:
             self.latency_queries += len(todo)
-            for t, ms in zip(todo, self.latency_oracle(todo)):  # type: ignore[misc]
+            for t, ms in zip(todo, self.latency_oracle(todo)):
                 self.latency[t] = ms if ms is not None and math.isfinite(ms) and ms > 0 else None
-        ok = [t for t in short if self.latency[t] is not None]
+        return [t for t in tokens if self.latency[t] is not None]
+
+    def _by_measured_latency(self, gp: _Process, short: list[Tokens], rewards: np.ndarray) -> list[Tokens]:
+        """The measured shortlist ranked again (see the module docstring, step 4)."""
         known = [(lat, r / acc) for r, acc, lat in self.results.values() if acc and lat]
-        if not ok or len(known) < 2 or len(known) < len(self.results):
-            return ok[:self.batch_size]  # rewards without accuracy and latency: keep the first ranking
+        if not short or len(known) < len(self.results):
+            return short[:self.batch_size]  # some rewards came without accuracy and latency: keep the ranking
         lat, factor = np.array(sorted(known)).T
         accs = np.array([acc for _, acc, _ in self.results.values()])
-        acc_mean, acc_std = gp.predict(accs, ok)
-        f = np.interp(np.log([self.latency[t] for t in ok]), np.log(lat), factor)
+        acc_mean, acc_std = gp.predict(accs, short)
+        f = np.interp(np.log([self.latency[t] for t in short]), np.log(lat), factor)
         ei = _expected_improvement(acc_mean * f, acc_std * f, rewards.max())
-        return [ok[i] for i in np.argsort(-ei)[:self.batch_size]]
+        return [short[i] for i in np.argsort(-ei)[:self.batch_size]]
 
     # state ---------------------------------------------------------------------------------------
 
