@@ -28,6 +28,9 @@ test: setup
 # A real small search: animal-mnist proxy, onnxruntime latency measured here, T = MobileNetV2's latency.
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
+	@echo "make demo shows the whole loop in minutes: real latencies on onnxruntime, but a proxy of 1 epoch on"
+	@echo "3,000 silhouettes (about 20-40 % accuracy), too short to rank models reliably. For a search whose"
+	@echo "ranking means something, see configs/cifar10.yaml and docs/training.md."
 	$(VENV)/bin/mnas search --config configs/demo.yaml --out $(DEMO_OUT)
 	$(VENV)/bin/mnas report $(DEMO_OUT) --top 3
 

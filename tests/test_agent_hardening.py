@@ -161,7 +161,7 @@ def test_the_tensor_limit_holds_on_every_backend(tflite_file):
             be.load(big_input_model([1, 3, 1024, 1024]), FAST)
     litert = get_backend("litert")
     litert.max_tensor_bytes = 16
-    with pytest.raises(MnasError, match="of shape 1x8 takes 0 MiB, over the limit"):
+    with pytest.raises(MnasError, match="of shape 1x8 takes 32 bytes, over the limit of 16 bytes"):
         litert.load(tflite_file, FAST)
 
 
@@ -241,8 +241,12 @@ def test_weak_tokens_and_readable_token_files_warn(tmp_path, caplog):
     weak.write_text("short")
     weak.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="mnas"):
-        read_token(str(weak))
+        RemoteBackend(["http://127.0.0.1:1"], token_file=str(weak))
     assert "readable by group or others: chmod 600" in caplog.text and "shorter than 16 bytes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mnas"):
+        agent_module.make_server("onnxruntime", "short", port=0, quiet=True).server_close()
+    assert "shorter than 16 bytes" in caplog.text
     caplog.clear()
     strong = tmp_path / "strong"
     strong.write_text(TOKEN)

@@ -10,6 +10,7 @@ import pytest
 
 from mnas import MnasError, __version__
 from mnas.search.config import config_from_dict
+from search_helpers import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,10 +70,7 @@ def test_version_and_debug(tmp_path):
     assert loud.returncode != 0 and "Traceback" in loud.stderr and "MnasError" in loud.stderr
 
 
-TINY = {"name": "tiny", "trials": 2, "strategy": {"name": "random"}, "reward": {"target_ms": 1.0},
-        "latency": {"resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
-        "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1, "train_limit": 128},
-        "references": False}
+TINY = tiny(trials=2)
 
 
 def test_dry_run_checks_and_writes_nothing(tmp_path):

@@ -9,10 +9,9 @@ from mnas.search.driver import Search
 from mnas.search.mirror import STUDY_NAME, storage_url
 from mnas.space import load_space
 from mnas.store import Store, TrialStatus
+from search_helpers import tiny
 
-TINY = {"name": "live", "trials": 3, "strategy": {"name": "random"}, "reward": {"target_ms": 1.0},
-        "latency": {"resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
-        "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1, "train_limit": 128}}
+TINY = tiny(trials=3)
 
 
 def test_every_trial_is_mirrored_with_its_values(tmp_path):

@@ -10,43 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mnas import MnasError
 from mnas.search.config import config_from_dict, load_config
 from mnas.store import Store
 from mnas.search.driver import Search
 
-TINY = {
-    "name": "tiny", "seed": 0, "trials": 6,
-    "strategy": {"name": "random"},
-    "reward": {"preset": "soft", "target_ms": 1.0},
-    "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
-    "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1,
-              "batch_size": 64, "train_limit": 128},
-}
-
-
-def tiny(**changes):
-    cfg = json.loads(json.dumps(TINY))
-    for k, v in changes.items():
-        node = cfg
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return cfg
-
-
-def write_config(tmp_path, cfg, name="cfg.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def mnas(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 300), **kw)
+from search_helpers import mnas, tiny, write_config
 
 
 def test_search_records_every_trial_with_reward(tmp_path):

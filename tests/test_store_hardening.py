@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mnas import MnasError
 from mnas.search.config import config_from_dict
@@ -26,36 +25,11 @@ from mnas.store.query import best_trial, ranked_trials
 
 from plugin_helpers import install_plugin, mnas_with
 
-TINY = {
-    "name": "tiny", "seed": 0, "trials": 4,
-    "strategy": {"name": "random"},
-    "reward": {"preset": "soft", "target_ms": 1.0},
-    "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
-    "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1,
-              "batch_size": 64, "train_limit": 128},
-}
+from search_helpers import mnas, tiny as _tiny, write_config
 
 
 def tiny(**changes):
-    cfg = json.loads(json.dumps(TINY))
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return cfg
-
-
-def write_config(tmp_path, cfg, name="cfg.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def mnas(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 300), **kw)
+    return _tiny(**{"trials": 4, **changes})
 
 
 def sql(db, *statements):

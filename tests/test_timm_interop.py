@@ -19,7 +19,8 @@ from torch import nn
 from mnas import MnasError
 from mnas.model import build, count_params
 from mnas.model.timm_weights import TIMM_BN_EPS, load_timm_state_dict, timm_names, to_timm_state_dict
-from mnas.space import Architecture, MnasNetSpace, arch_from_timm, arch_to_timm, round_filters, zoo
+from mnas.space import Architecture, Block, MnasNetSpace, arch_from_timm, arch_to_timm, round_filters, zoo
+from mnas.space.blockstr import _mnas_layers  # checked against the builder
 
 SPACE = MnasNetSpace.load()
 RANDOM_ARCHS = [SPACE.sample(random.Random(seed)) for seed in range(50)]
@@ -122,6 +123,27 @@ def literal_timm(arch: Architecture) -> list[str]:
             for b in arch.blocks]
 
 
+def odd_archs(n: int, seed: int = 3) -> list[Architecture]:
+    """Hand-made architectures off the space's grid: widths not multiples of 8, SE ratios that round,
+    MBConv at e1, declared input widths that differ from the real ones."""
+    rng, archs = random.Random(seed), []
+    for _ in range(n):
+        blocks, prev = [], 16
+        for _ in range(rng.randint(1, 4)):
+            op = rng.choice(["cv", "ds", "ir"])
+            out, stride = rng.choice([8, 12, 16, 24, prev]), rng.choice([1, 1, 2])
+            declared = prev if rng.random() < 0.7 else rng.choice([8, 12, 16, 24])
+            skip = rng.choice(["none", "identity"])
+            if skip == "identity" and stride == 1 and declared == out != prev:
+                skip = "none"  # the architecture would add tensors of different widths
+            blocks.append(Block(op, rng.randint(1, 3), rng.choice([1, 3]), stride,
+                                1 if op == "ds" else rng.choice([1, 3, 6]), declared, out,
+                                rng.choice([0, 0.25, 0.3]), skip))
+            prev = out
+        archs.append(Architecture(tuple(blocks), 16, 64))
+    return archs
+
+
 def meta_params(arch: Architecture, classes: int = 1000) -> int:
     with torch.device("meta"):
         return count_params(build(arch, num_classes=classes))
@@ -149,6 +171,8 @@ def test_mnas_weights_have_timms_recorded_names_and_shapes(name):
                if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))) == PUBLISHED_PARAMS[name]
     mapped = to_timm_state_dict(build(zoo.get(ZOO_OF[name])))
     assert {k: tuple(v.shape) for k, v in mapped.items()} == recorded
+    # within a layer the recorded order is timm's forward order, which tells bn1 from bn2 at equal widths
+    assert [k for k in mapped if k.startswith("blocks.")] == [k for k in recorded if k.startswith("blocks.")]
 
 
 @pytest.mark.parametrize("zoo_name", ["mnasnet-a1", "mnasnet-b1", "mobilenet-v2", "mnasnet-small"])
@@ -227,6 +251,23 @@ def test_timm_strings_follow_timms_skip_rules():
         arch_to_timm(Architecture.parse("stem24:ir_r1_k3_s2_e6_i16_o24:head1280"))
 
 
+def test_mnas_layer_widths_used_for_timm_strings_are_the_builders():
+    for arch in odd_archs(60):
+        width, params = arch.stem, 27 * arch.stem + 2 * arch.stem
+        for b in arch.blocks:
+            for layer in _mnas_layers(b, width):
+                se = 2 * layer.se * layer.mid + layer.se + layer.mid if layer.se else 0
+                if layer.kind == "cn":  # squeeze-excite on the output
+                    se = 2 * layer.se * layer.out + layer.se + layer.out if layer.se else 0
+                    params += layer.kernel ** 2 * layer.in_ch * layer.out + 2 * layer.out + se
+                    continue
+                expand = layer.in_ch * layer.mid + 2 * layer.mid if layer.kind == "ir" else 0
+                params += expand + layer.kernel ** 2 * layer.mid + 2 * layer.mid + se + \
+                    layer.mid * layer.out + 2 * layer.out
+            width = b.out_ch
+        assert params + width * arch.head + 2 * arch.head + arch.head * 10 + 10 == meta_params(arch, 10), arch
+
+
 @pytest.mark.parametrize("text,match", [
     ("cn_r1_k3_s1_c32_se0.25", "no squeeze-excite"),
     ("ir_r1_k3_s1_e1_c32", "1x1 expansion conv"),
@@ -272,15 +313,16 @@ def test_real_timm_models_load_into_mnas_and_back(name):
         torch.testing.assert_close(ours(images()), theirs(images()))
 
 
-def test_real_timm_builds_exactly_the_random_architectures_it_gets_strings_for():
+def test_real_timm_builds_exactly_the_architectures_it_gets_strings_for():
     _timm()
-    for n, arch in enumerate(RANDOM_ARCHS):
+    for n, arch in enumerate(RANDOM_ARCHS + odd_archs(100)):
         try:
             strings = arch_to_timm(arch)
         except MnasError:
-            literal = _timm_from_strings(literal_timm(arch), arch, 10)
-            assert count_params(literal) == timm_param_count(literal_timm(arch), arch.stem, arch.head, 10)
-            assert count_params(literal) != count_params(build(arch, num_classes=10))
+            if arch in RANDOM_ARCHS:  # timm builds another network from the fields copied literally
+                literal = _timm_from_strings(literal_timm(arch), arch, 10)
+                assert count_params(literal) == timm_param_count(literal_timm(arch), arch.stem, arch.head, 10)
+                assert count_params(literal) != count_params(build(arch, num_classes=10))
             continue
         ours = randomized(build(arch, num_classes=10), seed=n)
         theirs = _timm_from_strings(strings, arch, 10)

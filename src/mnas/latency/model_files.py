@@ -46,8 +46,12 @@ def check_onnx(data: bytes, max_tensor_bytes: int | None = None) -> None:
 def check_tensor(name: str, shape: list[int], itemsize: int, max_tensor_bytes: int) -> None:
     size = math.prod(shape) * itemsize
     if size > max_tensor_bytes:
-        raise MnasError(f"tensor {name[:60]!r} of shape {'x'.join(map(str, shape))} takes {size / 2**20:,.0f} MiB, "
-                        f"over the limit of {max_tensor_bytes / 2**20:,.0f} MiB per tensor")
+        raise MnasError(f"tensor {name[:60]!r} of shape {'x'.join(map(str, shape))} takes {_size(size)}, over "
+                        f"the limit of {_size(max_tensor_bytes)} per tensor")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def _tensors(message: Any) -> Iterator[Any]:

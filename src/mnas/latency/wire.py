@@ -27,7 +27,7 @@ LIMITS = {"runs": 10_000, "warmup": 10_000, "rounds": 100, "max_remeasures": 10}
 
 
 def read_token(path: str) -> str:
-    """The token in ``path``; warns when the file is readable by other users (Unix) or the token is short."""
+    """The token in ``path``; warns when other users may read the file (Unix)."""
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
@@ -40,32 +40,29 @@ def read_token(path: str) -> str:
         raise MnasError(f"cannot read token file {path}: {e.strerror or e}") from None
     if not token:
         raise MnasError(f"token file {path} is empty")
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("token file %s is readable by group or others: chmod 600 %s", path, path)
-    warn_if_weak(token, f"the token in {path}")
     return token
 
 
-def warn_if_weak(token: str, what: str = "the token") -> None:
+def warn_if_weak(token: str) -> None:
     if len(token.encode()) < MIN_TOKEN_BYTES:
-        log.warning("%s is shorter than %d bytes and can be guessed; make one with %s", what, MIN_TOKEN_BYTES,
+        log.warning("the token is shorter than %d bytes and can be guessed; make one with %s", MIN_TOKEN_BYTES,
                     MAKE_TOKEN)
 
 
 def resolve_token(token: str | None = None, token_file: str | None = None) -> str:
     """The token given, else read from ``token_file``, else from $MNAS_DEVICE_TOKEN_FILE or $MNAS_DEVICE_TOKEN
-    (how a config-driven search, which names only a backend spec, passes it)."""
-    if token:
-        warn_if_weak(token)
-        return token
+    (how a config-driven search, which names only a backend spec, passes it). Warns when it is short."""
     path = token_file or os.environ.get(TOKEN_FILE_ENV)
-    if path:
-        return read_token(path)
-    if os.environ.get(TOKEN_ENV, "").strip():
-        token = os.environ[TOKEN_ENV].strip()
-        warn_if_weak(token, f"${TOKEN_ENV}")
-        return token
-    raise MnasError(f"the remote backend needs the agents' token: --token-file F, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}")
+    if not token and path:
+        token = read_token(path)
+    token = token or os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise MnasError(f"the remote backend needs the agents' token: --token-file F, ${TOKEN_FILE_ENV} or "
+                        f"${TOKEN_ENV}")
+    warn_if_weak(token)
+    return token
 
 
 def settings_to_query(settings: LatencySettings) -> str:

@@ -1,8 +1,9 @@
 """The device agent's measuring process. Runtimes are C++ code fed files from the network; in a child process
 a measurement that runs past its wall-clock limit can be killed (a thread stuck inside a runtime cannot be
 stopped, and would keep the CPU busy under the next measurement), and a runtime that crashes or is killed
-for memory costs one measurement, not the agent. Messages go both ways as JSON and raw bytes, never as
-pickles, so the agent trusts nothing the child sends."""
+for memory costs one measurement, not the agent. The child gets its backend when it starts (``spawn``
+pickles it, agent to child); after that messages go both ways as JSON and raw bytes, so the agent
+unpickles nothing the child sends."""
 
 from __future__ import annotations
 

@@ -70,12 +70,13 @@ def block_to_timm(b: Block, actual_in: int) -> str:
     # timm's cn adds a residual only when told `skip`, ds and ir unless told `noskip`, and both judge on
     # the real input width where mnas judges on the declared one: the first flag that agrees is written
     flags = ["noskip"] if b.skip == "none" else ["skip", "noskip"] if kind == "cn" else ["", "noskip"]
-    reason = ""
+    reasons = []
     for flag in flags:
         timm = _timm_layers(kind, b.repeats, b.kernel, b.stride, b.expansion, b.out_ch, b.se, flag, actual_in)
         if not (reason := _difference(mnas, timm)):
             return "_".join(head + ([flag] if flag else []))
-    raise MnasError(f"timm would build it differently: {reason}")
+        reasons.append(reason)
+    raise MnasError(f"timm would build it differently: {reasons[0]}")
 
 
 def block_from_timm(text: str, in_ch: int) -> Block:

@@ -179,12 +179,20 @@ class _Process:
     serves every target and every noise level."""
 
     def __init__(self, x: list[Tokens], cardinalities: Sequence[int]) -> None:
-        self.x = np.array(x, dtype=np.int64)
+        self.offsets = np.concatenate(([0], np.cumsum(cardinalities)[:-1]))
+        self.width = int(sum(cardinalities))
         self.d = len(cardinalities)
-        self.eigval, self.eigvec = np.linalg.eigh(self._kernel(self.x))
+        self.onehot = self._onehot(x)
+        self.eigval, self.eigvec = np.linalg.eigh(self._kernel(self.onehot))
 
-    def _kernel(self, a: np.ndarray) -> np.ndarray:
-        m = (a[:, None, :] == self.x[None, :, :]).sum(-1).astype(np.float64)
+    def _onehot(self, tokens: Sequence[Tokens]) -> np.ndarray:
+        rows = np.asarray(tokens, dtype=np.int64) + self.offsets
+        out = np.zeros((len(rows), self.width))
+        np.put_along_axis(out, rows, 1.0, axis=1)
+        return out
+
+    def _kernel(self, onehot: np.ndarray) -> np.ndarray:
+        m = onehot @ self.onehot.T  # equal decisions, as one matrix product
         d = self.d
         return (1 + m + m * (m - 1) / 2) / (1 + d + d * (d - 1) / 2)
 
@@ -200,7 +208,7 @@ class _Process:
         loglik = -0.5 * n * np.log(scale) - 0.5 * np.log(denom).sum(1)
         k = int(np.argmax(loglik))
         inv = 1.0 / denom[k]
-        kx = self.eigvec.T @ self._kernel(np.array(tokens, dtype=np.int64)).T  # [n, C]
+        kx = self.eigvec.T @ self._kernel(self._onehot(tokens)).T  # [n, C]
         mean = kx.T @ (inv * z)
         var = scale[k] * np.maximum(1.0 - (kx ** 2 * inv[:, None]).sum(0), 1e-12)
         return mu + sd * mean, sd * np.sqrt(var)
