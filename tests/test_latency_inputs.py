@@ -11,7 +11,8 @@ import pytest
 from mnas import MnasError
 from mnas.cli import main
 from mnas.latency import LatencyCache, LatencySettings, get_backend
-from mnas.latency.memory import estimate_bytes, physical_memory
+from mnas.latency.memory import estimate_bytes
+from mnas.model.memory import physical_memory
 from mnas.space import zoo
 
 FAST = ["--resolution", "32", "--runs", "2", "--rounds", "1", "--warmup", "0"]

@@ -12,6 +12,7 @@ from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend, measure
 from mnas.latency.lut import LatencyTable, arch_layers, build_table, calibrate_table, evaluate, space_layers
 from mnas.space import MnasNetSpace
+from mnas.space.arch import Architecture
 
 TINY = """
 name: tiny
@@ -74,7 +75,7 @@ def test_build_resumes_and_completes(built):
     on_disk = LatencyTable.load(out)
     assert on_disk.complete and on_disk.backend == "onnxruntime" and on_disk.device.get("id")
     assert on_disk.settings.resolution == 32 and on_disk.calibration["n"] == 4
-    assert all(e["raw_ms"] > 0 and e["ms"] >= 0 for e in on_disk.entries.values())
+    assert all(e["raw_ms"] > 0 and e["ms"] >= 0 and isinstance(e["noisy"], bool) for e in on_disk.entries.values())
 
 
 def test_eval_against_real_measurements(built):
@@ -87,6 +88,54 @@ def test_eval_against_real_measurements(built):
     assert res["mape"] >= 0 and res["rmse_ms"] >= 0 and -1 <= res["kendall_tau"] <= 1
     assert 0 < res["predict_ms"] < 50
     assert all(s["measured_ms"] > 0 and s["predicted_ms"] > 0 for s in res["samples"])
+    assert res["partial"] is False and res["drawn"] == 4 and res["table_entries"] == res["space_entries"]
+    load = res["load_average"]
+    assert len(load["start"]) == 3 and len(load["end"]) == 3 and all(x >= 0 for x in load["start"] + load["end"])
+
+
+def test_eval_is_read_only(built, tmp_path):
+    """An incomplete table is refused, or judged only on what it covers; either way its file stays as it was."""
+    from mnas.cli import main
+
+    out, _, table = built
+    data = json.loads(out.read_text())
+    dropped = arch_layers(table.space.sample(random.Random(9)), 32, num_classes=10)[-2].key  # its last layer
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({**data, "entries": {k: v for k, v in data["entries"].items() if k != dropped}}))
+    before = partial.read_bytes()
+    have = len(data["entries"]) - 1
+    with pytest.raises(MnasError, match=f"incomplete: {have} of {have + 1} layer entries .*--partial"):
+        evaluate(LatencyTable.load(partial), samples=2, seed=1)
+    assert main(["lut", "eval", str(partial), "--samples", "2"]) == 2
+    r = run_cli("lut", "eval", str(partial), "--samples", "3", "--seed", "2", "--partial", "--json",
+                "--show-samples")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["partial"] is True and res["n"] == 3 and res["drawn"] >= 3
+    assert res["table_entries"] == have and res["space_entries"] == have + 1
+    for sample in res["samples"]:  # only architectures that do not need the dropped entry
+        assert dropped not in {s.key for s in arch_layers(Architecture.parse(sample["arch"]), 32, num_classes=10)}
+    assert partial.read_bytes() == before
+
+
+def test_build_progress_counts_to_the_limit(space_file, tmp_path):
+    seen = []
+    build_table(tmp_path / "p.json", space_file, "onnxruntime", settings(), limit=2, entry_runs=3,
+                progress=lambda done, total, key: seen.append((done, total)))
+    assert seen[-1] == (2, 2) and {total for _, total in seen} == {2}
+
+
+def test_noisy_measurements_are_flagged_and_counted(built):
+    """A measurement whose rounds disagree by more than cv_threshold after the re-measures is flagged."""
+    from dataclasses import replace
+
+    _, _, table = built
+    strict = replace(table, settings=table.settings.replace(cv_threshold=1e-12), path=None)
+    res = evaluate(strict, samples=2, seed=3)
+    assert res["noisy"] == 2 and all(s["noisy"] for s in res["samples"]) and res["quiet"] is None
+    lenient = replace(table, settings=table.settings.replace(cv_threshold=1e9), path=None)
+    res = evaluate(lenient, samples=2, seed=3)
+    assert res["noisy"] == 0 and "quiet" not in res and not any(s["noisy"] for s in res["samples"])
 
 
 def test_lut_backend_predicts(built, space_file):

@@ -9,8 +9,11 @@ _efficientnet_blocks.py. Where ``import timm`` works, the same checks run agains
 """
 
 import functools
+import json
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -115,8 +118,8 @@ def timm_param_count(strings: list[str], stem: int, head: int, classes: int) -> 
 
 
 def literal_timm(arch: Architecture) -> list[str]:
-    """Each block's fields copied into timm's syntax, as `mnas arch show` printed them before: what a user
-    would paste into timm."""
+    """Each block's fields copied literally into timm's syntax, with none of timm's rules applied: what a
+    user would otherwise paste into timm."""
     kinds = {"cv": "cn", "ds": "ds", "ir": "ir"}
     return ["_".join([kinds[b.op], f"r{b.repeats}", f"k{b.kernel}", f"s{b.stride}", f"e{b.expansion}",
                       f"c{b.out_ch}"] + ([f"se{b.se}"] if b.se else []) + (["noskip"] if b.skip == "none" else []))
@@ -204,8 +207,10 @@ def test_names_cover_every_tensor_of_random_exact_architectures():
 
 def test_weights_of_another_architecture_are_refused():
     b1_weights = to_timm_state_dict(build(zoo.get("mnasnet-b1")))
-    with pytest.raises(MnasError, match="lacks|shape"):
+    with pytest.raises(MnasError, match=r"blocks.1.0.conv_pw.weight \(48, 16, 1, 1\) has no place"):
         load_timm_state_dict(build(zoo.get("mnasnet-a1")), b1_weights)
+    with pytest.raises(MnasError, match="lacks 1 tensor.*bn2.bias"):
+        load_timm_state_dict(build(zoo.get("mnasnet-b1")), {k: v for k, v in b1_weights.items() if k != "bn2.bias"})
     extra = {**b1_weights, "blocks.9.0.conv_pw.weight": torch.zeros(1)}
     with pytest.raises(MnasError, match="blocks.9.0.conv_pw.weight"):
         load_timm_state_dict(build(zoo.get("mnasnet-b1")), extra)
@@ -231,6 +236,20 @@ def test_no_random_architecture_gets_a_timm_string_that_builds_another_network()
         assert timm_param_count(strings, arch.stem, arch.head, 1000) == mnas_params
         assert meta_params(arch_from_timm(strings, arch.stem, arch.head)) == mnas_params
     assert 0 < inexact < len(RANDOM_ARCHS)
+
+
+def test_arch_show_json_gives_the_reason_instead_of_a_timm_string():
+    conv_se = next(a for a in RANDOM_ARCHS if any(b.op == "cv" and b.se for b in a.blocks))
+    for name, exact in ((conv_se.canonical, False), ("mnasnet-a1", True)):
+        r = subprocess.run([sys.executable, "-m", "mnas", "arch", "show", name, "--json"], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        if exact:
+            assert info["timm"][2] == "ir_r3_k5_s2_e3_c40_se0.25" and info["timm_inexact_because"] is None
+        else:
+            assert info["timm"] is None and "cn block (ConvBnAct) has no squeeze-excite" in \
+                info["timm_inexact_because"]
 
 
 def test_timm_strings_follow_timms_skip_rules():

@@ -10,25 +10,12 @@ import typer
 
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
+from mnas.cli.progress import progress_bar
 from mnas.latency.lut.build import CLOCKS, ENTRY_RUNS
 from mnas.latency.settings import LatencyConfig, LatencySettings
 
 lut_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: build on your device, evaluate.")
 app.add_typer(lut_app, name="lut")
-
-
-def _progress(label: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                   TextColumn("{task.description}"), console=console, transient=False)
-    task = bar.add_task("", total=None)
-
-    def update(done: int, total: int, what: str = "") -> None:
-        bar.update(task, completed=done, total=total, description=what[:48])
-
-    return bar, update
 
 
 @lut_app.command("build")
@@ -65,8 +52,7 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
         tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
                           entry_runs=entry_runs, clock=clock, passes=passes)
     else:
-        bar, update = _progress("measuring layers")
-        with bar:
+        with progress_bar("measuring layers") as update:  # its total: the entries this run measures
             tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
                               progress=update, entry_runs=entry_runs, clock=clock,
                               passes=passes)
@@ -94,9 +80,12 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              backend: Optional[str] = typer.Option(None, "--backend", "-b", help="refuse unless the table was "
                                                    "built on this backend"),
              resolution: Optional[int] = typer.Option(None, "--resolution", help="refuse unless built at this"),
+             partial: bool = typer.Option(False, "--partial", help="an incomplete table: evaluate only the "
+                                          "architectures whose layers it all holds (labelled as such)"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
-    """Predict N fresh random architectures and measure each for real on the table's backend."""
+    """Predict N fresh random architectures and measure each for real on the table's backend. Never
+    changes the table; refuses an incomplete one unless --partial."""
     from mnas.latency.lut.evaluate import evaluate
     from mnas.latency.lut.table import LatencyTable
 
@@ -104,11 +93,10 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     tbl.check(backend=backend, space_yaml=space.read_text() if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
     if json:
-        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated)
+        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial)
     else:
-        bar, update = _progress("measuring models")
-        with bar:
-            res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, progress=update)
+        with progress_bar("measuring models") as update:
+            res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update)
     if not show_samples:
         res.pop("samples")
     if json:
@@ -116,6 +104,16 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         return
     keys = ("n", "within_10pct", "within_5pct", "mape", "max_ape", "rmse_ms", "kendall_tau", "bias", "predict_ms")
     rows = [[k, f"{res[k]:.4g}" if isinstance(res[k], float) else res[k]] for k in keys]
+    rows.append(["noisy measurements", f"{res['noisy']} of {res['n']}"])
+    if res.get("quiet"):
+        rows.append(["within_10pct without them", f"{res['quiet']['within_10pct']:.4g}"])
+    rows.append(["noisy table entries", f"{res['noisy_entries']} of {res['table_entries']}"])
     console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s), "
                         f"{res['clock']} clock"
                         f"{' (calibrated)' if res['calibrated'] else ''}", ["metric", "value"], rows))
+    load = res["load_average"]
+    console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")
+    if res["partial"]:
+        console.print(f"[yellow]PARTIAL[/]: the table holds {res['table_entries']} of {res['space_entries']} "
+                      f"entries; these figures cover only the {res['n']} of {res['drawn']} drawn architectures "
+                      "whose layers it all holds, not the space")

@@ -58,15 +58,18 @@ def load_timm_state_dict(model: MnasNet, state_dict: Mapping[str, torch.Tensor],
     """Load a timm state dict into ``model`` (every tensor, each of its own shape) and give the model's
     BatchNorm layers ``bn_eps``, the eps the timm weights were made with, so it computes what timm does."""
     names = timm_names(Architecture.parse(model.arch))
-    renamed = {_rename(key, {t: m for m, t in names.items()}, "timm"): value for key, value in state_dict.items()}
-    own = model.state_dict()
+    inverse = {timm: mnas for mnas, timm in names.items()}
+    own, renamed = model.state_dict(), {}
+    for key, value in state_dict.items():
+        ours = _rename(key, inverse, "timm")
+        if ours not in own or value.shape != own[ours].shape:
+            raise MnasError(f"timm's {key} {tuple(value.shape)} has no place in the model"
+                            f"{f' (its {ours} is {tuple(own[ours].shape)})' if ours in own else ''}: "
+                            "the timm model is another architecture")
+        renamed[ours] = value
     if missing := sorted(own.keys() - renamed.keys()):
         raise MnasError(f"the timm state dict lacks {len(missing)} tensor(s) the model has, e.g. "
                         f"{_rename(missing[0], names, 'mnas')}")
-    for key, value in renamed.items():
-        if value.shape != own[key].shape:
-            raise MnasError(f"timm tensor for {key} has shape {tuple(value.shape)}, the model needs "
-                            f"{tuple(own[key].shape)}: the timm model is another architecture")
     model.load_state_dict(renamed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,35 +72,17 @@ def _one_line(what: str) -> Iterator[None]:
 
 def _check_memory(what: str, arch: Any, resolution: int, batch: int, in_chans: int, num_classes: int,
                   training: bool) -> None:
-    """Build ``arch`` on PyTorch's meta device (shapes only, no memory) and refuse it when weights and
-    activations would not fit in this machine's memory. Training keeps weights, gradients, optimizer and
-    EMA copies (4x) and every activation for the backward pass plus its gradient (2x)."""
-    import torch
-
-    from mnas.model import build
+    """Refuse ``arch`` when weights and activations would not fit in this machine's memory. Training keeps
+    weights, gradients, optimizer and EMA copies (4x) and every activation for the backward pass plus its
+    gradient (2x); inference the weights and the largest layer."""
+    from mnas.model.memory import BYTES_PER_VALUE, check_fits, footprint
 
     try:
-        with torch.device("meta"):
-            model = build(arch, num_classes, in_chans).eval()
-        activations = 0
-
-        def count(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            nonlocal activations
-            activations += output.numel()
-
-        for m in model.modules():
-            if not any(m.children()):
-                m.register_forward_hook(count)
-        with torch.no_grad():
-            model(torch.empty(batch, in_chans, resolution, resolution, device="meta"))
-    except RuntimeError as e:  # sizes past what a tensor can index
-        raise MnasError(f"{what} cannot be built: {str(e).splitlines()[0][:160]}") from e
-    params = sum(p.numel() for p in model.parameters())
-    need = 4 * (params * (4 if training else 1) + activations * (2 if training else 1))
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have:
-        raise MnasError(f"{what} needs about {need / 2**30:,.1f} GiB ({params:,} weights), more than this "
-                        f"machine's {have / 2**30:,.1f} GiB: lower its size")
+        f = footprint(arch, (batch, in_chans, resolution, resolution), num_classes)
+    except MnasError as e:
+        raise MnasError(f"{what}: {e}") from e
+    values = 2 * f.total_values if training else f.peak_values
+    check_fits(what, BYTES_PER_VALUE * (f.weights * (4 if training else 1) + values), "lower its size")
 
 
 def check_result(trial: Trial) -> None:

@@ -139,8 +139,7 @@ def _difference(mnas: list[_Layer], timm: list[_Layer]) -> str:
     for n, (m, t) in enumerate(zip(mnas, timm), 1):
         where = f"layer {n}: " if len(mnas) > 1 else ""
         if m.kind != t.kind:  # the one case: an ir block at e1
-            return "timm's ir block (InvertedResidual) keeps its 1x1 expansion conv at e1, mnas's has none " \
-                   "(the same network as ds)"
+            return "timm's ir block (InvertedResidual) keeps a 1x1 expansion conv at e1, which mnas's ir drops"
         if m.out != t.out:
             return f"timm rounds the output width {m.out} to {t.out} (a multiple of 8)"
         if m.se != t.se:

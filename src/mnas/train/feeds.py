@@ -131,6 +131,8 @@ class StreamFeed:
                                            prefetch_factor=4 if workers else None, **kw)
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor, bad: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        for name in set(bad) - self.skipped_names:
+            log.warning("skipped %s in %s: not a readable image", name, self.data.name)
         self.skipped_names.update(bad)
         if len(self.skipped_names) > self.limit:
             names = sorted(self.skipped_names)

@@ -8,7 +8,6 @@ its name: the batch is a little smaller, and the feed counts it (feeds.py).
 from __future__ import annotations
 
 import io
-import logging
 import warnings
 import zlib
 from collections.abc import Callable
@@ -19,8 +18,6 @@ import torch
 
 from mnas.train.imagefolder import ImageIndex
 from mnas.train.transforms import pil_eval, pil_train
-
-log = logging.getLogger(__name__)
 
 STATS_SAMPLE = 256  # images decoded to estimate the per-channel mean/std of a streamed training split
 

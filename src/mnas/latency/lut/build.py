@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from mnas import MnasError
 from mnas.latency.base import LatencyBackend, now_iso
@@ -44,27 +44,41 @@ Progress = Callable[[int, int, str], None]  # (done, total, current key)
 CLOCKS = ("wall", "cpu")
 
 
+class Timed(NamedTuple):
+    ms: float  # median of the round medians
+    # the round medians still disagreed by more than cv_threshold after every re-measure: the figure is
+    # reported, but whoever reads it must know it is not a steady one
+    noisy: bool
+
+
+def _timed(median_ms: float, cv: float, settings: LatencySettings) -> Timed:
+    return Timed(median_ms, cv > settings.cv_threshold)
+
+
 def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings: LatencySettings,
-               clock: str = "wall") -> float:
-    """Median ms of ``model`` (a module or an architecture) at ``shape``. ``clock="cpu"`` times the calling
+               clock: str = "wall") -> Timed:
+    """``model`` (a module or an architecture) timed at ``shape``. ``clock="cpu"`` times the calling
     thread's CPU time instead of the wall clock: on a machine shared with other jobs a 5 ms model can take
     20 ms of wall time while its own work stays 5 ms. Valid only with one thread (the runtime then computes
     in the calling thread)."""
     if clock == "wall":
-        return backend.measure_model(model, shape, settings).median_ms
+        r = backend.measure_model(model, shape, settings)
+        return _timed(r.median_ms, r.cv, settings)
     if clock not in CLOCKS:
         raise MnasError(f"clock {clock!r}: choose wall or cpu")
     if settings.threads != 1 or not isinstance(backend, LocalBackend):
         raise MnasError("--clock cpu needs --threads 1 and an in-process backend (onnxruntime, torch, openvino)")
     infer = backend.runner(model, shape, settings)
     x = random_input(shape)
-    return time_calls(lambda: infer(x), settings, clock=time.thread_time_ns).median_ms
+    t = time_calls(lambda: infer(x), settings, clock=time.thread_time_ns)
+    return _timed(t.median_ms, t.cv, settings)
 
 
-def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> float:
+def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> Timed:
     """A whole network, the ground truth a table is fitted to and judged against."""
     if clock == "wall":
-        return measure(arch, backend, settings).median_ms
+        r = measure(arch, backend, settings)
+        return _timed(r.median_ms, r.cv, settings)
     return time_model(backend, arch, settings.input_shape(), settings, clock)
 
 
@@ -74,7 +88,7 @@ def _identity_ms(backend: LatencyBackend, shape: tuple[int, ...], settings: Late
     handing the output back (copied into a new array), layout conversions at the graph boundary."""
     if shape not in cache:
         from torch import nn
-        cache[shape] = time_model(backend, nn.Identity(), shape, settings, clock)
+        cache[shape] = time_model(backend, nn.Identity(), shape, settings, clock).ms
     return cache[shape]
 
 
@@ -85,15 +99,19 @@ def measure_entry(backend: LatencyBackend, spec: LayerSpec, settings: LatencySet
                  (settings.batch, spec.out_ch, spec.out_res, spec.out_res))
     io = _identity_ms(backend, out_shape, settings, io_cache, clock)
     # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
-    return {"ms": round(max(raw - io, 0.0), 6), "raw_ms": round(raw, 6), "io_ms": round(io, 6)}
+    return {"ms": round(max(raw.ms - io, 0.0), 6), "raw_ms": round(raw.ms, 6), "io_ms": round(io, 6),
+            "noisy": raw.noisy}
 
 
 def _merge(old: dict | None, new: dict) -> dict:
-    """Keep the fastest of several passes (raw time and identity overhead separately)."""
+    """Keep the fastest of several passes (raw time and identity overhead separately); the noise flag
+    goes with the raw time that is kept."""
     if not old:
         return {**new, "passes": 1}
     raw, io = min(old["raw_ms"], new["raw_ms"]), min(old["io_ms"], new["io_ms"])
-    return {"ms": round(max(raw - io, 0.0), 6), "raw_ms": raw, "io_ms": io, "passes": old.get("passes", 1) + 1}
+    noisy = new["noisy"] if new["raw_ms"] < old["raw_ms"] else old.get("noisy", False)
+    return {"ms": round(max(raw - io, 0.0), 6), "raw_ms": raw, "io_ms": io, "noisy": noisy,
+            "passes": old.get("passes", 1) + 1}
 
 
 def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings,
@@ -147,7 +165,8 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
                 clock: str = "wall", passes: int = 1) -> LatencyTable:
     """Measure what ``out`` still lacks (all of it on a first run), then calibrate on ``calibrate`` whole
     models. ``settings`` are the whole-model settings (calibration, eval); entries use ``entry_runs`` runs.
-    ``limit`` stops after that many new entries (the table stays resumable). ``passes`` > 1 measures every
+    ``limit`` stops after that many new entries (the table stays resumable); ``progress`` counts up to
+    the number of entries this run measures. ``passes`` > 1 measures every
     entry that many times at different moments and keeps the fastest: load from other jobs only ever adds
     time, and it drifts over a build, so one pass leaves whole stretches of entries too slow."""
     settings = settings or LatencySettings()
@@ -168,21 +187,19 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     if not table.overhead_ms:
         table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), esettings, io_cache,
                                               clock), 6)
-    done = len(specs) - len(todo)
     if todo and not calibrate:
         table.calibration = None  # fitted to entries that are about to change
-    for spec in todo:
+    for done, spec in enumerate(todo):
         if progress:
-            progress(done, len(specs), spec.key)
+            progress(done, len(todo), spec.key)
         new = measure_entry(be, spec, esettings, io_cache, clock)
         table.entries[spec.key] = _merge(table.entries.get(spec.key), new)
-        done += 1
         if time.perf_counter() - last_save > SAVE_EVERY_S:
             table.build_seconds = spent_before + time.perf_counter() - started
             table.save(out)
             last_save = time.perf_counter()
     if progress:
-        progress(done, len(specs), "")
+        progress(len(todo), len(todo), "")
     table.build_seconds = spent_before + time.perf_counter() - started
     table.save(out)
     if calibrate and table.complete:
@@ -210,7 +227,8 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
         arch = table.space.sample(rng)
         f = table.features(arch)
         measured = measure_arch(backend, arch, table.settings, table.clock)
-        samples.append({"arch": arch.canonical, "measured_ms": round(measured, 6), **{k: f[k] for k in features}})
+        samples.append({"arch": arch.canonical, "measured_ms": round(measured.ms, 6), "noisy": measured.noisy,
+                        **{k: f[k] for k in features}})
     x = np.array([[s[k] for k in features] for s in samples], dtype=float)
     y = np.array([s["measured_ms"] for s in samples], dtype=float)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)

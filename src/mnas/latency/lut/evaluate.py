@@ -1,15 +1,27 @@
-"""How good is a table: predictions for fresh random architectures against real measurements."""
+"""How good is a table: predictions for fresh random architectures against real measurements.
+
+Evaluating never changes the table: an incomplete table is refused, or with ``partial=True`` judged only on
+the architectures whose every layer it holds, and the result says so. Measuring missing entries during an
+eval once grew a 20-entry table to 47 and then scored it on exactly the layers it had just measured.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import time
 from typing import Any, Callable
 
-from mnas.latency.lut.backend import LutBackend
+from mnas import MnasError
 from mnas.latency.lut.build import measure_arch
 from mnas.latency.lut.table import LatencyTable
 from mnas.latency.registry import get_backend
+
+log = logging.getLogger(__name__)
+
+# a partial eval draws at most this many architectures per requested sample while looking for covered ones
+PARTIAL_DRAWS = 100
 
 
 def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
@@ -25,35 +37,74 @@ def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
             "bias": float(np.mean((p - m) / m))}
 
 
-def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool = True,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """``samples`` fresh architectures (seeded, distinct from the calibration draw), each measured for real on
-    the table's backend with the table's settings."""
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages; None where the OS has none (Windows). Other jobs on the machine
+    slow every measurement down, so an accuracy figure means little without them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def draw(table: LatencyTable, samples: int, seed: int, partial: bool) -> tuple[list, int]:
+    """The architectures to judge the table on, and how many were drawn to find them. Seeded and distinct
+    from the calibration draw; on a complete table the first ``samples`` of the draw."""
+    have, needed = table.coverage()
+    if have < needed and not partial:
+        raise MnasError(f"table {table.path or ''} is incomplete: {have} of {needed} layer entries "
+                        f"({have / needed:.0%}); finish it with 'mnas lut build' (it resumes), or use --partial "
+                        "to evaluate only the architectures it covers")
     rng = random.Random(f"eval:{seed}")
-    archs = [table.space.sample(rng) for _ in range(samples)]
-    lut = LutBackend(table)
-    for a in archs:  # entries a partial table lacks are measured now, never guessed
-        lut.fill_missing(a)
+    archs, drawn = [], 0
+    while len(archs) < samples and drawn < samples * PARTIAL_DRAWS:
+        arch = table.space.sample(rng)
+        drawn += 1
+        if not table.missing(arch):
+            archs.append(arch)
+    if not archs:
+        raise MnasError(f"none of {drawn} random architectures has all its layers in the table ({have} of "
+                        f"{needed} entries): finish it with 'mnas lut build'")
+    return archs, drawn
+
+
+def evaluate(table: LatencyTable, samples: int, seed: int = 0, calibrated: bool = True, partial: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """``samples`` fresh architectures, each measured for real on the table's backend with the table's
+    settings. Read-only: an incomplete table is refused (MnasError) unless ``partial``. Measurements whose
+    rounds stayed noisy are counted in ``noisy``; ``quiet`` holds the metrics without them."""
+    load_start = load_average()
+    have, needed = table.coverage()
+    archs, drawn = draw(table, samples, seed, partial)
+    log.info("evaluating %s on %d architectures (%d drawn), table %d/%d entries", table.path or "table",
+             len(archs), drawn, have, needed)
     t0 = time.perf_counter()
-    reps = max(1, 2000 // max(1, samples))
+    reps = max(1, 2000 // len(archs))
     for _ in range(reps):
         predicted = [table.predict(a, calibrated=calibrated) for a in archs]
     predict_ms = (time.perf_counter() - t0) * 1e3 / (reps * len(archs))
     uncal = [table.predict(a, calibrated=False, check_space=False) for a in archs]
     be = get_backend(table.backend)
-    rows = []
+    timed = []
     for i, a in enumerate(archs):
         if progress:
             progress(i, len(archs))
-        rows.append(measure_arch(be, a, table.settings, table.clock))
+        timed.append(measure_arch(be, a, table.settings, table.clock))
     if progress:
         progress(len(archs), len(archs))
-    out: dict[str, Any] = {**metrics(predicted, rows), "predict_ms": predict_ms, "seed": seed,
+    measured = [t.ms for t in timed]
+    out: dict[str, Any] = {**metrics(predicted, measured), "predict_ms": predict_ms, "seed": seed,
                            "backend": table.backend, "resolution": table.settings.resolution,
                            "threads": table.settings.threads, "clock": table.clock,
-                           "calibrated": bool(calibrated and table.calibration)}
+                           "calibrated": bool(calibrated and table.calibration),
+                           "partial": have < needed, "drawn": drawn, "table_entries": have, "space_entries": needed,
+                           "noisy": sum(t.noisy for t in timed),
+                           "noisy_entries": sum(bool(e.get("noisy")) for e in table.entries.values()),
+                           "load_average": {"start": load_start, "end": load_average()}}
+    if out["noisy"]:
+        quiet = [i for i, t in enumerate(timed) if not t.noisy]
+        out["quiet"] = metrics([predicted[i] for i in quiet], [measured[i] for i in quiet]) if quiet else None
     if table.calibration and calibrated:
-        out["uncalibrated"] = {k: v for k, v in metrics(uncal, rows).items() if k != "n"}
-    out["samples"] = [{"arch": a.canonical, "predicted_ms": round(p, 4), "measured_ms": round(m, 4)}
-                      for a, p, m in zip(archs, predicted, rows)]
+        out["uncalibrated"] = {k: v for k, v in metrics(uncal, measured).items() if k != "n"}
+    out["samples"] = [{"arch": a.canonical, "predicted_ms": round(p, 4), "measured_ms": round(t.ms, 4),
+                       "noisy": t.noisy} for a, p, t in zip(archs, predicted, timed)]
     return out

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnas import MnasError
 from mnas.latency.settings import LatencySettings
-from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space
+from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space, space_layers
 from mnas.schema import validate
 
 if TYPE_CHECKING:
@@ -149,6 +149,13 @@ class LatencyTable:
 
     def missing(self, arch: Architecture) -> list[LayerSpec]:
         return [spec for spec in self.layers(arch) if spec.key not in self.entries]
+
+    def coverage(self) -> tuple[int, int]:
+        """(entries the table holds, entries its space needs), counted from the space itself rather than
+        from the file's ``expected_entries``, which a hand-edited or older file may get wrong."""
+        s = self.settings
+        needed = {spec.key for spec in space_layers(self.space, s.resolution, s.in_chans, s.num_classes)}
+        return len(needed & self.entries.keys()), len(needed)
 
     def features(self, arch: Architecture, layers: list[LayerSpec] | None = None) -> dict[str, float]:
         layers = self.layers(arch) if layers is None else layers

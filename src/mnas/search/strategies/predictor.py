@@ -4,7 +4,7 @@ al. 2021, with a Gaussian process in place of their neural ensemble).
 
 Each time it runs out of proposals the strategy
 
-1. fits a Gaussian process to the rewards told so far, on the decision tokens, with the kernel
+1. fits a Gaussian process to the rewards told so far (as normal scores of their ranks), on the decision tokens, with the kernel
    "number of equal decisions plus number of equal pairs of decisions" (the kernel of a linear model on
    one-hot features and all their pairwise products: main effects and two-way interactions of the
    decisions, without a length scale to tune); the signal-to-noise ratio is chosen by marginal
@@ -32,7 +32,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
+from scipy.stats import rankdata
 
 from mnas import MnasError
 from mnas.search.strategies.base import BaseStrategy, LatencyOracle, Tokens
@@ -99,27 +100,32 @@ class PredictorGuided(BaseStrategy):
             return self._measurable(self._fresh(self._random(self.candidates)))[:self.batch_size] or self._random(1)
         gp = _Process(list(self.results), self.space.cardinalities)
         rewards = np.array([r for r, _, _ in self.results.values()])
-        mean, std = gp.predict(rewards, pool)
-        order = np.argsort(-_expected_improvement(mean, std, rewards.max()))
+        scores = _normal_scores(rewards)
+        mean, std = gp.predict(scores, pool)
+        order = np.argsort(-_expected_improvement(mean, std, scores.max()))
         if self.latency_oracle is None:
             return [pool[i] for i in order[:self.batch_size]]
         short = self._measurable([pool[i] for i in order[:self.shortlist * self.batch_size]])
         return self._by_measured_latency(gp, short, rewards) or self._random(1)
 
     def _breed(self) -> list[Tokens]:
-        best = sorted(self.results, key=lambda t: self.results[t][0], reverse=True)[:self.parents]
+        """Children of the ``parents`` best so far with one or two decisions changed, and a tenth random."""
+        best = np.array(sorted(self.results, key=lambda t: self.results[t][0], reverse=True)[:self.parents])
         cards = np.array(self.space.cardinalities)
         mutable = np.flatnonzero(cards > 1)
-        out = self._random(max(1, self.candidates // 10))
-        if not len(mutable):
-            return out
-        for _ in range(self.candidates - len(out)):
-            child = list(best[self.rng.integers(len(best))])
-            for pos in self.rng.choice(mutable, size=min(int(self.rng.integers(1, 3)), len(mutable)), replace=False):
-                new = int(self.rng.integers(cards[pos] - 1))
-                child[pos] = new + (new >= child[pos])  # any value but the current one
-            out.append(tuple(child))
-        return out
+        n = self.candidates - self.candidates // 10
+        if not len(mutable) or n < 1:
+            return self._random(self.candidates)
+        children = best[self.rng.integers(len(best), size=n)]
+        first = self.rng.integers(len(mutable), size=n)
+        second = (first + self.rng.integers(1, max(len(mutable), 2), size=n)) % len(mutable)  # another one
+        twice = self.rng.random(n) < 0.5
+        for which, rows in ((first, np.arange(n)), (second[twice], np.flatnonzero(twice))):
+            pos = mutable[which]
+            old = children[rows, pos]
+            new = self.rng.integers(0, cards[pos] - 1)
+            children[rows, pos] = new + (new >= old)  # any value but the current one
+        return [tuple(int(x) for x in c) for c in children] + self._random(self.candidates // 10)
 
     def _fresh(self, tokens: Sequence[Tokens]) -> list[Tokens]:
         """``tokens`` not seen before, duplicates dropped, order kept."""
@@ -212,6 +218,12 @@ class _Process:
         mean = kx.T @ (inv * z)
         var = scale[k] * np.maximum(1.0 - (kx ** 2 * inv[:, None]).sum(0), 1e-12)
         return mu + sd * mean, sd * np.sqrt(var)
+
+
+def _normal_scores(y: np.ndarray) -> np.ndarray:
+    """Ranks mapped to standard normal quantiles: the order is kept, and a heavy tail of broken models
+    (10 % accuracy among 70-94 %) no longer dominates what the process has to explain."""
+    return ndtri((rankdata(y) - 0.5) / len(y))
 
 
 def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
