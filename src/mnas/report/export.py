@@ -37,6 +37,7 @@ class ExportResult:
     input_shape: tuple[int, ...]
     num_classes: int
     weights: str  # where the weights came from, in words
+    weights_loaded: bool  # trained weights were loaded (else freshly initialised, BatchNorm calibrated)
     max_abs_diff: float  # exported file's output vs PyTorch eager, same random input
     output_scale: float  # max |PyTorch output|, to read max_abs_diff against
     runtime: str = ""
@@ -46,13 +47,14 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "arch": self.arch,
                 "input_shape": list(self.input_shape), "num_classes": self.num_classes, "weights": self.weights,
+                "weights_loaded": self.weights_loaded,
                 "max_abs_diff": self.max_abs_diff, "output_scale": self.output_scale, "runtime": self.runtime,
                 "measured": self.measured.to_dict() if self.measured else None, **self.info}
 
 
 def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | None = None):
-    """(model prepared by ``mnas.model.export.prepare``, where its weights came from). Fresh weights get
-    calibrated BatchNorm statistics; trained ones are kept as they are."""
+    """(model prepared by ``mnas.model.export.prepare``, where its weights came from, whether trained weights
+    were loaded). Fresh weights get calibrated BatchNorm statistics; trained ones are kept as they are."""
     import torch
 
     from mnas.model import build
@@ -61,17 +63,17 @@ def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | 
 
     torch.manual_seed(0)
     model = build(Architecture.parse(arch_text), num_classes=settings.num_classes, in_chans=settings.in_chans)
-    source = "none: freshly initialised at full size (the search trained only a small proxy)"
+    source, loaded = "none: freshly initialised at full size (the search trained only a small proxy)", False
     if weights is not None and Path(weights).exists():
         blob = torch.load(weights, map_location="cpu", weights_only=True)
         state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
         try:
             model.load_state_dict(state)
-            source = f"trained weights from {weights}"
+            source, loaded = f"trained weights from {weights}", True
         except (RuntimeError, KeyError) as e:
             source = (f"none: {weights} does not fit the full-size model ({str(e).splitlines()[0][:120]}); "
                       "freshly initialised")
-    return prepare(model, settings.input_shape(), calibrate=source.startswith("none")), source
+    return prepare(model, settings.input_shape(), calibrate=not loaded), source, loaded
 
 
 def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySettings) -> None:
@@ -146,7 +148,7 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     import torch
 
     out = Path(out)
-    model, source = build_for_export(arch_text, settings, weights)
+    model, source, loaded = build_for_export(arch_text, settings, weights)
     write_model(model, arch_text, fmt, out, settings)
     infer, shape = load_exported(out, fmt, settings)
     x = random_input(tuple(shape), seed=1)
@@ -155,7 +157,7 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     got = infer(x)
     if got.shape != ref.shape:
         raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
-    result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source,
+    result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
                           float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))))
     if measure:
         result.measured, result.runtime = remeasure(out, fmt, settings, search_backend)
