@@ -253,3 +253,22 @@ def test_second_pass_keeps_the_fastest(space_file, tmp_path):
     assert set(again) == set(first)
     for key, old in first.items():
         assert again[key]["passes"] == 2 and again[key]["raw_ms"] <= old["raw_ms"]
+
+
+def test_profile_charges_every_node_to_its_layer(built, capsys):
+    from mnas.cli import main
+    from mnas.latency.lut.profile import owner, profile_arch
+
+    assert owner("/stem/stem.2/Relu_output_0_nchwc", 3) == 0
+    assert owner("/blocks/blocks.2/ops/ops.1/Mul", 3) == 3
+    assert owner("/classifier/Gemm", 3) == owner("/Flatten", 3) == 4
+    assert owner("ReorderInput_token_12", 3) is None
+    out, _, table = built
+    arch = table.space.sample(random.Random(4))
+    p = profile_arch(table, arch, runs=3, warmup=1)
+    assert [r["layer"] for r in p["layers"]] == [s.key for s in arch_layers(arch, 32, num_classes=10)]
+    assert all(r["in_network_ms"] > 0 for r in p["layers"])  # every layer's nodes were found by name
+    assert 0 < p["sum_nodes_ms"] <= p["call_ms"]
+    assert main(["lut", "profile", str(out), "-n", "1", "--runs", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["profiles"]) == 1 and len(res["load_average"]["start"]) == 3

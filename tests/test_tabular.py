@@ -108,11 +108,16 @@ def test_duplicates_are_free_and_missing_cells_fail(tiny):
 def test_bench_on_a_synthetic_table(tmp_path):
     path = synthetic_table(tmp_path / "synth.csv", seed=3, missing=0.3)
     oracle = Oracle.build(load_table(path))
-    rep = bench_strategies(oracle, ["random", "evolution"], [20, 40], seeds=3, jobs=1)
+    rep = bench_strategies(oracle, ["random", "evolution", "predictor"], [20, 40], seeds=3, jobs=1)
     block = rep["budgets"]["40"]
-    assert set(block) == {"random", "evolution"}
+    assert set(block) == {"random", "evolution", "predictor"}
     assert 0 <= block["random"]["hv_ratio"]["mean"] <= 1
     assert block["evolution"]["reward_regret"]["p_vs_random"] is not None
+    assert block["predictor"]["reward_regret"]["p_vs_evolution"] is not None
+    assert "p_vs_evolution" not in block["evolution"]["reward_regret"]
+    # only a strategy that takes a latency oracle queries it; queries are counted apart from evaluations
+    assert block["random"]["latency_queries_mean"] == 0 < block["predictor"]["latency_queries_mean"]
+    assert block["predictor"]["evaluations_mean"] == 40
     # a budget-20 search is the prefix of the budget-40 one
     assert rep["budgets"]["20"]["random"]["reward_regret"]["mean"] >= block["random"]["reward_regret"]["mean"]
 
@@ -121,7 +126,7 @@ def test_cli_json_on_a_synthetic_table(tmp_path, capsys):
     path = synthetic_table(tmp_path / "s.csv", seed=1)
     perm = permuted_table(load_table(path), seed=2, path=tmp_path / "p.csv")
     rc = main(["bench", "strategies", "--table", str(perm), "--budget", "15,30", "--seeds", "2",
-               "--strategies", "random,evolution,ppo,optuna-tpe,optuna-nsga2", "--jobs", "1",
+               "--strategies", "random,evolution,ppo,ppo-paper,predictor,optuna-tpe,optuna-nsga2", "--jobs", "1",
                "--set", "ppo.batch_size=5", "--reward", "hard", "--json"])
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)

@@ -117,3 +117,33 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         console.print(f"[yellow]PARTIAL[/]: the table holds {res['table_entries']} of {res['space_entries']} "
                       f"entries; these figures cover only the {res['n']} of {res['drawn']} drawn architectures "
                       "whose layers it all holds, not the space")
+
+
+@lut_app.command("profile")
+def lut_profile(path: Path = typer.Argument(..., help="onnxruntime table file from 'mnas lut build'"),
+                samples: int = typer.Option(3, "--samples", "-n", min=1, help="random architectures to profile"),
+                seed: int = typer.Option(0, "--seed"),
+                runs: int = typer.Option(20, "--runs", min=1, help="profiled calls per network"),
+                json: bool = typer.Option(False, "--json")) -> None:
+    """Each table entry beside the same layer's time inside a whole network (onnxruntime's profiler):
+    where the table's error comes from. Read-only; needs a table that holds the drawn architectures."""
+    from mnas.latency.lut.evaluate import draw, load_average
+    from mnas.latency.lut.profile import profile_arch
+    from mnas.latency.lut.table import LatencyTable
+
+    tbl = LatencyTable.load(path)
+    load_start = load_average()
+    archs, _ = draw(tbl, samples, seed, partial=True)
+    res = {"table": str(path), "profiles": [profile_arch(tbl, a, runs) for a in archs],
+           "load_average": {"start": load_start, "end": load_average()}}
+    if json:
+        print_json(res)
+        return
+    for p in res["profiles"]:
+        rows = [[r["layer"], r["entry_ms"], r["in_network_ms"], r["ratio"]] for r in p["layers"]]
+        rows.append(["(inserted by the runtime: reorders)", "", p["unattributed_ms"], ""])
+        rows.append(["sum + overhead / profiled nodes / whole call", round(p["sum_entries_ms"] + p["overhead_ms"], 4),
+                     p["sum_nodes_ms"], p["call_ms"]])
+        console.print(table(p["arch"], ["layer", "entry ms", "in network ms", "ratio"], rows))
+    load = res["load_average"]
+    console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")

@@ -22,15 +22,7 @@ class OnnxRuntimeBackend(LocalBackend):
         import onnxruntime as ort
 
         check_onnx(data, self.max_tensor_bytes)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # spinning threads burn a shared core between calls; with one thread there is nothing to wake
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if settings.threads > 1 else "1")
-        # the bytes were checked as an ONNX protobuf: never let them be read as an ORT-format flatbuffer
-        opts.add_session_config_entry("session.load_model_format", "ONNX")
+        opts = session_options(settings.threads)
         try:
             sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for unparsable files
@@ -45,3 +37,20 @@ class OnnxRuntimeBackend(LocalBackend):
             return sess.run(None, {name: x})[0]
 
         return infer, shape
+
+
+def session_options(threads: int):
+    """How every onnxruntime session of mnas is set up (the backend, and the LUT's profiler, so both see the
+    same optimised graph)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # spinning threads burn a shared core between calls; with one thread there is nothing to wake
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads > 1 else "1")
+    # the bytes were checked as an ONNX protobuf: never let them be read as an ORT-format flatbuffer
+    opts.add_session_config_entry("session.load_model_format", "ONNX")
+    return opts

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
 from mnas.latency.local import random_input
+from mnas.latency.onnxruntime_backend import session_options
 from mnas.latency.protocol import model_file
 
 if TYPE_CHECKING:
@@ -48,12 +49,7 @@ def node_times(data: bytes, shape: tuple[int, ...], threads: int, warmup: int, r
     """Mean ms per node name over ``runs`` profiled calls after ``warmup``, and the mean ms per call."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()  # as the onnxruntime backend sets them, so the graph is optimized alike
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads > 1 else "1")
+    opts = session_options(threads)  # as the backend sets them, so the graph is optimized alike
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         opts.profile_file_prefix = str(Path(tmp) / "profile")

@@ -1,10 +1,11 @@
 """The MnasNet/NASNet controller: an autoregressive 1-layer LSTM trained with PPO.
 
 One token per decision: step i reads the embedding of token i-1 (a learned start vector at step 0)
-and a per-decision softmax head picks token i. Defaults follow the NASNet appendix the MnasNet paper
+and a per-decision softmax head picks token i. The paper's settings follow the NASNet appendix the MnasNet paper
 points to (100 LSTM units, PPO lr 0.00035, entropy weight 1e-5, EMA reward baseline 0.95, weights
-U(-0.1, 0.1), 20 architectures per update). Those numbers were set for ~8000-trial searches; the
-tabular benchmark uses `SMALL_BUDGET` (documented in docs/strategies.md) for 200-500 evaluations.
+U(-0.1, 0.1), 20 architectures per update): the preset ``PAPER`` (strategy ``ppo-paper``), set for
+~8000-trial searches. The default preset, ``SMALL_BUDGET``, is for a few hundred trainings: it never
+proposes an architecture twice (docs/strategies.md has the measurements).
 
 Bookkeeping: ``ask`` keeps each proposal with the log-probability it was sampled with (PPO's "old"
 policy), so results may arrive in any order. When ``batch_size`` successful results have arrived the
@@ -50,9 +51,10 @@ class PPOSettings:
 
 PAPER = PPOSettings()
 # For a few hundred trainings (docs/strategies.md, "PPO settings", has the measurements): never propose an
-# architecture twice, so a peaked policy turns into a search around its mode instead of repeating it;
-# updates every 10 results with rank advantages and a larger step, so 20-50 updates can move the policy.
-SMALL_BUDGET = replace(PAPER, lr=0.002, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=1e-4,
+# architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
+# results with rank advantages, two epochs and a larger step, so 20-50 updates can move the policy; a larger
+# entropy bonus against early collapse.
+SMALL_BUDGET = replace(PAPER, lr=0.005, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=0.003,
                        unique=True)
 PRESETS = {"small-budget": SMALL_BUDGET, "paper": PAPER}
 

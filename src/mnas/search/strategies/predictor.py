@@ -13,12 +13,10 @@ Each time it runs out of proposals the strategy
    changed (regularized evolution's mutation), plus a tenth uniformly random ones;
 3. ranks them by expected improvement over the best reward so far;
 4. when it has a ``latency_oracle`` (latency is measured in about a second, a training takes minutes):
-   measures the latency of the best ``shortlist`` x ``batch_size`` of them, drops those whose latency
-   cannot be measured (they would fail to train too; random proposals are screened the same way), and
-   ranks the rest again by expected improvement with the
-   accuracy predicted by a second process on the same kernel and the latency term of the reward read
-   off the results so far (reward / accuracy against latency, interpolated), so the latency is the
-   measured one instead of a guess;
+   measures the candidates' latency in that order, ``batch_size`` at a time, and skips those whose latency
+   cannot be measured: they would fail to train too (random proposals are screened the same way). Ranking
+   the measured ones again with their latency in the model (accuracy predicted, the reward's latency term
+   read off the results so far) was tried and did not find better models (docs/strategies.md);
 5. queues the best ``batch_size``.
 
 The first ``initial`` proposals are uniform random. No architecture is proposed twice. Failed trials
@@ -49,18 +47,16 @@ class PredictorGuided(BaseStrategy):
     name = "predictor"
 
     def __init__(self, space: SearchSpace, seed: int = 0, initial: int = 10, batch_size: int = 5,
-                 candidates: int = 300, parents: int = 10, shortlist: int = 3) -> None:
+                 candidates: int = 300, parents: int = 10) -> None:
         super().__init__(space, seed)
-        if initial < 2 or batch_size < 1 or candidates < batch_size or parents < 1 or shortlist < 1:
-            raise MnasError("predictor: need initial >= 2, batch_size >= 1, candidates >= batch_size, "
-                            "parents >= 1, shortlist >= 1")
-        self.initial, self.batch_size, self.candidates = initial, batch_size, candidates
-        self.parents, self.shortlist = parents, shortlist
+        if initial < 2 or batch_size < 1 or candidates < 10 or parents < 1:
+            raise MnasError("predictor: need initial >= 2, batch_size >= 1, candidates >= 10, parents >= 1")
+        self.initial, self.batch_size, self.candidates, self.parents = initial, batch_size, candidates, parents
         self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
         self.rng = np.random.default_rng(seed)
         self.seen: set[Tokens] = set()
         self.results: dict[Tokens, tuple[float, float | None, float | None]] = {}  # reward, accuracy, latency
-        self.latency: dict[Tokens, float | None] = {}  # measured through the oracle
+        self.latency: dict[Tokens, bool] = {}  # asked of the oracle: measurable or not
         self.queue: list[Tokens] = []
         self.latency_queries = 0
 
@@ -93,20 +89,17 @@ class PredictorGuided(BaseStrategy):
 
     def _next_batch(self) -> list[Tokens]:
         if len(self.results) < self.initial:
-            return self._measurable(self._fresh(self._random(2 * self.batch_size)))[:self.batch_size] \
+            return self._measurable(self._fresh(self._random(2 * self.batch_size)), self.batch_size) \
                 or self._random(1)
         pool = self._fresh(self._breed())
         if not pool:  # the neighbourhood of the best is used up: anything new
-            return self._measurable(self._fresh(self._random(self.candidates)))[:self.batch_size] or self._random(1)
+            return self._measurable(self._fresh(self._random(self.candidates)), self.batch_size) or self._random(1)
         gp = _Process(list(self.results), self.space.cardinalities)
         rewards = np.array([r for r, _, _ in self.results.values()])
         scores = _normal_scores(rewards)
         mean, std = gp.predict(scores, pool)
         order = np.argsort(-_expected_improvement(mean, std, scores.max()))
-        if self.latency_oracle is None:
-            return [pool[i] for i in order[:self.batch_size]]
-        short = self._measurable([pool[i] for i in order[:self.shortlist * self.batch_size]])
-        return self._by_measured_latency(gp, short, rewards) or self._random(1)
+        return self._measurable([pool[i] for i in order], self.batch_size) or self._random(1)
 
     def _breed(self) -> list[Tokens]:
         """Children of the ``parents`` best so far with one or two decisions changed, and a tenth random."""
@@ -131,28 +124,23 @@ class PredictorGuided(BaseStrategy):
         """``tokens`` not seen before, duplicates dropped, order kept."""
         return [t for t in dict.fromkeys(tokens) if t not in self.seen]
 
-    def _measurable(self, tokens: list[Tokens]) -> list[Tokens]:
-        """With an oracle: ``tokens`` whose latency can be measured (measuring those not measured yet)."""
+    def _measurable(self, ranked: list[Tokens], n: int) -> list[Tokens]:
+        """The first ``n`` of ``ranked``; with an oracle, the first ``n`` whose latency can be measured,
+        measuring ``n`` at a time in order (so about one query per training where nothing fails)."""
         if self.latency_oracle is None:
-            return tokens
-        todo = [t for t in tokens if t not in self.latency]
-        if todo:
-            self.latency_queries += len(todo)
-            for t, ms in zip(todo, self.latency_oracle(todo)):
-                self.latency[t] = ms if ms is not None and math.isfinite(ms) and ms > 0 else None
-        return [t for t in tokens if self.latency[t] is not None]
-
-    def _by_measured_latency(self, gp: _Process, short: list[Tokens], rewards: np.ndarray) -> list[Tokens]:
-        """The measured shortlist ranked again (see the module docstring, step 4)."""
-        known = [(lat, r / acc) for r, acc, lat in self.results.values() if acc and lat]
-        if not short or len(known) < len(self.results):
-            return short[:self.batch_size]  # some rewards came without accuracy and latency: keep the ranking
-        lat, factor = np.array(sorted(known)).T
-        accs = np.array([acc for _, acc, _ in self.results.values()])
-        acc_mean, acc_std = gp.predict(accs, short)
-        f = np.interp(np.log([self.latency[t] for t in short]), np.log(lat), factor)
-        ei = _expected_improvement(acc_mean * f, acc_std * f, rewards.max())
-        return [short[i] for i in np.argsort(-ei)[:self.batch_size]]
+            return ranked[:n]
+        chosen: list[Tokens] = []
+        for start in range(0, len(ranked), n):
+            if len(chosen) >= n:
+                break
+            part = ranked[start:start + n]
+            todo = [t for t in part if t not in self.latency]
+            if todo:
+                self.latency_queries += len(todo)
+                for t, ms in zip(todo, self.latency_oracle(todo)):
+                    self.latency[t] = ms is not None and math.isfinite(ms) and ms > 0
+            chosen += [t for t in part if self.latency[t]]
+        return chosen[:n]
 
     # state ---------------------------------------------------------------------------------------
 
@@ -160,7 +148,7 @@ class PredictorGuided(BaseStrategy):
         return {**self._header(), "rng": self.rng.bit_generator.state,
                 "seen": sorted(list(t) for t in self.seen),
                 "results": [[list(t), *v] for t, v in self.results.items()],
-                "latency": [[list(t), ms] for t, ms in self.latency.items()],
+                "latency": [[list(t), ok] for t, ok in self.latency.items()],
                 "queue": [list(t) for t in self.queue], "latency_queries": self.latency_queries}
 
     def load_state_dict(self, d: dict) -> None:
@@ -169,7 +157,7 @@ class PredictorGuided(BaseStrategy):
         self.rng.bit_generator.state = d["rng"]
         self.seen = {tuple(t) for t in d["seen"]}
         self.results = {tuple(t): (r, acc, lat) for t, r, acc, lat in d["results"]}
-        self.latency = {tuple(t): ms for t, ms in d["latency"]}
+        self.latency = {tuple(t): ok for t, ok in d["latency"]}
         self.queue = [tuple(t) for t in d["queue"]]
         self.latency_queries = d["latency_queries"]
 
