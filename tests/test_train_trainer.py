@@ -147,3 +147,17 @@ def test_rmsprop_tf_matches_hand_computed_steps():
     ms = 0.9 * ms + 0.1 * g * g
     mom = 0.5 * mom + 0.05 * g / torch.sqrt(ms + 1e-3)
     assert torch.allclose(w.detach(), expect - mom, atol=1e-7)
+
+
+def test_the_paper_recipe_trains_each_zoo_model_with_its_own_dropout():
+    from mnas.train.trainer import build_run
+
+    data = load_dataset("digits", 16)
+    for name, expected in (("mnasnet-small", 0.0), ("mnasnet-a1", 0.2)):
+        run = build_run(zoo.get(name), data, TrainConfig(preset="mnasnet-imagenet", resolution=16,
+                                                          width_multiplier=0.25, batch_size=32), torch.device("cpu"))
+        assert run.model.dropout.p == expected, name
+    fixed = build_run(zoo.get("mnasnet-small"), data, TrainConfig(preset="mnasnet-imagenet", dropout=0.3,
+                                                                   resolution=16, width_multiplier=0.25),
+                      torch.device("cpu"))
+    assert fixed.model.dropout.p == 0.3  # a set value wins over the model's own

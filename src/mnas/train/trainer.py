@@ -25,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from mnas import MnasError
 from mnas.model import build, count_params
+from mnas.space import zoo
 from mnas.space.arch import Architecture
 from mnas.train.config import ProxyConfig, TrainConfig
 from mnas.train.datasets import Dataset, load_dataset, load_proxy_data
@@ -152,7 +153,8 @@ def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, devi
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     scaled = arch.scaled(cfg.width_multiplier) if cfg.width_multiplier != 1.0 else arch
-    model = build(scaled, data.num_classes, data.in_chans, cfg.dropout).to(device, memory_format=fmt)
+    dropout = zoo.dropout_for(arch) if cfg.dropout is None else cfg.dropout  # None: the model's own
+    model = build(scaled, data.num_classes, data.in_chans, dropout).to(device, memory_format=fmt)
     if cfg.zero_init_head:
         # the reference init (U(+-1/sqrt(classes))) on 1280 features gives logits of std ~4 for 10 classes:
         # the first hundred steps of a short proxy then go to undoing it
