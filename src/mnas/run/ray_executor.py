@@ -171,9 +171,12 @@ class RayExecutor:
 
     def _start_training(self, trial: _Trial) -> None:
         job = trial.job
-        # the trainer uses the CPUs Ray gave the task unless the config set its threads
-        proxy = job.proxy if "threads" in job.proxy.model_fields_set else \
-            job.proxy.model_copy(update={"threads": self.threads})
+        # the trainer uses the CPUs Ray gave the task where the config kept the defaults: its threads, and for
+        # streamed data one CPU less in loader processes (one stays with the training loop). Compared with the
+        # default, not "was it set": a resumed config has every field written out.
+        fit = {"threads": self.threads, "workers": max(0, math.floor(self.cfg.cpus_per_trial) - 1)}
+        proxy = job.proxy.model_copy(update={k: v for k, v in fit.items()
+                                             if getattr(job.proxy, k) == ProxyConfig.default(k)})
         trial.train_ref = self._train_fn.remote(job.arch, proxy, job.seed, self.threads)
 
     def in_flight(self) -> int:
