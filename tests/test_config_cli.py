@@ -99,6 +99,6 @@ def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
     path.write_text(yaml.safe_dump(TINY))
     r = mnas("search", "-c", path, "-o", tmp_path / "run")  # stdout is a pipe here, as under nohup
     assert r.returncode == 0, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if " completed: arch " in ln]
+    lines = [ln for ln in r.stdout.splitlines() if " completed: arch " in ln]
     assert len(lines) == 2 and all("reward" in ln and "latency" in ln and " s on " in ln for ln in lines)
-    assert "preflight checks passed" in r.stderr
+    assert "preflight checks passed" in r.stdout and r.stderr.strip() == ""

@@ -37,13 +37,14 @@ def main_options(
     configure_logging("debug" if debug else log_level)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, stream=None) -> None:
+    """mnas's loggers at ``level``, to ``stream`` (default stderr)."""
     from mnas import MnasError
 
     if level.lower() not in LOG_LEVELS:
         raise MnasError(f"--log-level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S",
-                        force=True)
+                        force=True, stream=stream)
     logging.getLogger("mnas").setLevel(level.upper())
 
 

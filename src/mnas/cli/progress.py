@@ -26,7 +26,8 @@ def progress_bar(label: str, total: int | None = None, detail: str = "",
     if detail:
         columns.append(TextColumn(detail))
     columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}")]
-    with Progress(*columns, console=Console(stderr=True), transient=transient) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=transient, disable=not console.is_terminal) as bar:
         fields = {name: "-" for name in _field_names(detail)}
         task = bar.add_task("", total=total, **fields)
 

@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from mnas import MnasError
-from mnas.cli.app import app
+from mnas.cli.app import app, configure_logging
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 
@@ -40,10 +40,10 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
     cfg = load_config(config, overrides)
     if dry_run:
         return _dry_run(cfg, json)
-    if not sys.stdout.isatty():  # nohup, a cluster job: a log line per finished trial instead of a bar
-        log = logging.getLogger("mnas")
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
+    if not sys.stdout.isatty():  # nohup, a cluster job: a log line per finished trial instead of a bar,
+        # on stdout with the rest of the search's output (stderr keeps only errors: one line each)
+        level = min(logging.getLogger("mnas").getEffectiveLevel(), logging.INFO)
+        configure_logging(logging.getLevelName(level).lower(), stream=sys.stdout)
     run = Search.open(cfg, out, resume=resume)
     cfg, t = run.cfg, run.target_ms  # on --resume, the stored config
     console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {run.space.name} "

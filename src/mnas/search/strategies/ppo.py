@@ -18,7 +18,7 @@ dropped from the batch: a failure says nothing about accuracy, and a made-up rew
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np

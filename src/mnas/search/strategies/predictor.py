@@ -4,11 +4,11 @@ al. 2021, with a Gaussian process in place of their neural ensemble).
 
 Each time it runs out of proposals the strategy
 
-1. fits a Gaussian process to the rewards told so far (as normal scores of their ranks), on the decision tokens, with the kernel
-   "number of equal decisions plus number of equal pairs of decisions" (the kernel of a linear model on
-   one-hot features and all their pairwise products: main effects and two-way interactions of the
-   decisions, without a length scale to tune); the signal-to-noise ratio is chosen by marginal
-   likelihood from a grid, for free once the kernel matrix is eigendecomposed;
+1. fits a Gaussian process to the rewards told so far (as normal scores of their ranks) on the decision
+   tokens, with the kernel "number of equal decisions plus number of equal pairs of decisions" (that of a
+   linear model on one-hot features and all their pairwise products: main effects and two-way
+   interactions, no length scale to tune); the noise level is chosen by marginal likelihood from a grid,
+   for free once the kernel matrix is eigendecomposed;
 2. breeds ``candidates`` new architectures: one or two decisions of one of the ``parents`` best so far
    changed (regularized evolution's mutation), plus a tenth uniformly random ones;
 3. ranks them by expected improvement over the best reward so far;
@@ -55,7 +55,7 @@ class PredictorGuided(BaseStrategy):
         self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
         self.rng = np.random.default_rng(seed)
         self.seen: set[Tokens] = set()
-        self.results: dict[Tokens, tuple[float, float | None, float | None]] = {}  # reward, accuracy, latency
+        self.results: dict[Tokens, float] = {}  # rewards of the trials that did not fail
         self.latency: dict[Tokens, bool] = {}  # asked of the oracle: measurable or not
         self.queue: list[Tokens] = []
         self.latency_queries = 0
@@ -75,10 +75,7 @@ class PredictorGuided(BaseStrategy):
         if reward is None or not math.isfinite(reward):
             self.n_failed += 1
             return
-        obj = objectives or {}
-        acc, lat = obj.get("accuracy"), obj.get("latency_ms")
-        self.results[tokens] = (float(reward), None if acc is None else float(acc),
-                                None if lat is None else float(lat))
+        self.results[tokens] = float(reward)
 
     # proposals -----------------------------------------------------------------------------------
 
@@ -95,15 +92,16 @@ class PredictorGuided(BaseStrategy):
         if not pool:  # the neighbourhood of the best is used up: anything new
             return self._measurable(self._fresh(self._random(self.candidates)), self.batch_size) or self._random(1)
         gp = _Process(list(self.results), self.space.cardinalities)
-        rewards = np.array([r for r, _, _ in self.results.values()])
-        scores = _normal_scores(rewards)
+        scores = _normal_scores(np.array(list(self.results.values())))
         mean, std = gp.predict(scores, pool)
         order = np.argsort(-_expected_improvement(mean, std, scores.max()))
+        log.debug("predictor: %d results, %d candidates, best expected improvement %.3g", len(scores),
+                  len(pool), float(_expected_improvement(mean, std, scores.max())[order[0]]))
         return self._measurable([pool[i] for i in order], self.batch_size) or self._random(1)
 
     def _breed(self) -> list[Tokens]:
         """Children of the ``parents`` best so far with one or two decisions changed, and a tenth random."""
-        best = np.array(sorted(self.results, key=lambda t: self.results[t][0], reverse=True)[:self.parents])
+        best = np.array(sorted(self.results, key=self.results.__getitem__, reverse=True)[:self.parents])
         cards = np.array(self.space.cardinalities)
         mutable = np.flatnonzero(cards > 1)
         n = self.candidates - self.candidates // 10
@@ -147,7 +145,7 @@ class PredictorGuided(BaseStrategy):
     def state_dict(self) -> dict:
         return {**self._header(), "rng": self.rng.bit_generator.state,
                 "seen": sorted(list(t) for t in self.seen),
-                "results": [[list(t), *v] for t, v in self.results.items()],
+                "results": [[list(t), r] for t, r in self.results.items()],
                 "latency": [[list(t), ok] for t, ok in self.latency.items()],
                 "queue": [list(t) for t in self.queue], "latency_queries": self.latency_queries}
 
@@ -156,15 +154,14 @@ class PredictorGuided(BaseStrategy):
         self._load_counts(d["counts"])
         self.rng.bit_generator.state = d["rng"]
         self.seen = {tuple(t) for t in d["seen"]}
-        self.results = {tuple(t): (r, acc, lat) for t, r, acc, lat in d["results"]}
+        self.results = {tuple(t): float(r) for t, r in d["results"]}
         self.latency = {tuple(t): ok for t, ok in d["latency"]}
         self.queue = [tuple(t) for t in d["queue"]]
         self.latency_queries = d["latency_queries"]
 
     def diagnostics(self) -> dict:
-        rewards = [r for r, _, _ in self.results.values()]
         return {**super().diagnostics(), "latency_queries": self.latency_queries,
-                "best_reward": max(rewards) if rewards else None}
+                "best_reward": max(self.results.values(), default=None)}
 
 
 class _Process:
