@@ -31,7 +31,7 @@ PRESETS = {"hard": "hard constraint: alpha = 0, beta = -1", "soft": "soft constr
 def search(table, preset: str, target_ms: float, seed: int, samples: int) -> np.ndarray:
     """Table rows of the sampled models, in order (architectures the table lacks are told a failure)."""
     cfg = RewardConfig.from_preset(preset, target_ms=target_ms)
-    ppo = make_strategy("ppo", table.space, seed=seed, preset="paper")
+    ppo = make_strategy("ppo-paper", table.space, seed=seed)
     rows = []
     for _ in range(samples):
         tokens = ppo.ask()

@@ -127,3 +127,17 @@ def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tmp_path)
                          (["trials", tmp_path / "junk"], "not a usable experiment database")]:
         r = mnas(*args)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_predictor_screens_candidates_by_latency_in_the_real_loop(tmp_path):
+    """The driver gives latency-screening strategies a real oracle: candidates are timed (and cached) before
+    one is trained, and the queries are counted apart from the trainings."""
+    cfg = tiny(trials=5, **{"strategy": {"name": "predictor",
+                                         "options": {"initial": 2, "batch_size": 2, "candidates": 10}}})
+    run = Search.open(config_from_dict(cfg), tmp_path / "run")
+    state = run.run()
+    run.close()
+    assert state.completed == 5
+    with Store(tmp_path / "run", readonly=True) as store:
+        queries = [d.get("latency_queries", 0) for d in store.diagnostics()]
+    assert queries[-1] >= 3  # three trials after the 2 initial ones, each chosen among measured candidates

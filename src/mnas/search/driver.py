@@ -121,6 +121,8 @@ class Search:
             elif t.status is TrialStatus.FAILED:
                 self.done.setdefault(t.arch, (None, None))
         self.mirror = open_mirror(store.dir, self.space, store.trials()) if cfg.live_view else None
+        if hasattr(self.strategy, "latency_oracle"):  # strategies that screen candidates by latency first
+            self.strategy.latency_oracle = self._latencies
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,
@@ -201,6 +203,20 @@ class Search:
         if progress:
             progress(state)
         return state
+
+    def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
+        """Latency of each candidate, None where it cannot be measured: timing is cheap next to training, and
+        the measurement lands in the latency cache, so the trial that follows reuses it."""
+        from mnas.run.trial import error_line, measure_latency
+
+        out: list[float | None] = []
+        for tokens in candidates:
+            try:
+                out.append(measure_latency(self.space.decode(tokens).canonical, self.latency_job).latency_ms)
+            except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
+                log.info("candidate not measurable: %s", error_line(e))
+                out.append(None)
+        return out
 
     def _stop_reason(self, state: SearchState, start: float) -> str:
         if self.cfg.trials is not None and state.total >= self.cfg.trials:
