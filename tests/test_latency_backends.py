@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from mnas.latency import LatencyCache, LatencyResult, LatencySettings, get_backe
 from mnas.model import build
 from mnas.model.export import calibrate_bn, export, prepare
 from mnas.space import zoo
+from plugin_helpers import install_plugin, mnas_with
 
 RES = 32
 SHAPE = (1, 3, RES, RES)
@@ -169,14 +169,10 @@ class ToyBackend:
 
 def test_a_plugin_backend_registers_by_entry_point_and_runs_in_the_cli(tmp_path):
     """A package that mnas knows nothing about: one module and its dist-info on the path."""
-    (tmp_path / "toy_backend.py").write_text(TOY_BACKEND)
-    info = tmp_path / "toy_mnas_plugin-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-mnas-plugin\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[mnas.backends]\ntoy = toy_backend:ToyBackend\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-m", "mnas", "latency", "mnasnet-a1", "--backend", "toy:knob", "--json",
-                        "--cache", str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=120)
+    root = install_plugin(tmp_path / "site", "toy_backend", TOY_BACKEND,
+                          {"mnas.backends": {"toy": "toy_backend:ToyBackend"}})
+    p = mnas_with(root, "latency", "mnasnet-a1", "--backend", "toy:knob", "--json", "--cache", tmp_path / "cache",
+                  timeout=120)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["median_ms"] == 12.345 and out["backend"] == "toy" and out["extra"] == {"arg": "knob"}

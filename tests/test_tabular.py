@@ -1,7 +1,6 @@
 import csv
 import gzip
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from mnas.cli import main
 from mnas.search.bench import (Oracle, bench_strategies, hypervolume_2d, load_table, permuted_table, run_search,
                                synthetic_table)
 from mnas.space.nb201 import Nb201Space
+from plugin_helpers import install_plugin, mnas_with
 
 NB201 = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "nb201_cifar10_pixel3.csv.gz"
 S = Nb201Space()
@@ -183,15 +183,10 @@ class ToyStrategy:
 
 def test_a_plugin_strategy_runs_through_the_cli(tmp_path):
     """Installed like a pip package would be: a module and its dist-info with an entry point."""
-    (tmp_path / "toy_strategy.py").write_text(TOY)
-    info = tmp_path / "toy_plugin-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[mnas.strategies]\ntoy = toy_strategy:ToyStrategy\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "mnas", "bench", "strategies", "--strategies", "toy,random",
-                          "--table", str(NB201), "--budget", "20", "--seeds", "2", "--jobs", "1", "--json"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    root = install_plugin(tmp_path / "site", "toy_strategy", TOY,
+                          {"mnas.strategies": {"toy": "toy_strategy:ToyStrategy"}})
+    out = mnas_with(root, "bench", "strategies", "--strategies", "toy,random", "--table", NB201, "--budget", "20",
+                    "--seeds", "2", "--jobs", "1", "--json")
     assert out.returncode == 0, out.stderr
     block = json.loads(out.stdout)["budgets"]["20"]
     assert block["toy"]["evaluations_mean"] == 20 and "p_vs_random" in block["toy"]["reward_regret"]
