@@ -28,7 +28,7 @@ class StrategyConfig(Schema):
 
 class ExperimentConfig(Schema):
     name: str = "search"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     space: str = Field(DEFAULT_SPACE_NAME, description="a registered space name or a space YAML file")
     trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0)
@@ -62,6 +62,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise MnasError(f"config file {path} does not exist") from None
     except yaml.YAMLError as e:
         raise MnasError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError as e:
+        raise MnasError(f"config file {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     if not isinstance(raw, dict):
         raise MnasError(f"config file {path} must hold a mapping of settings")
     return raw

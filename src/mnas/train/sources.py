@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,10 +80,18 @@ def digits(path: str | None, resolution: int) -> Raw:
 def npz(path: str | None, resolution: int) -> Raw:
     """npz:PATH with arrays x (N,H,W[,C] or N,C,H,W) and y (integer labels)"""
     p = _existing(path, "npz")
-    with np.load(p, allow_pickle=False) as z:
-        if "x" not in z or "y" not in z:
-            raise MnasError(f"{p} must hold arrays 'x' (images) and 'y' (integer labels); it has {sorted(z)}")
-        x, y = z["x"], z["y"]
+    try:
+        z = np.load(p, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive of named arrays
+            raise MnasError(f"{p} holds a single array, not an .npz with arrays 'x' and 'y'")
+        with z:
+            if "x" not in z or "y" not in z:
+                raise MnasError(f"{p} must hold arrays 'x' (images) and 'y' (integer labels); it has {sorted(z)}")
+            x, y = z["x"], z["y"]
+    except MnasError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # text, truncated, object arrays
+        raise MnasError(f"{p} is not a usable .npz of numeric arrays x and y ({str(e).splitlines()[0][:120]})") from None
     if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
         x = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
@@ -108,6 +117,28 @@ def cifar100(path: str | None, resolution: int) -> Raw:
     return _cifar(path, fine=True)
 
 
+# What a CIFAR python batch may reference: numpy's array reconstruction, nothing else. A pickle naming any
+# other global (os.system, builtins.eval, ...) is refused before it runs: a crafted batch file is code.
+_SAFE_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                 for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a data file never needs")
+        return super().find_class(module, name)
+
+
+def safe_unpickle(path: Path):
+    """A pickle of builtin containers and numpy arrays, loaded without running any other code."""
+    try:
+        with open(path, "rb") as fh:
+            return _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise MnasError(f"{path} is refused as a data pickle: {e}") from None
+
+
 def _cifar(path: str | None, fine: bool) -> Raw:
     kind = "cifar100" if fine else "cifar10"
     p = _existing(path, kind)
@@ -120,16 +151,14 @@ def _cifar(path: str | None, fine: bool) -> Raw:
         raise MnasError(f"{p} is not a {kind} python-pickle folder: expected {want}")
     xs, ys = [], []
     for f in files:
-        with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
+        d = safe_unpickle(f)
         xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(d[b"fine_labels" if fine else b"labels"], dtype=np.int64))
     y = np.concatenate(ys)
     names = [str(i) for i in range(int(y.max()) + 1)]
     meta = p / ("meta" if fine else "batches.meta")
     if meta.is_file():
-        with open(meta, "rb") as fh:
-            m = pickle.load(fh, encoding="bytes")
+        m = safe_unpickle(meta)
         raw = m.get(b"fine_label_names" if fine else b"label_names")
         if raw:
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
