@@ -76,3 +76,33 @@ def test_non_utf8_config_and_negative_seed_are_one_line(tmp_path):
     neg = tmp_path / "neg.yaml"
     neg.write_text("trials: 1\nseed: -1\n")
     one_line_error(mnas("config", "show", neg), "seed")
+
+
+def _configs():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                        st.text(max_size=12))
+    keys = st.sampled_from(["trials", "seed", "name", "space", "time_budget_s", "strategy", "reward", "latency",
+                            "proxy", "executor", "name", "resolution", "epochs", "backend", "preset", "alpha",
+                            "threads", "dataset", "kind", "options", "target_ms", "bogus"])
+    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(keys, inner, max_size=5)), max_leaves=12)
+
+
+def test_fuzzed_configs_are_accepted_or_one_mnas_error():
+    from hypothesis import given, settings
+
+    from mnas.search.config import config_from_dict
+
+    @settings(max_examples=300, deadline=None)
+    @given(_configs())
+    def check(raw):
+        try:
+            cfg = config_from_dict(raw if isinstance(raw, dict) else {"x": raw}, "fuzz.yaml")
+        except MnasError as e:
+            assert "\n" not in str(e) and str(e).startswith("fuzz.yaml")
+        else:
+            cfg.resolved()  # an accepted config can always be shown and stored
+
+    check()
