@@ -87,7 +87,9 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
     assert plan["config"]["strategy"]["options"] == {"population_size": 4, "sample_size": 2}
     assert plan["target_ms"] == 1.0
     assert not (tmp_path / "run").exists()
-    for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.options={population: 4}", "population")):
+    for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.options={population: 4}", "population"),
+                          ("strategy.options={population_size: '10'}", "invalid options"),
+                          ("executor.kind=rya", "unknown executor")):
         bad = mnas("search", "-c", path, "-o", tmp_path / "run", "--dry-run", "--set", wrong)
         assert bad.returncode == 2 and needle in bad.stderr and not (tmp_path / "run").exists()
 
@@ -102,3 +104,12 @@ def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
     lines = [ln for ln in r.stdout.splitlines() if " completed: arch " in ln]
     assert len(lines) == 2 and all("reward" in ln and "latency" in ln and " s on " in ln for ln in lines)
     assert "preflight checks passed" in r.stdout and r.stderr.strip() == ""
+
+
+def test_a_wrong_executor_stores_nothing_and_can_be_fixed(tmp_path):
+    from mnas.search.driver import Search
+
+    with pytest.raises(MnasError, match="unknown executor 'rya'"):
+        Search.open(config_from_dict(tiny(**{"executor.kind": "rya"})), tmp_path / "run")
+    run = Search.open(config_from_dict(tiny(trials=1)), tmp_path / "run")  # the fixed config starts afresh
+    run.close()

@@ -29,10 +29,10 @@ class Experiment:
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        Store(self.dir, create=False).close()  # a clear error now if there is no experiment here
+        self._store().close()  # a clear error now if there is no experiment here
 
     def _store(self) -> Store:
-        return Store(self.dir, create=False)
+        return Store(self.dir, readonly=True)  # never the writer's lock: a running search may own it
 
     @property
     def config(self) -> ExperimentConfig:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mnas import MnasError
+from mnas.run import EXECUTORS
 from mnas.search.config import ExperimentConfig
 from mnas.search.strategies import make_strategy
 from mnas.space import load_space
@@ -31,6 +32,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     started = time.perf_counter()
     space = load_space(cfg.space)
     make_strategy(cfg.strategy.name, space, seed=cfg.seed, **cfg.strategy.options)  # unknown options: one line
+    EXECUTORS.get(cfg.executor.kind)  # an unknown kind, or Ray not installed: one line, before anything is stored
     with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
         get_backend(cfg.latency.backend).identity(cfg.latency.settings())
     if cfg.executor.kind == "local":  # other executors train on their own machines' devices

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from mnas.store import Store, Trial, TrialStatus
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[["SearchState"], None]
-RESUMABLE_KEYS = {"trials", "time_budget_s"}  # what --resume may change
+RESUMABLE_KEYS = {"trials", "time_budget_s", "executor"}  # what --resume may change: budgets, where trials run
 
 
 @dataclass
@@ -166,37 +166,17 @@ class Search:
         start = time.monotonic()
         if self.executor is None:
             self.executor = make_executor(self.cfg.executor)
-        for t in self.store.trials(TrialStatus.RUNNING):  # in flight when the last run stopped
-            self._submit(t.id, t.arch, tuple(t.tokens))
-        if retry_failed:
-            for t in self.store.trials(TrialStatus.FAILED):
-                with self.store.transaction() as c:
-                    self.store.set_trial_fields(t.id, c, status=TrialStatus.RUNNING, error=None,
-                                                attempts=t.attempts + 1)
-                self.done.pop(t.arch, None)
-                self._submit(t.id, t.arch, tuple(t.tokens))
-        state = self._state()
-        streak, converged = 0, ""
         try:
-            while True:
-                stop = converged or self._stop_reason(state, start)
-                while not stop and self.executor.in_flight() < self.executor.capacity:
-                    if not self._ask():
-                        streak += 1
-                        if streak >= self.cfg.max_duplicate_streak:
-                            converged = stop = f"{streak} proposals in a row were already evaluated (converged?)"
-                        continue
-                    streak = 0
-                    state = self._state()
-                    stop = self._stop_reason(state, start)
-                if not self.executor.in_flight():
-                    state.stopped_because = stop or "nothing left to run"
-                    break
-                for trial in self.executor.wait():
-                    self._record(trial)
-                state = self._state()
-                if progress:
-                    progress(state)
+            for t in self.store.trials(TrialStatus.RUNNING):  # in flight when the last run stopped
+                self._submit(t.id, t.arch, tuple(t.tokens))
+            if retry_failed:
+                for t in self.store.trials(TrialStatus.FAILED):
+                    with self.store.transaction() as c:
+                        self.store.set_trial_fields(t.id, c, status=TrialStatus.RUNNING, error=None,
+                                                    attempts=t.attempts + 1)
+                    self.done.pop(t.arch, None)
+                    self._submit(t.id, t.arch, tuple(t.tokens))
+            state = self._loop(start, progress)
         finally:  # also on Ctrl-C or an error: stop workers (a Ray instance the executor started)
             self.executor.shutdown()
         log.info("search stopped: %s", state.stopped_because)
@@ -204,15 +184,42 @@ class Search:
             progress(state)
         return state
 
+    def _loop(self, start: float, progress: ProgressFn | None) -> SearchState:
+        """Ask while the executor has room, record what finishes, until a budget is spent or nothing is left."""
+        state = self._state()
+        streak, converged = 0, ""
+        while True:
+            stop = converged or self._stop_reason(state, start)
+            while not stop and self.executor.in_flight() < self.executor.capacity:
+                if not self._ask():
+                    streak += 1
+                    if streak >= self.cfg.max_duplicate_streak:
+                        converged = stop = f"{streak} proposals in a row were already evaluated (converged?)"
+                    continue
+                streak = 0
+                state = self._state()
+                stop = self._stop_reason(state, start)
+            if not self.executor.in_flight():
+                state.stopped_because = stop or "nothing left to run"
+                return state
+            for trial in self.executor.wait():
+                self._record(trial)
+            state = self._state()
+            if progress:
+                progress(state)
+
     def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
-        """Latency of each candidate, None where it cannot be measured: timing is cheap next to training, and
-        the measurement lands in the latency cache, so the trial that follows reuses it."""
+        """Latency of each candidate, None where it cannot be measured: timing is cheap next to training (with
+        the local executor the measurement lands in the latency cache, so the trial that follows reuses it)."""
         from mnas.run.trial import error_line, measure_latency
 
+        # other executors may be training beside this process now: such a number is good enough to screen
+        # with, but must not be cached and become the trial's own latency (the trial is timed on a quiet machine)
+        job = self.latency_job if self.cfg.executor.kind == "local" else replace(self.latency_job, cache=None)
         out: list[float | None] = []
         for tokens in candidates:
             try:
-                out.append(measure_latency(self.space.decode(tokens).canonical, self.latency_job).latency_ms)
+                out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
             except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
                 log.info("candidate not measurable: %s", error_line(e))
                 out.append(None)

@@ -57,6 +57,8 @@ class OptunaMirror:
                                  "params": t.params, "macs": t.macs, "worker": t.worker}
         if t.error:
             attrs["error"] = t.error[:500]
+        if t.id in self._mirrored:  # a retried trial: Optuna cannot update the earlier entry, so mark this one
+            attrs["attempt"] = t.attempts
         params = {d.name: int(v) for d, v in zip(self.space.decisions, t.tokens)} if t.tokens else {}
         self.study.add_trial(T.create_trial(
             state=T.TrialState.COMPLETE if done else T.TrialState.FAIL, value=t.reward if done else None,

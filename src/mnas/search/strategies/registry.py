@@ -30,7 +30,7 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     cls = STRATEGIES.get(name)
     try:
         return cls(space, seed=seed, **options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise MnasError(f"strategy {name}: {e}") from None
-        raise
+    except (TypeError, ValueError) as e:  # an unknown option, or one of the wrong type (YAML reads 1e-3 as text)
+        if isinstance(e, MnasError):
+            raise
+        raise MnasError(f"strategy {name}: invalid options {options}: {e}") from None
