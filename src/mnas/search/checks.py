@@ -49,10 +49,12 @@ def preflight(cfg: ExperimentConfig) -> None:
         proxy_arch = arch.scaled(cfg.proxy.width_multiplier)
     except MnasError as e:  # past the widths any network of the space could have
         raise MnasError(f"proxy.width_multiplier {cfg.proxy.width_multiplier:g}: {e}") from e
-    # before the dataset: an absurd resolution would first blow up the resized images
-    _check_memory(f"the proxy model (width {cfg.proxy.width_multiplier:g}, {cfg.proxy.resolution} px, batch "
-                  f"{cfg.proxy.batch_size}, training)", proxy_arch, cfg.proxy.resolution, cfg.proxy.batch_size,
-                  3, 1000, training=True)
+    # before the dataset: an absurd resolution would first blow up the resized images. Only for the local
+    # executor: elsewhere trials train on other machines (GPU nodes), whose memory this one cannot judge
+    if cfg.executor.kind == "local":
+        _check_memory(f"the proxy model (width {cfg.proxy.width_multiplier:g}, {cfg.proxy.resolution} px, batch "
+                      f"{cfg.proxy.batch_size}, training)", proxy_arch, cfg.proxy.resolution, cfg.proxy.batch_size,
+                      3, 1000, training=True)
     _check_memory(f"the deployed model ({cfg.latency.resolution} px, batch {cfg.latency.batch})", arch,
                   cfg.latency.resolution, cfg.latency.batch, cfg.latency.in_chans, cfg.latency.num_classes,
                   training=False)
