@@ -115,12 +115,13 @@ class Search:
         else:
             self._restore()
         self.done: dict[str, tuple[float | None, dict[str, Any] | None]] = {}
-        for t in store.trials():
+        trials = store.trials()  # read once: the answers for duplicates and the live view's catch-up
+        for t in trials:
             if t.status is TrialStatus.COMPLETED:
                 self.done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
             elif t.status is TrialStatus.FAILED:
                 self.done.setdefault(t.arch, (None, None))
-        self.mirror = open_mirror(store.dir, self.space, store.trials()) if cfg.live_view else None
+        self.mirror = open_mirror(store.dir, self.space, trials) if cfg.live_view else None
         if hasattr(self.strategy, "latency_oracle"):  # strategies that screen candidates by latency first
             self.strategy.latency_oracle = self._latencies
 
