@@ -1,4 +1,5 @@
-"""mnas export: every format loads in its own runtime and gives PyTorch's outputs; the file is re-timed."""
+"""mnas export of a searched trial (freshly initialised): every format loads in its own runtime and gives PyTorch's
+outputs; the file is re-timed. Trained weights: test_export_weights.py."""
 
 from __future__ import annotations
 
@@ -65,11 +66,11 @@ def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tm
 
 def test_export_cli_prints_remeasured_next_to_searched(run, tmp_path):
     out = tmp_path / "best.onnx"
-    p = mnas("export", run, "--rank", "1", "--format", "onnx", "--out", out, "--runs", "3")
+    p = mnas("export", run, "--rank", "1", "--random-weights", "--format", "onnx", "--out", out, "--runs", "3")
     assert out.exists()
     assert "re-measured" in p.stdout and "vs searched" in p.stdout and "freshly initialised" in p.stdout
     assert "matches PyTorch" in p.stdout and "different runtimes" not in p.stdout
-    p = mnas("export", run, "--rank", "99", "--out", out, check=False)
+    p = mnas("export", run, "--rank", "99", "--random-weights", "--out", out, check=False)
     assert p.returncode == 2 and "out of range" in p.stderr
     p = mnas("export", run, "--format", "coreml", "--out", out, check=False)
     assert p.returncode == 2 and "unknown export format" in p.stderr
@@ -83,7 +84,7 @@ def test_export_by_trial_id_is_the_same_trial_as_its_rank(run, tmp_path):
         second = ranked_trials(store, 2)[1]
     row, _ = export_trial(run, None, "onnx", tmp_path / "t.onnx", measure=False, trial_id=second.id)
     assert row["rank"] == 2 and row["id"] == second.id and row["arch"] == second.arch
-    p = mnas("export", run, "--trial", "999", "--out", tmp_path / "x.onnx", check=False)
+    p = mnas("export", run, "--trial", "999", "--random-weights", "--out", tmp_path / "x.onnx", check=False)
     assert p.returncode == 2 and "no such trial" in p.stderr
 
 

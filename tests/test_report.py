@@ -100,7 +100,7 @@ def test_report_errors_are_one_line(tmp_path):
     Store(empty).close()
     s = json.loads(mnas("report", empty, "--json").stdout)
     assert s["trials"] == 0 and s["best"] is None and s["pareto"] == []
-    p = mnas("export", empty, "--out", tmp_path / "m.onnx", check=False)
+    p = mnas("export", empty, "--random-weights", "--out", tmp_path / "m.onnx", check=False)
     assert p.returncode == 2 and "no completed trials" in p.stderr
 
 

@@ -218,7 +218,8 @@ def test_a_foreign_sqlite_file_is_not_an_experiment_and_is_left_as_it_was(tmp_pa
     sql(run / "experiment.db", ("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)",),
         ("INSERT INTO invoices (total) VALUES (9.5)",))
     before = (run / "experiment.db").read_bytes()
-    for args in (["trials", run], ["report", run, "--json"], ["export", run, "--out", tmp_path / "m.onnx"]):
+    for args in (["trials", run], ["report", run, "--json"],
+                 ["export", run, "--random-weights", "--out", tmp_path / "m.onnx"]):
         assert one_line_error(mnas(*args), "not an mnas experiment")
     assert sorted(p.name for p in run.iterdir()) == ["experiment.db"]  # not even a plots folder
     for resume in (False, True):  # a writer refuses it too, before it writes a byte

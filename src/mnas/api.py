@@ -76,11 +76,17 @@ class Experiment:
 
         return make_report(self.dir, top=top, plots=False, html=False)
 
-    def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False) -> dict[str, Any]:
-        """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) and, with ``measure``, time the file."""
+    def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False,
+               weights: str | Path | None = None, random_weights: bool = False) -> dict[str, Any]:
+        """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) with the trained ``weights`` (a
+        ``mnas train --out`` / ``mnas retrain`` checkpoint of its architecture, top-1 checked in the file's
+        runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it."""
         from mnas.report.export import export_trial
 
-        _, result = export_trial(self.dir, rank, fmt, out, measure=measure)
+        if (weights is None) == (not random_weights):
+            raise MnasError("export needs the trained weights (weights=CHECKPOINT) or, for a file to time only, "
+                            "random_weights=True: exactly one of the two")
+        _, result = export_trial(self.dir, rank, fmt, out, measure=measure, weights=weights)
         return result.to_dict()
 
 

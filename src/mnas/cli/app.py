@@ -54,6 +54,8 @@ from mnas.cli import latency_cmds  # noqa: E402,F401
 from mnas.cli import device_cmds  # noqa: E402,F401
 from mnas.cli import search_cmds  # noqa: E402,F401
 from mnas.cli import report_cmds  # noqa: E402,F401
+from mnas.cli import export_cmds  # noqa: E402,F401
 from mnas.cli import lut_cmds  # noqa: E402,F401
 from mnas.cli import train_cmds  # noqa: E402,F401
 from mnas.cli import bench_cmds  # noqa: E402,F401
+from mnas.cli import retrain_cmds  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""``mnas report DIR`` and ``mnas export DIR --rank K``."""
+"""``mnas report DIR`` (``mnas export`` is in export_cmds.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,28 @@ def _rows(items: list[dict]) -> list[list[str]]:
 
 
 COLS = ["rank", "trial", "accuracy", "latency ms", "reward", "params M", "MACs M", "architecture"]
+
+
+def _print_retrained(console, r: dict) -> None:
+    """The models ``mnas retrain`` trained: their table, each searched model against each reference curve
+    (the issue's goal), and how well the proxy ranked them."""
+    from mnas.report.retrained import TABLE_COLUMNS, comparison_line, fidelity_line, goal_lines, table_rows
+
+    n = r["counts"]
+    console.print(table(f"retrained models ({n['completed']} completed, {n['running']} running, {n['failed']} "
+                        "failed)", TABLE_COLUMNS, table_rows(r)))
+    for c in r["comparisons"]:  # store text (labels) printed as is, never read as rich markup
+        console.print(comparison_line(c), markup=False, highlight=False)
+    for line in goal_lines(r):
+        console.print(line, markup=False, highlight=False)
+    if r["without_curve"]:
+        console.print("no reference curve trained on the same data with the same recipe for: "
+                      + ", ".join(r["without_curve"]), markup=False)
+    console.print(fidelity_line(r["proxy_fidelity"]), markup=False, highlight=False)
+    for row in r["rows"]:
+        if row["status"] == "failed":
+            error = (row.get("error") or "no error recorded").strip().splitlines()[0][:160]
+            console.print(f"retrain failed: {row['label']}: {error}", markup=False, highlight=False)
 
 
 @app.command("report")
@@ -75,54 +97,10 @@ def report(directory: Path = typer.Argument(..., help="experiment directory (mna
     for c in s.get("compare", []):
         console.print(f"compared with {c['dir']}: {c['completed']} completed, alpha = {c['alpha']}, "
                       f"beta = {c['beta']}")
+    if s.get("retrained"):
+        _print_retrained(console, s["retrained"])
     if s.get("plots"):
         console.print("plots: " + ", ".join(s["plots"].values()))
     if s.get("html"):
         console.print(f"page: {s['html']}")
 
-
-@app.command("export")
-def export(directory: Path = typer.Argument(..., help="experiment directory"),
-           rank: Optional[int] = typer.Option(None, "--rank", min=1, help="1 (default) = the highest reward, "
-                                              "as in mnas report"),
-           trial: Optional[int] = typer.Option(None, "--trial", min=1, help="a trial id (mnas trials) instead "
-                                               "of a rank"),
-           fmt: str = typer.Option("onnx", "--format", help="onnx | tflite | torchscript | pytorch"),
-           out: Path = typer.Option(..., "--out", help="file to write"),
-           measure: bool = typer.Option(True, "--measure/--no-measure", help="re-time the written file"),
-           runs: Optional[int] = typer.Option(None, "--runs", min=1, help="override the search's timed runs"),
-           json: bool = typer.Option(False, "--json")) -> None:
-    """Build a searched architecture at full size, write it, check it against PyTorch, re-measure the file."""
-    from mnas.report.export import FORMATS, export_trial
-
-    console = _wide_console()
-
-    if fmt.lower() not in FORMATS:
-        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if rank is not None and trial is not None:
-        raise MnasError("give --rank or --trial, not both")
-    row, res = export_trial(directory, rank, fmt, out, measure=measure, runs=runs, trial_id=trial)
-    d = res.to_dict()
-    if json:
-        print_json(d)
-        return
-    console.print(f"rank {row['rank']}: trial {row['id']}, accuracy {_num(row['accuracy'], '.4f')} (proxy), "
-                  f"reward {_num(row['reward'], '.4f')}")
-    console.print(f"architecture: {row['arch']}")
-    console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "
-                  f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes")
-    console.print(f"weights: {res.weights}")
-    rel = res.max_abs_diff / max(res.output_scale, 1e-12)
-    verdict = "matches PyTorch" if rel < 1e-3 else "[red]DIFFERS from PyTorch[/]"
-    console.print(f"{verdict}: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
-                  f"relative {rel:.2g})")
-    if res.measured:
-        m = res.measured
-        prefix = (d["search_backend"] or "").split(":")[0].lower()
-        same = {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) == res.runtime
-        console.print(f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
-                      f"{m.runs} runs, cv {m.cv:.3f}) vs searched {_num(row['latency_ms'], '.3f')} ms "
-                      f"(backend {d['search_backend']})")
-        if not same:
-            console.print(f"[yellow]note[/]: the search timed with {d['search_backend']}, this file runs in "
-                          f"{res.runtime}: the two figures come from different runtimes")

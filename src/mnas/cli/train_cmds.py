@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -57,8 +58,11 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
           device: str = _option("device", "--device"),
           amp: str = _option("amp", "--amp"),
           compile_model: bool = _option("compile", "--compile/--no-compile"),
+          out: Optional[Path] = typer.Option(None, "--out", "-o", help="a folder to train into: a checkpoint "
+                                             "after every epoch (last.pt, best.pt), history.json/.csv"),
+          resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last epoch"),
           json: bool = typer.Option(False, "--json")) -> None:
-    """Train an architecture on the proxy task and report held-out top-1."""
+    """Train an architecture and report validation top-1; with --out, checkpointed and resumable."""
     from mnas.space import resolve_arch
     from mnas.train import load_proxy_data, train_proxy
 
@@ -68,6 +72,11 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
                       seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
                       threads=threads, device=device, amp=amp, compile=compile_model)
     data = load_proxy_data(cfg, cfg.seed)
+    if resume and out is None:
+        raise MnasError("--resume continues a run in a folder: give it with --out DIR")
+    if out is not None:
+        _train_into(label, arch, data, cfg, out, resume, json)
+        return
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
@@ -81,6 +90,26 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         rows.append(["loss_curve", " ".join(f"{v:.3f}" for v in r.loss_curve)])
         console.print(table(f"train {label} on {data.name}", ["field", "value"], rows))
     if not r.ok:
+        raise typer.Exit(1)
+
+
+def _train_into(label: str, arch, data, cfg: ProxyConfig, out: Path, resume: bool, json: bool) -> None:
+    from mnas.train.full import train_full
+
+    with progress_bar(f"training {label}", detail="loss {task.fields[loss]}") as update:
+        r = train_full(arch, data, cfg, out, name=label, resume=resume,
+                       progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
+    if json:
+        print_json(r.to_dict())
+    else:
+        rows = [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['val_top1']:.4f}", f"{h['val_loss']:.4f}",
+                 f"{h['lr']:.4g}", f"{h['seconds']:.0f}"] for h in r.history]
+        console.print(table(f"train {label} on {data.name} -> {out}",
+                            ["epoch", "train loss", "val top-1", "val loss", "lr", "seconds"], rows))
+        console.print(f"{r.epochs}/{r.total_epochs} epochs; last top-1 {r.top1:.4f}, best {r.best_top1:.4f} "
+                      f"(epoch {r.best_epoch}); checkpoints in {out}")
+    if not r.ok:
+        console.print(f"[red]training failed[/]: {r.error}")
         raise typer.Exit(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mnas.report.retrained import summarize_retrained
 from mnas.report.summary import open_store, summarize
 from mnas.store.query import token_matrix, trial_table
 
@@ -17,6 +18,9 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
     with open_store(directory) as store:
         table = trial_table(store)
         summary = summarize(store, table, top=top, targets=targets)
+        retrained = summarize_retrained(store.retrained())
+        if retrained:  # absent for an experiment nothing was retrained in
+            summary["retrained"] = retrained
         others = []
         for other in compare or []:
             with open_store(other) as o:
@@ -35,6 +39,9 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
                                 references=store.get_meta("references") or [],
                                 cardinalities=[len(d["choices"]) for d in space.get("decisions", [])],
                                 formats=formats)
+            if retrained:
+                from mnas.report.retrained_plots import write_retrained_plots
+                paths.update(write_retrained_plots(directory / "plots", retrained, formats=formats))
             summary["plots"] = {k: str(v) for k, v in paths.items()}
             if html:
                 from mnas.report.html import write_html

@@ -1,13 +1,17 @@
-"""``mnas export``: build a searched architecture at deployment size, write it in a runtime's format, check it
-against PyTorch and time that very file with the search's latency settings.
+"""``mnas export``: a network in a runtime's format, checked against PyTorch and timed as a file.
 
-The search trains a small proxy (narrower, lower resolution), so unless full-size weights exist the exported
-network is freshly initialised; its BatchNorm statistics are calibrated the way the latency backends do it, so
-the file runs at the speed a trained one would (no denormal slow-down) and the outputs are well scaled.
+The weights come from a training checkpoint (``mnas train ... --out DIR``), which also fixes the classes,
+input channels, resolution and normalisation; with them, the file's top-1 on the checkpoint's validation
+split is computed in the file's own runtime and compared with PyTorch's. A searched architecture may also be
+exported freshly initialised (the search trains only a small proxy): asked for explicitly, its BatchNorm
+statistics calibrated the way the latency backends do it, so the file runs at the speed a trained one would.
+Every export writes ``FILE.json`` beside the file: what an application needs to feed it.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mnas import MnasError
+from mnas import MnasError, __version__
 from mnas.latency import LatencyResult, LatencySettings, get_backend
 from mnas.latency.litert_backend import LiteRtBackend
 from mnas.latency.local import random_input
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tflite", "torchscript", "pytorch")
 # the runtime each model file is checked and, failing the search's own backend, timed in
 FILE_RUNTIMES = {"onnx": OnnxRuntimeBackend, "tflite": LiteRtBackend}
+PARITY_RUNTIMES = {"onnx": "onnxruntime", "tflite": "litert", "torchscript": "torch.jit", "pytorch": "torch"}
+MAX_DIFF_POINTS = 0.1  # the file's top-1 may differ from PyTorch's by this many points (float rounding only)
+TORCHSCRIPT_META = "mnas.json"  # the extra file a TorchScript export carries its metadata in
+RANDOM_SOURCE = "none: freshly initialised at full size (the search trained only a small proxy)"
 
 
 @dataclass
@@ -42,17 +50,66 @@ class ExportResult:
     output_scale: float  # max |PyTorch output|, to read max_abs_diff against
     runtime: str = ""
     measured: LatencyResult | None = None
+    checkpoint: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sidecar: Path | None = None
+    parity: dict[str, Any] | None = None  # validation top-1 of PyTorch and of the file (None: not verified)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights_source(self) -> str:
+        return "checkpoint" if self.checkpoint else "random"
+
+    @property
+    def parity_ok(self) -> bool:
+        return self.parity is None or abs(self.parity["diff_points"]) <= MAX_DIFF_POINTS
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "arch": self.arch,
                 "input_shape": list(self.input_shape), "num_classes": self.num_classes, "weights": self.weights,
-                "weights_loaded": self.weights_loaded,
+                "weights_loaded": self.weights_loaded, "weights_source": self.weights_source,
+                "checkpoint": self.checkpoint, "metadata": self.metadata,
+                "sidecar": str(self.sidecar) if self.sidecar else None, "parity": self.parity,
                 "max_abs_diff": self.max_abs_diff, "output_scale": self.output_scale, "runtime": self.runtime,
                 "measured": self.measured.to_dict() if self.measured else None, **self.info}
 
 
-def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | None = None):
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    from mnas.train import checkpoint as ckpt
+
+    return ckpt.read(path)
+
+
+def checkpoint_settings(blob: dict[str, Any], base: LatencySettings | None = None) -> LatencySettings:
+    """``base`` (the search's latency settings, else the defaults) at the checkpoint's input and classes."""
+    from mnas.train import checkpoint as ckpt
+
+    meta = ckpt.info(blob)
+    return (base or LatencySettings()).replace(resolution=meta.resolution, in_chans=meta.in_chans,
+                                               num_classes=meta.num_classes)
+
+
+def metadata(arch_text: str, settings: LatencySettings, blob: dict[str, Any] | None, name: str = "") -> dict[str, Any]:
+    """What an application needs to feed the file and read its output (the ONNX metadata, FILE.json)."""
+    d: dict[str, Any] = {"mnas_arch": arch_text, "mnas_name": name or arch_text, "resolution": settings.resolution,
+                         "in_chans": settings.in_chans, "num_classes": settings.num_classes,
+                         "input_layout": "NCHW", "mnas_version": __version__}
+    if blob is None:
+        d["weights"] = "random: freshly initialised, not trained (predictions are meaningless)"
+        return d
+    from mnas.train import checkpoint as ckpt
+
+    meta = ckpt.info(blob)
+    crop = "" if meta.eval_crop >= 1 else (f"the centre square of {meta.eval_crop:g} of the shorter side, ")
+    d.update({"mnas_name": meta.name, "classes": list(meta.classes), "mean": list(meta.mean), "std": list(meta.std),
+              "eval_crop": meta.eval_crop, "weights": f"trained: {Path(blob['path']).name}, epoch "
+              f"{blob.get('epoch')}", "dataset": meta.dataset,
+              "preprocessing": f"{crop}resized to {meta.resolution}x{meta.resolution}, float32 NCHW, per channel "
+                               "input = (pixel / 255 - mean) / std; the output is one logit per class"})
+    return d
+
+
+def build_for_export(arch_text: str, settings: LatencySettings, blob: dict[str, Any] | None = None):
     """(model prepared by ``mnas.model.export.prepare``, where its weights came from, whether trained weights
     were loaded). Fresh weights get calibrated BatchNorm statistics; trained ones are kept as they are."""
     import torch
@@ -61,33 +118,74 @@ def build_for_export(arch_text: str, settings: LatencySettings, weights: Path | 
     from mnas.model.export import prepare
     from mnas.space import Architecture
 
+    if blob is not None:
+        from mnas.train import checkpoint as ckpt
+
+        model = ckpt.load_model(blob)
+        return prepare(model, settings.input_shape(), calibrate=False), \
+            f"trained weights from {blob['path']} (epoch {blob.get('epoch')})", True
     torch.manual_seed(0)
     model = build(Architecture.parse(arch_text), num_classes=settings.num_classes, in_chans=settings.in_chans)
-    source, loaded = "none: freshly initialised at full size (the search trained only a small proxy)", False
-    if weights is not None and Path(weights).exists():
-        blob = torch.load(weights, map_location="cpu", weights_only=True)
-        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-        try:
-            model.load_state_dict(state)
-            source, loaded = f"trained weights from {weights}", True
-        except (RuntimeError, KeyError) as e:
-            source = (f"none: {weights} does not fit the full-size model ({str(e).splitlines()[0][:120]}); "
-                      "freshly initialised")
-    return prepare(model, settings.input_shape(), calibrate=not loaded), source, loaded
+    return prepare(model, settings.input_shape(), calibrate=True), RANDOM_SOURCE, False
 
 
-def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySettings) -> None:
+def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySettings,
+                meta: dict[str, Any] | None = None) -> None:
+    """Write the file, with ``meta`` inside where the format has room for it (ONNX metadata_props, a
+    TorchScript extra file, the pytorch dict); a .tflite file relies on the sidecar."""
     import torch
 
     from mnas.model.export import export
 
+    meta = meta or {}
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pytorch":
-        # plain tensors and strings only, so torch.load(..., weights_only=True) can read it
+        # plain tensors, strings, numbers and lists only, so torch.load(..., weights_only=True) can read it
         torch.save({"arch": arch_text, "num_classes": settings.num_classes, "in_chans": settings.in_chans,
-                    "resolution": settings.resolution, "state_dict": model.state_dict()}, out)
-    else:
-        out.write_bytes(export(model, fmt, settings.input_shape()))
+                    "resolution": settings.resolution, "metadata": meta, "state_dict": model.state_dict()}, out)
+        return
+    data = export(model, fmt, settings.input_shape())
+    if fmt == "onnx":
+        import onnx
+
+        proto = onnx.load_from_string(data)
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v if isinstance(v, str) else json.dumps(v))
+        data = proto.SerializeToString()
+    elif fmt == "torchscript":
+        buf = io.BytesIO()
+        torch.jit.save(torch.jit.load(io.BytesIO(data), map_location="cpu"), buf,
+                       _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
+        data = buf.getvalue()
+    out.write_bytes(data)
+
+
+def read_metadata(path: str | Path, fmt: str) -> dict[str, Any]:
+    """The metadata written inside an exported file (a .tflite file: its FILE.json), JSON values decoded."""
+    path = Path(path)
+    if fmt == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return {k: _json_or_text(v) for k, v in props.items()}
+    if fmt == "torchscript":
+        import torch
+
+        extra = {TORCHSCRIPT_META: ""}
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        return json.loads(extra[TORCHSCRIPT_META] or "{}")
+    if fmt == "pytorch":
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True).get("metadata", {})
+    return json.loads(Path(f"{path}.json").read_text())
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def load_exported(path: Path, fmt: str, settings: LatencySettings) -> tuple[Callable[[np.ndarray], np.ndarray],
@@ -139,17 +237,98 @@ def remeasure(path: Path, fmt: str, settings: LatencySettings, search_backend: s
     return TorchBackend().time_runner(infer, shape, settings, extra={"format": fmt}), "torch"
 
 
+def validation_data(blob: dict[str, Any], dataset: str | None = None):
+    """The checkpoint's validation split, normalised with the checkpoint's own mean/std -> (data, recipe).
+    ``dataset`` replaces the recorded spec (the data moved); it must have the checkpoint's classes."""
+    import dataclasses
+
+    from mnas.train import checkpoint as ckpt
+    from mnas.train.config import TrainConfig
+    from mnas.train.datasets import load_dataset
+
+    meta = ckpt.info(blob)
+    recipe = blob.get("recipe") or {}
+    split = meta.split or {}
+    spec = dataset or meta.dataset
+    if not spec:
+        raise MnasError(f"{blob['path']} does not record its dataset: pass --dataset SPEC, or --no-verify")
+    cache = recipe.get("cache") if dataset is None and recipe.get("cache") and Path(recipe["cache"]).is_dir() \
+        else None  # the training's own cache: same split, already decoded
+    try:
+        data = load_dataset(spec, meta.resolution, split.get("holdout"), int(split.get("seed", 0)), cache)
+    except (MnasError, OSError) as e:
+        raise MnasError(f"cannot load {spec}, the validation data of {blob['path']} ({' '.join(str(e).split())}): "
+                        "pass --dataset SPEC where it is now, or --no-verify") from None
+    if (data.num_classes, data.in_chans) != (meta.num_classes, meta.in_chans) or \
+            (data.classes and meta.classes and tuple(data.classes) != tuple(meta.classes)):
+        raise MnasError(f"dataset {spec} has {data.num_classes} classes, {data.in_chans} channel(s); "
+                        f"{blob['path']} was trained for {meta.num_classes} classes, {meta.in_chans} channel(s) "
+                        f"on {meta.dataset or 'another dataset'}: pass its dataset with --dataset SPEC, or --no-verify")
+    data = dataclasses.replace(data, mean=tuple(meta.mean), std=tuple(meta.std))
+    cfg = TrainConfig(**{**{k: v for k, v in recipe.items() if k in TrainConfig.model_fields},
+                         "device": "cpu", "normalize": "dataset", "eval_crop": meta.eval_crop,
+                         "resolution": meta.resolution})
+    return data, cfg
+
+
+def verify_top1(model, infer: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], fmt: str,
+                data, cfg, limit: int | None = None) -> dict[str, Any]:
+    """Validation top-1 of the PyTorch model (batched) and of the file in its own runtime (its fixed input
+    shape, the last chunk padded), on the same preprocessed images (``validation_data``)."""
+    import torch
+
+    from mnas.train.feeds import make_feed
+
+    feed = make_feed(data, cfg, torch.device("cpu"), torch.contiguous_format, torch.Generator().manual_seed(0))
+    n, torch_ok, file_ok, step = 0, 0, 0, int(shape[0])
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # the training's evaluation count (a busy machine stalls more threads)
+    try:
+        with torch.inference_mode():
+            for xb, yb in feed.val():
+                if limit is not None:
+                    xb, yb = xb[:limit - n], yb[:limit - n]
+                torch_ok += int((model(xb).argmax(1) == yb).sum())
+                x = xb.numpy().astype(np.float32)
+                for i in range(0, len(x), step):
+                    chunk = x[i:i + step]
+                    padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
+                    pred = np.asarray(infer(padded)).reshape(step, -1)[:len(chunk)].argmax(1)
+                    file_ok += int((pred == yb[i:i + step].numpy()).sum())
+                n += len(yb)
+                if limit is not None and n >= limit:
+                    break
+    finally:
+        feed.close()
+        torch.set_num_threads(old_threads)
+    if n == 0:
+        raise MnasError(f"no validation image of {data.name} to verify against: pass --dataset SPEC or --no-verify")
+    t, f = torch_ok / n, file_ok / n
+    return {"pytorch_top1": t, "file_top1": f, "diff_points": 100.0 * (f - t), "images": n,
+            "images_total": data.n_val, "limited": n < data.n_val, "runtime": PARITY_RUNTIMES[fmt],
+            "dataset": data.name, "max_diff_points": MAX_DIFF_POINTS}
+
+
 def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySettings,
-                search_backend: str | None = None, weights: Path | None = None,
-                measure: bool = True) -> ExportResult:
+                search_backend: str | None = None, blob: dict[str, Any] | None = None, measure: bool = True,
+                verify: bool | None = None, dataset: str | None = None, verify_limit: int | None = None,
+                name: str = "") -> ExportResult:
+    """Write ``arch_text`` (with the checkpoint ``blob``'s weights, else freshly initialised) as ``fmt``, its
+    metadata inside and in ``out.json``; compare the file with PyTorch on a random input, and with ``verify``
+    (default: when there are weights) on the validation split; with ``measure``, time the file."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    verify = blob is not None if verify is None else verify
+    if verify and blob is None:
+        raise MnasError("--verify needs trained weights (--weights DIR|CKPT): random ones have nothing to verify")
     import torch
 
     out = Path(out)
-    model, source, loaded = build_for_export(arch_text, settings, weights)
-    write_model(model, arch_text, fmt, out, settings)
+    val = validation_data(blob, dataset) if verify else None  # before writing: a missing dataset fails fast
+    model, source, loaded = build_for_export(arch_text, settings, blob)
+    meta = metadata(arch_text, settings, blob, name)
+    write_model(model, arch_text, fmt, out, settings, meta)
     infer, shape = load_exported(out, fmt, settings)
     x = random_input(tuple(shape), seed=1)
     with torch.inference_mode():
@@ -158,32 +337,69 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     if got.shape != ref.shape:
         raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
     result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
-                          float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))))
+                          float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))),
+                          checkpoint=blob["path"] if blob is not None else None, metadata=meta)
+    if val is not None:
+        result.parity = verify_top1(model, infer, tuple(shape), fmt, *val, verify_limit)
+    result.sidecar = Path(f"{out}.json")
+    result.sidecar.write_text(json.dumps({**meta, "file": out.name, "format": fmt, "input_shape": list(shape),
+                                          "verified": result.parity}, indent=1) + "\n")
     if measure:
         result.measured, result.runtime = remeasure(out, fmt, settings, search_backend)
     return result
 
 
+def export_checkpoint(weights: str | Path, fmt: str, out: str | Path, measure: bool = True, runs: int | None = None,
+                      verify: bool | None = None, dataset: str | None = None,
+                      verify_limit: int | None = None) -> ExportResult:
+    """Export a training checkpoint (a file, or a ``mnas train --out`` folder: its best.pt) on its own: the
+    architecture, classes, channels and resolution all come from it."""
+    from mnas.train import checkpoint as ckpt
+
+    blob = read_checkpoint(weights)
+    settings = _with_runs(checkpoint_settings(blob), runs)
+    meta = ckpt.info(blob)
+    res = export_arch(meta.arch, fmt, out, settings, None, blob, measure, verify, dataset, verify_limit, meta.name)
+    res.info.update({"settings": settings.to_dict(), "epoch": blob.get("epoch"), "best_top1": blob.get("best_top1")})
+    return res
+
+
 def export_trial(directory: str | Path, rank: int | None, fmt: str, out: str | Path, measure: bool = True,
-                 runs: int | None = None, trial_id: int | None = None) -> tuple[dict[str, Any], ExportResult]:
-    """Export the completed trial at ``rank`` (or with id ``trial_id``) of an experiment; returns (trial row,
-    result)."""
+                 runs: int | None = None, trial_id: int | None = None, weights: str | Path | None = None,
+                 verify: bool | None = None, dataset: str | None = None,
+                 verify_limit: int | None = None) -> tuple[dict[str, Any], ExportResult]:
+    """Export the completed trial at ``rank`` (or with id ``trial_id``) of an experiment, with the checkpoint
+    ``weights`` of that architecture (else freshly initialised); returns (trial row, result). Latency
+    settings: the search's, at the checkpoint's resolution, channels and classes."""
     from mnas.report.summary import open_store, trial_by_id, trial_by_rank
+    from mnas.train import checkpoint as ckpt
 
     directory = Path(directory)
     with open_store(directory) as store:
         row = trial_by_id(store, trial_id) if trial_id is not None else trial_by_rank(store, rank or 1)
         latency = store.get_meta("latency") or {}
-        train = store.trial(row["id"]).train or {}
-    settings = LatencySettings.from_dict(latency.get("settings") or {})
-    if runs is not None:
-        settings = settings.replace(runs=runs, rounds=min(settings.rounds, runs))
-    weights = None
-    for cand in (train.get("weights"), train.get("checkpoint"), directory / "weights" / f"{row['id']}.pt"):
-        if cand and Path(directory, cand).exists():
-            weights = Path(directory, cand)
-            break
-    res = export_arch(row["arch"], fmt, out, settings, latency.get("backend"), weights, measure)
+    searched = settings = LatencySettings.from_dict(latency.get("settings") or {})
+    blob, name = None, ""
+    if weights is not None:
+        blob = read_checkpoint(weights)
+        meta = ckpt.info(blob)
+        if meta.arch != row["arch"]:
+            raise MnasError(f"{blob['path']} holds {meta.name} ({_short(meta.arch)}), not trial {row['id']}'s "
+                            f"architecture ({_short(row['arch'])}): train that one (mnas train ARCH --out DIR) or "
+                            "export the checkpoint alone (mnas export --weights PATH)")
+        settings, name = checkpoint_settings(blob, settings), meta.name
+    settings = _with_runs(settings, runs)
+    res = export_arch(row["arch"], fmt, out, settings, latency.get("backend"), blob, measure, verify, dataset,
+                      verify_limit, name or f"trial {row['id']}")
     res.info.update({"trial": row["id"], "rank": row["rank"], "searched_latency_ms": row["latency_ms"],
-                     "search_backend": latency.get("backend"), "settings": settings.to_dict()})
+                     "search_backend": latency.get("backend"), "searched_resolution": searched.resolution,
+                     "settings": settings.to_dict()})
     return row, res
+
+
+def _with_runs(settings: LatencySettings, runs: int | None) -> LatencySettings:
+    return settings if runs is None else settings.replace(runs=runs, rounds=min(settings.rounds, runs))
+
+
+def _short(arch: str, n: int = 60) -> str:
+    return arch if len(arch) <= n else f"{arch[:n]}..."

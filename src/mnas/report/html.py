@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from mnas.report.retrained import TABLE_COLUMNS, comparison_line, fidelity_line, goal_lines, table_rows
 from mnas.report.summary import caption_text
 from mnas.store.query import TrialTable
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 COLUMNS = [("rank", "rank", "num"), ("id", "trial", "num"), ("status", "status", "text"),
            ("accuracy", "accuracy", "num"), ("latency_ms", "latency (ms)", "num"), ("reward", "reward", "num"),
            ("params", "params (M)", "num"), ("macs", "MACs (M)", "num"), ("arch", "architecture", "text")]
+RETRAINED_PLOTS = ("retrained", "proxy_fidelity")  # shown in their own section, beside their table
 
 
 def _fmt(value: Any, col: str) -> tuple[str, str]:
@@ -48,6 +50,10 @@ def _img(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def figure(name: str, path: Path) -> dict[str, str]:
+    return {"name": name, "src": _img(path), "file": Path(path).name}
+
+
 def trial_rows(table: TrialTable, limit: int) -> list[dict[str, Any]]:
     """Completed trials by rank, then failed and running ones, at most ``limit``."""
     order = table.ranking()
@@ -64,7 +70,21 @@ def render(summary: dict[str, Any], table: TrialTable, plots: dict[str, Path], l
         s=summary, name=Path(summary["dir"]).name, columns=COLUMNS, rows=rows,
         caption=caption_text(summary["caption"]) if summary.get("caption") else "",
         front_ids={r["id"] for r in summary["pareto"]},
-        plots=[{"name": name, "src": _img(p), "file": Path(p).name} for name, p in plots.items()])
+        plots=[figure(n, p) for n, p in plots.items() if n not in RETRAINED_PLOTS],
+        retrained=_retrained(summary.get("retrained") or {},
+                             [figure(n, p) for n, p in plots.items() if n in RETRAINED_PLOTS]))
+
+
+def _retrained(r: dict[str, Any], figures: list[dict[str, str]]) -> dict[str, Any] | None:
+    """What the page's "Retrained models" section shows; None leaves the section out (nothing retrained)."""
+    if not r:
+        return None
+    return {"columns": TABLE_COLUMNS, "rows": table_rows(r), "counts": r["counts"],
+            "lines": [comparison_line(c) for c in r["comparisons"]] + goal_lines(r),
+            "without_curve": r["without_curve"],
+            "fidelity": fidelity_line(r["proxy_fidelity"]), "plots": figures,
+            "errors": [(row["label"], (row.get("error") or "no error recorded").strip().splitlines()[0][:300])
+                       for row in r["rows"] if row.get("status") == "failed"]}
 
 
 def write_html(path: Path, summary: dict[str, Any], table: TrialTable, plots: dict[str, Path],

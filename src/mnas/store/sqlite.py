@@ -53,6 +53,20 @@ CREATE TABLE IF NOT EXISTS diagnostics (
 );
 """
 
+# Models trained in full after a search (mnas retrain): created on first use, so older stores gain it.
+_RETRAINED = """
+CREATE TABLE IF NOT EXISTS retrained (
+    key TEXT PRIMARY KEY,
+    label TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('trial', 'reference', 'arch')), trial_id INTEGER,
+    arch TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+    top1 REAL, best_top1 REAL, epochs INTEGER, params INTEGER, macs INTEGER, latency_ms REAL,
+    proxy_accuracy REAL, checkpoint TEXT, data TEXT, error TEXT,
+    started REAL, finished REAL, seconds REAL
+)"""
+RETRAINED_COLUMNS = ("key", "label", "kind", "trial_id", "arch", "status", "top1", "best_top1", "epochs", "params",
+                     "macs", "latency_ms", "proxy_accuracy", "checkpoint", "data", "error", "started", "finished",
+                     "seconds")
 
 _JSON_COLS = ("tokens", "latency", "train")
 
@@ -310,6 +324,32 @@ class Store:
     def diagnostics(self) -> list[dict[str, Any]]:
         rows = self._rows("SELECT trials_told, data FROM diagnostics ORDER BY id")
         return [{"trials_told": r[0], **self._loads(r[1], "diagnostics")} for r in rows]
+
+    # -- retrained models
+    def put_retrained(self, row: dict[str, Any]) -> None:
+        """Insert or replace one retrained model's row (``key`` names it: label and recipe)."""
+        unknown = set(row) - set(RETRAINED_COLUMNS)
+        if unknown or "key" not in row:
+            raise ValueError(f"retrained row: unknown columns {sorted(unknown)} or no key")
+        if "data" in row:
+            row = {**row, "data": json.dumps(row["data"]) if row["data"] is not None else None}
+        with self.transaction() as c:
+            c.execute(_RETRAINED)
+            old = c.execute("SELECT * FROM retrained WHERE key = ?", (row["key"],)).fetchone()
+            merged = {**(dict(old) if old else {}), **row}
+            cols = [k for k in RETRAINED_COLUMNS if k in merged]
+            updates = ", ".join(f"{k} = excluded.{k}" for k in cols if k != "key")
+            c.execute(f"INSERT INTO retrained ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                      f"ON CONFLICT (key) DO UPDATE SET {updates}", tuple(merged[k] for k in cols))
+
+    def retrained(self) -> list[dict[str, Any]]:
+        """Every retrained model's row, in the order they were first recorded; [] before any."""
+        if not self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retrained'"):
+            return []
+        rows = [dict(r) for r in self._rows("SELECT * FROM retrained ORDER BY rowid")]
+        for r in rows:
+            r["data"] = self._loads(r["data"], f"retrained {r['key']}'s data") if r["data"] else {}
+        return rows
 
     def table_rows(self, columns: str) -> list[sqlite3.Row]:
         """``SELECT {columns} FROM trials ORDER BY id``: plain rows, for column-wise reads (query.py)."""

@@ -33,11 +33,7 @@ def batch_preparer(data: Dataset | Stream, device: torch.device, memory_format: 
                    normalize: str = "dataset") -> Prepare:
     """uint8 batches -> float32 standardised with the training split's per-channel statistics, or with
     ImageNet's (``normalize="imagenet"``; their average for grey images)."""
-    if normalize == "imagenet":
-        mean_, std_ = (IMAGENET_MEAN, IMAGENET_STD) if data.in_chans == 3 else \
-            ((sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,))
-    else:
-        mean_, std_ = data.mean, data.std
+    mean_, std_ = normalisation(data, normalize)
     mean = torch.tensor(mean_, device=device).view(1, -1, 1, 1) * 255.0
     inv_std = 1.0 / (torch.tensor(std_, device=device).view(1, -1, 1, 1) * 255.0)
 
@@ -45,6 +41,15 @@ def batch_preparer(data: Dataset | Stream, device: torch.device, memory_format: 
         return ((xb.float() - mean) * inv_std).contiguous(memory_format=memory_format)
 
     return prepare
+
+
+def normalisation(data: Dataset | Stream, normalize: str = "dataset") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel in [0, 1] units: the training split's, or ImageNet's constants (their
+    average for grey images)."""
+    if normalize == "imagenet":
+        return (IMAGENET_MEAN, IMAGENET_STD) if data.in_chans == 3 else \
+            ((sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,))
+    return tuple(data.mean), tuple(data.std)
 
 
 def eval_batch_size(cfg: TrainConfig) -> int:
@@ -117,8 +122,8 @@ class StreamFeed:
         self.sampler = EpochBatches(len(rows), 1, generator)
         self.skipped_names: set[str] = set()
         self.limit = cfg.max_bad_fraction * (data.n_train + data.n_val)
-        images = DecodedImages(data.index, rows, data.resolution, True, cfg.crop_min_area, cfg.hflip)
-        self.train_loader = self._loader(images, batch_sampler=self.sampler, persistent_workers=cfg.workers > 0)
+        self.train_images = DecodedImages(data.index, rows, data.resolution, True, cfg.crop_min_area, cfg.hflip)
+        self.train_loader: torch.utils.data.DataLoader | None = None
 
     @property
     def skipped(self) -> int:
@@ -143,6 +148,9 @@ class StreamFeed:
 
     def epoch(self, batch_size: int, steps: int) -> Batches:
         self.sampler.batch_size, self.sampler.steps = batch_size, steps
+        if self.train_loader is None:  # first epoch, or the first after an evaluation closed it
+            self.train_loader = self._loader(self.train_images, batch_sampler=self.sampler,
+                                             persistent_workers=self.cfg.workers > 0)
         for x, y, bad in self.train_loader:
             xb, yb = self._to_device(x, y, bad)
             if len(yb) >= 2:  # BatchNorm needs two; a batch of broken images is dropped

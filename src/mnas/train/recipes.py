@@ -93,6 +93,30 @@ PRESETS["mnasnet-proxy"] = {
     "schedule": "cosine",
 }
 
+# Full training on CIFAR-sized images (mnas train --out, mnas retrain): chosen in docs/training.md, "A CIFAR
+# recipe", from short runs of MobileNetV2 on CIFAR-10.
+PRESETS["cifar"] = {
+    "description": "full training on 32-px images: SGD+Nesterov lr 0.1, 1-epoch warm-up, cosine, flips and "
+                   "random-resized crops (area 0.25-1), smoothing 0.1, EMA 0.999, the model's own dropout",
+    "epochs": 15.0,
+    "batch_size": 128,
+    "resolution": 32,
+    "width_multiplier": 1.0,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-5,
+    "warmup_epochs": 1.0,
+    "schedule": "cosine",
+    "label_smoothing": 0.1,
+    "ema_decay": 0.999,
+    "dropout": None,
+    "hflip": True,
+    "crop_min_area": 0.25,
+    "zero_init_head": True,
+}
+
 DEFAULT_PRESET = "fast"
 
 

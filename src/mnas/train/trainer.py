@@ -89,6 +89,7 @@ class Run:
     total_steps: int
     warmup_steps: int
     decay_steps: float
+    generator: torch.Generator | None = None  # batch order and augmentation (a checkpoint saves its state)
 
 
 def train_architecture(arch: Architecture, proxy: ProxyConfig, seed: int) -> TrainResult:
@@ -180,7 +181,7 @@ def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, devi
                ema, feed, amp_dtype, scaler, bs, steps_per_epoch,
                total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
                warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-               decay_steps=max(1e-9, cfg.decay_epochs * steps_per_epoch))
+               decay_steps=max(1e-9, cfg.decay_epochs * steps_per_epoch), generator=gen)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

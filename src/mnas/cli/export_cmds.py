@@ -1,0 +1,133 @@
+"""``mnas export [RUN] [--rank K | --trial ID] [--weights DIR|CKPT | --random-weights] --format F --out FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnas import MnasError
+from mnas.cli.app import app
+from mnas.cli.output import console as _console
+from mnas.cli.output import print_json
+
+
+def _wide_console():
+    """Piped output has no width (rich would fold at 80 columns); give architecture strings room instead."""
+    from rich.console import Console
+    return _console if _console.is_terminal else Console(width=400)
+
+
+def _num(v, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def check_choice(directory: Path | None, rank: int | None, trial: int | None, weights: Path | None,
+                 random_weights: bool) -> None:
+    """Refuse, before any work, the combinations that cannot mean one thing."""
+    if rank is not None and trial is not None:
+        raise MnasError("give --rank or --trial, not both")
+    if weights is not None and random_weights:
+        raise MnasError("give --weights DIR|CKPT or --random-weights, not both")
+    if directory is None:
+        if weights is None:
+            raise MnasError("nothing to export: give a checkpoint with --weights DIR|CKPT (mnas train ... --out DIR),"
+                            " or an experiment directory and a trial (mnas export RUN --rank K --weights ...)")
+        if rank is not None or trial is not None:
+            raise MnasError("--rank and --trial pick a trial of an experiment: give its directory too "
+                            "(mnas export RUN --trial ID --weights ...)")
+    elif weights is None and not random_weights:
+        raise MnasError(f"{directory}: the search trained only a small proxy, so there are no weights to export: "
+                        "give a trained checkpoint of this architecture with --weights DIR|CKPT, or export it "
+                        "untrained with --random-weights")
+
+
+@app.command("export")
+def export(directory: Optional[Path] = typer.Argument(None, metavar="RUN",
+                                                     help="experiment directory (optional with --weights)"),
+           rank: Optional[int] = typer.Option(None, "--rank", min=1, help="1 (default) = the highest reward, "
+                                              "as in mnas report"),
+           trial: Optional[int] = typer.Option(None, "--trial", min=1, help="a trial id (mnas trials) instead "
+                                               "of a rank"),
+           weights: Optional[Path] = typer.Option(None, "--weights", help="a training checkpoint, or the folder "
+                                                  "of mnas train --out (its best.pt): architecture, classes, "
+                                                  "channels and resolution come from it"),
+           random_weights: bool = typer.Option(False, "--random-weights", help="export the trial freshly "
+                                               "initialised (for timing only: its predictions mean nothing)"),
+           fmt: str = typer.Option("onnx", "--format", help="onnx | tflite | torchscript | pytorch"),
+           out: Path = typer.Option(..., "--out", help="file to write (and FILE.json, its metadata)"),
+           measure: bool = typer.Option(True, "--measure/--no-measure", help="re-time the written file"),
+           runs: Optional[int] = typer.Option(None, "--runs", min=1, help="override the timed runs"),
+           verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="compare the file's top-1 on "
+                                                 "the checkpoint's validation split with PyTorch's (default: "
+                                                 "with --weights)"),
+           verify_limit: Optional[int] = typer.Option(None, "--verify-limit", min=1, help="verify on the first N "
+                                                      "validation images only"),
+           dataset: Optional[str] = typer.Option(None, "--dataset", help="the checkpoint's dataset where it is "
+                                                 "now (SPEC, as mnas train --dataset), if it moved"),
+           json: bool = typer.Option(False, "--json")) -> None:
+    """Write a trained checkpoint or a searched architecture in a runtime's format, check it against PyTorch
+    (outputs, and validation top-1 with trained weights), re-measure the file."""
+    from mnas.report.export import FORMATS, export_checkpoint, export_trial
+
+    console = _wide_console()
+    if fmt.lower() not in FORMATS:
+        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_choice(directory, rank, trial, weights, random_weights)
+    kw = dict(measure=measure, runs=runs, verify=verify, dataset=dataset, verify_limit=verify_limit)
+    if directory is None:
+        row, res = None, export_checkpoint(weights, fmt, out, **kw)
+    else:
+        row, res = export_trial(directory, rank, fmt, out, trial_id=trial, weights=weights, **kw)
+    d = res.to_dict()
+    if json:
+        print_json(d)
+    else:
+        _print(console, row, res, d)
+    if not res.parity_ok:
+        p = res.parity
+        _console_err().print(f"[red]the {res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
+                             f"points (more than {p['max_diff_points']:g})[/]")
+        raise typer.Exit(1)
+
+
+def _console_err():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _print(console, row, res, d) -> None:
+    if row is not None:
+        console.print(f"rank {row['rank']}: trial {row['id']}, accuracy {_num(row['accuracy'], '.4f')} (proxy), "
+                      f"reward {_num(row['reward'], '.4f')}")
+    console.print(f"architecture: {res.arch}")
+    console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "
+                  f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes; metadata in {res.sidecar}")
+    console.print(f"weights: {res.weights}")
+    rel = res.max_abs_diff / max(res.output_scale, 1e-12)
+    verdict = "matches PyTorch" if rel < 1e-3 else "[red]DIFFERS from PyTorch[/]"
+    console.print(f"{verdict}: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
+                  f"relative {rel:.2g})")
+    if res.parity:
+        p = res.parity
+        part = f"the first {p['images']} of {p['images_total']}" if p["limited"] else f"all {p['images']}"
+        console.print(f"validation top-1 on {part} images of {p['dataset']}: PyTorch {100 * p['pytorch_top1']:.2f}%, "
+                      f"{p['runtime']} {100 * p['file_top1']:.2f}% ({p['diff_points']:+.2f} points)")
+    if res.measured:
+        m = res.measured
+        searched = d.get("search_backend")
+        line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
+                f"{m.runs} runs, cv {m.cv:.3f})")
+        if row is None:
+            console.print(line)
+            return
+        console.print(f"{line} vs searched {_num(row['latency_ms'], '.3f')} ms (backend {searched})")
+        prefix = (searched or "").split(":")[0].lower()
+        if {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) != res.runtime:
+            console.print(f"[yellow]note[/]: the search timed with {searched}, this file runs in "
+                          f"{res.runtime}: the two figures come from different runtimes")
+        searched_px, px = d.get("searched_resolution"), d["settings"]["resolution"]
+        if searched_px is not None and searched_px != px:
+            console.print(f"[yellow]note[/]: the search timed {searched_px} px inputs, this file takes {px} px "
+                          "(the checkpoint's resolution)")

@@ -1,0 +1,85 @@
+"""``mnas retrain RUN``: the search's best architectures and reference models trained in full, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mnas import MnasError
+from mnas.cli.app import app
+from mnas.cli.output import console, print_json, table
+from mnas.cli.progress import progress_bar
+from mnas.cli.search_cmds import parse_sets
+
+
+@app.command("retrain")
+def retrain(directory: Path = typer.Argument(..., help="experiment directory (mnas search --out DIR)"),
+            top: int = typer.Option(3, "--top", min=0, help="the K best completed trials by reward"),
+            trials: Optional[str] = typer.Option(None, "--trials", help="more trial ids, comma-separated "
+                                                 "(e.g. a latency-spanning set to measure the proxy's ranking)"),
+            references: str = typer.Option("mobilenet-v2@0.5,mobilenet-v2@0.75,mobilenet-v2@1.0,mnasnet-a1",
+                                           "--references", help="zoo models NAME[@WIDTH], comma-separated; "
+                                           "'none' for none"),
+            preset: str = typer.Option("cifar", "--preset", help="the training recipe for every model"),
+            epochs: Optional[float] = typer.Option(None, "--epochs", help="default: the preset's"),
+            dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="default: the search's proxy "
+                                                  "dataset, evaluated on its own test/val split"),
+            cache: Optional[str] = typer.Option(None, "--cache", help="a data cache folder (default for an "
+                                                "image folder: RUN/retrain/data-<res>px)"),
+            threads: int = typer.Option(1, "--threads", min=1, help="torch threads per training"),
+            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N] (training)"),
+            sets: List[str] = typer.Option([], "--set", help="KEY=VALUE recipe override (TrainConfig field), "
+                                           "e.g. --set lr=0.05 (repeatable)"),
+            measure: bool = typer.Option(True, "--measure/--no-measure", help="time each model with the "
+                                         "search's latency settings before it trains"),
+            dry_run: bool = typer.Option(False, "--dry-run", help="list what would be trained and what is done"),
+            json: bool = typer.Option(False, "--json")) -> None:
+    """Train the top-K searched architectures and reference models under one recipe (resumable)."""
+    from mnas.search.retrain import retrain as run_retrain
+
+    ids = [_trial_id(t) for t in (trials or "").split(",") if t.strip()]
+    refs = [] if references.strip().lower() in ("", "none") else [r for r in references.split(",") if r.strip()]
+    overrides = {**parse_sets(sets), "threads": threads, "device": device}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+
+    def event(kind: str, row: dict) -> None:
+        if json:
+            return
+        if kind == "skip":
+            console.print(f"{row['label']}: done already (top-1 {row['top1']:.4f}), skipped")
+        elif kind == "start":
+            lat = f"{row['latency_ms']:.3f} ms" if row.get("latency_ms") is not None else "latency not measured"
+            console.print(f"{row['label']}: {lat}; training into {row['checkpoint']}")
+        else:
+            console.print(f"{row['label']}: {row['status']}, top-1 {row.get('top1') or 0:.4f} after "
+                          f"{row.get('epochs')} epochs" + (f" ({row['error']})" if row.get("error") else ""))
+
+    with progress_bar("training", detail="loss {task.fields[loss]}") as update:
+        rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, preset=preset, dataset=dataset,
+                           cache=cache, overrides=overrides, measure=measure, event=event, dry_run=dry_run,
+                           progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
+    if json:
+        print_json([{k: v for k, v in r.items() if k != "data"} for r in rows])
+        return
+    console.print(table(f"retrained in {directory}" + (" (dry run)" if dry_run else ""),
+                        ["model", "kind", "latency ms", "params M", "proxy acc", "top-1", "epochs", "status"],
+                        [[r["label"], r["kind"], _num(r.get("latency_ms"), ".3f"),
+                          _num(r.get("params") and r["params"] / 1e6, ".2f"), _num(r.get("proxy_accuracy"), ".4f"),
+                          _num(r.get("top1"), ".4f"), str(r.get("epochs") or ""), r["status"]] for r in rows]))
+    if any(r["status"] == "failed" for r in rows):
+        raise typer.Exit(1)
+
+
+def _trial_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise MnasError(f"--trials {text!r}: expected trial ids separated by commas, e.g. --trials 3,17,42") \
+            from None
+
+
+def _num(v, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)

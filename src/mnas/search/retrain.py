@@ -1,0 +1,201 @@
+"""``mnas retrain RUN``: train the search's best architectures and reference models in full, under one recipe,
+and record each in the experiment's store (table ``retrained``), so that ``mnas report`` can draw the searched
+models against the references' curve and measure how well the proxy ranked them.
+
+Each model trains into ``RUN/retrain/<label>-<recipe digest>/`` (mnas.train.full: a checkpoint per epoch). A
+rerun skips every model already recorded as completed under the same recipe and resumes an unfinished one from
+its last epoch, so after a kill -9 nothing is trained twice. Every model's latency is measured with the
+search's own latency settings just before it trains, so all the figures in one table come from one session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnas import MnasError
+from mnas.run.trial import measure_latency
+from mnas.search.config import config_from_dict
+from mnas.search.driver import latency_job
+from mnas.store import Store
+from mnas.store.query import ranked_trials
+from mnas.train.config import ProxyConfig
+from mnas.train.full import RUNTIME_FIELDS
+
+log = logging.getLogger(__name__)
+
+# The curve the paper's Table 1 compares against, and its searched model
+DEFAULT_REFERENCES = ("mobilenet-v2@0.5", "mobilenet-v2@0.75", "mobilenet-v2@1.0", "mnasnet-a1")
+DEFAULT_PRESET = "cifar"
+
+Event = Callable[[str, dict[str, Any]], None]  # ("start" | "done" | "skip", row) for each model
+StepProgress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    kind: str  # trial | reference
+    arch: str  # canonical, at the width it is deployed (and trained) at
+    trial_id: int | None = None
+    proxy_accuracy: float | None = None
+    zoo: str | None = None
+    width: float | None = None
+
+
+def parse_reference(text: str) -> Candidate:
+    """``NAME`` or ``NAME@WIDTH`` of a zoo model."""
+    from mnas.space import resolve_arch, zoo
+
+    name, _, width_text = text.strip().partition("@")
+    name = name.strip().lower()
+    if name not in zoo.ZOO:
+        raise MnasError(f"--references: {name!r} is not a zoo model ({', '.join(zoo.names())}); write NAME or "
+                        "NAME@WIDTH, e.g. mobilenet-v2@0.75")
+    try:
+        width = float(width_text) if width_text else 1.0
+    except ValueError:
+        raise MnasError(f"--references: {text!r}: the width after @ must be a number, e.g. mobilenet-v2@0.75") \
+            from None
+    if width <= 0:
+        raise MnasError(f"--references: {text!r}: the width must be > 0")
+    _, arch = resolve_arch(name, width)
+    return Candidate(f"{name}@{width:g}" if width_text else name, "reference", arch.canonical, zoo=name, width=width)
+
+
+def candidates(store: Store, top: int, trial_ids: Sequence[int], references: Sequence[str]) -> list[Candidate]:
+    """The top ``top`` completed trials by reward (distinct architectures), the trials named, the references."""
+    out: list[Candidate] = []
+    seen: set[str] = set()
+
+    def add_trial(t) -> None:
+        if t.arch not in seen:
+            seen.add(t.arch)
+            out.append(Candidate(f"trial {t.id}", "trial", t.arch, t.id, t.accuracy))
+
+    for t in ranked_trials(store):
+        if len(out) >= top:
+            break
+        add_trial(t)
+    for tid in trial_ids:
+        t = store.trial(int(tid))
+        if t.status != "completed":
+            raise MnasError(f"trial {tid} is {t.status}, not completed: it has no proxy accuracy to compare")
+        add_trial(t)
+    for ref in references:
+        c = parse_reference(ref)
+        if c.label not in {o.label for o in out}:
+            out.append(c)
+    return out
+
+
+def recipe_config(store: Store, preset: str, dataset: str | None, cache: str | None,
+                  overrides: dict[str, Any]) -> ProxyConfig:
+    """The one recipe every model is trained with: ``preset`` and the overrides, on the search's dataset unless
+    another is given, evaluated on the source's own test/val split (never the images the search held out)."""
+    stored = store.get_meta("config")
+    if stored is None:
+        raise MnasError(f"{store.dir} holds no started experiment (no config): run mnas search first")
+    exp = config_from_dict(stored, str(store.path))
+    spec = dataset or exp.proxy.dataset
+    if cache is None and spec.split(":", 1)[0] == "imagefolder":  # decode once, not every epoch
+        res = overrides.get("resolution") or ProxyConfig(preset=preset).resolution
+        cache = str(store.dir / "retrain" / f"data-{res}px")
+    return ProxyConfig(**{"preset": preset, "seed": exp.seed, **overrides, "dataset": spec, "cache": cache})
+
+
+def recipe_digest(cfg: ProxyConfig) -> str:
+    """What makes two trainings the same training: the recipe and the data, not threads or devices."""
+    learned = {k: v for k, v in cfg.model_dump().items() if k not in RUNTIME_FIELDS}
+    return hashlib.sha1(json.dumps(learned, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
+            references: Sequence[str] = DEFAULT_REFERENCES, preset: str = DEFAULT_PRESET,
+            dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
+            measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
+            dry_run: bool = False) -> list[dict[str, Any]]:
+    """Train every candidate in full (resumably) and record it; returns the rows of this recipe."""
+    from mnas.space import Architecture
+    from mnas.train import load_proxy_data
+    from mnas.train.full import train_full
+
+    directory = Path(directory)
+    Store(directory, readonly=True).close()  # a missing or damaged experiment: its one-line error first
+    with Store(directory, create=False) as store:
+        cfg = recipe_config(store, preset, dataset, cache, overrides or {})
+        digest = recipe_digest(cfg)
+        todo = candidates(store, top, trial_ids, references)
+        if not todo:
+            raise MnasError(f"nothing to retrain in {directory}: no completed trial and no reference")
+        done = {r["key"]: r for r in store.retrained()}
+        if dry_run:
+            return [{"key": _key(c, digest), "label": c.label, "kind": c.kind, "arch": c.arch,
+                     "status": done.get(_key(c, digest), {}).get("status", "to train")} for c in todo]
+        job = latency_job(config_from_dict(store.get_meta("config"), str(store.path)), store)
+        data = None
+        rows = []
+        for c in todo:
+            key = _key(c, digest)
+            row = done.get(key)
+            if row is not None and row["status"] == "completed":
+                if event:
+                    event("skip", row)
+                rows.append(row)
+                continue
+            if data is None:
+                data = load_proxy_data(cfg, cfg.seed)
+            rows.append(_train_one(store, c, key, cfg, data, directory / "retrain" / f"{_slug(c.label)}-{digest}",
+                                   job if measure else None, row, event, progress,
+                                   Architecture.parse(c.arch), train_full))
+        return rows
+
+
+def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out: Path, job, old: dict | None,
+               event: Event | None, progress: StepProgress | None, arch, train_full) -> dict[str, Any]:
+    row: dict[str, Any] = {"key": key, "label": c.label, "kind": c.kind, "trial_id": c.trial_id, "arch": c.arch,
+                           "status": "running", "proxy_accuracy": c.proxy_accuracy, "checkpoint": str(out),
+                           "started": (old or {}).get("started") or time.time(), "error": None}
+    data_info = {"zoo": c.zoo, "width": c.width, "recipe": cfg.model_dump(), "recipe_digest": key.rpartition("|")[2],
+                 "dataset": data.name,
+                 "split": dict(data.split)}
+    if job is not None and (old is None or old.get("latency_ms") is None):
+        m = measure_latency(c.arch, job)
+        row.update(latency_ms=m.latency_ms, params=m.params, macs=m.macs)
+        data_info["latency"] = m.latency
+    elif old is not None:
+        data_info["latency"] = (old.get("data") or {}).get("latency")
+    row["data"] = data_info
+    store.put_retrained(row)
+    if event:
+        event("start", row)
+    t0 = time.perf_counter()
+    try:
+        r = train_full(arch, data, cfg, out, name=c.label, resume=True, progress=progress)
+    except MnasError as e:
+        row.update(status="failed", error=str(e), finished=time.time())
+        store.put_retrained(row)
+        raise
+    data_info["history"] = r.history
+    row.update(status="completed" if r.ok else "failed", error=r.error, top1=r.top1, best_top1=r.best_top1,
+               epochs=r.epochs, finished=time.time(),
+               seconds=((old or {}).get("seconds") or 0.0) + (time.perf_counter() - t0))
+    row["params"] = r.params  # the network as trained (its own classes), not the latency's 1000-class head
+    store.put_retrained(row)
+    if event:
+        event("done", row)
+    return row
+
+
+def _key(c: Candidate, digest: str) -> str:
+    return f"{c.label}|{digest}"
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "@.-" else "-" for ch in label)

@@ -1,0 +1,95 @@
+"""``mnas retrain RUN``: the top trials and the references trained under one recipe, recorded in the store,
+resumable after kill -9 with nothing trained twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mnas.store import Store
+from mnas.store.query import ranked_trials
+from search_helpers import mnas, tiny, write_config
+
+RECIPE = ["--epochs", "3", "--set", "resolution=16", "--set", "batch_size=64", "--set", "train_limit=640",
+          "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    r = mnas("search", "-c", write_config(root, tiny(trials=3)), "-o", root / "exp")
+    assert r.returncode == 0, r.stderr
+    return root / "exp"
+
+
+def rows(directory, lr):
+    """The retrained rows of the recipe with this learning rate, by label."""
+    with Store(directory, readonly=True) as s:
+        return {r["label"]: r for r in s.retrained() if r["data"]["recipe"]["lr"] == lr}
+
+
+def test_retrain_records_top_trials_and_references(experiment, tmp_path):
+    r = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE,
+             "--json")
+    assert r.returncode == 0, r.stderr
+    with Store(experiment, readonly=True) as s:
+        best = [t.id for t in ranked_trials(s)][:2]
+    got = rows(experiment, 0.1)
+    assert list(got) == [f"trial {best[0]}", f"trial {best[1]}", "mnasnet-small", "mobilenet-v2@0.35"]
+    for row in got.values():
+        assert row["status"] == "completed" and row["epochs"] == 3 and 0 <= row["top1"] <= 1
+        assert row["latency_ms"] > 0 and row["params"] > 0 and row["macs"] > 0
+        assert [h["epoch"] for h in row["data"]["history"]] == [1, 2, 3]
+        assert (experiment / "retrain").is_dir() and os.path.isfile(os.path.join(row["checkpoint"], "last.pt"))
+    assert got[f"trial {best[0]}"]["proxy_accuracy"] is not None and got["mnasnet-small"]["proxy_accuracy"] is None
+    assert got["mobilenet-v2@0.35"]["data"]["zoo"] == "mobilenet-v2" and got["mobilenet-v2@0.35"]["data"]["width"] == 0.35
+    again = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE)
+    assert again.returncode == 0 and again.stdout.count("done already") == 4
+    # another recipe is another training: new rows beside the old ones
+    plan = mnas("retrain", experiment, "--top", "1", "--references", "none", *RECIPE[:-2], "--set", "lr=0.05",
+                "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert [p["status"] for p in json.loads(plan.stdout)] == ["to train"]
+
+
+def test_retrain_resumes_after_kill_and_trains_nothing_twice(experiment):
+    args = [sys.executable, "-m", "mnas", "retrain", str(experiment), "--top", "1", "--references", "mnasnet-small",
+            *RECIPE, "--set", "lr=0.07"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 200
+
+    def second_started() -> bool:
+        small = rows(experiment, 0.07).get("mnasnet-small")
+        return small is not None and os.path.isfile(os.path.join(small["checkpoint"], "history.json"))
+
+    while not second_started() and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = next(r for r in rows(experiment, 0.07).values() if r["kind"] == "trial")
+    assert first["status"] == "completed"
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("done already") == 1  # the finished model is not trained again
+    after = list(rows(experiment, 0.07).values())
+    assert [r["status"] for r in after] == ["completed", "completed"]
+    assert next(r for r in after if r["kind"] == "trial")["finished"] == first["finished"]
+    small = next(r for r in after if r["kind"] == "reference")
+    assert [h["epoch"] for h in small["data"]["history"]] == [1, 2, 3]  # no epoch lost, none repeated
+
+
+def test_retrain_input_errors_are_one_line(experiment, tmp_path):
+    for args, words in [(["--references", "resnet-50"], "not a zoo model"),
+                        (["--references", "mobilenet-v2@wide"], "must be a number"),
+                        (["--trials", "x"], "trial ids"),
+                        (["--trials", "999"], "no trial 999")]:
+        r = mnas("retrain", experiment, *args, "--dry-run")
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+    r = mnas("retrain", tmp_path / "nothing", "--dry-run")
+    assert r.returncode == 2 and "no experiment" in r.stderr
