@@ -308,7 +308,7 @@ def test_mnas_latency_exits_2_on_a_malformed_answer(fake_agent, tmp_path, capsys
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    code = main(["latency", "mnasnet-small", "--device", fake_agent.url, "--token-file", str(token_file),
+    code = main(["latency", "mnasnet-small", "--agent", fake_agent.url, "--token-file", str(token_file),
                  "--resolution", "32", "--no-cache", "--json"])
     assert code == 2
     err = capsys.readouterr().err
@@ -333,6 +333,6 @@ def test_a_non_utf8_token_file_is_one_line(tmp_path, capsys):
     with pytest.raises(MnasError, match="not UTF-8 text"):
         read_token(str(token_file))
     assert main(["device", "serve", "--token-file", str(token_file), "--port", "0"]) == 2
-    assert main(["latency", "mnasnet-small", "--device", "http://127.0.0.1:1", "--token-file",
+    assert main(["latency", "mnasnet-small", "--agent", "http://127.0.0.1:1", "--token-file",
                  str(token_file)]) == 2
     assert capsys.readouterr().err.count("not UTF-8 text") == 2

@@ -189,6 +189,6 @@ def test_cli_latency_on_an_agent_with_a_token_file(roomy_agent, capsys, tmp_path
                  *fast]) == 0
     assert json.loads(capsys.readouterr().out)["extra"]["agent"] == agent.url
     assert "MNAS_DEVICE_TOKEN_FILE" not in os.environ  # passed as an argument, not through the environment
-    assert main(["latency", "mnasnet-small", "--device", agent.url, "--backend", "openvino",
+    assert main(["latency", "mnasnet-small", "--agent", agent.url, "--backend", "openvino",
                  "--token-file", str(token_file), *fast]) == 2
     assert "the agent serves onnxruntime" in capsys.readouterr().err

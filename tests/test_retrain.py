@@ -93,3 +93,20 @@ def test_retrain_input_errors_are_one_line(experiment, tmp_path):
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
     r = mnas("retrain", tmp_path / "nothing", "--dry-run")
     assert r.returncode == 2 and "no experiment" in r.stderr
+
+
+def test_retrain_runs_beside_a_search_but_not_beside_another_retrain(experiment):
+    from mnas.store.lock import RETRAIN_LOCK_NAME, DirectoryLock
+
+    search = DirectoryLock(experiment)  # what a running search holds
+    try:
+        r = mnas("retrain", experiment, "--top", "1", "--dry-run", "--json")
+        assert r.returncode == 0, r.stderr
+        other = DirectoryLock(experiment, RETRAIN_LOCK_NAME)
+        try:
+            r = mnas("retrain", experiment, "--top", "1", "--dry-run")
+            assert r.returncode == 2 and "in use by" in r.stderr and r.stderr.count("\n") == 1
+        finally:
+            other.release()
+    finally:
+        search.release()

@@ -34,9 +34,9 @@ def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or
                                                    help=_help("pin_core")),
             clock: str = typer.Option(LatencySettings.default("clock"), "--clock", help=_help("clock")),
             width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
-            device: Optional[list[str]] = typer.Option(None, "--device",
-                                                       help="device agent URL (repeat or comma-separate "
-                                                            "for a pool)"),
+            agent: Optional[list[str]] = typer.Option(None, "--agent",
+                                                      help="device agent URL (mnas device serve; repeat or "
+                                                           "comma-separate for a pool)"),
             token_file: Optional[Path] = typer.Option(None, "--token-file", help="agent bearer token file"),
             cache: Optional[Path] = typer.Option(None, "--cache", help="cache file or directory "
                                                  "(default ~/.cache/mnas/latency.sqlite)"),
@@ -50,8 +50,8 @@ def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or
     settings = LatencySettings(resolution=resolution, batch=batch, threads=threads, runs=runs, warmup=warmup,
                                rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core, clock=clock)
     token = {"token_file": str(token_file) if token_file else None}
-    if device:
-        urls = [u.strip() for d in device for u in d.split(",") if u.strip()]
+    if agent:
+        urls = [u.strip() for d in agent for u in d.split(",") if u.strip()]
         be = get_backend(f"remote:{','.join(urls)}", **token)
         if backend and not backend.startswith("remote"):
             served = be.info()["backend"]

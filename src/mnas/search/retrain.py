@@ -24,6 +24,7 @@ from mnas.run.trial import measure_latency
 from mnas.search.config import config_from_dict
 from mnas.search.driver import latency_job
 from mnas.store import Store
+from mnas.store.lock import RETRAIN_LOCK_NAME
 from mnas.store.query import ranked_trials
 from mnas.train.config import ProxyConfig
 from mnas.train.full import RUNTIME_FIELDS
@@ -128,7 +129,7 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
 
     directory = Path(directory)
     Store(directory, readonly=True).close()  # a missing or damaged experiment: its one-line error first
-    with Store(directory, create=False) as store:
+    with Store(directory, create=False, lock_name=RETRAIN_LOCK_NAME) as store:
         cfg = recipe_config(store, preset, dataset, cache, overrides or {})
         digest = recipe_digest(cfg)
         todo = candidates(store, top, trial_ids, references)

@@ -20,13 +20,14 @@ from pathlib import Path
 from mnas import MnasError
 
 LOCK_NAME = "experiment.lock"
+RETRAIN_LOCK_NAME = "retrain.lock"  # mnas retrain writes only its own table: it may run beside the search
 
 
 class DirectoryLock:
     """Held from construction until ``release()``; MnasError naming the holder when another process has it."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / LOCK_NAME
+    def __init__(self, directory: Path, name: str = LOCK_NAME) -> None:
+        self.path = directory / name
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,7 +1,8 @@
 """One SQLite file per experiment (``DIR/experiment.db``): the config, every trial, controller checkpoints.
 
 Only the driver writes it (workers return results), and only one driver at a time: the writer holds
-``DIR/experiment.lock`` (lock.py) for its life. Each state change is one transaction that writes the trial
+``DIR/experiment.lock`` (lock.py) for its life. ``mnas retrain`` writes only the ``retrained`` table, under
+its own ``DIR/retrain.lock``, so it may run beside the search (SQLite serialises the two connections). Each state change is one transaction that writes the trial
 row and the controller checkpoint together, so after a kill -9 or a full disk the file holds a consistent
 (trials, controller) pair to resume from. Readers open the file read-only and never change it.
 
@@ -77,8 +78,10 @@ class Store:
     ``Store(dir, readonly=True)`` is a reader: no lock, no writes (SQLite ``mode=ro``), safe beside a
     running writer and on a read-only mount."""
 
-    def __init__(self, directory: str | Path, create: bool = True, readonly: bool = False) -> None:
+    def __init__(self, directory: str | Path, create: bool = True, readonly: bool = False,
+                 lock_name: str = LOCK_NAME) -> None:
         self.dir = Path(directory)
+        self.lock_name = lock_name
         self.path = self.dir / DB_NAME
         self._lock: DirectoryLock | None = None
         if self.dir.exists() and not self.dir.is_dir():
@@ -92,7 +95,7 @@ class Store:
 
     def _open_writer(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = DirectoryLock(self.dir)
+        self._lock = DirectoryLock(self.dir, self.lock_name)
         new = not self.path.exists()
         try:
             if new:
