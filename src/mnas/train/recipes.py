@@ -93,27 +93,29 @@ PRESETS["mnasnet-proxy"] = {
     "schedule": "cosine",
 }
 
-# Full training on CIFAR-sized images (mnas train --out, mnas retrain): chosen in docs/training.md, "A CIFAR
-# recipe", from short runs of MobileNetV2 on CIFAR-10.
+# Full training on CIFAR-sized images (mnas train --out, mnas retrain), chosen in docs/training.md, "A CIFAR
+# recipe", by MobileNetV2 runs of 4 epochs on 15,000 CIFAR-10 images: lr 0.05 gave 43.2 % held-out top-1,
+# 0.1 35.2 %, 0.02 36.4 %; adding label smoothing 0.1 40.7 %; random-resized crops, dropout and smoothing
+# together 34.8 %. Budgets of a few epochs on a CPU favour learning fast over regularising.
 PRESETS["cifar"] = {
-    "description": "full training on 32-px images: SGD+Nesterov lr 0.1, 1-epoch warm-up, cosine, flips and "
-                   "random-resized crops (area 0.25-1), smoothing 0.1, EMA 0.999, the model's own dropout",
-    "epochs": 15.0,
+    "description": "full training on 32-px images: SGD+Nesterov lr 0.05, 1-epoch warm-up, cosine, flips, "
+                   "EMA 0.999, no dropout, no label smoothing",
+    "epochs": 10.0,
     "batch_size": 128,
     "resolution": 32,
     "width_multiplier": 1.0,
     "optimizer": "sgd",
-    "lr": 0.1,
+    "lr": 0.05,
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-5,
     "warmup_epochs": 1.0,
     "schedule": "cosine",
-    "label_smoothing": 0.1,
+    "label_smoothing": 0.0,
     "ema_decay": 0.999,
-    "dropout": None,
+    "dropout": 0.0,
     "hflip": True,
-    "crop_min_area": 0.25,
+    "crop_min_area": 0.0,
     "zero_init_head": True,
 }
 
