@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 from urllib.parse import urlparse
@@ -42,6 +43,16 @@ def test_agent_binds_loopback_by_default():
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.server_close()
+
+
+def test_access_log_lines_carry_a_timestamp(agent, capfd):
+    agent.quiet = False
+    try:
+        assert call(agent, "GET", "/health")[0] == 200
+    finally:
+        agent.quiet = True
+    line = capfd.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 127\.0\.0\.1 .*GET /health.* 200", line), line
 
 
 def test_health_reports_the_fingerprint(agent):

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
@@ -127,7 +128,9 @@ class AgentHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+            # ISO time, like mnas's own log lines, so an agent's log lines up with the search's
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            sys.stderr.write(f"{stamp} {self.address_string()} {format % args}\n")
 
     def _send(self, code: int, body: dict[str, Any], close: bool = False) -> None:
         data = json.dumps(body).encode()
