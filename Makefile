@@ -31,7 +31,7 @@ demo: setup
 	@echo "make demo shows the whole loop in minutes: real latencies on onnxruntime, but a proxy of 1 epoch on"
 	@echo "3,000 silhouettes (about 20-40 % accuracy), too short to rank models reliably. For a search whose"
 	@echo "ranking means something, see configs/cifar10.yaml and docs/training.md."
-	$(VENV)/bin/mnas search --config configs/demo.yaml --out $(DEMO_OUT)
+	$(VENV)/bin/mnas search $(DEMO_OUT) --config configs/demo.yaml
 	$(VENV)/bin/mnas report $(DEMO_OUT) --top 3
 
 clean:

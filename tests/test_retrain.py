@@ -23,8 +23,12 @@ RECIPE = ["--epochs", "3", "--set", "resolution=16", "--set", "batch_size=64", "
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
-    r = mnas("search", "-c", write_config(root, tiny(trials=3)), "-o", root / "exp")
+    cfg = write_config(root, tiny(trials=3))
+    r = mnas("search", cfg.parent / "exp", "-c", cfg)  # RUN, as report, retrain and export name it
     assert r.returncode == 0, r.stderr
+    for args, words in [((), "give the experiment directory"), ((root / "x", "-o", root / "y"), "give one")]:
+        bad = mnas("search", *args, "-c", cfg)
+        assert bad.returncode == 2 and words in bad.stderr and bad.stderr.count("\n") == 1
     return root / "exp"
 
 

@@ -17,10 +17,12 @@ from mnas.cli.progress import progress_bar
 
 
 @app.command("search")
-def search(config: Path = typer.Option(..., "--config", "-c", help="experiment YAML (see configs/)"),
-           out: Path = typer.Option(..., "--out", "-o", help="experiment directory: a new or empty one, or the "
-                                    "one to --resume (one search at a time)"),
-           resume: bool = typer.Option(False, "--resume", help="continue the experiment in --out"),
+def search(run_dir: Optional[Path] = typer.Argument(None, metavar="RUN", help="experiment directory: a new or "
+                                                    "empty one, or the one to --resume (one search at a time); the "
+                                                    "RUN of mnas report, retrain, export"),
+           config: Path = typer.Option(..., "--config", "-c", help="experiment YAML (see configs/)"),
+           out: Optional[Path] = typer.Option(None, "--out", "-o", help="the same as RUN (either one)"),
+           resume: bool = typer.Option(False, "--resume", help="continue the experiment in RUN"),
            retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run failed trials"),
            trials: Optional[int] = typer.Option(None, "--trials", min=1, help="total trial budget"),
            strategy: Optional[str] = typer.Option(None, "--strategy", help="ppo, random, evolution, ..."),
@@ -40,6 +42,11 @@ def search(config: Path = typer.Option(..., "--config", "-c", help="experiment Y
     cfg = load_config(config, overrides)
     if dry_run:
         return _dry_run(cfg, json)
+    if run_dir is not None and out is not None and run_dir != out:
+        raise MnasError(f"two experiment directories: RUN {run_dir} and --out {out}; give one")
+    out = run_dir or out
+    if out is None:
+        raise MnasError("give the experiment directory: mnas search RUN --config FILE (or --out RUN)")
     if not sys.stdout.isatty():  # nohup, a cluster job: a log line per finished trial instead of a bar,
         # on stdout with the rest of the search's output (stderr keeps only errors: one line each)
         level = min(logging.getLogger("mnas").getEffectiveLevel(), logging.INFO)
