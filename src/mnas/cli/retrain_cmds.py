@@ -11,7 +11,7 @@ from mnas import MnasError
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
-from mnas.cli.search_cmds import parse_sets
+from mnas.cli.overrides import parse_sets
 
 
 @app.command("retrain")

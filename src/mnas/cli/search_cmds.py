@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
-import yaml
 
 from mnas import MnasError
 from mnas.cli.app import app, configure_logging
 from mnas.cli.output import console, print_json, table
+from mnas.cli.overrides import parse_sets
 from mnas.cli.progress import progress_bar
+from mnas.run.trial import phases
 
 
 @app.command("search")
@@ -58,32 +59,42 @@ def search(run_dir: Optional[Path] = typer.Argument(None, metavar="RUN", help="e
                   f"T = {f'{t:.2f} ms' if t else 'none'}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
     try:
         with progress_bar("search", total=cfg.trials) as update:
-            def show(state) -> None:
-                b = state.best
-                best = (f"best reward {b.reward:.4f} acc {b.accuracy:.3f} lat {b.latency_ms:.2f} ms"
-                        if b else "no result yet")
-                update(state.completed + state.failed,
-                       description=f"trials (failed {state.failed}, dup {state.duplicates}) | {best}")
-
-            state = run.run(retry_failed=retry_failed, progress=show)
+            bar = _SearchBar(update, run)
+            with phases(bar.on_phase):
+                state = run.run(retry_failed=retry_failed, progress=bar.on_state)
     finally:
         run.close()
     console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed")
     _show_top(out, 5)
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` items -> {dotted key: value}; values are read as YAML (numbers, booleans, lists)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise MnasError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. proxy.epochs=2")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
+class _SearchBar:
+    """The search bar's line: trials done, what each running trial is doing (measuring, training), the best."""
+
+    def __init__(self, update, run) -> None:
+        self.update, self.run = update, run
+        self.state, self.running = None, {}
+
+    def on_state(self, state) -> None:
+        self.state = state
+        self._draw()
+
+    def on_phase(self, trial_id: int, phase: str) -> None:
+        if phase == "done":
+            self.running.pop(trial_id, None)
+        else:
+            self.running[trial_id] = phase
+        self._draw()
+
+    def _draw(self) -> None:
+        st = self.state
+        b = st.best if st else None
+        best = f"best reward {b.reward:.4f} acc {b.accuracy:.3f} lat {b.latency_ms:.2f} ms" if b else "no result yet"
+        # trials in this process say their phase; those on Ray workers are counted as in flight
+        now = ", ".join(f"trial {k} {v}" for k, v in sorted(self.running.items())) or \
+            f"{self.run.executor.in_flight() if self.run.executor else 0} in flight"
+        self.update(st.completed + st.failed if st else 0,
+                    description=f"failed {st.failed if st else 0}, dup {st.duplicates if st else 0} | {now} | {best}")
 
 
 def _dry_run(cfg, json: bool) -> None:

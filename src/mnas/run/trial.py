@@ -8,6 +8,8 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,27 @@ from mnas.store import Trial, TrialStatus
 from mnas.train import ProxyConfig
 
 log = logging.getLogger(__name__)
+
+# Who wants to know what an in-process trial is doing (the CLI's progress bar): (trial id, phase). Trials on
+# other processes or machines (Ray) do not report here; their drivers show them as in flight.
+PhaseListener = Callable[[int, str], None]
+_listeners: list[PhaseListener] = []
+
+
+@contextmanager
+def phases(listener: PhaseListener) -> Iterator[None]:
+    """Call ``listener(trial_id, phase)`` as trials in this process enter "measuring", "training" and "done"."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def _phase(trial_id: int, phase: str) -> None:
+    log.debug("trial %d: %s", trial_id, phase)
+    for listener in list(_listeners):
+        listener(trial_id, phase)
 
 
 @dataclass(frozen=True)
@@ -98,10 +121,12 @@ def run_trial(job: TrialJob) -> Trial:
     """Latency first, then training, one after the other: never time while training runs here."""
     started = time.time()
     try:
-        log.debug("trial %d: measuring latency", job.trial_id)
+        _phase(job.trial_id, "measuring")
         lat = measure_latency(job.arch, job.latency)
-        log.debug("trial %d: training the proxy", job.trial_id)
+        _phase(job.trial_id, "training")
         train = train_proxy_job(job.arch, job.proxy, job.seed)
     except Exception as exc:  # a trial that fails is recorded with its error; the search goes on
         return failed(job, error_line(exc), started)
+    finally:
+        _phase(job.trial_id, "done")
     return combine(job, lat, train, started)

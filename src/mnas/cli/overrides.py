@@ -1,0 +1,23 @@
+"""``--set KEY=VALUE`` options, shared by the commands that take config overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from mnas import MnasError
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items -> {dotted key: value}; values are read as YAML (numbers, booleans, lists)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MnasError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. proxy.epochs=2")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
