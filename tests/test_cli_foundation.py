@@ -35,6 +35,9 @@ def test_space_show_and_sample():
     lines = r.stdout.split()
     assert len(lines) == 3 and all(x.startswith("stem32:") for x in lines)
     assert run("arch", "sample", "--seed", "3", "--n", "3").stdout.split() == lines
+    assert json.loads(run("arch", "sample", "--seed", "3", "-n", "3", "--json").stdout) == lines
+    zoo = {e["name"]: e for e in json.loads(run("arch", "list", "--json").stdout)}
+    assert zoo["mnasnet-a1"]["arch"] == json.loads(run("arch", "show", "mnasnet-a1", "--json").stdout)["arch"]
 
 
 @pytest.mark.parametrize("args,needle", [

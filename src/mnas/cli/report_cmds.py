@@ -57,7 +57,7 @@ def _print_retrained(console, r: dict) -> None:
 @app.command("report")
 def report(directory: Path = typer.Argument(..., help="experiment directory (mnas search --out DIR)"),
            json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-           top: int = typer.Option(10, "--top", min=1, help="architectures in the top table"),
+           top: int = typer.Option(10, "--top", "-n", min=1, help="architectures in the top table"),
            target: Optional[List[float]] = typer.Option(None, "--target", help="latency target in ms "
                                                         "(repeatable; default 0.5, 0.75, 1, 1.5, 2 x T)"),
            compare: Optional[List[Path]] = typer.Option(None, "--compare", help="another experiment to overlay "

@@ -95,17 +95,25 @@ def _timm(arch):
 
 
 @arch_app.command("sample")
-def arch_sample(seed: int = typer.Option(0, "--seed"), n: int = typer.Option(1, "--n", min=1),
-                space: Optional[str] = SpaceOpt) -> None:
+def arch_sample(seed: int = typer.Option(0, "--seed"), n: int = typer.Option(1, "-n", "--n", min=1),
+                space: Optional[str] = SpaceOpt, json: bool = typer.Option(False, "--json")) -> None:
     """Canonical strings of random architectures of the space."""
     s = load_space(space)
     rng = random.Random(seed)
-    for _ in range(n):
-        print(s.sample(rng).canonical)
+    archs = [s.sample(rng).canonical for _ in range(n)]
+    if json:
+        print_json(archs)
+        return
+    for a in archs:
+        print(a)
 
 
 @arch_app.command("list")
-def arch_list() -> None:
+def arch_list(json: bool = typer.Option(False, "--json")) -> None:
     """The model zoo."""
+    if json:
+        print_json([{"name": e.name, "arch": e.arch().canonical, "layers": e.arch().layers, "note": e.note}
+                    for e in zoo.ZOO.values()])
+        return
     console.print(table("zoo", ["name", "stem", "layers", "note"],
                         [[e.name, e.stem, e.arch().layers, e.note] for e in zoo.ZOO.values()]))
