@@ -1,6 +1,10 @@
 """The live view: every finished trial is mirrored into an Optuna study beside the experiment, read back here
 with Optuna's own API (what optuna-dashboard reads)."""
 
+import json
+import re
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -42,3 +46,48 @@ def test_a_mirror_missing_trials_is_completed_on_resume(tmp_path):
     run.close()
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path / "run"))
     assert sorted(t.user_attrs["mnas_trial_id"] for t in study.get_trials()) == [1, 2, 3, 4]
+
+
+def test_optuna_dashboard_lists_the_trials_in_a_browser(tmp_path):
+    """The one documented command (optuna-dashboard sqlite:///RUN/optuna.db) serves the search, and its page,
+    rendered by headless Chromium, lists every trial."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from test_report_html import chromium, run_chromium
+
+    pytest.importorskip("optuna_dashboard", reason="the live extra (make setup installs it)")
+    exe = chromium()
+    run = Search.open(config_from_dict(TINY), tmp_path / "run")
+    run.run()
+    run.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([cli, storage_url(tmp_path / "run"), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base, deadline, studies = f"http://127.0.0.1:{port}", time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                studies = json.loads(urllib.request.urlopen(f"{base}/api/studies", timeout=5).read())
+            except OSError:
+                time.sleep(0.3)
+        assert studies, "optuna-dashboard did not answer"
+        sid = next(s["study_id"] for s in studies["study_summaries"] if s["study_name"] == STUDY_NAME)
+        page = run_chromium(exe, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
+                            f"{base}/dashboard/studies/{sid}/trials").stdout
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", page, flags=re.S)))
+        assert "3 Trials" in text, text[:500]
+        assert all(f"Trial {n} Complete" in text for n in range(3))
+        with Store(tmp_path / "run", readonly=True) as store:
+            first = store.trial(1)
+        assert first.arch in text and "latency_ms" in text  # the selected (first) trial shows our attributes
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
