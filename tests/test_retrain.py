@@ -14,8 +14,10 @@ import pytest
 
 from mnas.store import Store
 from mnas.store.query import ranked_trials
+from mnas.train.config import TrainConfig
 from search_helpers import mnas, tiny, write_config
 
+LR = TrainConfig(preset="cifar").lr  # the recipe's own, unless a test sets another
 RECIPE = ["--epochs", "3", "--set", "resolution=16", "--set", "batch_size=64", "--set", "train_limit=640",
           "--device", "cpu"]
 
@@ -44,7 +46,7 @@ def test_retrain_records_top_trials_and_references(experiment, tmp_path):
     assert r.returncode == 0, r.stderr
     with Store(experiment, readonly=True) as s:
         best = [t.id for t in ranked_trials(s)][:2]
-    got = rows(experiment, 0.1)
+    got = rows(experiment, LR)
     assert list(got) == [f"trial {best[0]}", f"trial {best[1]}", "mnasnet-small", "mobilenet-v2@0.35"]
     for row in got.values():
         assert row["status"] == "completed" and row["epochs"] == 3 and 0 <= row["top1"] <= 1
@@ -55,8 +57,17 @@ def test_retrain_records_top_trials_and_references(experiment, tmp_path):
     assert got["mobilenet-v2@0.35"]["data"]["zoo"] == "mobilenet-v2" and got["mobilenet-v2@0.35"]["data"]["width"] == 0.35
     again = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE)
     assert again.returncode == 0 and again.stdout.count("done already") == 4
+    # timings taken again (a quiet machine, twice) are kept side by side, and nothing is trained
+    for _ in range(2):
+        timed = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE,
+                     "--remeasure")
+        assert timed.returncode == 0 and timed.stdout.count("all timings") == 4, timed.stderr
+    for label, row in rows(experiment, LR).items():
+        runs = row["data"]["latency_runs"]
+        assert len(runs) == 2 and row["latency_ms"] == runs[-1]["latency_ms"] and len(runs[0]["load"]) == 2
+        assert row["finished"] == got[label]["finished"] and row["top1"] == got[label]["top1"]
     # another recipe is another training: new rows beside the old ones
-    plan = mnas("retrain", experiment, "--top", "1", "--references", "none", *RECIPE[:-2], "--set", "lr=0.05",
+    plan = mnas("retrain", experiment, "--top", "1", "--references", "none", *RECIPE[:-2], "--set", "lr=0.03",
                 "--dry-run", "--json")
     assert plan.returncode == 0, plan.stderr
     assert [p["status"] for p in json.loads(plan.stdout)] == ["to train"]

@@ -35,6 +35,8 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
             measure: bool = typer.Option(True, "--measure/--no-measure", help="time each model with the "
                                          "search's latency settings before it trains"),
             dry_run: bool = typer.Option(False, "--dry-run", help="list what would be trained and what is done"),
+            remeasure: bool = typer.Option(False, "--remeasure", help="train nothing: time every recorded model "
+                                           "of this recipe afresh (run it on a quiet machine, twice)"),
             json: bool = typer.Option(False, "--json")) -> None:
     """Train the top-K searched architectures and reference models under one recipe (resumable)."""
     from mnas.search.retrain import retrain as run_retrain
@@ -48,7 +50,11 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     def event(kind: str, row: dict) -> None:
         if json:
             return
-        if kind == "skip":
+        if kind == "timed":
+            runs = ", ".join(f"{r['latency_ms']:.3f}" for r in row["data"]["latency_runs"])
+            console.print(f"{row['label']}: {row['latency_ms']:.3f} ms (all timings: {runs} ms; load "
+                          f"{row['data']['latency_runs'][-1]['load']})")
+        elif kind == "skip":
             console.print(f"{row['label']}: done already (top-1 {row['top1']:.4f}), skipped")
         elif kind == "start":
             lat = f"{row['latency_ms']:.3f} ms" if row.get("latency_ms") is not None else "latency not measured"
@@ -60,6 +66,7 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, preset=preset, dataset=dataset,
                            cache=cache, overrides=overrides, measure=measure, event=event, dry_run=dry_run,
+                           remeasure=remeasure,
                            progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     if json:
         print_json([{k: v for k, v in r.items() if k != "data"} for r in rows])

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,9 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             references: Sequence[str] = DEFAULT_REFERENCES, preset: str = DEFAULT_PRESET,
             dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
             measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
-            dry_run: bool = False) -> list[dict[str, Any]]:
-    """Train every candidate in full (resumably) and record it; returns the rows of this recipe."""
+            dry_run: bool = False, remeasure: bool = False) -> list[dict[str, Any]]:
+    """Train every candidate in full (resumably) and record it; returns the rows of this recipe. With
+    ``remeasure``, train nothing: time every recorded candidate afresh (no cache) and keep each timing."""
     from mnas.space import Architecture
     from mnas.train import load_proxy_data
     from mnas.train.full import train_full
@@ -140,6 +142,9 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             return [{"key": _key(c, digest), "label": c.label, "kind": c.kind, "arch": c.arch,
                      "status": done.get(_key(c, digest), {}).get("status", "to train")} for c in todo]
         job = latency_job(config_from_dict(store.get_meta("config"), str(store.path)), store)
+        if remeasure:
+            return [_remeasure(store, done[_key(c, digest)], replace(job, cache=None), event)
+                    for c in todo if _key(c, digest) in done]
         data = None
         rows = []
         for c in todo:
@@ -191,6 +196,23 @@ def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out
     store.put_retrained(row)
     if event:
         event("done", row)
+    return row
+
+
+def _remeasure(store: Store, row: dict[str, Any], job, event: Event | None) -> dict[str, Any]:
+    """A fresh timing of a recorded model, kept beside the earlier ones with the machine's load, so a table can
+    show the spread of timings taken at different times rather than one draw."""
+    load_before = os.getloadavg()[0]
+    m = measure_latency(row["arch"], job)
+    data = dict(row.get("data") or {})
+    data["latency"] = m.latency
+    data["latency_runs"] = [*data.get("latency_runs", []),
+                            {"latency_ms": m.latency_ms, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}]
+    row = {**row, "latency_ms": m.latency_ms, "macs": m.macs, "data": data}
+    store.put_retrained({k: row[k] for k in ("key", "latency_ms", "macs", "data")})
+    if event:
+        event("timed", row)
     return row
 
 
