@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[test,latency,litert,ray,train,live]'
+	$(PIP) install -q -c constraints.txt -e '.[test,latency,litert,ray,train,live,tensorboard]'
 	$(PIP) install -q --no-deps animal-mnist==0.4
 	# headless Chromium renders report.html in the tests (tests/test_report_html.py fails without it in CI)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \

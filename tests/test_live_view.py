@@ -91,3 +91,24 @@ def test_optuna_dashboard_lists_the_trials_in_a_browser(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_tensorboard_scalars_per_trial(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny(trials=3, tensorboard=True, **{"strategy.name": "ppo"})
+    run = Search.open(config_from_dict(cfg), tmp_path / "run")
+    run.run()
+    run.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    with Store(tmp_path / "run", readonly=True) as store:
+        trials = {t.id: t for t in store.trials()}
+    reward = {e.step: e.value for e in events.Scalars("trial/reward")}
+    assert reward == pytest.approx({i: t.reward for i, t in trials.items()})
+    latency = {e.step: e.value for e in events.Scalars("trial/latency_ms")}
+    assert latency == pytest.approx({i: t.latency_ms for i, t in trials.items()}, rel=1e-6)
+    best = [e.value for e in events.Scalars("trial/best_reward")]
+    assert best == sorted(best) and best[-1] == pytest.approx(max(t.reward for t in trials.values()))
+    assert len(events.Scalars("strategy/entropy")) == 3  # PPO reports its policy's entropy after each tell

@@ -37,6 +37,8 @@ class ExperimentConfig(Schema):
     references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
                              "backend at the start, for the report's figures")
     live_view: bool = Field(True, description="mirror every trial into DIR/optuna.db for optuna-dashboard")
+    tensorboard: bool = Field(False, description="write reward, accuracy, latency and the strategy's entropy "
+                              "per trial to DIR/tensorboard (the tensorboard extra)")
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)

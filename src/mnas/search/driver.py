@@ -25,6 +25,7 @@ from mnas.run import Executor, LatencyJob, TrialJob, make_executor
 from mnas.search.checks import check_result, preflight
 from mnas.search.config import ExperimentConfig, config_from_dict
 from mnas.search.mirror import mirror_trial, open_mirror
+from mnas.search.tensorboard import ScalarLog
 from mnas.search.references import measure_references
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies import make_strategy
@@ -105,6 +106,7 @@ class Search:
         self.strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, **cfg.strategy.options)
         self.reward_cfg: RewardConfig = cfg.reward.with_target(target_ms)
         self.latency_job = latency_job(cfg, store)
+        self.scalars = ScalarLog(store.dir) if cfg.tensorboard else None  # before anything is stored: may refuse
         self.executor = executor
         self.in_flight: dict[int, tuple[tuple[int, ...], str]] = {}  # trial id -> (tokens, canonical arch)
         self.waiting: dict[str, list[tuple[int, ...]]] = {}  # arch in flight -> duplicate proposals
@@ -137,6 +139,8 @@ class Search:
             raise
 
     def close(self) -> None:
+        if getattr(self, "scalars", None) is not None:
+            self.scalars.close()
         self.store.close()
 
     def _record_new(self) -> None:
@@ -281,6 +285,8 @@ class Search:
                 self.store.add_diagnostics(diag, self.n_told, c)
         trial.tokens = list(tokens)
         mirror_trial(self.mirror, trial)
+        if self.scalars is not None:
+            self.scalars.add(trial, diag)
         log.info("trial %d %s: arch %s accuracy %s latency %s ms reward %s in %s s on %s%s", trial.id, trial.status,
                  _digest(trial.arch), _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward),
                  _fmt(None if trial.finished is None or trial.started is None else trial.finished - trial.started),
