@@ -108,7 +108,7 @@ def recipe_config(store: Store, preset: str, dataset: str | None, cache: str | N
     spec = dataset or exp.proxy.dataset
     if cache is None and spec.split(":", 1)[0] == "imagefolder":  # decode once, not every epoch
         res = overrides.get("resolution") or ProxyConfig(preset=preset).resolution
-        cache = str(store.dir / "retrain" / f"data-{res}px")
+        cache = str((store.dir / "retrain" / f"data-{res}px").resolve())
     return ProxyConfig(**{"preset": preset, "seed": exp.seed, **overrides, "dataset": spec, "cache": cache})
 
 
