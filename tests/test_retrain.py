@@ -99,6 +99,14 @@ def test_retrain_resumes_after_kill_and_trains_nothing_twice(experiment):
     assert [h["epoch"] for h in small["data"]["history"]] == [1, 2, 3]  # no epoch lost, none repeated
 
 
+def test_spread_picks_trials_across_the_latency_range(experiment):
+    with Store(experiment, readonly=True) as s:
+        by_latency = [t.id for t in sorted(s.trials("completed"), key=lambda t: t.latency_ms)]
+    r = mnas("retrain", experiment, "--top", "0", "--spread", "2", "--references", "none", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [p["label"] for p in json.loads(r.stdout)] == [f"trial {by_latency[0]}", f"trial {by_latency[-1]}"]
+
+
 def test_retrain_input_errors_are_one_line(experiment, tmp_path):
     for args, words in [(["--references", "resnet-50"], "not a zoo model"),
                         (["--references", "mobilenet-v2@wide"], "must be a number"),
@@ -119,8 +127,9 @@ def test_retrain_runs_beside_a_search_but_not_beside_another_retrain(experiment)
         assert r.returncode == 0, r.stderr
         other = DirectoryLock(experiment, RETRAIN_LOCK_NAME)
         try:
-            r = mnas("retrain", experiment, "--top", "1", "--dry-run")
+            r = mnas("retrain", experiment, "--top", "1", *RECIPE)
             assert r.returncode == 2 and "in use by" in r.stderr and r.stderr.count("\n") == 1
+            assert mnas("retrain", experiment, "--top", "1", "--dry-run").returncode == 0  # a plan only reads
         finally:
             other.release()
     finally:

@@ -19,6 +19,8 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
             top: int = typer.Option(3, "--top", min=0, help="the K best completed trials by reward"),
             trials: Optional[str] = typer.Option(None, "--trials", help="more trial ids, comma-separated "
                                                  "(e.g. a latency-spanning set to measure the proxy's ranking)"),
+            spread_n: int = typer.Option(0, "--spread", min=0, help="N more completed trials spanning the "
+                                         "latency range: the set the proxy's Kendall tau is measured on"),
             references: str = typer.Option("mobilenet-v2@0.5,mobilenet-v2@0.75,mobilenet-v2@1.0,mnasnet-a1",
                                            "--references", help="zoo models NAME[@WIDTH], comma-separated; "
                                            "'none' for none"),
@@ -66,7 +68,7 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, preset=preset, dataset=dataset,
                            cache=cache, overrides=overrides, measure=measure, event=event, dry_run=dry_run,
-                           remeasure=remeasure,
+                           remeasure=remeasure, spread_n=spread_n,
                            progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     if json:
         print_json([{k: v for k, v in r.items() if k != "data"} for r in rows])

@@ -71,8 +71,23 @@ def parse_reference(text: str) -> Candidate:
     return Candidate(f"{name}@{width:g}" if width_text else name, "reference", arch.canonical, zoo=name, width=width)
 
 
-def candidates(store: Store, top: int, trial_ids: Sequence[int], references: Sequence[str]) -> list[Candidate]:
-    """The top ``top`` completed trials by reward (distinct architectures), the trials named, the references."""
+def spread(store: Store, n: int) -> list[int]:
+    """``n`` completed trials spanning the latency range (evenly spaced in latency order, distinct
+    architectures): the set the proxy's ranking is measured on (issue 14 asks for at least 12)."""
+    by_arch = {}
+    for t in sorted(store.trials("completed"), key=lambda t: (t.latency_ms or 0.0, t.id)):
+        by_arch.setdefault(t.arch, t)
+    ordered = sorted(by_arch.values(), key=lambda t: (t.latency_ms or 0.0, t.id))
+    if n >= len(ordered):
+        return [t.id for t in ordered]
+    return [ordered[round(k * (len(ordered) - 1) / (n - 1))].id for k in range(n)] if n > 1 else [ordered[0].id]
+
+
+def candidates(store: Store, top: int, trial_ids: Sequence[int], references: Sequence[str],
+               spread_n: int = 0) -> list[Candidate]:
+    """The top ``top`` completed trials by reward (distinct architectures), the trials named, ``spread_n``
+    trials spanning the latency range, the references."""
+    trial_ids = [*trial_ids, *(spread(store, spread_n) if spread_n else [])]
     out: list[Candidate] = []
     seen: set[str] = set()
 
@@ -122,7 +137,7 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             references: Sequence[str] = DEFAULT_REFERENCES, preset: str = DEFAULT_PRESET,
             dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
             measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
-            dry_run: bool = False, remeasure: bool = False) -> list[dict[str, Any]]:
+            dry_run: bool = False, remeasure: bool = False, spread_n: int = 0) -> list[dict[str, Any]]:
     """Train every candidate in full (resumably) and record it; returns the rows of this recipe. With
     ``remeasure``, train nothing: time every recorded candidate afresh (no cache) and keep each timing."""
     from mnas.space import Architecture
@@ -131,10 +146,12 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
 
     directory = Path(directory)
     Store(directory, readonly=True).close()  # a missing or damaged experiment: its one-line error first
-    with Store(directory, create=False, lock_name=RETRAIN_LOCK_NAME) as store:
+    # a plan only reads: it may look at an experiment another retrain is working on
+    with (Store(directory, readonly=True) if dry_run else
+          Store(directory, create=False, lock_name=RETRAIN_LOCK_NAME)) as store:
         cfg = recipe_config(store, preset, dataset, cache, overrides or {})
         digest = recipe_digest(cfg)
-        todo = candidates(store, top, trial_ids, references)
+        todo = candidates(store, top, trial_ids, references, spread_n)
         if not todo:
             raise MnasError(f"nothing to retrain in {directory}: no completed trial and no reference")
         done = {r["key"]: r for r in store.retrained()}
