@@ -63,7 +63,9 @@ def plot_retrained(r: dict[str, Any], path: Path, formats: tuple[str, ...] = ())
         ax.text(0.5, 0.5, "no completed retrained models yet", ha="center", transform=ax.transAxes)
     else:
         ax.legend(loc="lower right", fontsize=7)
-    datasets = sorted({str((row.get("data") or {}).get("dataset")) for row in r["rows"] if _done(row)})
+    # the dataset's file name, not its path: a path would run off the figure
+    datasets = sorted({Path(str((row.get("data") or {}).get("dataset")).split(":", 1)[-1]).name
+                       for row in r["rows"] if _done(row)})
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel(f"top-1 (%, retrained{', ' + ', '.join(datasets) if datasets else ''})")
     ax.set_title("Retrained models: top-1 against measured latency")
