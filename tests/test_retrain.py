@@ -66,6 +66,13 @@ def test_retrain_records_top_trials_and_references(experiment, tmp_path):
         runs = row["data"]["latency_runs"]
         assert len(runs) == 2 and row["latency_ms"] == runs[-1]["latency_ms"] and len(runs[0]["load"]) == 2
         assert row["finished"] == got[label]["finished"] and row["top1"] == got[label]["top1"]
+    # the references scored on the search's own proxy, so that they count in the proxy's tau
+    scored = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE,
+                  "--score-proxy")
+    assert scored.returncode == 0 and scored.stdout.count("proxy accuracy") == 2, scored.stderr
+    after = rows(experiment, LR)
+    assert all(0 <= after[k]["proxy_accuracy"] <= 1 for k in ("mnasnet-small", "mobilenet-v2@0.35"))
+    assert after[f"trial {best[0]}"]["proxy_accuracy"] == got[f"trial {best[0]}"]["proxy_accuracy"]
     # another recipe is another training: new rows beside the old ones
     plan = mnas("retrain", experiment, "--top", "1", "--references", "none", *RECIPE[:-2], "--set", "lr=0.03",
                 "--dry-run", "--json")

@@ -37,6 +37,9 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
             measure: bool = typer.Option(True, "--measure/--no-measure", help="time each model with the "
                                          "search's latency settings before it trains"),
             dry_run: bool = typer.Option(False, "--dry-run", help="list what would be trained and what is done"),
+            score_proxy: bool = typer.Option(False, "--score-proxy", help="train nothing in full: give every "
+                                             "recorded reference the search's own proxy accuracy (it then counts "
+                                             "in the proxy's Kendall tau)"),
             remeasure: bool = typer.Option(False, "--remeasure", help="train nothing: time every recorded model "
                                            "of this recipe afresh (run it on a quiet machine, twice)"),
             json: bool = typer.Option(False, "--json")) -> None:
@@ -52,7 +55,9 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     def event(kind: str, row: dict) -> None:
         if json:
             return
-        if kind == "timed":
+        if kind == "proxy":
+            console.print(f"{row['label']}: proxy accuracy {row['proxy_accuracy']:.4f}")
+        elif kind == "timed":
             runs = ", ".join(f"{r['latency_ms']:.3f}" for r in row["data"]["latency_runs"])
             console.print(f"{row['label']}: {row['latency_ms']:.3f} ms (all timings: {runs} ms; load "
                           f"{row['data']['latency_runs'][-1]['load']})")
@@ -68,7 +73,7 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, preset=preset, dataset=dataset,
                            cache=cache, overrides=overrides, measure=measure, event=event, dry_run=dry_run,
-                           remeasure=remeasure, spread_n=spread_n,
+                           remeasure=remeasure, spread_n=spread_n, score_proxy=score_proxy,
                            progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     if json:
         print_json([{k: v for k, v in r.items() if k != "data"} for r in rows])

@@ -137,7 +137,8 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             references: Sequence[str] = DEFAULT_REFERENCES, preset: str = DEFAULT_PRESET,
             dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
             measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
-            dry_run: bool = False, remeasure: bool = False, spread_n: int = 0) -> list[dict[str, Any]]:
+            dry_run: bool = False, remeasure: bool = False, spread_n: int = 0,
+            score_proxy: bool = False) -> list[dict[str, Any]]:
     """Train every candidate in full (resumably) and record it; returns the rows of this recipe. With
     ``remeasure``, train nothing: time every recorded candidate afresh (no cache) and keep each timing."""
     from mnas.space import Architecture
@@ -161,6 +162,10 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
         job = latency_job(config_from_dict(store.get_meta("config"), str(store.path)), store)
         if remeasure:
             return [_remeasure(store, done[_key(c, digest)], replace(job, cache=None), event)
+                    for c in todo if _key(c, digest) in done]
+        if score_proxy:
+            exp = config_from_dict(store.get_meta("config"), str(store.path))
+            return [_score_proxy(store, done[_key(c, digest)], exp, event)
                     for c in todo if _key(c, digest) in done]
         data = None
         rows = []
@@ -230,6 +235,25 @@ def _remeasure(store: Store, row: dict[str, Any], job, event: Event | None) -> d
     store.put_retrained({k: row[k] for k in ("key", "latency_ms", "macs", "data")})
     if event:
         event("timed", row)
+    return row
+
+
+def _score_proxy(store: Store, row: dict[str, Any], exp, event: Event | None) -> dict[str, Any]:
+    """The search's own proxy training for a recorded model that has no proxy accuracy (a reference): so that it
+    counts in the proxy's Kendall tau beside the searched models. Exactly what a trial trains (the search's
+    proxy config and seed)."""
+    if row.get("proxy_accuracy") is not None:
+        return row
+    from mnas.space import Architecture
+    from mnas.train import train_architecture
+
+    r = train_architecture(Architecture.parse(row["arch"]), exp.proxy, exp.seed)
+    if not r.ok:
+        raise MnasError(f"{row['label']}: the proxy training failed ({r.error})")
+    row = {**row, "proxy_accuracy": r.top1}
+    store.put_retrained({"key": row["key"], "proxy_accuracy": r.top1})
+    if event:
+        event("proxy", row)
     return row
 
 
