@@ -197,8 +197,10 @@ def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out
         m = measure_latency(c.arch, job)
         row.update(latency_ms=m.latency_ms, params=m.params, macs=m.macs)
         data_info["latency"] = m.latency
-    elif old is not None:
-        data_info["latency"] = (old.get("data") or {}).get("latency")
+    elif old is not None:  # timed before (a resumed run, or --remeasure): keep those timings
+        row.update({k: old.get(k) for k in ("latency_ms", "params", "macs")})
+        old_data = old.get("data") or {}
+        data_info.update({k: old_data[k] for k in ("latency", "latency_runs") if k in old_data})
     row["data"] = data_info
     store.put_retrained(row)
     if event:
