@@ -59,7 +59,7 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
             console.print(f"{row['label']}: proxy accuracy {row['proxy_accuracy']:.4f}")
         elif kind == "timed":
             runs = ", ".join(f"{r['latency_ms']:.3f}" for r in row["data"]["latency_runs"])
-            console.print(f"{row['label']}: {row['latency_ms']:.3f} ms (all timings: {runs} ms; load "
+            console.print(f"{row['label']}: {row['latency_ms']:.3f} ms median (all timings: {runs} ms; load "
                           f"{row['data']['latency_runs'][-1]['load']})")
         elif kind == "skip":
             console.print(f"{row['label']}: done already (top-1 {row['top1']:.4f}), skipped")
