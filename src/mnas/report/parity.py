@@ -55,13 +55,13 @@ def verify_top1(model, infer: Callable[[np.ndarray], np.ndarray], shape: tuple[i
     import torch
 
     from mnas.train.feeds import make_feed
+    from mnas.train.trainer import torch_threads
 
     feed = make_feed(data, cfg, torch.device("cpu"), torch.contiguous_format, torch.Generator().manual_seed(0))
     n, torch_ok, file_ok, step = 0, 0, 0, int(shape[0])
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # the training's evaluation count (a busy machine stalls more threads)
+    # the training's evaluation thread count (a busy machine stalls more threads)
     try:
-        with torch.inference_mode():
+        with torch_threads(cfg.threads), torch.inference_mode():
             for xb, yb in feed.val():
                 if limit is not None:
                     xb, yb = xb[:limit - n], yb[:limit - n]
@@ -77,7 +77,6 @@ def verify_top1(model, infer: Callable[[np.ndarray], np.ndarray], shape: tuple[i
                     break
     finally:
         feed.close()
-        torch.set_num_threads(old_threads)
     if n == 0:
         raise MnasError(f"no validation image of {data.name} to verify against: pass --dataset SPEC or --no-verify")
     t, f = torch_ok / n, file_ok / n

@@ -142,9 +142,7 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             score_proxy: bool = False) -> list[dict[str, Any]]:
     """Train every candidate in full (resumably) and record it; returns the rows of this recipe. With
     ``remeasure``, train nothing: time every recorded candidate afresh (no cache) and keep each timing."""
-    from mnas.space import Architecture
     from mnas.train import load_proxy_data
-    from mnas.train.full import train_full
 
     directory = Path(directory)
     Store(directory, readonly=True).close()  # a missing or damaged experiment: its one-line error first
@@ -181,16 +179,20 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
             if data is None:
                 data = load_proxy_data(cfg, cfg.seed)
             rows.append(_train_one(store, c, key, cfg, data, directory / "retrain" / f"{_slug(c.label)}-{digest}",
-                                   job if measure else None, row, event, progress,
-                                   Architecture.parse(c.arch), train_full))
+                                   job if measure else None, row, event, progress))
         return rows
 
 
 def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out: Path, job, old: dict | None,
-               event: Event | None, progress: StepProgress | None, arch, train_full) -> dict[str, Any]:
+               event: Event | None, progress: StepProgress | None) -> dict[str, Any]:
+    from mnas.space import Architecture
+    from mnas.train.full import train_full
+
     row: dict[str, Any] = {"key": key, "label": c.label, "kind": c.kind, "trial_id": c.trial_id, "arch": c.arch,
-                           "status": "running", "proxy_accuracy": c.proxy_accuracy, "checkpoint": str(out),
+                           "status": "running", "checkpoint": str(out),
                            "started": (old or {}).get("started") or time.time(), "error": None}
+    if c.proxy_accuracy is not None:  # a reference's score (--score-proxy) is kept when its training resumes
+        row["proxy_accuracy"] = c.proxy_accuracy
     data_info = {"zoo": c.zoo, "width": c.width, "recipe": cfg.model_dump(), "recipe_digest": key.rpartition("|")[2],
                  "dataset": data.name,
                  "split": dict(data.split)}
@@ -208,7 +210,7 @@ def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out
         event("start", row)
     t0 = time.perf_counter()
     try:
-        r = train_full(arch, data, cfg, out, name=c.label, resume=True, progress=progress)
+        r = train_full(Architecture.parse(c.arch), data, cfg, out, name=c.label, resume=True, progress=progress)
     except MnasError as e:
         row.update(status="failed", error=str(e), finished=time.time())
         store.put_retrained(row)

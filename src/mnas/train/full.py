@@ -31,7 +31,7 @@ from mnas.train.datasets import Dataset
 from mnas.train.feeds import normalisation
 from mnas.train.optim import lr_factor
 from mnas.train.streaming import Stream
-from mnas.train.trainer import Progress, Run, build_run, evaluate, resolve_device, train_epoch
+from mnas.train.trainer import Progress, Run, evaluate, opened_run, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,7 @@ def train_full(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, out
     if data.resolution != cfg.resolution:
         raise MnasError(f"dataset {data.name} is at {data.resolution} px but the recipe asks for {cfg.resolution} px")
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    run = None
-    try:
-        run = build_run(arch, data, cfg, device)
+    with opened_run(arch, data, cfg, resolve_device(cfg.device)) as run:
         state = _fresh_state(run, data, cfg, name)
         if last.exists():
             state = _restore(run, ckpt.read(last, ckpt.LAST), data, cfg)
@@ -105,10 +100,6 @@ def train_full(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, out
         return FitResult(out, "failed" if error else "ok", error, state["epoch"], state["total_epochs"],
                          h[-1]["val_top1"] if h else 0.0, state["best_top1"], state["best_epoch"],
                          count_params(run.model), run.arch.canonical, time.perf_counter() - t0, resumed_from, h)
-    finally:
-        if run is not None:
-            run.feed.close()
-        torch.set_num_threads(old_threads)
 
 
 def _fresh_state(run: Run, data: Dataset | Stream, cfg: TrainConfig, name: str) -> dict[str, Any]:

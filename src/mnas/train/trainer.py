@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -111,11 +112,7 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         raise MnasError(f"dataset {data.name} is at {data.resolution} px but the config asks for "
                         f"{cfg.resolution} px: load it with load_dataset(spec, {cfg.resolution})")
     device = resolve_device(cfg.device)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    run = None
-    try:
-        run = build_run(arch, data, cfg, device)
+    with opened_run(arch, data, cfg, device) as run:
         result = TrainResult("ok", None, 0.0, [], 0.0, 0.0, cfg.epochs, count_params(run.model),
                              dataset=data.name, arch=run.arch.canonical, device=str(device),
                              threads=torch.get_num_threads(), amp=_dtype_name(run.amp_dtype),
@@ -142,10 +139,28 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         result.skipped_images = run.feed.skipped
         result.seconds = time.perf_counter() - t0
         return result
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's thread count set to ``n`` for the block, restored after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
-        if run is not None:
+        torch.set_num_threads(old)
+
+
+@contextmanager
+def opened_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, device: torch.device) -> Iterator[Run]:
+    """``build_run`` on ``cfg.threads`` threads; the feed's workers are closed and the threads restored after."""
+    with torch_threads(cfg.threads):
+        run = build_run(arch, data, cfg, device)
+        try:
+            yield run
+        finally:
             run.feed.close()
-        torch.set_num_threads(old_threads)
 
 
 def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, device: torch.device) -> Run:
