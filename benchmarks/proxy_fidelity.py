@@ -1,0 +1,89 @@
+"""How well a proxy ranks the models an experiment retrained: Kendall tau between each proxy variant's accuracy
+and the retrained top-1, with the proxy's seconds per model beside it (issue 14 point 4, issue 18 point 4).
+
+    python benchmarks/proxy_fidelity.py runs/cifar10 --variant literal:warmup_epochs=0.2845 \
+        --variant searched-seed1:seed=1
+
+Every variant is the experiment's own proxy config with the named fields replaced. ``searched`` (always
+shown) is the proxy the search ran, as stored: a trial's accuracy, a reference's once
+`mnas retrain RUN --references ... --score-proxy` has scored it. Results go to RUN/proxy-variants.json after every model, so a killed
+run resumes where it stopped; the experiment's store is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from mnas.cli.overrides import parse_sets
+from mnas.report.retrained import kendall_tau
+from mnas.search.config import config_from_dict
+from mnas.space import Architecture
+from mnas.store import Store
+from mnas.train import train_architecture
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    name, _, sets = text.partition(":")
+    return name, parse_sets([s for s in sets.split(",") if s]) if sets else {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--variant", action="append", default=[], help="NAME:field=value,field=value")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    run = Path(args.run)
+    with Store(run, readonly=True) as store:
+        exp = config_from_dict(store.get_meta("config"), str(store.path))
+        rows = store.retrained()
+    done_rows = [r for r in rows if r.get("status") == "completed" and r.get("top1") is not None]
+    digests = [(r.get("data") or {}).get("recipe_digest") for r in done_rows]
+    recipe = max(set(digests), key=digests.count)  # one recipe: a ranking across recipes measures the recipes
+    models = [r for r, d in zip(done_rows, digests) if d == recipe]
+    out_path = run / "proxy-variants.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    variants = [("searched", {}), *map(parse_variant, args.variant)]
+    for name, sets in variants:
+        done = results.setdefault(name, {"sets": sets, "models": {}})
+        if done["sets"] != sets:
+            raise SystemExit(f"variant {name!r} was run with {done['sets']}, not {sets}: give it another name")
+        proxy = exp.proxy.model_copy(update={**sets, "threads": args.threads})
+        seed = sets.get("seed", exp.seed)
+        for r in models:
+            if r["label"] in done["models"]:
+                continue
+            if name == "searched":  # stored: a trial's by the search, a reference's by `mnas retrain --score-proxy`
+                if r.get("proxy_accuracy") is not None:
+                    done["models"][r["label"]] = {"accuracy": r["proxy_accuracy"], "seconds": None, "stored": True}
+            else:
+                t0 = time.perf_counter()
+                res = train_architecture(Architecture.parse(r["arch"]), proxy, seed)
+                done["models"][r["label"]] = {"accuracy": res.top1 if res.ok else None,
+                                              "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
+                print(f"{name}: {r['label']} {res.top1:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
+            tmp = out_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=1))
+            tmp.replace(out_path)
+    top1 = {r["label"]: r["top1"] for r in models}
+    print("\n| proxy | fields changed | models | Kendall tau | p | proxy s per model (mean, as run) |")
+    print("|---|---|---|---|---|---|")
+    for name, sets in variants:
+        got = {k: v for k, v in results[name]["models"].items() if v["accuracy"] is not None and k in top1}
+        tau, p, _ = kendall_tau([got[k]["accuracy"] for k in got], [top1[k] for k in got])
+        secs = [v["seconds"] for v in got.values() if v.get("seconds")]
+        mean_s = f"{sum(secs) / len(secs):.0f}" if secs else "(stored)"
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in sets.items()) or '(as searched)'} | {len(got)} | "
+              f"{tau:.3f} | {p:.3g} | {mean_s} |")
+    print("\nper model (retrained top-1, then each proxy's accuracy):")
+    for label in sorted(top1, key=top1.get):
+        accs = " ".join(f"{results[n]['models'].get(label, {}).get('accuracy') or float('nan'):.4f}" for n, _ in variants)
+        print(f"  {label:22s} {top1[label]:.4f}  {accs}")
+
+
+if __name__ == "__main__":
+    main()
