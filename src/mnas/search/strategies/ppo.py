@@ -47,6 +47,7 @@ class PPOSettings:
     max_grad_norm: float | None = None
     advantage: str = "baseline"
     unique: bool = False
+    self_imitation: int = 0
 
 
 PAPER = PPOSettings()
@@ -150,6 +151,7 @@ class PPOStrategy(BaseStrategy):
         self.reward_var: float | None = None
         self.updates = 0
         self.last: dict[str, float] = {}
+        self.elite: list[tuple[float, Tokens]] = []  # the best results so far, replayed in each update
 
     def ask(self) -> Tokens:
         self.n_asked += 1
@@ -174,6 +176,10 @@ class PPOStrategy(BaseStrategy):
             self.n_failed += 1
             return
         self.ready.append((tokens, old_logp, float(reward)))
+        if self.settings.self_imitation:
+            best = {t: r for r, t in self.elite}
+            best[tokens] = max(float(reward), best.get(tokens, -math.inf))
+            self.elite = sorted(((r, t) for t, r in best.items()), reverse=True)[:self.settings.self_imitation]
         n = self.settings.batch_size
         if len(self.ready) >= n:
             batch, self.ready = self.ready[:n], self.ready[n:]
@@ -191,6 +197,13 @@ class PPOStrategy(BaseStrategy):
 
     def _ppo_step(self, batch: list[tuple[Tokens, float, float]]) -> None:
         st = self.settings
+        if self.elite:  # self-imitation: the best results so far join the batch, at the current policy
+            have = {t for t, _, _ in batch}
+            extra = [(t, r) for r, t in self.elite if t not in have]
+            if extra:
+                with torch.no_grad():
+                    lp = self.controller.evaluate(torch.tensor([t for t, _ in extra]))[0].tolist()
+                batch = batch + [(t, float(p), r) for (t, r), p in zip(extra, lp)]
         rewards = np.array([r for _, _, r in batch], dtype=np.float64)
         if self.baseline is None:
             self.baseline = float(rewards.mean())
@@ -262,7 +275,7 @@ class PPOStrategy(BaseStrategy):
                 "ready": [[list(t), lp, r] for t, lp, r in self.ready],
                 "visited": sorted(list(t) for t in self.visited.seen),
                 "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
-                "last": self.last}
+                "last": self.last, "elite": [[r, list(t)] for r, t in self.elite]}
 
     def load_state_dict(self, d: dict) -> None:
         self._check_state(d)
@@ -280,6 +293,7 @@ class PPOStrategy(BaseStrategy):
         self.ready = [(tuple(t), float(lp), float(r)) for t, lp, r in d["ready"]]
         self.baseline, self.reward_var, self.updates = d["baseline"], d["reward_var"], d["updates"]
         self.last = dict(d["last"])
+        self.elite = [(float(r), tuple(t)) for r, t in d.get("elite", [])]
         self._sync()
 
 
