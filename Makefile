@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 # The import-layer contract (pyproject.toml, [tool.importlinter]) first: an upward import fails CI.
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # A real small search: animal-mnist proxy, onnxruntime latency measured here, T = MobileNetV2's latency.
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)

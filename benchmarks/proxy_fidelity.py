@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--variant", action="append", default=[], help="NAME:field=value,field=value")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table-only", action="store_true", help="train nothing: the table of what is there")
     args = ap.parse_args()
     run = Path(args.run)
     with Store(run, readonly=True) as store:
@@ -55,7 +56,7 @@ def main() -> None:
         proxy = exp.proxy.model_copy(update={**sets, "threads": args.threads})
         seed = sets.get("seed", exp.seed)
         for r in models:
-            if r["label"] in done["models"]:
+            if r["label"] in done["models"] or (args.table_only and name != "searched"):
                 continue
             if name == "searched":  # stored: a trial's by the search, a reference's by `mnas retrain --score-proxy`
                 if r.get("proxy_accuracy") is not None:
@@ -66,19 +67,29 @@ def main() -> None:
                 done["models"][r["label"]] = {"accuracy": res.top1 if res.ok else None,
                                               "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
                 print(f"{name}: {r['label']} {res.top1:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
-            tmp = out_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            tmp.replace(out_path)
+            if not args.table_only:
+                tmp = out_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(results, indent=1))
+                tmp.replace(out_path)
     top1 = {r["label"]: r["top1"] for r in models}
-    print("\n| proxy | fields changed | models | Kendall tau | p | proxy s per model (mean, as run) |")
-    print("|---|---|---|---|---|---|")
+    trials = {r["label"] for r in models if r.get("kind") == "trial"}
+    # the models every variant scored, so that the taus compare like with like
+    common = set(top1).intersection(*({k for k, v in results[n]["models"].items() if v["accuracy"] is not None}
+                                      for n, _ in variants))
+    print(f"\n{len(common)} models scored by every proxy ({len(common & trials)} searched trials)")
+    print("| proxy | fields changed | tau, all models (p) | tau, searched trials only (p) | proxy s per model |")
+    print("|---|---|---|---|---|")
     for name, sets in variants:
-        got = {k: v for k, v in results[name]["models"].items() if v["accuracy"] is not None and k in top1}
-        tau, p, _ = kendall_tau([got[k]["accuracy"] for k in got], [top1[k] for k in got])
-        secs = [v["seconds"] for v in got.values() if v.get("seconds")]
-        mean_s = f"{sum(secs) / len(secs):.0f}" if secs else "(stored)"
-        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in sets.items()) or '(as searched)'} | {len(got)} | "
-              f"{tau:.3f} | {p:.3g} | {mean_s} |")
+        got = results[name]["models"]
+        cells = []
+        for keys in (common, common & trials):
+            keys = sorted(keys)
+            tau, p, _ = kendall_tau([got[k]["accuracy"] for k in keys], [top1[k] for k in keys])
+            cells.append(f"{tau:.3f} ({p:.2g}), n = {len(keys)}" if tau is not None else f"n = {len(keys)}")
+        secs = [got[k]["seconds"] for k in common if got[k].get("seconds")]
+        mean_s = f"{sum(secs) / len(secs):.0f} s (as run)" if secs else "stored"
+        print(f"| {name} | {', '.join(f'{k}={v}' for k, v in sets.items()) or '(as searched)'} | {cells[0]} | "
+              f"{cells[1]} | {mean_s} |")
     print("\nper model (retrained top-1, then each proxy's accuracy):")
     for label in sorted(top1, key=top1.get):
         accs = " ".join(f"{results[n]['models'].get(label, {}).get('accuracy') or float('nan'):.4f}" for n, _ in variants)

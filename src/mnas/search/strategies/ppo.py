@@ -11,8 +11,10 @@ Bookkeeping: ``ask`` keeps each proposal with the log-probability it was sampled
 policy), so results may arrive in any order. When ``batch_size`` successful results have arrived the
 controller takes ``ppo_epochs`` gradient steps on the clipped objective with advantage
 reward - baseline (optionally divided by a running standard deviation of the rewards, which makes
-the learning rate independent of the reward's unit and of the reward preset). Failed trials are
-dropped from the batch: a failure says nothing about accuracy, and a made-up reward would bias it.
+the learning rate independent of the reward's unit and of the reward preset), or centred ranks. With
+``self_imitation`` K the K best results so far join every update's batch, their "old" log-probability
+that of the current policy (so the clip starts from ratio 1). Failed trials are dropped from the batch: a
+failure says nothing about accuracy, and a made-up reward would bias it.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ PAPER = PPOSettings()
 # For a few hundred trainings (docs/strategies.md, "PPO settings", has the measurements): never propose an
 # architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
 # results with rank advantages, two epochs and a larger step, so 20-50 updates can move the policy; a larger
-# entropy bonus against early collapse.
+# entropy bonus against early collapse; the 5 best results so far replayed in every update (self-imitation,
+# Oh et al. 2018), so a good model found once keeps pulling the policy after its batch has passed.
 SMALL_BUDGET = replace(PAPER, lr=0.005, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=0.003,
-                       unique=True)
+                       unique=True, self_imitation=5)
 PRESETS = {"small-budget": SMALL_BUDGET, "paper": PAPER}
 
 
