@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="NAME:field=value,field=value")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table-only", action="store_true", help="train nothing: the table of what is there")
+    ap.add_argument("--results", type=Path, help="where the scores are kept (default RUN/proxy-variants.json); "
+                    "two runs at once need two files")
     args = ap.parse_args()
     run = Path(args.run)
     with Store(run, readonly=True) as store:
@@ -46,7 +48,7 @@ def main() -> None:
     digests = [(r.get("data") or {}).get("recipe_digest") for r in done_rows]
     recipe = max(set(digests), key=digests.count)  # one recipe: a ranking across recipes measures the recipes
     models = [r for r, d in zip(done_rows, digests) if d == recipe]
-    out_path = run / "proxy-variants.json"
+    out_path = args.results or run / "proxy-variants.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     variants = [("searched", {}), *map(parse_variant, args.variant)]
     for name, sets in variants:
