@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="NAME:field=value,field=value")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table-only", action="store_true", help="train nothing: the table of what is there")
+    ap.add_argument("--mean", default=None, help="A,B: also the tau of the mean of two variants' accuracies, and "
+                    "their agreement with each other (e.g. two seeds)")
     ap.add_argument("--results", type=Path, help="where the scores are kept (default RUN/proxy-variants.json); "
                     "two runs at once need two files")
     args = ap.parse_args()
@@ -66,9 +68,10 @@ def main() -> None:
             else:
                 t0 = time.perf_counter()
                 res = train_architecture(Architecture.parse(r["arch"]), proxy, seed)
+                secs = time.perf_counter() - t0
                 done["models"][r["label"]] = {"accuracy": res.top1 if res.ok else None,
-                                              "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
-                print(f"{name}: {r['label']} {res.top1:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
+                                              "seconds": secs, "load": os.getloadavg()[0]}
+                print(f"{name}: {r['label']} {res.top1 if res.ok else res.error} in {secs:.0f} s", flush=True)
             if not args.table_only:
                 tmp = out_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(results, indent=1))
@@ -92,6 +95,14 @@ def main() -> None:
         mean_s = f"{sum(secs) / len(secs):.0f} s (as run)" if secs else "stored"
         print(f"| {name} | {', '.join(f'{k}={v}' for k, v in sets.items()) or '(as searched)'} | {cells[0]} | "
               f"{cells[1]} | {mean_s} |")
+    if args.mean:
+        a, b = (results[n]["models"] for n in args.mean.split(","))
+        for keys in (sorted(common), sorted(common & trials)):
+            mean = [(a[k]["accuracy"] + b[k]["accuracy"]) / 2 for k in keys]
+            tau, p, _ = kendall_tau(mean, [top1[k] for k in keys])
+            agree, _, _ = kendall_tau([a[k]["accuracy"] for k in keys], [b[k]["accuracy"] for k in keys])
+            print(f"mean of {args.mean}, {len(keys)} models: tau {tau:.3f} (p {p:.2g}); "
+                  f"the two against each other: tau {agree:.3f}")
     print("\nper model (retrained top-1, then each proxy's accuracy):")
     for label in sorted(top1, key=top1.get):
         accs = " ".join(f"{results[n]['models'].get(label, {}).get('accuracy') or float('nan'):.4f}" for n, _ in variants)
