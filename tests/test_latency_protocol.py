@@ -7,7 +7,7 @@ import pytest
 from mnas import MnasError
 from mnas.latency import LatencyConfig, LatencyResult, LatencySettings
 from mnas.latency.fingerprint import fingerprint
-from mnas.latency.protocol import percentile, summarize, time_calls
+from mnas.latency.protocol import percentile, summarize, time_calls, time_interleaved
 
 
 class Script:
@@ -51,6 +51,52 @@ def test_remeasures_are_bounded_and_the_best_attempt_wins():
     t = time_calls(s, settings(max_remeasures=2), s.clock)
     assert s.calls == 2 + 18  # three attempts, no fourth
     assert t.remeasures == 2 and t.round_medians_ms == [10, 12, 14] and t.median_ms == 12
+
+
+class Machine:
+    """Models sharing one fake clock; the calls numbered in ``slow`` (a stretch of the machine's time, as when
+    a neighbour's job runs) take three times as long, whichever model makes them."""
+
+    def __init__(self, slow: range) -> None:
+        self.now_ns, self.calls, self.slow, self.log = 0, 0, slow, []
+
+    def clock(self) -> int:
+        return self.now_ns
+
+    def model(self, name: str, ms: float | list[float]):
+        """``ms``: every call's duration, or one per call of this model (its own noise)."""
+        def call() -> None:
+            own = ms if isinstance(ms, (int, float)) else ms[self.log.count(name)]
+            self.now_ns += int(own * (3 if self.calls in self.slow else 1) * 1e6)
+            self.calls += 1
+            self.log.append(name)
+        return call
+
+
+def test_interleaved_rounds_confine_a_slow_phase_to_one_round_of_each_model():
+    # warm-ups: calls 0-1; each round is one untimed and two timed calls per model, A's before B's
+    m = Machine(slow=range(8, 14))  # round 2 of both models
+    a, b = time_interleaved([m.model("A", 10), m.model("B", 20)], settings(warmup=1, cv_threshold=10), m.clock)
+    assert m.log == ["A", "B"] + (["A"] * 3 + ["B"] * 3) * 3
+    assert a.round_medians_ms == [10, 30, 10] and a.median_ms == 10 and sorted(a.round_mins_ms)[:2] == [10, 10]
+    assert b.round_medians_ms == [20, 60, 20] and b.median_ms == 20
+    # the same stretch of slow time inside one model's back-to-back rounds spoils two of its three rounds
+    s = Script([1] + [10, 10] + [30] * 4 + [10] * 10)
+    assert time_calls(s, settings(warmup=1, cv_threshold=10), s.clock).median_ms == 30
+
+
+def test_interleaved_remeasures_only_the_noisy_models_and_pools_their_rounds():
+    m = Machine(slow=range(0))
+    a_calls = [1] + [1, 10, 1, 20, 1, 30] + [1, 10] * 3  # warm-up, (untimed, timed) per round; drifting, then steady
+    a, b = time_interleaved([m.model("A", a_calls), m.model("B", 20)],
+                            settings(runs=3, rounds=3, warmup=1, max_remeasures=2), m.clock)
+    assert m.log[14:] == ["A"] * 6  # A again, three more rounds on its own; B was steady
+    assert a.remeasures == 1 and a.round_medians_ms == [10, 20, 30, 10, 10, 10] and a.median_ms == 10
+    assert b.remeasures == 0 and b.median_ms == 20
+    # one spoiled round in five is not noise for the robust spread (it is for the plain cv)
+    m = Machine(slow=range(5, 7))  # round 3: its untimed and its timed call
+    (c,) = time_interleaved([m.model("C", 10)], settings(runs=5, rounds=5, warmup=1, max_remeasures=2), m.clock)
+    assert c.round_medians_ms == [10, 10, 30, 10, 10] and c.remeasures == 0 and c.robust_cv == 0 and c.cv > 0.05
 
 
 def test_real_clock_on_a_real_workload():

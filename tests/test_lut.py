@@ -91,6 +91,23 @@ def test_eval_against_real_measurements(built):
     assert res["partial"] is False and res["drawn"] == 4 and res["table_entries"] == res["space_entries"]
     load = res["load_average"]
     assert len(load["start"]) == 3 and len(load["end"]) == 3 and all(x >= 0 for x in load["start"] + load["end"])
+    # the calibration models, measured again among them, give the machine's speed now against at build time
+    assert res["references"] == 4 and res["speed_factor"] > 0 and 0 <= res["unscaled"]["within_10pct"] <= 1
+    arch = Architecture.parse(res["samples"][0]["arch"])
+    assert res["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch) * res["speed_factor"], abs=1e-4)
+    plain = evaluate(table, samples=1, seed=1, rescale=False)
+    assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
+    assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
+
+
+def test_references_are_spread_among_the_networks():
+    from mnas.latency.lut.evaluate import _spread
+
+    order = _spread(6, 2)
+    assert sorted(i for kind, i in order if kind == "eval") == list(range(6)) and len(order) == 8
+    assert [i for i, (kind, _) in enumerate(order) if kind == "ref"] == [1, 5]  # before eval 1 and eval 4
+    assert _spread(3, 0) == [("eval", 0), ("eval", 1), ("eval", 2)]
+    assert _spread(1, 3) == [("ref", 0), ("ref", 1), ("ref", 2), ("eval", 0)]
 
 
 def test_eval_is_read_only(built, tmp_path):
@@ -184,7 +201,7 @@ def test_missing_entries_refused_or_measured(space_file, tmp_path):
     assert r.extra["measured_on_demand"] == len(arch_layers(arch, 32, num_classes=10)) - 1
     saved = LatencyTable.load(out)
     assert all(s.key in saved.entries for s in arch_layers(arch, 32, num_classes=10))
-    with pytest.raises(MnasError, match="at least 2 models"):
+    with pytest.raises(MnasError, match="at least 3 models"):
         calibrate_table(saved, get_backend("onnxruntime"), 1)
 
 
@@ -204,7 +221,7 @@ def test_cli_build_eval_and_errors(built, space_file):
     assert r.returncode == 2 and "resolution=32" in r.stderr
     build = ["lut", "build", "--space", str(space_file), "--resolution", "32", "--num-classes", "10",
              "--runs", "6", "--warmup", "1", "--rounds", "2", "--entry-runs", "3", "--json", "--out"]
-    r = run_cli(*build, str(out))  # a complete table: nothing left to measure
+    r = run_cli(*build, str(out), "--calibrate", "0")  # a complete table: nothing left to measure
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["complete"] and info["entries"] == info["expected_entries"] and info["calibration"]["n"] == 4
@@ -244,6 +261,33 @@ def test_cpu_clock_table(space_file, tmp_path):
     with pytest.raises(MnasError, match="needs --threads 1"):
         build_table(tmp_path / "cpu2.json", space_file, "onnxruntime", settings(threads=2), limit=1, entry_runs=3,
                     clock="cpu")
+
+
+def test_calibration_is_judged_on_models_it_was_not_fitted_on(built):
+    """The correction is kept only if, left out one model at a time, it beats the plain sum."""
+    from dataclasses import replace
+
+    _, _, table = built
+    cal = table.calibration
+    assert cal["n"] == 4 and len(cal["samples"]) == 4 and cal["loo_mape"] > 0 and cal["plain_mape"] > 0
+    assert cal["applied"] == (cal["loo_mape"] < cal["plain_mape"])
+    arch = table.space.sample(random.Random(5))
+    plain = table.predict(arch, calibrated=False)
+    fitted = sum(c * table.features(arch)[f] for f, c in zip(cal["features"], cal["coef"]))
+    for applied in (True, False):
+        t = replace(table, calibration={**cal, "applied": applied}, path=None)
+        assert t.predict(arch) == pytest.approx(fitted if applied else plain)
+        assert evaluate(t, samples=2, seed=6)["calibrated"] is applied
+
+
+def test_a_table_of_sequentially_timed_entries_is_not_resumed(built, space_file, tmp_path):
+    out, _, _ = built
+    old = tmp_path / "old.json"
+    data = json.loads(out.read_text())
+    old.write_text(json.dumps({k: v for k, v in data.items() if k != "entry_method"}))  # an older mnas's file
+    assert LatencyTable.load(old).entry_method == "sequential"
+    with pytest.raises(MnasError, match="entries timed sequential"):
+        build_table(old, space_file, "onnxruntime", settings(), entry_runs=3)
 
 
 def test_second_pass_keeps_the_fastest(space_file, tmp_path):

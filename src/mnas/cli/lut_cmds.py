@@ -11,7 +11,7 @@ import typer
 from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
-from mnas.latency.lut.build import CLOCKS, ENTRY_RUNS
+from mnas.latency.lut.build import CALIBRATE, CLOCKS, ENTRY_RUNS
 from mnas.latency.settings import LatencyConfig, LatencySettings
 
 lut_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: build on your device, evaluate.")
@@ -36,8 +36,9 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
                                         "in-process backends; robust on a shared machine)"),
               warmup: int = typer.Option(LatencySettings.default("warmup"), "--warmup"),
               rounds: int = typer.Option(LatencySettings.default("rounds"), "--rounds"),
-              calibrate: int = typer.Option(0, "--calibrate", min=0, help="fit a linear correction on N whole "
-                                            "models (0: plain sum + overhead)"),
+              calibrate: int = typer.Option(CALIBRATE, "--calibrate", min=0, help="fit a linear correction on N "
+                                            "whole models, applied only if it beats the plain sum on models it "
+                                            "was not fitted on (0: plain sum + overhead)"),
               seed: int = typer.Option(0, "--seed", help="seed of the calibration models"),
               limit: Optional[int] = typer.Option(None, "--limit", min=0, help="stop after N new entries "
                                                   "(resume later)"),
@@ -82,6 +83,9 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              resolution: Optional[int] = typer.Option(None, "--resolution", help="refuse unless built at this"),
              partial: bool = typer.Option(False, "--partial", help="an incomplete table: evaluate only the "
                                           "architectures whose layers it all holds (labelled as such)"),
+             rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="measure 10 of the table's "
+                                          "calibration models again and scale predictions by the machine's "
+                                          "speed now against then"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
@@ -93,10 +97,11 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     tbl.check(backend=backend, space_yaml=space.read_text() if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
     if json:
-        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial)
+        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale)
     else:
         with progress_bar("measuring models") as update:
-            res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update)
+            res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update,
+                           rescale=rescale)
     if not show_samples:
         res.pop("samples")
     if json:
@@ -104,6 +109,9 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         return
     keys = ("n", "within_10pct", "within_5pct", "mape", "max_ape", "rmse_ms", "kendall_tau", "bias", "predict_ms")
     rows = [[k, f"{res[k]:.4g}" if isinstance(res[k], float) else res[k]] for k in keys]
+    if res["speed_factor"] is not None:
+        rows.append(["machine speed factor (now / at build)", f"{res['speed_factor']:.3f} from {res['references']} "
+                     f"models; unscaled within_10pct {res['unscaled']['within_10pct']:.4g}"])
     rows.append(["noisy measurements", f"{res['noisy']} of {res['n']}"])
     if res.get("quiet"):
         rows.append(["within_10pct without them", f"{res['quiet']['within_10pct']:.4g}"])

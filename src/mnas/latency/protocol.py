@@ -40,6 +40,8 @@ class Timing:
     round_medians_ms: list[float]
     samples_ms: list[float] = field(repr=False, default_factory=list)
     remeasures: int = 0
+    round_mins_ms: list[float] = field(repr=False, default_factory=list)
+    robust_cv: float | None = None  # set by time_interleaved, whose noise criterion it is
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -59,7 +61,7 @@ def summarize(round_samples: list[list[float]]) -> Timing:
     m_mean = statistics.fmean(medians)
     cv = statistics.pstdev(medians) / m_mean if len(medians) > 1 and m_mean > 0 else 0.0
     return Timing(statistics.median(medians), mean, percentile(samples, 0.1), percentile(samples, 0.9), std,
-                  cv, std / mean if mean > 0 else 0.0, medians, samples)
+                  cv, std / mean if mean > 0 else 0.0, medians, samples, round_mins_ms=[min(r) for r in round_samples])
 
 
 def check_pin_core(core: int | None) -> None:
@@ -134,6 +136,69 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
     assert best is not None
     best.remeasures = attempt
     return best
+
+
+def robust_cv(values: list[float]) -> float:
+    """1.4826 x the median absolute deviation over the median: the coefficient of variation a normal sample
+    would have, blind to a minority of outliers (a slow phase of the machine spoiling one round in five)."""
+    med = statistics.median(values)
+    if len(values) < 2 or med <= 0:
+        return 0.0
+    return 1.4826 * statistics.median(abs(v - med) for v in values) / med
+
+
+def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
+                     clock: Callable[[], int] | None = None) -> list[Timing]:
+    """The protocol above for many models at once, their rounds interleaved: round r of every model runs
+    before round r+1 of any. A slow phase of the machine (seconds of contention from outside, which on a
+    shared VM can add 50 %) then lands in one round of many models rather than in every round of one, and
+    the median of the round medians ignores it. Each round starts with one untimed call, because the other
+    models have evicted this one's weights from the caches. A model whose round medians still spread by more
+    than ``cv_threshold`` (``robust_cv``: a single spoiled round does not count) gets ``rounds`` more
+    rounds, interleaved with the other such models, at most ``max_remeasures`` times; its figure is the
+    median over all its rounds. Keeping the attempt whose rounds agree best, as ``time_calls`` does, would
+    favour an attempt spent entirely inside a slow phase."""
+    if clock is None:
+        clock = time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
+    per_round = max(1, math.ceil(settings.runs / settings.rounds))
+    rounds: list[list[list[float]]] = [[] for _ in fns]
+    attempts = [0] * len(fns)
+    todo = list(range(len(fns)))
+    gc_was_enabled = gc.isenabled()
+    with pinned(settings.pin_core):
+        for fn in fns:
+            for _ in range(settings.warmup):
+                fn()
+        gc.disable()
+        try:
+            for attempt in range(settings.max_remeasures + 1):
+                for _ in range(settings.rounds):
+                    for i in todo:
+                        fns[i]()
+                        r = []
+                        for _ in range(per_round):
+                            t0 = clock()
+                            fns[i]()
+                            r.append((clock() - t0) / 1e6)
+                        rounds[i].append(r)
+                for i in todo:
+                    attempts[i] = attempt
+                todo = [i for i in todo
+                        if robust_cv([statistics.median(r) for r in rounds[i]]) > settings.cv_threshold]
+                if not todo:
+                    break
+                if gc_was_enabled:
+                    gc.collect()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+    out = []
+    for r, attempt in zip(rounds, attempts):
+        t = summarize(r)
+        t.remeasures = attempt
+        t.robust_cv = robust_cv(t.round_medians_ms)
+        out.append(t)
+    return out
 
 
 def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ...], backend: str,

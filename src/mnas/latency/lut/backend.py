@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mnas import MnasError
 from mnas.latency.base import LatencyResult, now_iso
 from mnas.latency.fingerprint import fingerprint
-from mnas.latency.lut.build import entry_settings, measure_entry
+from mnas.latency.lut.build import entry_settings, measure_entries
 from mnas.latency.lut.layers import check_in_space
 from mnas.latency.lut.table import LatencyTable
 from mnas.latency.registry import get_backend
@@ -53,7 +53,7 @@ class LutBackend:
         # the table file's content decides the numbers: a rebuilt table must not reuse cached predictions
         t = self.table
         return {"backend": self.name, "runtime_version": t.runtime_version, "device": t.device.get("id", ""),
-                "table": f"{t.space_sha}:{len(t.entries)}:{t.created}:{bool(t.calibration)}"}
+                "table": f"{t.space_sha}:{len(t.entries)}:{t.created}:{t.calibration_applied}"}
 
     def _settings(self, settings: LatencySettings | None) -> LatencySettings:
         if settings is None:
@@ -75,10 +75,9 @@ class LutBackend:
                             "device: measure it there ('mnas lut build' resumes)")
         be = get_backend(self.table.backend)
         io_cache: dict = {}
-        for spec in missing:
-            esettings = entry_settings(self.table.settings, self.table.entry_runs)
-            self.table.entries[spec.key] = {**measure_entry(be, spec, esettings, io_cache, self.table.clock),
-                                            "on_demand": True}
+        esettings = entry_settings(self.table.settings, self.table.entry_runs)
+        for spec, entry in zip(missing, measure_entries(be, missing, esettings, io_cache, self.table.clock)):
+            self.table.entries[spec.key] = {**entry, "on_demand": True}
         if self.table.path is not None:
             self.table.save()
         return len(missing)
@@ -95,7 +94,7 @@ class LutBackend:
                              batch=settings.batch, resolution=settings.resolution, threads=settings.threads,
                              backend=self.name, runtime_version=t.runtime_version, device=t.device, time=now_iso(),
                              input_shape=settings.input_shape(), arch=arch.canonical,
-                             extra={"predicted": True, "table": str(t.path or ""), "calibrated": bool(t.calibration),
+                             extra={"predicted": True, "table": str(t.path or ""), "calibrated": t.calibration_applied,
                                     "measured_on_demand": filled, "predict_ms": spent})
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],

@@ -1,41 +1,56 @@
 """Building a latency table on the user's own backend: measure every layer configuration of a space in
 context (the layer as the builder makes it, at its real input shape, exported and fused by the runtime
 exactly as in a whole network), estimate the per-call overhead, optionally fit a correction on whole
-models. Resumable: partial results are saved every few seconds and a rerun measures only what is missing.
+models. Resumable: results are saved after every chunk of entries and a rerun measures only what is missing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from mnas import MnasError
 from mnas.latency.base import LatencyBackend, now_iso
-from mnas.latency.cache import measure
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.local import LocalBackend, random_input
 from mnas.latency.lut.layers import LayerSpec, space_layers
 from mnas.latency.lut.table import FEATURES, LatencyTable
-from mnas.latency.protocol import time_calls
+from mnas.latency.protocol import Timing, time_interleaved
 from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencySettings
 
 log = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 5.0
-ENTRY_RUNS = 10
+ENTRY_RUNS = 16
+ENTRY_ROUNDS = 8
+# entries timed together, their rounds interleaved: enough that one round over all of them lasts a few
+# seconds (a slow phase of the machine then spoils one round of each, not all rounds of a few)
+ENTRY_CHUNK = 240
+# whole networks timed together (calibration, eval): their sessions stay in memory at once
+NETWORK_CHUNK = 64
+# "entries": every entry is the fastest of its interleaved timed calls (ENTRY_RUNS over ENTRY_ROUNDS rounds),
+# minus the same for an identity model of its output shape. Tables built before (one entry after
+# another, median of 2 rounds) are "sequential"; the two are never mixed in one table.
+ENTRY_METHOD = "interleaved-fastest"
+# whole models the correction is fitted on by default: a sum of isolated layers misses what layers cost
+# each other inside a network (a scale of about 1.1 here, and SE layers on big tensors: docs/latency-lut.md);
+# with 20 models few hold such a layer and its coefficient is a guess. 40 cost about a minute here
+CALIBRATE = 40
+CALIBRATION_FEATURES = ("sum_ms", "se_big_ms", "const")
 
 
 def entry_settings(settings: LatencySettings, runs: int = ENTRY_RUNS) -> LatencySettings:
-    """Per-entry timing is cheaper than a whole-model measurement: an entry's noise averages out over the
-    ~20 layers of a network, and 1,400 entries at 30 runs with re-measures take an hour on a busy machine.
-    BatchNorm calibration is off because one layer fed N(0, 1) input cannot drift into denormals (that
-    needs many layers), and it would cost more than the timing itself."""
-    return settings.replace(runs=runs, rounds=min(settings.rounds, 2), warmup=min(settings.warmup, 2),
-                            max_remeasures=min(settings.max_remeasures, 1), calibrate_bn=False)
+    """Entries are timed with ``runs`` calls over up to ENTRY_ROUNDS interleaved rounds, and an entry is the
+    fastest call: load from elsewhere only ever adds time, and a layer is short enough that its fastest call
+    is reached again and again (the median of a whole network is not, see ``time_models``). No re-measures
+    (the fastest call needs none) and no BatchNorm calibration: one layer fed N(0, 1) input cannot drift
+    into denormals (that needs many layers), and it would cost more than the timing itself."""
+    return settings.replace(runs=runs, rounds=min(ENTRY_ROUNDS, runs), warmup=min(settings.warmup, 2),
+                            max_remeasures=0, calibrate_bn=False)
 
 
 Progress = Callable[[int, int, str], None]  # (done, total, current key)
@@ -45,62 +60,110 @@ CLOCKS = ("wall", "cpu")
 
 
 class Timed(NamedTuple):
-    ms: float  # median of the round medians
+    ms: float  # median of the round medians: the protocol's figure, what whole networks are judged by
     # the round medians still disagreed by more than cv_threshold after every re-measure: the figure is
     # reported, but whoever reads it must know it is not a steady one
     noisy: bool
+    fastest_ms: float = 0.0  # the fastest timed call (entries); the 10th percentile where only that is known
+    # the fastest call was not matched within cv_threshold by the fastest call of any other round
+    fastest_noisy: bool = False
 
 
-def _timed(median_ms: float, cv: float, settings: LatencySettings) -> Timed:
-    return Timed(median_ms, cv > settings.cv_threshold)
+def _from_timing(t: Timing, settings: LatencySettings) -> Timed:
+    mins = sorted(t.round_mins_ms) or [t.p10_ms]
+    unconfirmed = len(mins) > 1 and mins[1] > mins[0] * (1 + settings.cv_threshold)
+    spread = t.cv if t.robust_cv is None else t.robust_cv
+    return Timed(t.median_ms, spread > settings.cv_threshold, mins[0], unconfirmed)
+
+
+def _check_clock(backend: LatencyBackend, settings: LatencySettings, clock: str) -> None:
+    if clock not in CLOCKS:
+        raise MnasError(f"clock {clock!r}: choose wall or cpu")
+    if clock == "cpu" and (settings.threads != 1 or not isinstance(backend, LocalBackend)):
+        raise MnasError("--clock cpu needs --threads 1 and an in-process backend (onnxruntime, torch, openvino)")
+
+
+def time_models(backend: LatencyBackend, models: list[tuple[Any, tuple[int, ...]]], settings: LatencySettings,
+                clock: str = "wall", prepared: Callable[[int], None] | None = None) -> list[Timed]:
+    """Each (module or architecture, input shape) timed with the protocol, their rounds interleaved
+    (``protocol.time_interleaved``) on in-process backends; one after another elsewhere (a remote device
+    times what it is sent). ``clock="cpu"`` times the calling thread's CPU time instead of the wall clock
+    (one thread only: the runtime then computes in the calling thread). ``prepared(i)`` is called as each
+    model is exported and loaded, which is most of the time spent."""
+    _check_clock(backend, settings, clock)
+    if not isinstance(backend, LocalBackend):
+        out = []
+        for i, (model, shape) in enumerate(models):
+            r = backend.measure_model(model, shape, settings)
+            out.append(Timed(r.median_ms, r.cv > settings.cv_threshold, r.p10_ms, False))
+            if prepared:
+                prepared(i + 1)
+        return out
+    fns = []
+    for i, (model, shape) in enumerate(models):
+        fns.append(functools.partial(backend.runner(model, shape, settings), random_input(shape)))
+        if prepared:
+            prepared(i + 1)
+    timings = time_interleaved(fns, settings, clock=time.thread_time_ns if clock == "cpu" else None)
+    return [_from_timing(t, settings) for t in timings]
 
 
 def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings: LatencySettings,
                clock: str = "wall") -> Timed:
-    """``model`` (a module or an architecture) timed at ``shape``. ``clock="cpu"`` times the calling
-    thread's CPU time instead of the wall clock: on a machine shared with other jobs a 5 ms model can take
-    20 ms of wall time while its own work stays 5 ms. Valid only with one thread (the runtime then computes
-    in the calling thread)."""
-    if clock == "wall":
-        r = backend.measure_model(model, shape, settings)
-        return _timed(r.median_ms, r.cv, settings)
-    if clock not in CLOCKS:
-        raise MnasError(f"clock {clock!r}: choose wall or cpu")
-    if settings.threads != 1 or not isinstance(backend, LocalBackend):
-        raise MnasError("--clock cpu needs --threads 1 and an in-process backend (onnxruntime, torch, openvino)")
-    infer = backend.runner(model, shape, settings)
-    x = random_input(shape)
-    t = time_calls(lambda: infer(x), settings, clock=time.thread_time_ns)
-    return _timed(t.median_ms, t.cv, settings)
+    return time_models(backend, [(model, shape)], settings, clock)[0]
+
+
+def measure_archs(backend: LatencyBackend, archs: list, settings: LatencySettings, clock: str = "wall",
+                  progress: Callable[[int, int], None] | None = None) -> list[Timed]:
+    """Whole networks, the ground truth a table is fitted to and judged against, NETWORK_CHUNK at a time
+    with their rounds interleaved."""
+    out: list[Timed] = []
+    shape = settings.input_shape()
+    for start in range(0, len(archs), NETWORK_CHUNK):
+        chunk = archs[start:start + NETWORK_CHUNK]
+        out += time_models(backend, [(a, shape) for a in chunk], settings, clock,
+                           prepared=(lambda i, s=start: progress(s + i, len(archs))) if progress else None)
+    return out
 
 
 def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> Timed:
-    """A whole network, the ground truth a table is fitted to and judged against."""
-    if clock == "wall":
-        r = measure(arch, backend, settings)
-        return _timed(r.median_ms, r.cv, settings)
-    return time_model(backend, arch, settings.input_shape(), settings, clock)
+    return measure_archs(backend, [arch], settings, clock)[0]
 
 
-def _identity_ms(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings,
-                 cache: dict[tuple[int, ...], float], clock: str = "wall") -> float:
-    """What a one-layer model pays that the same layer inside a network does not: the call itself,
-    handing the output back (copied into a new array), layout conversions at the graph boundary."""
-    if shape not in cache:
-        from torch import nn
-        cache[shape] = time_model(backend, nn.Identity(), shape, settings, clock).ms
-    return cache[shape]
+def _out_shape(spec: LayerSpec, batch: int) -> tuple[int, ...]:
+    return (batch, spec.num_classes) if spec.kind == "head" else (batch, spec.out_ch, spec.out_res, spec.out_res)
+
+
+def measure_entries(backend: LatencyBackend, specs: list[LayerSpec], settings: LatencySettings,
+                    io_cache: dict[tuple[int, ...], float], clock: str = "wall",
+                    prepared: Callable[[int], None] | None = None) -> list[dict]:
+    """Table entries for ``specs``, timed together (``time_models``, entry settings), each minus an identity
+    model of its output shape: what a one-layer model pays that the same layer inside a network does not
+    (the call itself, handing the output back in a new array, layout conversions at the graph boundary).
+    The identity models missing from ``io_cache`` are timed in the same rounds and added to it."""
+    from torch import nn
+
+    shapes = sorted({_out_shape(s, settings.batch) for s in specs} - io_cache.keys())
+    models = [(s.module(), s.input_shape(settings.batch)) for s in specs] + [(nn.Identity(), sh) for sh in shapes]
+    timed = time_models(backend, models, settings, clock, prepared)
+    io_cache.update({sh: t.fastest_ms for sh, t in zip(shapes, timed[len(specs):])})
+    out = []
+    for spec, raw in zip(specs, timed):
+        io = io_cache[_out_shape(spec, settings.batch)]
+        # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
+        out.append({"ms": round(max(raw.fastest_ms - io, 0.0), 6), "raw_ms": round(raw.fastest_ms, 6),
+                    "io_ms": round(io, 6), "noisy": raw.fastest_noisy})
+    return out
 
 
 def measure_entry(backend: LatencyBackend, spec: LayerSpec, settings: LatencySettings,
                   io_cache: dict[tuple[int, ...], float], clock: str = "wall") -> dict:
-    raw = time_model(backend, spec.module(), spec.input_shape(settings.batch), settings, clock)
-    out_shape = ((settings.batch, spec.num_classes) if spec.kind == "head" else
-                 (settings.batch, spec.out_ch, spec.out_res, spec.out_res))
-    io = _identity_ms(backend, out_shape, settings, io_cache, clock)
-    # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
-    return {"ms": round(max(raw.ms - io, 0.0), 6), "raw_ms": round(raw.ms, 6), "io_ms": round(io, 6),
-            "noisy": raw.noisy}
+    return measure_entries(backend, [spec], settings, io_cache, clock)[0]
+
+
+def _identity(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings, clock: str) -> float:
+    from torch import nn
+    return time_model(backend, nn.Identity(), shape, settings, clock).fastest_ms
 
 
 def _merge(old: dict | None, new: dict) -> dict:
@@ -139,6 +202,7 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
         raise MnasError(f"clock {clock!r}: choose wall or cpu")
     fresh = new_table(space_path, backend, settings, clock)
     fresh.entry_runs = entry_runs
+    fresh.entry_method = ENTRY_METHOD
     if not out.exists():
         return fresh
     old = LatencyTable.load(out)
@@ -151,6 +215,8 @@ def resume_or_new(out: Path, space_path: str | Path | None, backend: str, settin
         why.append("other settings")
     if old.clock != clock:
         why.append(f"clock {old.clock}")
+    if old.entry_method != ENTRY_METHOD:
+        why.append(f"entries timed {old.entry_method} (an older mnas)")
     if old.device.get("id") != fresh.device.get("id"):
         why.append(f"device {old.device.get('cpu')}")
     if why:
@@ -181,23 +247,26 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     if limit is not None:
         todo = todo[:max(0, limit)]
     log.info("%s: %d of %d entries to measure on %s", out, len(todo), len(specs), be.name)
-    started, last_save = time.perf_counter(), time.perf_counter()
+    started = time.perf_counter()
     spent_before = table.build_seconds
     io_cache: dict[tuple[int, ...], float] = {}
-    if not table.overhead_ms:
-        table.overhead_ms = round(_identity_ms(be, (settings.batch, settings.num_classes), esettings, io_cache,
-                                              clock), 6)
     if todo and not calibrate:
         table.calibration = None  # fitted to entries that are about to change
-    for done, spec in enumerate(todo):
-        if progress:
-            progress(done, len(todo), spec.key)
-        new = measure_entry(be, spec, esettings, io_cache, clock)
-        table.entries[spec.key] = _merge(table.entries.get(spec.key), new)
-        if time.perf_counter() - last_save > SAVE_EVERY_S:
-            table.build_seconds = spent_before + time.perf_counter() - started
-            table.save(out)
-            last_save = time.perf_counter()
+    for start in range(0, len(todo), ENTRY_CHUNK):
+        chunk = todo[start:start + ENTRY_CHUNK]
+
+        def tick(i: int, start: int = start, chunk: list[LayerSpec] = chunk) -> None:
+            if progress:  # an entry counts once its model is loaded; the chunk's timing follows
+                done = min(i, len(chunk))
+                progress(start + done - 1, len(todo), chunk[done - 1].key)
+        for spec, new in zip(chunk, measure_entries(be, chunk, esettings, io_cache, clock, tick)):
+            table.entries[spec.key] = _merge(table.entries.get(spec.key), new)
+        table.build_seconds = spent_before + time.perf_counter() - started
+        table.save(out)
+    if not table.overhead_ms:  # the per-call overhead a prediction adds back once: the network's output shape
+        out_shape = (settings.batch, settings.num_classes)
+        ms = io_cache[out_shape] if out_shape in io_cache else _identity(be, out_shape, esettings, clock)
+        table.overhead_ms = round(ms, 6)
     if progress:
         progress(len(todo), len(todo), "")
     table.build_seconds = spent_before + time.perf_counter() - started
@@ -211,7 +280,7 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
 
 
 def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: int = 0,
-                    features: tuple[str, ...] = ("sum_ms", "const")) -> dict:
+                    features: tuple[str, ...] = CALIBRATION_FEATURES) -> dict:
     """Least squares of measured latency on the table's features over ``n`` random whole models: corrects
     what a sum of isolated layers misses (cache traffic between layers, graph-level fusions)."""
     import numpy as np
@@ -222,18 +291,24 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
     if unknown:
         raise MnasError(f"unknown calibration feature(s) {sorted(unknown)}: choose from {', '.join(FEATURES)}")
     rng = random.Random(f"calibrate:{seed}")
+    archs = [table.space.sample(rng) for _ in range(n)]
+    timed = measure_archs(backend, archs, table.settings, table.clock)
     samples = []
-    for _ in range(n):
-        arch = table.space.sample(rng)
+    for arch, measured in zip(archs, timed):
         f = table.features(arch)
-        measured = measure_arch(backend, arch, table.settings, table.clock)
         samples.append({"arch": arch.canonical, "measured_ms": round(measured.ms, 6), "noisy": measured.noisy,
                         **{k: f[k] for k in features}})
     x = np.array([[s[k] for k in features] for s in samples], dtype=float)
     y = np.array([s["measured_ms"] for s in samples], dtype=float)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     fit = x @ coef
+    # judged on models it was not fitted on (leave one out), against the plain sum on the same models:
+    # a correction that does not beat the plain sum there is kept on record but not applied
+    loo = np.array([x[i] @ np.linalg.lstsq(np.delete(x, i, 0), np.delete(y, i), rcond=None)[0] for i in range(n)])
+    plain = np.array([s["sum_ms"] if "sum_ms" in s else table.features(a)["sum_ms"] for s, a in zip(samples, archs)])
+    loo_mape, plain_mape = float(np.mean(np.abs(loo - y) / y)), float(np.mean(np.abs(plain - y) / y))
     table.calibration = {"features": list(features), "coef": [float(c) for c in coef], "n": n, "seed": seed,
-                         "fit_mape": float(np.mean(np.abs(fit - y) / y)), "samples": samples}
+                         "fit_mape": float(np.mean(np.abs(fit - y) / y)), "loo_mape": loo_mape,
+                         "plain_mape": plain_mape, "applied": bool(n > len(features) and loo_mape < plain_mape),
+                         "samples": samples}
     return table.calibration
-

@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 FORMAT = "mnas-lut/1"
 # settings that change what a layer costs; a table answers only for these exact values
 MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes")
-FEATURES = ("sum_ms", "layers", "const")
+FEATURES = ("sum_ms", "se_big_ms", "layers", "const")
+# squeeze-excite on an expanded tensor this large: onnxruntime computes the SE's mean and product in plain
+# NCHW, so inside a network the tensor is reordered out of the blocked layout and back, and those layers
+# cost about a quarter more than their fastest isolated call (docs/latency-lut.md); a feature of its own
+SE_BIG_BYTES = 4_000_000
 
 
 class _Loose(BaseModel):
@@ -72,6 +76,7 @@ class TableFile(_Loose):
     expected_entries: int = Field(0, ge=0)
     entry_runs: int = Field(10, ge=1)
     clock: Literal["wall", "cpu"] = "wall"
+    entry_method: str = "sequential"  # tables without the field predate interleaved entries
     build_seconds: float = 0.0
     created: str = ""
 
@@ -105,6 +110,7 @@ class LatencyTable:
     expected: int = 0  # how many entries the space needs
     entry_runs: int = 10  # timed runs per entry (whole models use settings.runs)
     clock: str = "wall"  # "wall", or "cpu": the calling thread's CPU time (build and eval alike)
+    entry_method: str = "sequential"  # how entries were timed (mnas.latency.lut.build.ENTRY_METHOD)
     build_seconds: float = 0.0
     created: str = ""
     path: Path | None = None
@@ -157,6 +163,12 @@ class LatencyTable:
         needed = {spec.key for spec in space_layers(self.space, s.resolution, s.in_chans, s.num_classes)}
         return len(needed & self.entries.keys()), len(needed)
 
+    @property
+    def calibration_applied(self) -> bool:
+        """A correction that lost to the plain sum on models it was not fitted on is stored, not used
+        (tables older than that check have no "applied" and use theirs)."""
+        return bool(self.calibration) and self.calibration.get("applied", True)
+
     def features(self, arch: Architecture, layers: list[LayerSpec] | None = None) -> dict[str, float]:
         layers = self.layers(arch) if layers is None else layers
         try:
@@ -164,13 +176,15 @@ class LatencyTable:
         except KeyError as e:
             raise MnasError(f"the table has no entry {e.args[0]}: measure it (on-demand) or rebuild the "
                             "table") from None
-        return {"sum_ms": total + self.overhead_ms, "layers": float(len(layers)), "const": 1.0}
+        se_big = sum(self.entries[spec.key]["ms"] for spec in layers if spec.kind == "layer" and spec.se > 0
+                     and 4 * spec.in_ch * spec.expansion * spec.res * spec.res >= SE_BIG_BYTES)
+        return {"sum_ms": total + self.overhead_ms, "se_big_ms": se_big, "layers": float(len(layers)), "const": 1.0}
 
     def predict(self, arch: Architecture, calibrated: bool = True, check_space: bool = True) -> float:
         if check_space:
             check_in_space(self.space, arch)
         f = self.features(arch)
-        if calibrated and self.calibration:
+        if calibrated and self.calibration_applied:
             return float(sum(c * f[name] for name, c in zip(self.calibration["features"], self.calibration["coef"])))
         return f["sum_ms"]
 
@@ -179,7 +193,7 @@ class LatencyTable:
         return {"format": FORMAT, "space": {"sha": self.space_sha, "name": self.space.name, "yaml": self.space_yaml},
                 "backend": self.backend, "runtime_version": self.runtime_version, "device": self.device,
                 "settings": self.settings.to_dict(), "expected_entries": self.expected, "entry_runs": self.entry_runs,
-                "clock": self.clock,
+                "clock": self.clock, "entry_method": self.entry_method,
                 "complete": self.complete, "overhead_ms": self.overhead_ms, "calibration": self.calibration,
                 "build_seconds": round(self.build_seconds, 1), "created": self.created,
                 "entries": self.entries}
@@ -211,4 +225,4 @@ class LatencyTable:
                    device=f.device, entries={k: e.model_dump() for k, e in f.entries.items()},
                    overhead_ms=f.overhead_ms, calibration=f.calibration.model_dump() if f.calibration else None,
                    expected=f.expected_entries, entry_runs=f.entry_runs,
-                   clock=f.clock, build_seconds=f.build_seconds, created=f.created, path=path)
+                   clock=f.clock, entry_method=f.entry_method, build_seconds=f.build_seconds, created=f.created, path=path)
