@@ -101,11 +101,26 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _clock(settings: LatencySettings, clock: Callable[[], int] | None) -> Callable[[], int]:
+    if clock is not None:
+        return clock
+    return time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
+
+
+def _round(fn: Callable[[], object], calls: int, clock: Callable[[], int]) -> list[float]:
+    """``calls`` timed calls of ``fn``, in ms."""
+    out = []
+    for _ in range(calls):
+        t0 = clock()
+        fn()
+        out.append((clock() - t0) / 1e6)
+    return out
+
+
 def time_calls(fn: Callable[[], object], settings: LatencySettings,
                clock: Callable[[], int] | None = None) -> Timing:
     """Time ``fn`` (one inference) with the protocol above, on ``settings.clock`` unless ``clock`` is given."""
-    if clock is None:
-        clock = time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
+    clock = _clock(settings, clock)
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     best: Timing | None = None
     gc_was_enabled = gc.isenabled()
@@ -115,15 +130,7 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
         gc.disable()  # a collection in the middle of a round is noise, not model latency
         try:
             for attempt in range(settings.max_remeasures + 1):
-                rounds: list[list[float]] = []
-                for _ in range(settings.rounds):
-                    r = []
-                    for _ in range(per_round):
-                        t0 = clock()
-                        fn()
-                        r.append((clock() - t0) / 1e6)
-                    rounds.append(r)
-                t = summarize(rounds)
+                t = summarize([_round(fn, per_round, clock) for _ in range(settings.rounds)])
                 if best is None or t.cv < best.cv:
                     best = t
                 if t.cv <= settings.cv_threshold:
@@ -158,8 +165,7 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
     rounds, interleaved with the other such models, at most ``max_remeasures`` times; its figure is the
     median over all its rounds. Keeping the attempt whose rounds agree best, as ``time_calls`` does, would
     favour an attempt spent entirely inside a slow phase."""
-    if clock is None:
-        clock = time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
+    clock = _clock(settings, clock)
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     rounds: list[list[list[float]]] = [[] for _ in fns]
     attempts = [0] * len(fns)
@@ -174,13 +180,8 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
             for attempt in range(settings.max_remeasures + 1):
                 for _ in range(settings.rounds):
                     for i in todo:
-                        fns[i]()
-                        r = []
-                        for _ in range(per_round):
-                            t0 = clock()
-                            fns[i]()
-                            r.append((clock() - t0) / 1e6)
-                        rounds[i].append(r)
+                        fns[i]()  # untimed: the other models evicted this one from the caches
+                        rounds[i].append(_round(fns[i], per_round, clock))
                 for i in todo:
                     attempts[i] = attempt
                 todo = [i for i in todo

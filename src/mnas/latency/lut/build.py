@@ -108,11 +108,6 @@ def time_models(backend: LatencyBackend, models: list[tuple[Any, tuple[int, ...]
     return [_from_timing(t, settings) for t in timings]
 
 
-def time_model(backend: LatencyBackend, model, shape: tuple[int, ...], settings: LatencySettings,
-               clock: str = "wall") -> Timed:
-    return time_models(backend, [(model, shape)], settings, clock)[0]
-
-
 def measure_archs(backend: LatencyBackend, archs: list, settings: LatencySettings, clock: str = "wall",
                   progress: Callable[[int, int], None] | None = None) -> list[Timed]:
     """Whole networks, the ground truth a table is fitted to and judged against, NETWORK_CHUNK at a time
@@ -124,10 +119,6 @@ def measure_archs(backend: LatencyBackend, archs: list, settings: LatencySetting
         out += time_models(backend, [(a, shape) for a in chunk], settings, clock,
                            prepared=(lambda i, s=start: progress(s + i, len(archs))) if progress else None)
     return out
-
-
-def measure_arch(backend: LatencyBackend, arch, settings: LatencySettings, clock: str = "wall") -> Timed:
-    return measure_archs(backend, [arch], settings, clock)[0]
 
 
 def _out_shape(spec: LayerSpec, batch: int) -> tuple[int, ...]:
@@ -156,14 +147,9 @@ def measure_entries(backend: LatencyBackend, specs: list[LayerSpec], settings: L
     return out
 
 
-def measure_entry(backend: LatencyBackend, spec: LayerSpec, settings: LatencySettings,
-                  io_cache: dict[tuple[int, ...], float], clock: str = "wall") -> dict:
-    return measure_entries(backend, [spec], settings, io_cache, clock)[0]
-
-
 def _identity(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings, clock: str) -> float:
     from torch import nn
-    return time_model(backend, nn.Identity(), shape, settings, clock).fastest_ms
+    return time_models(backend, [(nn.Identity(), shape)], settings, clock)[0].fastest_ms
 
 
 def _merge(old: dict | None, new: dict) -> dict:
@@ -293,9 +279,10 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
     rng = random.Random(f"calibrate:{seed}")
     archs = [table.space.sample(rng) for _ in range(n)]
     timed = measure_archs(backend, archs, table.settings, table.clock)
-    samples = []
+    samples, plain_ms = [], []
     for arch, measured in zip(archs, timed):
         f = table.features(arch)
+        plain_ms.append(f["sum_ms"])
         samples.append({"arch": arch.canonical, "measured_ms": round(measured.ms, 6), "noisy": measured.noisy,
                         **{k: f[k] for k in features}})
     x = np.array([[s[k] for k in features] for s in samples], dtype=float)
@@ -305,7 +292,7 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
     # judged on models it was not fitted on (leave one out), against the plain sum on the same models:
     # a correction that does not beat the plain sum there is kept on record but not applied
     loo = np.array([x[i] @ np.linalg.lstsq(np.delete(x, i, 0), np.delete(y, i), rcond=None)[0] for i in range(n)])
-    plain = np.array([s["sum_ms"] if "sum_ms" in s else table.features(a)["sum_ms"] for s, a in zip(samples, archs)])
+    plain = np.array(plain_ms)
     loo_mape, plain_mape = float(np.mean(np.abs(loo - y) / y)), float(np.mean(np.abs(plain - y) / y))
     table.calibration = {"features": list(features), "coef": [float(c) for c in coef], "n": n, "seed": seed,
                          "fit_mape": float(np.mean(np.abs(fit - y) / y)), "loo_mape": loo_mape,
