@@ -45,7 +45,8 @@ def test_trials_cli_json_and_second_run_refused(tmp_path):
 
 def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
     cfg = config_from_dict(tiny(trials=2, **{"proxy.lr": 1e30, "proxy.optimizer": "sgd"}))
-    state = Search.open(cfg, tmp_path / "run").run()
+    with Search.open(cfg, tmp_path / "run") as run:  # closed: the store's lock goes with it
+        state = run.run()
     assert state.total == 2 and state.failed == 2
     with Store(tmp_path / "run", create=False) as store:
         assert all("not finite" in (t.error or "") for t in store.trials())
@@ -54,7 +55,10 @@ def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
 def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     """Accuracy-only reward (no T) makes the whole search deterministic, so a killed-and-resumed PPO
     search must propose exactly the architectures an uninterrupted one does."""
-    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "options": {"batch_size": 2}}, "reward": {"preset": "soft"}})
+    # screen 0: the controller alone (its latency screen times up to 20 candidates per proposal for real,
+    # minutes in all here; the screen's own resume is tested in test_surrogate.py)
+    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "options": {"batch_size": 2, "screen": 0}},
+                            "reward": {"preset": "soft"}})
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mnas", "search", "--config", str(path), "--out",
@@ -85,7 +89,8 @@ def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     kept = {(i, a, rw) for i, a, s, rw in before if s == "completed"}
     assert kept <= {(t.id, t.arch, t.reward) for t in after}  # no completed trial lost or redone
 
-    Search.open(config_from_dict(cfg), tmp_path / "straight").run()
+    with Search.open(config_from_dict(cfg), tmp_path / "straight") as run:
+        run.run()
     with Store(tmp_path / "straight", create=False) as store:
         straight = [t.arch for t in store.trials()]
     assert [t.arch for t in after] == straight

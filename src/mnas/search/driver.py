@@ -138,6 +138,12 @@ class Search:
             store.close()
             raise
 
+    def __enter__(self) -> Search:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if getattr(self, "scalars", None) is not None:
             self.scalars.close()

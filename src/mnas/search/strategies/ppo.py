@@ -15,6 +15,12 @@ the learning rate independent of the reward's unit and of the reward preset), or
 ``self_imitation`` K the K best results so far join every update's batch, their "old" log-probability
 that of the current policy (so the clip starts from ratio 1). Failed trials are dropped from the batch: a
 failure says nothing about accuracy, and a made-up reward would bias it.
+
+With ``screen`` K and a ``latency_oracle`` (set by the loop), each proposal after the first update is
+chosen among K new architectures sampled from the policy by the predictor's latency-aware surrogate
+(``surrogate.Screen``: modelled accuracy times the latency term at the measured latency, refit at every
+update); the policy still learns from the rewards of what it proposed, with the log-probabilities they
+were sampled with. Without an oracle, or with results that carry no accuracy and latency, it is plain PPO.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import torch
 from torch import nn
 
 from mnas import MnasError
-from mnas.search.strategies.base import BaseStrategy, Tokens, b64, unb64
+from mnas.search.strategies.base import BaseStrategy, LatencyOracle, Tokens, b64, unb64
+from mnas.search.strategies.surrogate import PER_TRAINING, Screen
 from mnas.space.decisions import SearchSpace
 
 
@@ -50,6 +57,7 @@ class PPOSettings:
     advantage: str = "baseline"
     unique: bool = False
     self_imitation: int = 0
+    screen: int = 0
 
 
 PAPER = PPOSettings()
@@ -57,9 +65,10 @@ PAPER = PPOSettings()
 # architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
 # results with rank advantages, two epochs and a larger step, so 20-50 updates can move the policy; a larger
 # entropy bonus against early collapse; the 5 best results so far replayed in every update (self-imitation,
-# Oh et al. 2018), so a good model found once keeps pulling the policy after its batch has passed.
+# Oh et al. 2018), so a good model found once keeps pulling the policy after its batch has passed; the
+# surrogate picks each proposal among 50 policy samples when latency can be measured before training.
 SMALL_BUDGET = replace(PAPER, lr=0.005, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=0.003,
-                       unique=True, self_imitation=5)
+                       unique=True, self_imitation=5, screen=50)
 PRESETS = {"small-budget": SMALL_BUDGET, "paper": PAPER}
 
 
@@ -111,6 +120,37 @@ class Controller(nn.Module):
             x = emb[i][t]
         return tuple(out), logp
 
+    def sample_many(self, rng: np.random.Generator, w: list[np.ndarray], emb: list[np.ndarray],
+                    heads: list[tuple[np.ndarray, np.ndarray]], k: int,
+                    skip: Visited | None = None) -> dict[Tokens, float]:
+        """Up to ``k`` distinct architectures and their log-probabilities, sampled side by side (one
+        matrix product per step for all of them; ``skip`` as in ``sample``)."""
+        start, w_ih, w_hh, bias = w
+        n = w_hh.shape[1]
+        x, h, c = np.tile(start, (k, 1)), np.zeros((k, n)), np.zeros((k, n))
+        logp, out, rows = np.zeros(k), np.zeros((k, len(heads)), dtype=np.int64), np.arange(k)
+        prefixes: list[Tokens] = [()] * k
+        for i, (hw, hb) in enumerate(heads):
+            g = x @ w_ih.T + h @ w_hh.T + bias
+            c = _sigmoid(g[:, n:2 * n]) * c + _sigmoid(g[:, :n]) * np.tanh(g[:, 2 * n:3 * n])
+            h = _sigmoid(g[:, 3 * n:]) * np.tanh(c)
+            z = h @ hw.T + hb
+            z = z - z.max(1, keepdims=True)
+            lse = np.log(np.exp(z).sum(1))
+            p = np.exp(z - lse[:, None])
+            if skip is not None:
+                p = p * skip.open_children(prefixes, z.shape[1])
+            cdf = np.cumsum(p, 1)
+            t = np.minimum((cdf <= (rng.random(k) * cdf[:, -1])[:, None]).sum(1), z.shape[1] - 1)
+            logp += z[rows, t] - lse
+            out[:, i] = t
+            prefixes = [(*pre, int(v)) for pre, v in zip(prefixes, t)]
+            x = emb[i][t]
+        found: dict[Tokens, float] = {}
+        for r in rows:
+            found.setdefault(tuple(int(v) for v in out[r]), float(logp[r]))
+        return found
+
     def evaluate(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy (sum over decisions) of a [B, D] batch of token rows."""
         b = tokens.shape[0]
@@ -155,15 +195,31 @@ class PPOStrategy(BaseStrategy):
         self.updates = 0
         self.last: dict[str, float] = {}
         self.elite: list[tuple[float, Tokens]] = []  # the best results so far, replayed in each update
+        self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
+        self.screener = Screen(space.cardinalities, min(st.screen, PER_TRAINING)) if st.screen else None
 
     def ask(self) -> Tokens:
         self.n_asked += 1
         # without replacement: a repeat costs no training but teaches nothing (until all is seen)
         skip = self.visited if self.settings.unique and not self.visited.full(()) else None
-        tokens, logp = self.controller.sample(self.rng, *self._np, skip=skip)
+        screen = self.screener
+        if screen is not None and self.latency_oracle is not None and screen.fitted is not None and screen.usable():
+            tokens, logp = self._screened_sample(skip)
+        else:
+            tokens, logp = self.controller.sample(self.rng, *self._np, skip=skip)
         self.visited.add(tokens)
         self.pending.append((tokens, logp))
         return tokens
+
+    def _screened_sample(self, skip: Visited | None) -> tuple[Tokens, float]:
+        """``screen`` new architectures sampled from the policy; the surrogate picks the one to train."""
+        sampled = self.controller.sample_many(self.rng, *self._np, self.settings.screen, skip)
+        cands = {t: lp for t, lp in sampled.items() if t not in self.visited.seen}
+        if not cands:
+            return self.controller.sample(self.rng, *self._np, skip=skip)
+        chosen = self.screener.choose(list(cands), 1, self.latency_oracle)  # type: ignore[union-attr,arg-type]
+        tokens = chosen[0] if chosen else next(iter(cands))
+        return tokens, cands[tokens]
 
     def tell(self, tokens: Tokens, reward: float | None, objectives: dict | None = None) -> None:
         tokens = self._check(tokens)
@@ -179,6 +235,8 @@ class PPOStrategy(BaseStrategy):
             self.n_failed += 1
             return
         self.ready.append((tokens, old_logp, float(reward)))
+        if self.screener is not None:
+            self.screener.tell(tokens, float(reward), objectives)
         if self.settings.self_imitation:
             best = {t: r for r, t in self.elite}
             best[tokens] = max(float(reward), best.get(tokens, -math.inf))
@@ -240,6 +298,8 @@ class PPOStrategy(BaseStrategy):
                 nn.utils.clip_grad_norm_(self.controller.parameters(), st.max_grad_norm)
             self.optimizer.step()
         self.updates += 1
+        if self.screener is not None and self.screener.usable():
+            self.screener.refit()  # the surrogate learns when the policy does
         self._sync()
         self.last = {"loss": float(loss.detach()), "entropy": float(ent.detach().mean()),
                      "batch_reward": float(rewards.mean())}
@@ -265,7 +325,8 @@ class PPOStrategy(BaseStrategy):
     def diagnostics(self) -> dict:
         return {**super().diagnostics(), "updates": self.updates, "entropy": self.policy_entropy(),
                 "max_entropy": sum(math.log(c) for c in self.space.cardinalities),
-                "baseline": self.baseline, **{f"last_{k}": v for k, v in self.last.items()}}
+                "baseline": self.baseline, **{f"last_{k}": v for k, v in self.last.items()},
+                **({"latency_queries": self.screener.queries} if self.screener is not None else {})}
 
     def state_dict(self) -> dict:
         opt = self.optimizer.state_dict()
@@ -278,7 +339,8 @@ class PPOStrategy(BaseStrategy):
                 "ready": [[list(t), lp, r] for t, lp, r in self.ready],
                 "visited": sorted(list(t) for t in self.visited.seen),
                 "baseline": self.baseline, "reward_var": self.reward_var, "updates": self.updates,
-                "last": self.last, "elite": [[r, list(t)] for r, t in self.elite]}
+                "last": self.last, "elite": [[r, list(t)] for r, t in self.elite],
+                **({"screen": self.screener.state_dict()} if self.screener is not None else {})}
 
     def load_state_dict(self, d: dict) -> None:
         self._check_state(d)
@@ -297,6 +359,8 @@ class PPOStrategy(BaseStrategy):
         self.baseline, self.reward_var, self.updates = d["baseline"], d["reward_var"], d["updates"]
         self.last = dict(d["last"])
         self.elite = [(float(r), tuple(t)) for r, t in d.get("elite", [])]
+        if self.screener is not None and "screen" in d:  # a state saved before the screen existed has none
+            self.screener.load_state_dict(d["screen"])
         self._sync()
 
 
@@ -314,6 +378,17 @@ class Visited:
             self.seen.add(tokens)
             for k in range(len(tokens) + 1):
                 self.count[tokens[:k]] = self.count.get(tokens[:k], 0) + 1
+
+    def open_children(self, prefixes: list[Tokens], n: int) -> np.ndarray:
+        """[len(prefixes), n]: 1 where the child token's subtree is not used up, else 0."""
+        mask = np.ones((len(prefixes), n))
+        whole = self.subtree[len(prefixes[0]) + 1] if prefixes else 0
+        for r, pre in enumerate(prefixes):
+            if self.count.get(pre, 0) >= whole:  # else no child can be full (fast path: nothing seen below)
+                for t in range(n):
+                    if self.count.get((*pre, t), 0) >= whole:
+                        mask[r, t] = 0.0
+        return mask
 
     def full(self, prefix: Tokens) -> bool:
         return self.count.get(prefix, 0) >= self.subtree[len(prefix)]
