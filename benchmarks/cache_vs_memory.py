@@ -13,7 +13,8 @@ import json
 import os
 
 from mnas.space import zoo
-from mnas.train import TrainConfig, load_dataset, train_proxy
+from mnas.data import load_dataset
+from mnas.train import TrainConfig, train_proxy
 
 
 def main() -> None:

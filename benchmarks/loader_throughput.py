@@ -15,9 +15,10 @@ import time
 import torch
 
 from mnas.space import zoo
-from mnas.train import TrainConfig, load_dataset, train_proxy
-from mnas.train.datasets import Dataset
-from mnas.train.feeds import StreamFeed
+from mnas.data import load_dataset
+from mnas.train import TrainConfig, train_proxy
+from mnas.data.datasets import Dataset
+from mnas.data.feeds import StreamFeed
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mnas.model import build
 from mnas.space import zoo
-from mnas.train import TrainConfig, load_dataset, train_proxy
-from mnas.train.feeds import batch_preparer
+from mnas.data import load_dataset
+from mnas.train import TrainConfig, train_proxy
+from mnas.data.feeds import batch_preparer
 
 
 def plain_loop(arch, data, steps: int, batch_size: int, seed: int) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from onnx import TensorProto, helper
 
-from mnas.latency.agent import AgentServer, make_server
+from mnas.latency.agent.server import AgentServer, make_server
 from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
 
 TOKEN = "s3cret-token-for-the-tests"

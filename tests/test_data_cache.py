@@ -11,8 +11,9 @@ import torch
 
 from mnas import MnasError
 from mnas.cli import main
-from mnas.train import ProxyConfig, load_dataset, train_architecture
-from mnas.train.streaming import DecodedImages
+from mnas.data import load_dataset
+from mnas.train import ProxyConfig, train_architecture
+from mnas.data.streaming import DecodedImages
 from test_data_imagefolder import TINY, as_zip, make_tree
 
 

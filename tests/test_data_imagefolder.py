@@ -16,8 +16,9 @@ from PIL import Image
 
 from mnas import MnasError
 from mnas.space import Architecture
-from mnas.train import Stream, TrainConfig, load_dataset, train_proxy
-from mnas.train.imagefolder import open_imagefolder
+from mnas.data import Stream, load_dataset
+from mnas.train import TrainConfig, train_proxy
+from mnas.data.imagefolder import open_imagefolder
 
 TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")
 CLASSES = ("bright", "dark", "striped")
@@ -114,7 +115,7 @@ def test_train_and_val_folders_are_the_split_unless_a_holdout_is_set(tmp_path):
 
 
 def test_every_mode_becomes_rgb(sources):
-    from mnas.train.streaming import DecodedImages
+    from mnas.data.streaming import DecodedImages
 
     index = open_imagefolder(str(sources["folder"]))
     rows = np.flatnonzero([not n.endswith(b"broken.jpg") for n in index.names])

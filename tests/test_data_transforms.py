@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mnas.train.transforms import batch_centre_crop, batch_crops, centre_box, pil_eval, pil_train, sample_crop
+from mnas.data.transforms import batch_centre_crop, batch_crops, centre_box, pil_eval, pil_train, sample_crop
 
 
 def test_random_resized_crop_stays_in_its_bounds():

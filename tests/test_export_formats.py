@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mnas.model import build
-from mnas.report.export import export_trial
+from mnas.deploy.export import export_trial
 from mnas.space import Architecture
 from report_helpers import mnas, tiny_search
 

@@ -96,7 +96,7 @@ def test_onnx_metadata_is_the_checkpoints(trained, tmp_path):
     assert "(pixel / 255 - mean) / std" in props["preprocessing"] and props["mnas_version"]
     # an application that follows the recorded preprocessing from raw pixels gets the verified top-1
     import onnxruntime as ort
-    from mnas.train import load_dataset
+    from mnas.data import load_dataset
     data = load_dataset("digits", 16, meta.split["holdout"], meta.split["seed"])
     mean, std = (np.array(json.loads(props[k]), np.float32)[None, :, None, None] for k in ("mean", "std"))
     x = (data.x_val[:50].numpy() / np.float32(255) - mean) / std
@@ -107,7 +107,7 @@ def test_onnx_metadata_is_the_checkpoints(trained, tmp_path):
 
 
 def test_torchscript_and_pytorch_files_carry_the_same_metadata(trained, tmp_path):
-    from mnas.report.export import read_metadata
+    from mnas.deploy.export import read_metadata
 
     d = export_json("--weights", trained, "--format", "pytorch", "--out", tmp_path / "m.pt", "--no-measure",
                     "--no-verify")

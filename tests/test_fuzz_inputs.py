@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mnas import MnasError
 from mnas.cli import main
-from mnas.latency.wire import QUERY_SETTINGS, settings_from_query
+from mnas.latency.agent.wire import QUERY_SETTINGS, settings_from_query
 from mnas.model.export import export, prepare
 from mnas.space import zoo
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnas import MnasError
-from mnas.train.sources import safe_unpickle
+from mnas.data.sources import safe_unpickle
 
 
 def mnas(*args):

@@ -15,9 +15,9 @@ from agent_helpers import QUERY, TOKEN, call, running_agent
 
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
-from mnas.latency.agent import make_server
-from mnas.latency.remote import RemoteBackend
-from mnas.latency.wire import settings_from_query, settings_to_query
+from mnas.latency.agent.server import make_server
+from mnas.latency.agent.remote import RemoteBackend
+from mnas.latency.agent.wire import settings_from_query, settings_to_query
 from mnas.model.export import export, prepare
 from mnas.space import zoo
 

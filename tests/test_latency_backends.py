@@ -130,12 +130,12 @@ def test_get_backend_errors_and_registry():
 def test_latency_modules_import_no_backend_and_the_client_no_server():
     """The registry names backends without importing them, and the remote client shares only the wire
     module with the agent: importing the package (or the client) loads neither a runtime nor the server."""
-    code = ("import sys, mnas.latency, mnas.latency.remote; "
+    code = ("import sys, mnas.latency, mnas.latency.agent.remote; "
             "print(' '.join(m for m in sys.modules if m.startswith(('mnas.latency.', 'torch', 'onnxruntime'))))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                  .stdout.split())
-    assert "mnas.latency.wire" in loaded and "mnas.latency.remote" in loaded
-    assert not {m for m in loaded if m.endswith("_backend") or m in ("mnas.latency.agent", "mnas.latency.local",
+    assert "mnas.latency.agent.wire" in loaded and "mnas.latency.agent.remote" in loaded
+    assert not {m for m in loaded if m.endswith("_backend") or m in ("mnas.latency.agent.server", "mnas.latency.local",
                                                                        "torch", "onnxruntime")}
 
 

@@ -17,7 +17,7 @@ import torch
 
 from mnas.space import zoo
 from mnas.train import checkpoint as ckpt
-from mnas.train import load_dataset
+from mnas.data import load_dataset
 from mnas.train.config import TrainConfig
 from mnas.train.full import train_full
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 from mnas import MnasError
 from mnas.registry import Registry
-from mnas.train import datasets, list_datasets, load_dataset
-from mnas.train.datasets import stratified_split
-from mnas.train.feeds import batch_preparer
+from mnas.data import datasets, list_datasets, load_dataset
+from mnas.data.datasets import stratified_split
+from mnas.data.feeds import batch_preparer
 
 
 def test_animal_mnist_default_split():

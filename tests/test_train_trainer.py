@@ -10,7 +10,8 @@ import torch
 
 from mnas import MnasError
 from mnas.space import Architecture, zoo
-from mnas.train import ProxyConfig, RMSpropTF, TrainConfig, load_dataset, train_architecture, train_proxy
+from mnas.data import load_dataset
+from mnas.train import ProxyConfig, RMSpropTF, TrainConfig, train_architecture, train_proxy
 from mnas.train.optim import lr_factor, param_groups
 
 TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")

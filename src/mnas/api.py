@@ -81,7 +81,7 @@ class Experiment:
         """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) with the trained ``weights`` (a
         ``mnas train --out`` / ``mnas retrain`` checkpoint of its architecture, top-1 checked in the file's
         runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it."""
-        from mnas.report.export import export_trial
+        from mnas.deploy.export import export_trial
 
         if (weights is None) == (not random_weights):
             raise MnasError("export needs the trained weights (weights=CHECKPOINT) or, for a file to time only, "

@@ -9,9 +9,10 @@ from typing import Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
 app.add_typer(bench_app, name="bench")

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 import yaml
 
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 config_app = typer.Typer(no_args_is_help=True, help="Experiment configs.")
 app.add_typer(config_app, name="config")

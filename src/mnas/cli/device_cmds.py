@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from mnas.cli.app import app
-from mnas.latency.agent import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS,
+from mnas.latency.agent.server import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS,
                                 DEFAULT_MAX_TENSOR_BYTES, DEFAULT_PORT, make_server, serve_until_interrupted)
-from mnas.latency.wire import read_token
+from mnas.latency.agent.wire import read_token
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 device_app = typer.Typer(no_args_is_help=True, help="Device agents: measure latency on the target device.")
 app.add_typer(device_app, name="device")

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console as _console
 from mnas.cli.output import print_json
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 def _wide_console():
@@ -69,11 +70,11 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="RUN",
            json: bool = typer.Option(False, "--json")) -> None:
     """Write a trained checkpoint or a searched architecture in a runtime's format, check it against PyTorch
     (outputs, and validation top-1 with trained weights), re-measure the file."""
-    from mnas.report.export import FORMATS, export_checkpoint, export_trial
+    from mnas.deploy.export import export_checkpoint, export_trial
+    from mnas.model.export import check_format
 
     console = _wide_console()
-    if fmt.lower() not in FORMATS:
-        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt)
     check_choice(directory, rank, trial, weights, random_weights)
     kw = dict(measure=measure, runs=runs, verify=verify, dataset=dataset, verify_limit=verify_limit)
     if directory is None:

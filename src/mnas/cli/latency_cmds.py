@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.latency.settings import LatencyConfig, LatencySettings
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 def _help(field: str) -> str:

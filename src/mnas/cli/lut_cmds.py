@@ -8,11 +8,12 @@ from typing import Optional
 
 import typer
 
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.latency.lut.build import CALIBRATE, CLOCKS, ENTRY_RUNS
 from mnas.latency.settings import LatencyConfig, LatencySettings
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 lut_app = typer.Typer(no_args_is_help=True, help="Latency lookup tables: build on your device, evaluate.")
 app.add_typer(lut_app, name="lut")

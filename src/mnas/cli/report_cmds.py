@@ -8,9 +8,10 @@ from typing import List, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console as _console
 from mnas.cli.output import print_json, table
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 def _wide_console():

@@ -8,10 +8,11 @@ from typing import List, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.cli.overrides import parse_sets
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 @app.command("retrain")
@@ -44,7 +45,7 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
                                            "of this recipe afresh (run it on a quiet machine, twice)"),
             json: bool = typer.Option(False, "--json")) -> None:
     """Train the top-K searched architectures and reference models under one recipe (resumable)."""
-    from mnas.search.retrain import retrain as run_retrain
+    from mnas.retrain.workflow import retrain as run_retrain
 
     ids = [_trial_id(t) for t in (trials or "").split(",") if t.strip()]
     refs = [] if references.strip().lower() in ("", "none") else [r for r in references.split(",") if r.strip()]

@@ -10,11 +10,13 @@ from typing import List, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app, configure_logging
+from mnas.cli.output import configure_logging
 from mnas.cli.output import console, print_json, table
 from mnas.cli.overrides import parse_sets
 from mnas.cli.progress import progress_bar
 from mnas.run.trial import phases
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 @app.command("search")

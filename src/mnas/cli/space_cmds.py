@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.space import MnasNetSpace, arch_to_timm, arch_to_tpu, load_space, resolve_arch, zoo
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 space_app = typer.Typer(no_args_is_help=True, help="Search spaces.")
 arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample.")

@@ -8,11 +8,12 @@ from typing import Any, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.app import app
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.train import ProxyConfig, TrainConfig
 from mnas.train.recipes import BASE
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 data_app = typer.Typer(no_args_is_help=True, help="Proxy-task datasets.")
 app.add_typer(data_app, name="data")
@@ -116,7 +117,7 @@ def _train_into(label: str, arch, data, cfg: ProxyConfig, out: Path, resume: boo
 @data_app.command("list")
 def data_list(json: bool = typer.Option(False, "--json")) -> None:
     """The datasets a spec string can name: the built-ins and any plugin's (entry points mnas.datasets)."""
-    from mnas.train import list_datasets
+    from mnas.data import list_datasets
 
     items = list_datasets()
     if json:
@@ -134,7 +135,7 @@ def data_show(spec: str = typer.Argument(..., help="a dataset spec, e.g. animal-
               seed: int = _option("seed", "--seed"),
               json: bool = typer.Option(False, "--json")) -> None:
     """Load a dataset (index a streamed one) and show its split, classes and channels."""
-    from mnas.train import load_dataset
+    from mnas.data import load_dataset
 
     _show(load_dataset(spec, resolution, _count_or_fraction(holdout), seed).describe(), json)
 
@@ -149,8 +150,8 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
                max_bad_fraction: float = _option("max_bad_fraction", "--max-bad-fraction"),
                json: bool = typer.Option(False, "--json")) -> None:
     """Decode a streamed dataset once into a memory-mapped uint8 cache at one resolution and split."""
-    from mnas.train import Stream, build_cache, load_dataset
-    from mnas.train.cache import is_cache
+    from mnas.data import Stream, build_cache, load_dataset
+    from mnas.data.cache import is_cache
 
     if is_cache(out):
         raise MnasError(f"{out} is a cache already: delete it to rebuild it")

@@ -9,7 +9,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
-from mnas.latency.model_files import check_tflite, check_tflite_tensors
+from mnas.latency.agent.model_files import check_tflite, check_tflite_tensors
 from mnas.latency.settings import LatencySettings
 
 _INSTALL = "pip install 'mnas[litert]'  (litert-torch to convert, ai-edge-litert to run)"

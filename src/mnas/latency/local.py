@@ -28,7 +28,7 @@ class LocalBackend:
     """Subclasses set ``name`` and ``model_format`` and implement ``runtime_version`` and ``load`` (model file
     -> runner); a backend that takes no files (``model_format = None``) overrides ``runner`` instead.
     ``load`` refuses files that name other files; the device agent also sets ``max_tensor_bytes``, the
-    largest tensor a file it is sent may declare (``mnas.latency.model_files``)."""
+    largest tensor a file it is sent may declare (``mnas.latency.agent.model_files``)."""
 
     name = "local"
     model_format: str | None = "onnx"

@@ -9,7 +9,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.latency.local import Infer, LocalBackend, static_shape
-from mnas.latency.model_files import check_onnx
+from mnas.latency.agent.model_files import check_onnx
 from mnas.latency.settings import LatencySettings
 
 

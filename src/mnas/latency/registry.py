@@ -19,7 +19,7 @@ BACKENDS: Registry[BackendFactory] = Registry(
         "openvino": "mnas.latency.openvino_backend:OpenVinoBackend",
         "litert": "mnas.latency.litert_backend:LiteRtBackend",
         "tflite": "mnas.latency.litert_backend:LiteRtBackend",
-        "remote": "mnas.latency.remote:RemoteBackend.from_spec",
+        "remote": "mnas.latency.agent.remote:RemoteBackend.from_spec",
         "lut": "mnas.latency.lut.backend:LutBackend.from_spec",
     })
 

@@ -22,13 +22,22 @@ from mnas.space.arch import Architecture
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "torchscript")
+# Every file format a model is written in: ``export`` below writes the first three; ``pytorch`` (the state dict
+# beside its architecture) is written by mnas.deploy, which holds the architecture.
+FORMATS = ("onnx", "tflite", "torchscript", "pytorch")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 ONNX_OPSET = 17
 # torch.onnx.export keeps global state: two exports at once (a remote pool's threads) corrupt each other;
 # the other converters trace through the same machinery, so every export takes this lock
 EXPORT_LOCK = threading.RLock()
 _LITERT_INSTALL = "pip install 'mnas[litert]'  (litert-torch converts to .tflite)"
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` lower-cased, or the one error that names every format."""
+    if fmt.lower() not in FORMATS:
+        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt.lower()
 
 
 def calibrate_bn(model: nn.Module, input_shape: tuple[int, ...], steps: int = 2, seed: int = 0) -> None:
@@ -78,6 +87,7 @@ def export(model: nn.Module, fmt: str, input_shape: tuple[int, ...]) -> bytes:
     """``model`` (prepared) as a file in ``fmt`` with a fixed input shape: ``onnx`` (one self-contained file,
     input "input", output "logits"), ``tflite`` (float32, NCHW input as in PyTorch; needs litert-torch) or
     ``torchscript``."""
+    fmt = check_format(fmt)
     example = (torch.zeros(input_shape),)
     with EXPORT_LOCK:
         if fmt == "onnx":
@@ -94,7 +104,7 @@ def export(model: nn.Module, fmt: str, input_shape: tuple[int, ...]) -> bytes:
             with torch.no_grad():
                 torch.jit.save(torch.jit.trace(model, example), buf)
             return buf.getvalue()
-    raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    raise MnasError(f"a {fmt} file holds its architecture: write it with mnas.deploy.export.write_model")
 
 
 def _tflite(model: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:

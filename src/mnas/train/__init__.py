@@ -1,5 +1,5 @@
-"""Proxy-task training: datasets named by a string (in memory, streamed from image folders and archives,
-or read from a memory-mapped cache), a fast trainer, the paper's recipe."""
+"""Training: the training config and its recipes, the proxy trainer, full training with checkpoints.
+The data it trains on is ``mnas.data``."""
 
 import importlib
 
@@ -8,9 +8,8 @@ from mnas.train.recipes import PRESETS
 
 # The datasets and the trainer import torch (2-3 s here): they load on first use, so the CLI and the
 # config code, which need only the schema, start fast.
-_LAZY = {"DATASETS": "datasets", "Dataset": "datasets", "list_datasets": "datasets", "load_dataset": "datasets",
-         "load_proxy_data": "datasets", "Stream": "streaming", "build_cache": "cache", "RMSpropTF": "rmsprop_tf",
-         "TrainResult": "trainer", "train_architecture": "trainer", "train_proxy": "trainer"}
+_LAZY = {"load_proxy_data": "trainer", "RMSpropTF": "rmsprop_tf", "TrainResult": "trainer",
+         "train_architecture": "trainer", "train_proxy": "trainer"}
 
 __all__ = ["PRESETS", "ProxyConfig", "TrainConfig", *_LAZY]
 

@@ -13,10 +13,9 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from mnas.data.base import DEFAULT_HOLDOUT
 from mnas.schema import Schema
 from mnas.train.recipes import DEFAULT_PRESET, PRESETS, preset_values
-
-DEFAULT_HOLDOUT = 0.2
 
 FRACTION = {"ge": 0, "lt": 1}  # a fraction in [0, 1)
 

@@ -27,10 +27,10 @@ from mnas.model import count_params
 from mnas.space.arch import Architecture
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainConfig
-from mnas.train.datasets import Dataset
-from mnas.train.feeds import normalisation
+from mnas.data.datasets import Dataset
+from mnas.data.feeds import normalisation
 from mnas.train.optim import lr_factor
-from mnas.train.streaming import Stream
+from mnas.data.streaming import Stream
 from mnas.train.trainer import Progress, Run, evaluate, opened_run, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)

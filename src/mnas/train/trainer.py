@@ -29,14 +29,29 @@ from mnas.model import build, count_params
 from mnas.space import zoo
 from mnas.space.arch import Architecture
 from mnas.train.config import ProxyConfig, TrainConfig
-from mnas.train.datasets import Dataset, load_dataset, load_proxy_data
-from mnas.train.feeds import MemoryFeed, StreamFeed, make_feed
+from mnas.data.base import Dataset
+from mnas.data.cache import build_cache, is_cache
+from mnas.data.datasets import load_dataset
+from mnas.data.feeds import MemoryFeed, StreamFeed, make_feed
 from mnas.train.optim import lr_factor, make_optimizer, tf_ema
-from mnas.train.streaming import Stream
+from mnas.data.streaming import Stream
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss) after every step
+
+
+def load_proxy_data(proxy: ProxyConfig, seed: int) -> Dataset | Stream:
+    """A search trial's data: ``proxy.dataset`` split by ``seed``; with ``proxy.cache``, that cache,
+    built on first use."""
+    if proxy.cache is not None:
+        if not is_cache(proxy.cache):
+            data = load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed)
+            if not isinstance(data, Stream):
+                raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {proxy.dataset} is held "
+                                "in memory already")
+            build_cache(data, proxy.cache, proxy.workers, proxy.max_bad_fraction)
+    return load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed, proxy.cache)
 
 
 @dataclass

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from mnas import MnasError, __version__
-from mnas.train.config import DEFAULT_HOLDOUT
-from mnas.train.datasets import Dataset
-from mnas.train.streaming import DecodedImages, Stream, collate
+from mnas.data.base import DEFAULT_HOLDOUT
+from mnas.data.base import Dataset
+from mnas.data.streaming import DecodedImages, Stream, collate
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Optional, Protocol
 
 import torch
 
 from mnas import MnasError
-from mnas.train.config import TrainConfig
-from mnas.train.datasets import Dataset
-from mnas.train.streaming import DecodedImages, Stream, collate
-from mnas.train.transforms import IMAGENET_MEAN, IMAGENET_STD, batch_centre_crop, batch_crops
+from mnas.data.base import Dataset
+from mnas.data.streaming import DecodedImages, Stream, collate
+from mnas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, batch_centre_crop, batch_crops
 
 log = logging.getLogger(__name__)
+
+
+
+class FeedSettings(Protocol):
+    """What a feed reads of a training config (``mnas.train.TrainConfig`` has these fields): the data layer
+    sits below training and never imports it."""
+
+    batch_size: int
+    eval_batch_size: int
+    resolution: int
+    train_limit: Optional[int]
+    normalize: str
+    crop_min_area: float
+    hflip: bool
+    eval_crop: float
+    workers: int
+    max_bad_fraction: float
+
 
 Prepare = Callable[[torch.Tensor], torch.Tensor]  # a uint8 batch -> the model's standardised input
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
@@ -52,12 +70,12 @@ def normalisation(data: Dataset | Stream, normalize: str = "dataset") -> tuple[t
     return tuple(data.mean), tuple(data.std)
 
 
-def eval_batch_size(cfg: TrainConfig) -> int:
+def eval_batch_size(cfg: FeedSettings) -> int:
     return max(1, min(cfg.eval_batch_size, EVAL_PIXELS // (cfg.resolution * cfg.resolution)))
 
 
 class MemoryFeed:
-    def __init__(self, data: Dataset, cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format,
+    def __init__(self, data: Dataset, cfg: FeedSettings, device: torch.device, memory_format: torch.memory_format,
                  generator: torch.Generator) -> None:
         x, y = data.x_train, data.y_train
         if cfg.train_limit is not None and cfg.train_limit < len(y):
@@ -112,7 +130,7 @@ def _one_thread(_: int) -> None:
 
 
 class StreamFeed:
-    def __init__(self, data: Stream, cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format,
+    def __init__(self, data: Stream, cfg: FeedSettings, device: torch.device, memory_format: torch.memory_format,
                  generator: torch.Generator) -> None:
         rows = data.train_rows
         if cfg.train_limit is not None and cfg.train_limit < len(rows):
@@ -169,7 +187,7 @@ class StreamFeed:
         self.train_loader = None  # its persistent workers exit with its iterator
 
 
-def make_feed(data: Dataset | Stream, cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format,
+def make_feed(data: Dataset | Stream, cfg: FeedSettings, device: torch.device, memory_format: torch.memory_format,
               generator: torch.Generator) -> MemoryFeed | StreamFeed:
     feed = (StreamFeed if isinstance(data, Stream) else MemoryFeed)(data, cfg, device, memory_format, generator)
     if feed.n_train < 2:

@@ -7,7 +7,7 @@ Every request needs ``Authorization: Bearer <token>`` (compared in constant time
 at a time: concurrent requests wait their turn, because two models timed together slow each other down.
 The work one request can ask for is bounded: capped run counts (``wire.LIMITS``), a wall-clock limit per
 measurement after which it is abandoned (``max_seconds``), a largest tensor (``max_tensor_bytes``), and
-no model that refers to files; measurements run in a child process (``mnas.latency.worker``) so an
+no model that refers to files; measurements run in a child process (``mnas.latency.agent.worker``) so an
 abandoned or crashing one never takes the agent with it. Nothing is unpickled. Besides the runtime it
 needs only the standard library, pydantic (the settings schema) and, for ONNX, the onnx package (the
 model checks), so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch,
@@ -34,8 +34,8 @@ from mnas.latency.local import LocalBackend
 from mnas.latency.protocol import check_pin_core
 from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencySettings
-from mnas.latency.wire import DEFAULT_PORT, read_token, settings_from_query, warn_if_weak
-from mnas.latency.worker import MeasuringProcess, RuntimeFailed
+from mnas.latency.agent.wire import DEFAULT_PORT, read_token, settings_from_query, warn_if_weak
+from mnas.latency.agent.worker import MeasuringProcess, RuntimeFailed
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mnas.train.imagefolder import ImageIndex
-from mnas.train.transforms import pil_eval, pil_train
+from mnas.data.imagefolder import ImageIndex
+from mnas.data.transforms import pil_eval, pil_train
 
 STATS_SAMPLE = 256  # images decoded to estimate the per-channel mean/std of a streamed training split
 

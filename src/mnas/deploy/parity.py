@@ -21,7 +21,7 @@ def validation_data(blob: dict[str, Any], dataset: str | None = None):
 
     from mnas.train import checkpoint as ckpt
     from mnas.train.config import TrainConfig
-    from mnas.train.datasets import load_dataset
+    from mnas.data.datasets import load_dataset
 
     meta = ckpt.info(blob)
     recipe = blob.get("recipe") or {}
@@ -54,7 +54,7 @@ def verify_top1(model, infer: Callable[[np.ndarray], np.ndarray], shape: tuple[i
     shape, the last chunk padded), on the same preprocessed images (``validation_data``)."""
     import torch
 
-    from mnas.train.feeds import make_feed
+    from mnas.data.feeds import make_feed
     from mnas.train.trainer import torch_threads
 
     feed = make_feed(data, cfg, torch.device("cpu"), torch.contiguous_format, torch.Generator().manual_seed(0))

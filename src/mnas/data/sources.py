@@ -23,7 +23,7 @@ import numpy as np
 from mnas import MnasError
 
 if TYPE_CHECKING:
-    from mnas.train.imagefolder import ImageIndex
+    from mnas.data.imagefolder import ImageIndex
 
 Raw = tuple[np.ndarray, np.ndarray, list[str]]
 
@@ -168,7 +168,7 @@ def _cifar(path: str | None, fine: bool) -> Raw:
 @_loader(takes_path=True, requires="PIL")
 def imagefolder(path: str | None, resolution: int) -> ImageIndex:
     """imagefolder:PATH, a folder, .zip or .tar of class folders (or train/ + val/ of them), streamed"""
-    from mnas.train.imagefolder import open_imagefolder
+    from mnas.data.imagefolder import open_imagefolder
 
     return open_imagefolder(str(_existing(path, "imagefolder")))
 

@@ -25,11 +25,11 @@ from mnas.latency.litert_backend import LiteRtBackend
 from mnas.latency.local import random_input
 from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
 from mnas.latency.torch_backend import TorchBackend
-from mnas.report.parity import MAX_DIFF_POINTS, validation_data, verify_top1
+from mnas.model.export import check_format
+from mnas.deploy.parity import MAX_DIFF_POINTS, validation_data, verify_top1
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "torchscript", "pytorch")
 # the runtime each model file is checked and, failing the search's own backend, timed in
 FILE_RUNTIMES = {"onnx": OnnxRuntimeBackend, "tflite": LiteRtBackend}
 TORCHSCRIPT_META = "mnas.json"  # the extra file a TorchScript export carries its metadata in
@@ -190,7 +190,7 @@ def _json_or_text(value: str) -> Any:
 def load_exported(path: Path, fmt: str, settings: LatencySettings) -> tuple[Callable[[np.ndarray], np.ndarray],
                                                                           tuple[int, ...]]:
     """The file in its own runtime -> (infer(numpy input) -> numpy output, input shape)."""
-    path = Path(path)
+    path, fmt = Path(path), check_format(fmt)
     if fmt in FILE_RUNTIMES:
         infer, shape = FILE_RUNTIMES[fmt]().load(path.read_bytes(), settings)
         return (lambda x: np.asarray(infer(x))), shape
@@ -198,7 +198,7 @@ def load_exported(path: Path, fmt: str, settings: LatencySettings) -> tuple[Call
 
     if fmt == "torchscript":
         model = torch.jit.load(str(path), map_location="cpu").eval()
-    elif fmt == "pytorch":
+    else:  # pytorch
         from mnas.model import build
         from mnas.space import Architecture
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -206,8 +206,6 @@ def load_exported(path: Path, fmt: str, settings: LatencySettings) -> tuple[Call
                       in_chans=int(blob["in_chans"]))
         model.load_state_dict(blob["state_dict"])
         model.eval()
-    else:
-        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
     def infer(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -243,9 +241,7 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     """Write ``arch_text`` (with the checkpoint ``blob``'s weights, else freshly initialised) as ``fmt``, its
     metadata inside and in ``out.json``; compare the file with PyTorch on a random input, and with ``verify``
     (default: when there are weights) on the validation split; with ``measure``, time the file."""
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise MnasError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    fmt = check_format(fmt)
     verify = blob is not None if verify is None else verify
     if verify and blob is None:
         raise MnasError("--verify needs trained weights (--weights DIR|CKPT): random ones have nothing to verify")

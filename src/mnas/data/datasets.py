@@ -18,7 +18,6 @@ import importlib.util
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,10 @@ import torch.nn.functional as F
 
 from mnas import MnasError
 from mnas.registry import Registry
-from mnas.train.config import DEFAULT_HOLDOUT, ProxyConfig
-from mnas.train.imagefolder import ImageIndex
-from mnas.train.streaming import Stream, estimate_stats
+from mnas.data.base import DEFAULT_HOLDOUT, Dataset
+from mnas.data.cache import open_cache
+from mnas.data.imagefolder import ImageIndex
+from mnas.data.streaming import Stream, estimate_stats
 
 log = logging.getLogger(__name__)
 
@@ -37,46 +37,14 @@ Loader = Callable[[str | None, int], "tuple[np.ndarray, np.ndarray, list[str]] |
 Holdout = int | float | None  # a count, a fraction, or None: the source's val/ folder, else DEFAULT_HOLDOUT
 
 DATASETS: Registry[Loader] = Registry("dataset", "mnas.datasets", builtins={
-    "animal-mnist": "mnas.train.sources:animal_mnist",
-    "mnist-5k": "mnas.train.sources:mnist_5k",
-    "digits": "mnas.train.sources:digits",
-    "imagefolder": "mnas.train.sources:imagefolder",
-    "cifar10": "mnas.train.sources:cifar10",
-    "cifar100": "mnas.train.sources:cifar100",
-    "npz": "mnas.train.sources:npz",
+    "animal-mnist": "mnas.data.sources:animal_mnist",
+    "mnist-5k": "mnas.data.sources:mnist_5k",
+    "digits": "mnas.data.sources:digits",
+    "imagefolder": "mnas.data.sources:imagefolder",
+    "cifar10": "mnas.data.sources:cifar10",
+    "cifar100": "mnas.data.sources:cifar100",
+    "npz": "mnas.data.sources:npz",
 }, hint="A spec is NAME or NAME:PATH ('mnas data list').")
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """Train/val images as uint8 (N, C, H, W) tensors, labels as int64; the trainer standardises each
-    batch with ``mean`` and ``std``."""
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    num_classes: int
-    in_chans: int
-    resolution: int
-    mean: tuple[float, ...]  # per channel, in [0, 1] units, from the training split
-    std: tuple[float, ...]
-    classes: tuple[str, ...] = field(default=())
-    split: dict = field(default_factory=dict)  # how the validation images were chosen
-
-    @property
-    def n_train(self) -> int:
-        return len(self.y_train)
-
-    @property
-    def n_val(self) -> int:
-        return len(self.y_val)
-
-    def describe(self) -> dict:
-        return {"name": self.name, "train": self.n_train, "val": self.n_val, "num_classes": self.num_classes,
-                "in_chans": self.in_chans, "resolution": self.resolution,
-                "classes": list(self.classes) or None, "split": self.split, "streamed": False}
 
 
 def list_datasets() -> list[dict]:
@@ -115,7 +83,7 @@ def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int 
                  cache: str | None = None) -> Dataset | Stream:
     """Load (cached in-process) a dataset at ``resolution`` with its validation split: held out of the
     training images when ``holdout`` is set (or the source has no val/ or test/ folder). ``cache``: read
-    it from this memory-mapped cache folder instead (``build_cache``; ``load_proxy_data`` builds it)."""
+    it from this memory-mapped cache folder instead (``build_cache``; ``mnas.train.load_proxy_data`` builds it)."""
     name, path = parse_spec(spec)
     if resolution < 4:
         raise MnasError(f"resolution must be >= 4, got {resolution}")
@@ -124,26 +92,9 @@ def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int 
     if path is not None:
         path = str(Path(path).expanduser().resolve())
     if cache is not None:
-        from mnas.train.cache import open_cache
-
         source = name if path is None else f"{name}:{path}"
         return open_cache(str(Path(cache).expanduser().resolve()), source, int(resolution), holdout, int(seed))
     return _load_cached(name, path, int(resolution), holdout, int(seed))
-
-
-def load_proxy_data(proxy: ProxyConfig, seed: int) -> Dataset | Stream:
-    """A search trial's data: ``proxy.dataset`` split by ``seed``; with ``proxy.cache``, that cache,
-    built on first use."""
-    if proxy.cache is not None:
-        from mnas.train.cache import build_cache, is_cache
-
-        if not is_cache(proxy.cache):
-            data = load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed)
-            if not isinstance(data, Stream):
-                raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {proxy.dataset} is held "
-                                "in memory already")
-            build_cache(data, proxy.cache, proxy.workers, proxy.max_bad_fraction)
-    return load_dataset(proxy.dataset, proxy.resolution, proxy.holdout, seed, proxy.cache)
 
 
 @functools.lru_cache(maxsize=8)

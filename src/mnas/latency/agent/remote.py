@@ -28,7 +28,7 @@ from mnas import MnasError
 from mnas.latency.base import LatencyResult
 from mnas.latency.protocol import model_file
 from mnas.latency.settings import LatencySettings
-from mnas.latency.wire import resolve_token, settings_to_query
+from mnas.latency.agent.wire import resolve_token, settings_to_query
 
 if TYPE_CHECKING:
     from torch import nn
