@@ -1,4 +1,4 @@
-"""One proxy trial as a search runs it (``train_architecture``), with any ``ProxyConfig`` field set on
+"""One proxy trial as a search runs it (``train_architecture``), with any ``TrainTask`` field set on
 the command line; prints its time and held-out top-1.
 
     python benchmarks/proxy_trial.py mnasnet-a1 dataset=imagefolder:PATH cache=FOLDER resolution=32 \\
@@ -14,12 +14,12 @@ import sys
 import yaml
 
 from mnas.space import zoo
-from mnas.train import ProxyConfig, train_architecture
+from mnas.train import TrainTask, train_architecture
 
 
 def main(argv: list[str]) -> None:
     name, settings = argv[0], dict(arg.split("=", 1) for arg in argv[1:])
-    proxy = ProxyConfig(**{k: yaml.safe_load(v) for k, v in settings.items()})
+    proxy = TrainTask(**{k: yaml.safe_load(v) for k, v in settings.items()})
     load = os.getloadavg()[0]
     r = train_architecture(zoo.get(name), proxy, proxy.seed)
     print(json.dumps({"arch": name, "top1": r.top1, "val_loss": round(r.val_loss or 0, 3), "steps": r.steps,

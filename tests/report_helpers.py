@@ -36,7 +36,7 @@ def tiny_search(base: Path) -> Path:
         cfg = base / "tiny.yaml"
         cfg.write_text(yaml.safe_dump(TINY_SEARCH))
         out = base / "search"
-        mnas("search", "--config", cfg, "--out", out)
+        mnas("search", out, "--config", cfg)
         _cache["dir"] = out
     return _cache["dir"]
 

@@ -29,7 +29,7 @@ def test_the_paper_config_gets_the_paper_preset():
 
 
 def test_a_set_field_wins_over_the_preset_and_defaults_come_from_one_place():
-    base = {"trials": 1, "proxy": {"preset": "mnasnet-imagenet", "resolution": 32}}
+    base = {"trials": 1, "proxy": {"recipe": "mnasnet-imagenet", "resolution": 32}}
     cfg = config_from_dict(base).resolved()
     assert cfg["proxy"]["resolution"] == 32 and cfg["proxy"]["epochs"] == 5.0
     assert cfg["reward"]["alpha"] == cfg["reward"]["beta"] == -0.07  # the soft preset's exponents
@@ -51,7 +51,7 @@ def test_config_errors_name_the_key(raw, needle):
 def test_the_store_records_the_resolved_config(tmp_path):
     from mnas.search.driver import Search, open_experiment
 
-    cfg = config_from_dict({"trials": 1, "proxy": {"preset": "mnasnet-imagenet"}, "reward": {"target_ms": 5}})
+    cfg = config_from_dict({"trials": 1, "proxy": {"recipe": "mnasnet-imagenet"}, "reward": {"target_ms": 5}})
 
     store, cfg = open_experiment(cfg, tmp_path / "run")
     Search(store, cfg, 5.0)  # records the experiment; runs nothing
@@ -78,7 +78,7 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(TINY))
-    r = mnas("search", "-c", path, "-o", tmp_path / "run", "--dry-run", "--json", "--set", "trials=3",
+    r = mnas("search", tmp_path / "run", "-c", path, "--dry-run", "--json", "--set", "trials=3",
              "--set", "proxy.epochs=2", "--set", "strategy.name=evolution",
              "--set", "strategy.options={population_size: 4, sample_size: 2}")
     assert r.returncode == 0, r.stderr
@@ -90,7 +90,7 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
     for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.options={population: 4}", "population"),
                           ("strategy.options={population_size: '10'}", "invalid options"),
                           ("executor.kind=rya", "unknown executor")):
-        bad = mnas("search", "-c", path, "-o", tmp_path / "run", "--dry-run", "--set", wrong)
+        bad = mnas("search", tmp_path / "run", "-c", path, "--dry-run", "--set", wrong)
         assert bad.returncode == 2 and needle in bad.stderr and not (tmp_path / "run").exists()
 
 
@@ -99,7 +99,7 @@ def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(TINY))
-    r = mnas("search", "-c", path, "-o", tmp_path / "run")  # stdout is a pipe here, as under nohup
+    r = mnas("search", tmp_path / "run", "-c", path)  # stdout is a pipe here, as under nohup
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if " completed: arch " in ln]
     assert len(lines) == 2 and all("reward" in ln and "latency" in ln and " s on " in ln for ln in lines)

@@ -12,7 +12,7 @@ import torch
 from mnas import MnasError
 from mnas.cli import main
 from mnas.data import load_dataset
-from mnas.train import ProxyConfig, train_architecture
+from mnas.train import TrainTask, train_architecture
 from mnas.data.streaming import DecodedImages
 from test_data_imagefolder import TINY, as_zip, make_tree
 
@@ -20,7 +20,7 @@ from test_data_imagefolder import TINY, as_zip, make_tree
 def test_cache_holds_the_decoded_split_and_is_read_without_the_source(tmp_path, capsys):
     source = as_zip(make_tree(tmp_path / "tree", per_class=6), tmp_path / "tree.zip")
     spec, out = f"imagefolder:{source}", tmp_path / "c16"
-    assert main(["data", "cache", spec, "--resolution", "16", "--out", str(out), "--holdout", "3",
+    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(out), "--holdout", "3",
                  "--max-bad-fraction", "0.1", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["train"], info["val"], info["streamed"]) == (15, 3, False)  # broken.jpg skipped
@@ -39,13 +39,13 @@ def test_cache_holds_the_decoded_split_and_is_read_without_the_source(tmp_path, 
             load_dataset(spec, 16, **{"holdout": 3, **wrong}, cache=str(out))
     with pytest.raises(MnasError, match="this run asks for .* at 32 px"):
         load_dataset(spec, 32, holdout=3, cache=str(out))
-    assert main(["data", "cache", spec, "--resolution", "16", "--out", str(out)]) == 2
+    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(out)]) == 2
     assert "a cache already" in capsys.readouterr().err
 
 
 def test_proxy_cache_is_built_on_first_use_and_trains(tmp_path):
     source = as_zip(make_tree(tmp_path / "tree", per_class=8, split=True), tmp_path / "tree.zip")
-    proxy = ProxyConfig(dataset=f"imagefolder:{source}", cache=str(tmp_path / "cache"), resolution=12,
+    proxy = TrainTask(dataset=f"imagefolder:{source}", cache=str(tmp_path / "cache"), resolution=12,
                         width_multiplier=1.0, epochs=1, batch_size=8, device="cpu", workers=0, max_bad_fraction=0.1)
     first = train_architecture(TINY, proxy, seed=0)
     assert first.ok and first.split == {"folder": "val", "cache": str((tmp_path / "cache").resolve())}
@@ -53,6 +53,6 @@ def test_proxy_cache_is_built_on_first_use_and_trains(tmp_path):
     again = train_architecture(TINY, proxy, seed=0)
     assert (again.top1, again.loss_curve) == (first.top1, first.loss_curve)
     with pytest.raises(MnasError, match="held in memory already"):
-        train_architecture(TINY, ProxyConfig(dataset="digits", cache=str(tmp_path / "other")), seed=0)
+        train_architecture(TINY, TrainTask(dataset="digits", cache=str(tmp_path / "other")), seed=0)
     with pytest.raises(MnasError, match="no cache at"):
         load_dataset(proxy.dataset, 12, cache=str(tmp_path / "other"))

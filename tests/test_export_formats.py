@@ -22,9 +22,9 @@ def run(tmp_path_factory):
 def reference(run, tmp_path_factory):
     """The pytorch export (weights only) rebuilt from its arch string: what every other format must match."""
     out = tmp_path_factory.mktemp("ref") / "best.pt"
-    row, res = export_trial(run, 1, "pytorch", out, measure=True, runs=2)  # re-timed in torch eager
+    ranked, res = export_trial(run, 1, "pytorch", out, measure=True, runs=2)  # re-timed in torch eager
     blob = torch.load(out, map_location="cpu", weights_only=True)
-    assert blob["arch"] == row["arch"] and blob["num_classes"] == 10 and blob["resolution"] == 32
+    assert ranked.rank == 1 and blob["arch"] == ranked.trial.arch and blob["num_classes"] == 10 and blob["resolution"] == 32
     model = build(Architecture.parse(blob["arch"]), num_classes=blob["num_classes"]).eval()
     model.load_state_dict(blob["state_dict"])
     x = np.random.default_rng(7).standard_normal((1, 3, 32, 32)).astype(np.float32)
@@ -32,7 +32,7 @@ def reference(run, tmp_path_factory):
         y = model(torch.from_numpy(x)).numpy()
     assert res.max_abs_diff == 0 and y.shape == (1, 10)
     assert res.runtime == "torch" and res.measured.median_ms > 0 and res.measured.runs == 2
-    return row, x, y
+    return ranked, x, y
 
 
 def _run_file(fmt, path, x):
@@ -53,11 +53,11 @@ def _run_file(fmt, path, x):
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite", "torchscript"])
 def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tmp_path):
-    row, x, y = reference
+    ranked, x, y = reference
     out = tmp_path / f"best.{fmt}"
     # re-timing is exercised for pytorch (torch eager) above and for onnx through the CLI below
-    got_row, res = export_trial(run, 1, fmt, out, measure=False)
-    assert got_row["id"] == row["id"] and res.input_shape == (1, 3, 32, 32)
+    same, res = export_trial(run, 1, fmt, out, measure=False)
+    assert same.trial.id == ranked.trial.id and res.input_shape == (1, 3, 32, 32)
     got = _run_file(fmt, out, x)
     assert got.shape == y.shape
     np.testing.assert_allclose(got, y, rtol=1e-3, atol=1e-3 * float(np.abs(y).max()))
@@ -82,8 +82,8 @@ def test_export_by_trial_id_is_the_same_trial_as_its_rank(run, tmp_path):
 
     with Store(run, readonly=True) as store:
         second = ranked_trials(store, 2)[1]
-    row, _ = export_trial(run, None, "onnx", tmp_path / "t.onnx", measure=False, trial_id=second.id)
-    assert row["rank"] == 2 and row["id"] == second.id and row["arch"] == second.arch
+    ranked, _ = export_trial(run, None, "onnx", tmp_path / "t.onnx", measure=False, trial_id=second.id)
+    assert ranked.rank == 2 and ranked.trial.id == second.id and ranked.trial.arch == second.arch
     p = mnas("export", run, "--trial", "999", "--random-weights", "--out", tmp_path / "x.onnx", check=False)
     assert p.returncode == 2 and "no such trial" in p.stderr
 

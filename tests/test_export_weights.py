@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mnas.space import Architecture
-from mnas.train import ProxyConfig, load_proxy_data
+from mnas.train import TrainTask, load_proxy_data
 from mnas.train import checkpoint as ckpt
 from mnas.train.full import train_full
 from report_helpers import mnas, tiny_search
@@ -23,7 +23,7 @@ HAS_LITERT = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_
 
 def train(arch, out, **kw):
     """A checkpoint folder: ``arch`` at full width on digits at 16 px, one thread."""
-    cfg = ProxyConfig(**{"dataset": "digits", "resolution": 16, "width_multiplier": 1.0, "batch_size": 64,
+    cfg = TrainTask(**{"dataset": "digits", "resolution": 16, "width_multiplier": 1.0, "batch_size": 64,
                          "threads": 1, "device": "cpu", **kw})
     r = train_full(arch, load_proxy_data(cfg, cfg.seed), cfg, out, name="tiny")
     assert r.ok, r.error

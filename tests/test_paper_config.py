@@ -31,7 +31,7 @@ def make_imagenet_layout(root, per_class=8, size=72):
 def test_the_paper_config_runs_on_an_imagenet_layout_folder(tmp_path):
     folder = make_imagenet_layout(tmp_path / "imagenet")
     run = tmp_path / "run"
-    r = mnas("search", "-c", "configs/mnasnet-imagenet.yaml", "-o", run, "--set", f"proxy.dataset=imagefolder:{folder}",
+    r = mnas("search", run, "-c", "configs/mnasnet-imagenet.yaml", "--set", f"proxy.dataset=imagefolder:{folder}",
              "--set", "trials=2", "--set", "proxy.holdout=0.25", "--set", "executor.kind=local",
              "--set", "proxy.batch_size=8", "--set", "references=false", timeout=900)
     assert r.returncode == 0, r.stderr

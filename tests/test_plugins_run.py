@@ -60,7 +60,7 @@ def test_a_plugin_executor_runs_a_search_through_the_cli(tmp_path):
                      "train_limit": 128},
            "executor": {"kind": "toy"}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    r = mnas_with(root, "search", "--config", tmp_path / "cfg.yaml", "--out", tmp_path / "run")
+    r = mnas_with(root, "search", tmp_path / "run", "--config", tmp_path / "cfg.yaml")
     assert r.returncode == 0, r.stderr
     trials = json.loads(mnas_with(root, "trials", tmp_path / "run", "--json").stdout)
     assert len(trials) == 2 and {t["worker"] for t in trials} == {"toy-executor"}

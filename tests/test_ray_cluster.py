@@ -124,7 +124,7 @@ def ray_config(tmp_path, cluster, trials, **executor):
 
 
 def search(cluster, cfg, out, **kw):
-    return cluster.popen_in(cluster.head_ns, sys.executable, "-m", "mnas", "search", "--config", cfg, "--out", out,
+    return cluster.popen_in(cluster.head_ns, sys.executable, "-m", "mnas", "search", out, "--config", cfg,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

@@ -17,7 +17,7 @@ from mnas.store.query import ranked_trials
 from mnas.train.config import TrainConfig
 from search_helpers import mnas, tiny, write_config
 
-LR = TrainConfig(preset="cifar").lr  # the recipe's own, unless a test sets another
+LR = TrainConfig(recipe="cifar").lr  # the recipe's own, unless a test sets another
 RECIPE = ["--epochs", "2", "--set", "resolution=16", "--set", "batch_size=64", "--set", "train_limit=384",
           "--device", "cpu"]
 
@@ -26,7 +26,7 @@ RECIPE = ["--epochs", "2", "--set", "resolution=16", "--set", "batch_size=64", "
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
     cfg = write_config(root, tiny(trials=3))
-    r = mnas("search", cfg.parent / "exp", "-c", cfg)  # RUN, as report, retrain and export name it
+    r = mnas("search", cfg.parent / "exp", "-c", cfg)  # EXPERIMENT, as report, retrain and export name it
     assert r.returncode == 0, r.stderr
     for args, words in [((), "give the experiment directory"), ((root / "x", "-o", root / "y"), "give one")]:
         bad = mnas("search", *args, "-c", cfg)
@@ -37,7 +37,7 @@ def experiment(tmp_path_factory):
 def rows(directory, lr):
     """The retrained rows of the recipe with this learning rate, by label."""
     with Store(directory, readonly=True) as s:
-        return {r["label"]: r for r in s.retrained() if r["data"]["recipe"]["lr"] == lr}
+        return {r.label: r.to_dict() for r in s.retrained() if r.data["recipe"]["lr"] == lr}
 
 
 def test_retrain_records_top_trials_and_references(experiment, tmp_path):

@@ -35,11 +35,11 @@ def test_search_records_every_trial_with_reward(tmp_path):
 
 def test_trials_cli_json_and_second_run_refused(tmp_path):
     cfg = write_config(tmp_path, tiny(trials=2))
-    r = mnas("search", "--config", cfg, "--out", tmp_path / "run")
+    r = mnas("search", tmp_path / "run", "--config", cfg)
     assert r.returncode == 0, r.stderr
     records = json.loads(mnas("trials", tmp_path / "run", "--json").stdout)
     assert len(records) == 2 and {"arch", "status", "accuracy", "latency_ms", "reward"} <= records[0].keys()
-    again = mnas("search", "--config", cfg, "--out", tmp_path / "run")
+    again = mnas("search", tmp_path / "run", "--config", cfg)
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
@@ -61,8 +61,8 @@ def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
                             "reward": {"preset": "soft"}})
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mnas", "search", "--config", str(path), "--out",
-                             str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "mnas", "search", str(tmp_path / "killed"),
+                             "--config", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = tmp_path / "killed" / "experiment.db"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -80,7 +80,7 @@ def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     with sqlite3.connect(db) as c:
         before = c.execute("SELECT id, arch, status, reward FROM trials ORDER BY id").fetchall()
     assert 3 <= sum(s == "completed" for _, _, s, _ in before) < 8
-    r = mnas("search", "--config", path, "--out", tmp_path / "killed", "--resume")
+    r = mnas("search", tmp_path / "killed", "--config", path, "--resume")
     assert r.returncode == 0, r.stderr
     with Store(tmp_path / "killed", create=False) as store:
         after = store.trials()
@@ -107,7 +107,7 @@ def test_config_errors_name_the_key(tmp_path, change, needle):
     cfg = {**tiny(), **change}
     with pytest.raises(MnasError, match=needle):
         config_from_dict(cfg)
-    r = mnas("search", "--config", write_config(tmp_path, cfg), "--out", tmp_path / "x")
+    r = mnas("search", tmp_path / "x", "--config", write_config(tmp_path, cfg))
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -120,15 +120,15 @@ def test_shipped_configs_validate():
 
 def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tmp_path):
     cfg = tiny(trials=1)
-    r = mnas("search", "--config", write_config(tmp_path, cfg), "--out", tmp_path / "run")
+    r = mnas("search", tmp_path / "run", "--config", write_config(tmp_path, cfg))
     assert r.returncode == 0, r.stderr
     changed = write_config(tmp_path, {**cfg, "seed": 5}, "changed.yaml")
-    r = mnas("search", "--config", changed, "--out", tmp_path / "run", "--resume")
+    r = mnas("search", tmp_path / "run", "--config", changed, "--resume")
     assert r.returncode == 2 and "'seed' differs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "experiment.db").write_bytes(b"not a database at all" * 100)
-    for args, needle in [(["search", "--config", changed, "--out", tmp_path / "file"], "is a file"),
+    for args, needle in [(["search", tmp_path / "file", "--config", changed], "is a file"),
                          (["trials", tmp_path / "junk"], "not a usable experiment database")]:
         r = mnas(*args)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -118,13 +118,13 @@ def wait_for_holder(lock: Path, pid: int, timeout: float = 120) -> None:
 def test_a_second_writer_is_refused_naming_the_first_and_kill_9_frees_the_directory(tmp_path):
     run = tmp_path / "run"
     cfg = write_config(tmp_path, tiny(trials=1000))
-    holder = subprocess.Popen([sys.executable, "-m", "mnas", "search", "--config", str(cfg), "--out", str(run)],
+    holder = subprocess.Popen([sys.executable, "-m", "mnas", "search", str(run), "--config", str(cfg)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_holder(run / "experiment.lock", holder.pid)
         for extra in ([], ["--resume"]):
-            r = mnas("search", "--config", cfg, "--out", run, *extra)
-            assert one_line_error(r, f"in use by process {holder.pid} (mnas search --config"), r.stderr
+            r = mnas("search", run, "--config", cfg, *extra)
+            assert one_line_error(r, f"in use by process {holder.pid} (mnas search {run} --config"), r.stderr
         with pytest.raises(MnasError, match=f"in use by process {holder.pid} .* since 20"):
             Store(run, create=False)
         with Store(run, readonly=True) as reader:  # readers need no lock and do not wait for one
@@ -295,7 +295,7 @@ def test_a_config_that_would_fail_every_trial_is_refused_before_the_first(tmp_pa
 
 def test_the_cli_refuses_an_absurd_size_in_one_line_and_the_fixed_config_starts(tmp_path):
     cfg = write_config(tmp_path, tiny(**{"proxy.width_multiplier": 1e9}))
-    r = mnas("search", "--config", cfg, "--out", tmp_path / "run")
+    r = mnas("search", tmp_path / "run", "--config", cfg)
     assert one_line_error(r, "proxy.width_multiplier 1e+09")
     assert scripted_search(tmp_path / "run", [(0.5, 1.0)]).completed == 1  # the same --out, no --resume
 
@@ -369,7 +369,7 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_continues(tmp_path)
     plugin = install_plugin(tmp_path / "site", "filler", FILLER, {"mnas.executors": {"filler": "filler:Filler"}})
     cfg = write_config(tmp_path, tiny(trials=60, **{"executor.kind": "filler"}))
     with small_disk(tmp_path / "disk", "2m") as disk:
-        r = mnas_with(plugin, "search", "--config", cfg, "--out", disk / "run")
+        r = mnas_with(plugin, "search", disk / "run", "--config", cfg)
         last = r.stderr.strip().splitlines()[-1]  # after the progress bar of the trials that ran
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert last.startswith("error: disk full while writing") and last.endswith("continue with --resume")
@@ -377,7 +377,7 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_continues(tmp_path)
             before = {t.id: t.arch for t in store.trials(TrialStatus.COMPLETED)}
         assert 3 <= len(before) < 60
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-        r = mnas_with(plugin, "search", "--config", cfg, "--out", disk / "run", "--resume")
+        r = mnas_with(plugin, "search", disk / "run", "--config", cfg, "--resume")
         assert r.returncode == 0, r.stderr
         with Store(disk / "run", readonly=True) as store:
             after = store.trials()

@@ -47,7 +47,7 @@ def test_missing_path_and_unknown_dataset_exit_2(tmp_path, capsys):
     assert "not found" in err
     err = _one_line_error(capsys, ["train", "mnasnet-a1", "--dataset", "imagenet21k"])
     assert "unknown dataset" in err
-    assert "preset" in _one_line_error(capsys, ["train", "mnasnet-a1", "--preset", "slow"])
+    assert "recipe" in _one_line_error(capsys, ["train", "mnasnet-a1", "--recipe", "slow"])
     assert "greater than 0" in _one_line_error(capsys, ["train", "mnasnet-a1", "--epochs", "0"])
 
 

@@ -11,7 +11,7 @@ import torch
 from mnas import MnasError
 from mnas.space import Architecture, zoo
 from mnas.data import load_dataset
-from mnas.train import ProxyConfig, RMSpropTF, TrainConfig, train_architecture, train_proxy
+from mnas.train import TrainTask, RMSpropTF, TrainConfig, train_architecture, train_proxy
 from mnas.train.optim import lr_factor, param_groups
 
 TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")
@@ -51,7 +51,7 @@ def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():
     """The paper preset end to end (RMSProp TF, warm-up, staircase decay, EMA) on a small subset; at
     28 px A1's feature map reaches 1x1 and still trains."""
     data = load_dataset("animal-mnist", 28)
-    cfg = TrainConfig(preset="mnasnet-imagenet", epochs=0.5, batch_size=32, resolution=28, width_multiplier=0.35,
+    cfg = TrainConfig(recipe="mnasnet-imagenet", epochs=0.5, batch_size=32, resolution=28, width_multiplier=0.35,
                       threads=1, train_limit=256, device="cpu")
     assert cfg.optimizer == "rmsprop" and cfg.ema_decay == 0.9999 and cfg.peak_lr == pytest.approx(0.016 / 8)
     r = train_proxy(zoo.get("mnasnet-a1"), data, cfg)
@@ -59,11 +59,11 @@ def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():
 
 
 def test_preset_fields_and_overrides():
-    cfg = TrainConfig(preset="mnasnet-imagenet", batch_size=1024, epochs=3)
+    cfg = TrainConfig(recipe="mnasnet-imagenet", batch_size=1024, epochs=3)
     assert cfg.peak_lr == pytest.approx(0.064) and cfg.epochs == 3 and cfg.warmup_epochs == 5
     assert (cfg.decay_rate, cfg.decay_epochs, cfg.label_smoothing, cfg.weight_decay) == (0.97, 2.4, 0.1, 1e-5)
-    assert TrainConfig().preset == "fast" and TrainConfig().resolution == 28
-    with pytest.raises(MnasError, match="preset: unknown training preset"):
+    assert TrainConfig().recipe == "fast" and TrainConfig().resolution == 28
+    with pytest.raises(MnasError, match="recipe: unknown training recipe"):
         TrainConfig(preset="nope")
     with pytest.raises(MnasError, match="optimizer"):
         TrainConfig(optimizer="lion")
@@ -74,18 +74,18 @@ def test_preset_fields_and_overrides():
 
 
 def test_proxy_config_takes_the_presets_values_unless_set():
-    paper = ProxyConfig(preset="mnasnet-imagenet")
+    paper = TrainTask(recipe="mnasnet-imagenet")
     assert (paper.resolution, paper.width_multiplier, paper.epochs, paper.batch_size) == (224, 1.0, 5, 256)
     assert paper.model_dump()["optimizer"] == "rmsprop" and paper.dataset == "animal-mnist"
-    assert ProxyConfig(preset="mnasnet-imagenet", resolution=32).resolution == 32
-    assert ProxyConfig().preset == "fast" and ProxyConfig().lr == 0.05
+    assert TrainTask(recipe="mnasnet-imagenet", resolution=32).resolution == 32
+    assert TrainTask().recipe == "fast" and TrainTask().lr == 0.05
     # a config file's explicit null means "the preset's value", like leaving the key out
-    assert ProxyConfig.model_validate({"preset": "mnasnet-imagenet", "lr": None}).lr == 0.016
-    assert ProxyConfig.default("epochs") is None and TrainConfig.default("threads") == 1
+    assert TrainTask.model_validate({"recipe": "mnasnet-imagenet", "lr": None}).lr == 0.016
+    assert TrainTask.default("epochs") is None and TrainConfig.default("threads") == 1
 
 
 def test_train_architecture_uses_the_trial_seed_for_split_and_init():
-    proxy = ProxyConfig(dataset="digits", epochs=1, batch_size=32, resolution=8, width_multiplier=1.0,
+    proxy = TrainTask(dataset="digits", epochs=1, batch_size=32, resolution=8, width_multiplier=1.0,
                         device="cpu", seed=0)
     r = train_architecture(TINY, proxy, seed=5)
     direct = train_proxy(TINY, load_dataset("digits", 8, seed=5), TrainConfig(**{
@@ -155,10 +155,10 @@ def test_the_paper_recipe_trains_each_zoo_model_with_its_own_dropout():
 
     data = load_dataset("digits", 16)
     for name, expected in (("mnasnet-small", 0.0), ("mnasnet-a1", 0.2)):
-        run = build_run(zoo.get(name), data, TrainConfig(preset="mnasnet-imagenet", resolution=16,
+        run = build_run(zoo.get(name), data, TrainConfig(recipe="mnasnet-imagenet", resolution=16,
                                                           width_multiplier=0.25, batch_size=32), torch.device("cpu"))
         assert run.model.dropout.p == expected, name
-    fixed = build_run(zoo.get("mnasnet-small"), data, TrainConfig(preset="mnasnet-imagenet", dropout=0.3,
+    fixed = build_run(zoo.get("mnasnet-small"), data, TrainConfig(recipe="mnasnet-imagenet", dropout=0.3,
                                                                    resolution=16, width_multiplier=0.25),
                       torch.device("cpu"))
     assert fixed.model.dropout.p == 0.3  # a set value wins over the model's own

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas import MnasError
-from mnas.search.config import ExperimentConfig, config_from_dict, load_config
+from mnas.search.config import ExperimentConfig, config_from_dict, load_config, stored_config
 from mnas.store import Store, Trial, TrialStatus
 
 __all__ = ["Experiment", "search", "open_experiment", "measure", "train", "architecture", "build"]
@@ -37,7 +37,7 @@ class Experiment:
     @property
     def config(self) -> ExperimentConfig:
         with self._store() as store:
-            return config_from_dict(store.get_meta("config"), f"{self.dir} (stored config)")
+            return stored_config(store)
 
     def trials(self, as_frame: bool = True, status: TrialStatus | str | None = None) -> Any:
         """Every trial (or those with ``status``): a pandas DataFrame indexed by trial id when pandas is
@@ -135,10 +135,10 @@ def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = 
 
 
 def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any):
-    """Proxy-train an architecture; ``proxy``: any ProxyConfig field (preset, epochs, resolution, ...)."""
-    from mnas.train import ProxyConfig, train_architecture
+    """Proxy-train an architecture; ``proxy``: any TrainTask field (preset, epochs, resolution, ...)."""
+    from mnas.train import TrainTask, train_architecture
 
-    return train_architecture(_arch(arch), ProxyConfig(dataset=dataset, **proxy), seed)
+    return train_architecture(_arch(arch), TrainTask(dataset=dataset, **proxy), seed)
 
 
 def _arch(arch: Any):

@@ -6,6 +6,7 @@ its options' defaults from the schema, configs are validated by it, and the stor
 
 from __future__ import annotations
 
+import warnings
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -65,3 +66,19 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         raise MnasError(validation_message(e, source)) from None
     finally:
         _depth.reset(token)
+
+
+def renamed(data: Any, renames: dict[str, str], where: str) -> Any:
+    """``data`` with each deprecated key of ``renames`` (old -> new) moved to its new name, and a
+    ``FutureWarning`` (shown to users by default) for each. Old keys are read for one release; where both
+    are given, the new one wins."""
+    if not isinstance(data, dict) or not renames.keys() & data.keys():
+        return data
+    data = dict(data)
+    for old, new in renames.items():
+        if old in data:
+            value = data.pop(old)
+            warnings.warn(f"{where}: '{old}' is deprecated, write '{new}' (read until the next release)",
+                          FutureWarning, stacklevel=2)
+            data.setdefault(new, value)
+    return data

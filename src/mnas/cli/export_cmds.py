@@ -1,4 +1,4 @@
-"""``mnas export [RUN] [--rank K | --trial ID] [--weights DIR|CKPT | --random-weights] --format F --out FILE``."""
+"""``mnas export [EXPERIMENT] [--rank K | --trial ID] [--weights DIR|CKPT | --random-weights] --format F --out FILE``."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def check_choice(directory: Path | None, rank: int | None, trial: int | None, we
         raise MnasError("give --weights DIR|CKPT or --random-weights, not both")
     if directory is None:
         if weights is None:
-            raise MnasError("nothing to export: give a checkpoint with --weights DIR|CKPT (mnas train ... --out DIR),"
-                            " or an experiment directory and a trial (mnas export RUN --rank K --weights ...)")
+            raise MnasError("nothing to export: give a checkpoint with --weights DIR|CKPT (mnas train ... --dir DIR),"
+                            " or an experiment directory and a trial (mnas export EXPERIMENT --rank K --weights ...)")
         if rank is not None or trial is not None:
             raise MnasError("--rank and --trial pick a trial of an experiment: give its directory too "
-                            "(mnas export RUN --trial ID --weights ...)")
+                            "(mnas export EXPERIMENT --trial ID --weights ...)")
     elif weights is None and not random_weights:
         raise MnasError(f"{directory}: the search trained only a small proxy, so there are no weights to export: "
                         "give a trained checkpoint of this architecture with --weights DIR|CKPT, or export it "
@@ -45,14 +45,14 @@ def check_choice(directory: Path | None, rank: int | None, trial: int | None, we
 
 
 @app.command("export")
-def export(directory: Optional[Path] = typer.Argument(None, metavar="RUN",
+def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT",
                                                      help="experiment directory (optional with --weights)"),
            rank: Optional[int] = typer.Option(None, "--rank", min=1, help="1 (default) = the highest reward, "
                                               "as in mnas report"),
            trial: Optional[int] = typer.Option(None, "--trial", min=1, help="a trial id (mnas trials) instead "
                                                "of a rank"),
            weights: Optional[Path] = typer.Option(None, "--weights", help="a training checkpoint, or the folder "
-                                                  "of mnas train --out (its best.pt): architecture, classes, "
+                                                  "of mnas train --dir (its best.pt): architecture, classes, "
                                                   "channels and resolution come from it"),
            random_weights: bool = typer.Option(False, "--random-weights", help="export the trial freshly "
                                                "initialised (for timing only: its predictions mean nothing)"),
@@ -78,14 +78,14 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="RUN",
     check_choice(directory, rank, trial, weights, random_weights)
     kw = dict(measure=measure, runs=runs, verify=verify, dataset=dataset, verify_limit=verify_limit)
     if directory is None:
-        row, res = None, export_checkpoint(weights, fmt, out, **kw)
+        ranked, res = None, export_checkpoint(weights, fmt, out, **kw)
     else:
-        row, res = export_trial(directory, rank, fmt, out, trial_id=trial, weights=weights, **kw)
+        ranked, res = export_trial(directory, rank, fmt, out, trial_id=trial, weights=weights, **kw)
     d = res.to_dict()
     if json:
         print_json(d)
     else:
-        _print(console, row, res, d)
+        _print(console, ranked, res, d)
     if not res.parity_ok:
         p = res.parity
         _console_err().print(f"[red]the {res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
@@ -98,10 +98,11 @@ def _console_err():
     return Console(stderr=True)
 
 
-def _print(console, row, res, d) -> None:
-    if row is not None:
-        console.print(f"rank {row['rank']}: trial {row['id']}, accuracy {_num(row['accuracy'], '.4f')} (proxy), "
-                      f"reward {_num(row['reward'], '.4f')}")
+def _print(console, ranked, res, d) -> None:
+    if ranked is not None:
+        t = ranked.trial
+        console.print(f"rank {ranked.rank}: trial {t.id}, accuracy {_num(t.accuracy, '.4f')} (proxy), "
+                      f"reward {_num(t.reward, '.4f')}")
     console.print(f"architecture: {res.arch}")
     console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "
                   f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes; metadata in {res.sidecar}")
@@ -120,10 +121,10 @@ def _print(console, row, res, d) -> None:
         searched = d.get("search_backend")
         line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
                 f"{m.runs} runs, cv {m.cv:.3f})")
-        if row is None:
+        if ranked is None:
             console.print(line)
             return
-        console.print(f"{line} vs searched {_num(row['latency_ms'], '.3f')} ms (backend {searched})")
+        console.print(f"{line} vs searched {_num(ranked.trial.latency_ms, '.3f')} ms (backend {searched})")
         prefix = (searched or "").split(":")[0].lower()
         if {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) != res.runtime:
             console.print(f"[yellow]note[/]: the search timed with {searched}, this file runs in "

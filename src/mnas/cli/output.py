@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -37,3 +38,12 @@ def configure_logging(level: str, stream=None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S",
                         force=True, stream=stream)
     logging.getLogger("mnas").setLevel(level.upper())
+
+
+def deprecated_option(old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a renamed option: the old name's when it was given (with a warning on stderr), else the
+    new one's. Old names are read for one release."""
+    if old_value is None:
+        return new_value
+    print(f"warning: {old} is deprecated, use {new} (read until the next release)", file=sys.stderr)
+    return old_value

@@ -56,15 +56,16 @@ def _print_retrained(console, r: dict) -> None:
 
 
 @app.command("report")
-def report(directory: Path = typer.Argument(..., help="experiment directory (mnas search --out DIR)"),
+def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="experiment directory (mnas search "
+                                            "EXPERIMENT)"),
            json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
            top: int = typer.Option(10, "--top", "-n", min=1, help="architectures in the top table"),
            target: Optional[List[float]] = typer.Option(None, "--target", help="latency target in ms "
                                                         "(repeatable; default 0.5, 0.75, 1, 1.5, 2 x T)"),
            compare: Optional[List[Path]] = typer.Option(None, "--compare", help="another experiment to overlay "
                                                         "in the latency histogram (repeatable)"),
-           plots: bool = typer.Option(True, "--plots/--no-plots", help="write DIR/plots/*.png"),
-           html: bool = typer.Option(True, "--html/--no-html", help="write DIR/report.html"),
+           plots: bool = typer.Option(True, "--plots/--no-plots", help="write EXPERIMENT/plots/*.png"),
+           html: bool = typer.Option(True, "--html/--no-html", help="write EXPERIMENT/report.html"),
            html_rows: int = typer.Option(1000, "--html-rows", min=1, help="trials listed in report.html")) -> None:
     """Top architectures, Pareto front, counts, best under latency targets; plots and report.html."""
     from mnas.report.build import make_report

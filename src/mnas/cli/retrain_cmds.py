@@ -1,38 +1,46 @@
-"""``mnas retrain RUN``: the search's best architectures and reference models trained in full, side by side."""
+"""``mnas retrain EXPERIMENT``: the search's best architectures and reference models trained in full, side by side."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from mnas import MnasError
-from mnas.cli.output import console, print_json, table
+from mnas.cli.output import console, deprecated_option, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.cli.overrides import parse_sets
+from mnas.retrain.config import RetrainConfig
+from mnas.train.config import TrainConfig
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
 @app.command("retrain")
-def retrain(directory: Path = typer.Argument(..., help="experiment directory (mnas search --out DIR)"),
-            top: int = typer.Option(3, "--top", min=0, help="the K best completed trials by reward"),
+def retrain(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="experiment directory (mnas search "
+                                            "EXPERIMENT)"),
+            top: int = typer.Option(RetrainConfig.default("top"), "--top", min=0,
+                                    help=RetrainConfig.model_fields["top"].description),
             trials: Optional[str] = typer.Option(None, "--trials", help="more trial ids, comma-separated "
                                                  "(e.g. a latency-spanning set to measure the proxy's ranking)"),
-            spread_n: int = typer.Option(0, "--spread", min=0, help="N more completed trials spanning the "
-                                         "latency range: the set the proxy's Kendall tau is measured on"),
-            references: str = typer.Option("mobilenet-v2@0.5,mobilenet-v2@0.75,mobilenet-v2@1.0,mnasnet-a1",
-                                           "--references", help="zoo models NAME[@WIDTH], comma-separated; "
-                                           "'none' for none"),
-            preset: str = typer.Option("cifar", "--preset", help="the training recipe for every model"),
-            epochs: Optional[float] = typer.Option(None, "--epochs", help="default: the preset's"),
+            spread_n: int = typer.Option(RetrainConfig.default("spread"), "--spread", min=0,
+                                         help=RetrainConfig.model_fields["spread"].description),
+            references: str = typer.Option(",".join(RetrainConfig.default("references")), "--references",
+                                           help="zoo models NAME[@WIDTH], comma-separated; 'none' for none"),
+            recipe: str = typer.Option(RetrainConfig.default("recipe"), "--recipe",
+                                       help=RetrainConfig.model_fields["recipe"].description),
+            preset: Optional[str] = typer.Option(None, "--preset", hidden=True, help="deprecated: --recipe"),
+            epochs: Optional[float] = typer.Option(None, "--epochs", help="default: the recipe's"),
             dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="default: the search's proxy "
                                                   "dataset, evaluated on its own test/val split"),
             cache: Optional[str] = typer.Option(None, "--cache", help="a data cache folder (default for an "
-                                                "image folder: RUN/retrain/data-<res>px)"),
-            threads: int = typer.Option(1, "--threads", min=1, help="torch threads per training"),
-            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N] (training)"),
+                                                "image folder: EXPERIMENT/retrain/data-<res>px)"),
+            threads: int = typer.Option(TrainConfig.default("threads"), "--threads", min=1,
+                                        help="torch threads per training"),
+            device: str = typer.Option(TrainConfig.default("device"), "--device",
+                                       help=TrainConfig.model_fields["device"].description),
             sets: List[str] = typer.Option([], "--set", help="KEY=VALUE recipe override (TrainConfig field), "
                                            "e.g. --set lr=0.05 (repeatable)"),
             measure: bool = typer.Option(True, "--measure/--no-measure", help="time each model with the "
@@ -47,35 +55,37 @@ def retrain(directory: Path = typer.Argument(..., help="experiment directory (mn
     """Train the top-K searched architectures and reference models under one recipe (resumable)."""
     from mnas.retrain.workflow import retrain as run_retrain
 
+    recipe = deprecated_option("--preset", preset, "--recipe", recipe)
     ids = [_trial_id(t) for t in (trials or "").split(",") if t.strip()]
     refs = [] if references.strip().lower() in ("", "none") else [r for r in references.split(",") if r.strip()]
     overrides = {**parse_sets(sets), "threads": threads, "device": device}
     if epochs is not None:
         overrides["epochs"] = epochs
 
-    def event(kind: str, row: dict) -> None:
+    def event(kind: str, row) -> None:
         if json:
             return
         if kind == "proxy":
-            console.print(f"{row['label']}: proxy accuracy {row['proxy_accuracy']:.4f}")
+            console.print(f"{row.label}: proxy accuracy {row.proxy_accuracy:.4f}")
         elif kind == "timed":
-            runs = ", ".join(f"{r['latency_ms']:.3f}" for r in row["data"]["latency_runs"])
-            console.print(f"{row['label']}: {row['latency_ms']:.3f} ms median (all timings: {runs} ms; load "
-                          f"{row['data']['latency_runs'][-1]['load']})")
+            runs = ", ".join(f"{r['latency_ms']:.3f}" for r in row.data["latency_runs"])
+            console.print(f"{row.label}: {row.latency_ms:.3f} ms median (all timings: {runs} ms; load "
+                          f"{row.data['latency_runs'][-1]['load']})")
         elif kind == "skip":
-            console.print(f"{row['label']}: done already (top-1 {row['top1']:.4f}), skipped")
+            console.print(f"{row.label}: done already (top-1 {row.top1:.4f}), skipped")
         elif kind == "start":
-            lat = f"{row['latency_ms']:.3f} ms" if row.get("latency_ms") is not None else "latency not measured"
-            console.print(f"{row['label']}: {lat}; training into {row['checkpoint']}")
+            lat = f"{row.latency_ms:.3f} ms" if row.latency_ms is not None else "latency not measured"
+            console.print(f"{row.label}: {lat}; training into {row.checkpoint}")
         else:
-            console.print(f"{row['label']}: {row['status']}, top-1 {row.get('top1') or 0:.4f} after "
-                          f"{row.get('epochs')} epochs" + (f" ({row['error']})" if row.get("error") else ""))
+            console.print(f"{row.label}: {row.status}, top-1 {row.top1 or 0:.4f} after {row.epochs} epochs"
+                          + (f" ({row.error})" if row.error else ""))
 
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
-        rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, preset=preset, dataset=dataset,
+        rows = run_retrain(directory, top=top, trial_ids=ids, references=refs, recipe=recipe, dataset=dataset,
                            cache=cache, overrides=overrides, measure=measure, event=event, dry_run=dry_run,
                            remeasure=remeasure, spread_n=spread_n, score_proxy=score_proxy,
                            progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
+    rows = [asdict(r) if dry_run else r.to_dict() for r in rows]
     if json:
         print_json([{k: v for k, v in r.items() if k != "data"} for r in rows])
         return

@@ -11,7 +11,7 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import configure_logging
-from mnas.cli.output import console, print_json, table
+from mnas.cli.output import console, deprecated_option, print_json, table
 from mnas.cli.overrides import parse_sets
 from mnas.cli.progress import progress_bar
 from mnas.run.trial import phases
@@ -20,12 +20,12 @@ app = typer.Typer()  # this module's commands; cli/main.py adds them to the root
 
 
 @app.command("search")
-def search(run_dir: Optional[Path] = typer.Argument(None, metavar="RUN", help="experiment directory: a new or "
-                                                    "empty one, or the one to --resume (one search at a time); the "
-                                                    "RUN of mnas report, retrain, export"),
+def search(experiment: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT", help="experiment directory: a "
+                                                       "new or empty one, or the one to --resume (one search at a "
+                                                       "time); the EXPERIMENT of mnas report, retrain, export"),
            config: Path = typer.Option(..., "--config", "-c", help="experiment YAML (see configs/)"),
-           out: Optional[Path] = typer.Option(None, "--out", "-o", help="the same as RUN (either one)"),
-           resume: bool = typer.Option(False, "--resume", help="continue the experiment in RUN"),
+           out: Optional[Path] = typer.Option(None, "--out", "-o", hidden=True, help="deprecated: EXPERIMENT"),
+           resume: bool = typer.Option(False, "--resume", help="continue the experiment in EXPERIMENT"),
            retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run failed trials"),
            trials: Optional[int] = typer.Option(None, "--trials", min=1, help="total trial budget"),
            strategy: Optional[str] = typer.Option(None, "--strategy", help="ppo, random, evolution, ..."),
@@ -42,14 +42,14 @@ def search(run_dir: Optional[Path] = typer.Argument(None, metavar="RUN", help="e
     overrides = {k: v for k, v in {"trials": trials, "strategy.name": strategy, "seed": seed}.items()
                  if v is not None}
     overrides.update(parse_sets(sets))
+    if experiment is not None and out is not None and experiment != out:
+        raise MnasError(f"two experiment directories: EXPERIMENT {experiment} and --out {out}; give one")
+    out = deprecated_option("--out", out, "the positional EXPERIMENT", experiment)
     cfg = load_config(config, overrides)
     if dry_run:
         return _dry_run(cfg, json)
-    if run_dir is not None and out is not None and run_dir != out:
-        raise MnasError(f"two experiment directories: RUN {run_dir} and --out {out}; give one")
-    out = run_dir or out
     if out is None:
-        raise MnasError("give the experiment directory: mnas search RUN --config FILE (or --out RUN)")
+        raise MnasError("give the experiment directory: mnas search EXPERIMENT --config FILE")
     if not sys.stdout.isatty():  # nohup, a cluster job: a log line per finished trial instead of a bar,
         # on stdout with the rest of the search's output (stderr keeps only errors: one line each)
         level = min(logging.getLogger("mnas").getEffectiveLevel(), logging.INFO)
@@ -137,7 +137,7 @@ def _show_top(out: Path, k: int) -> None:
 
 
 @app.command("trials")
-def trials_cmd(out: Path = typer.Argument(..., help="experiment directory"),
+def trials_cmd(out: Path = typer.Argument(..., metavar="EXPERIMENT", help="experiment directory"),
                json: bool = typer.Option(False, "--json")) -> None:
     """Every trial of an experiment."""
     from mnas.store import Store

@@ -8,9 +8,9 @@ from typing import Any, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.output import console, print_json, table
+from mnas.cli.output import console, deprecated_option, print_json, table
 from mnas.cli.progress import progress_bar
-from mnas.train import ProxyConfig, TrainConfig
+from mnas.train import TrainTask, TrainConfig
 from mnas.train.recipes import BASE
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
@@ -21,14 +21,14 @@ app.add_typer(data_app, name="data")
 
 def _option(field: str, *names: str) -> Any:
     """A typer option whose default and help come from the schema's field."""
-    help_text = ProxyConfig.model_fields[field].description or ""
+    help_text = TrainTask.model_fields[field].description or ""
     if field in BASE:
-        help_text = f"{help_text}; default: the preset's" if help_text else "default: the preset's"
-    return typer.Option(ProxyConfig.default(field), *names, help=help_text)
+        help_text = f"{help_text}; default: the recipe's" if help_text else "default: the recipe's"
+    return typer.Option(TrainTask.default(field), *names, help=help_text)
 
 
 def _holdout_option() -> Any:
-    return typer.Option(None, "--holdout", help=ProxyConfig.model_fields["holdout"].description)
+    return typer.Option(None, "--holdout", help=TrainTask.model_fields["holdout"].description)
 
 
 def _count_or_fraction(text: str | None) -> int | float | None:
@@ -44,7 +44,8 @@ def _count_or_fraction(text: str | None) -> int | float | None:
 @app.command("train")
 def train(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
           dataset: str = _option("dataset", "--dataset", "-d"),
-          preset: str = _option("preset", "--preset"),
+          recipe: str = _option("recipe", "--recipe"),
+          preset: Optional[str] = typer.Option(None, "--preset", hidden=True, help="deprecated: --recipe"),
           epochs: Optional[float] = _option("epochs", "--epochs"),
           resolution: Optional[int] = _option("resolution", "--resolution"),
           width_multiplier: Optional[float] = _option("width_multiplier", "--width-multiplier", "-w"),
@@ -59,22 +60,27 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
           device: str = _option("device", "--device"),
           amp: str = _option("amp", "--amp"),
           compile_model: bool = _option("compile", "--compile/--no-compile"),
-          out: Optional[Path] = typer.Option(None, "--out", "-o", help="a folder to train into: a checkpoint "
-                                             "after every epoch (last.pt, best.pt), history.json/.csv"),
-          resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last epoch"),
+          into: Optional[Path] = typer.Option(None, "--dir", help="a folder to train into: a checkpoint after "
+                                              "every epoch (last.pt, best.pt), history.json/.csv"),
+          out: Optional[Path] = typer.Option(None, "--out", "-o", hidden=True, help="deprecated: --dir"),
+          resume: bool = typer.Option(False, "--resume", help="continue the training in --dir from its last "
+                                      "epoch"),
           json: bool = typer.Option(False, "--json")) -> None:
-    """Train an architecture and report validation top-1; with --out, checkpointed and resumable."""
+    """Train an architecture and report validation top-1; with --dir, checkpointed and resumable."""
     from mnas.space import resolve_arch
     from mnas.train import load_proxy_data, train_proxy
 
+    recipe = deprecated_option("--preset", preset, "--recipe", recipe)
+    out = deprecated_option("--out", out, "--dir", into)
+
     label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
-    cfg = ProxyConfig(dataset=dataset, preset=preset, epochs=epochs, resolution=resolution,
+    cfg = TrainTask(dataset=dataset, recipe=recipe, epochs=epochs, resolution=resolution,
                       width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
                       threads=threads, device=device, amp=amp, compile=compile_model)
     data = load_proxy_data(cfg, cfg.seed)
     if resume and out is None:
-        raise MnasError("--resume continues a run in a folder: give it with --out DIR")
+        raise MnasError("--resume continues a training in a folder: give it with --dir DIR")
     if out is not None:
         _train_into(label, arch, data, cfg, out, resume, json)
         return
@@ -82,7 +88,7 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
             "resolution": cfg.resolution, "width_multiplier": cfg.width_multiplier,
-            "batch_size": cfg.batch_size, "preset": cfg.preset}
+            "batch_size": cfg.batch_size, "recipe": cfg.recipe}
     if json:
         print_json(info)
     else:
@@ -94,7 +100,7 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         raise typer.Exit(1)
 
 
-def _train_into(label: str, arch, data, cfg: ProxyConfig, out: Path, resume: bool, json: bool) -> None:
+def _train_into(label: str, arch, data, cfg: TrainTask, out: Path, resume: bool, json: bool) -> None:
     from mnas.train.full import train_full
 
     with progress_bar(f"training {label}", detail="loss {task.fields[loss]}") as update:
@@ -130,7 +136,7 @@ def data_list(json: bool = typer.Option(False, "--json")) -> None:
 @data_app.command("show")
 def data_show(spec: str = typer.Argument(..., help="a dataset spec, e.g. animal-mnist or npz:PATH"),
               resolution: int = typer.Option(TrainConfig().resolution, "--resolution",
-                                             help="default: the default preset's"),
+                                             help="default: the default recipe's"),
               holdout: Optional[str] = _holdout_option(),
               seed: int = _option("seed", "--seed"),
               json: bool = typer.Option(False, "--json")) -> None:
@@ -143,7 +149,9 @@ def data_show(spec: str = typer.Argument(..., help="a dataset spec, e.g. animal-
 @data_app.command("cache")
 def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefolder:PATH"),
                resolution: int = typer.Option(..., "--resolution", help="the proxy resolution to store"),
-               out: str = typer.Option(..., "--out", help="the cache folder to create (proxy.cache / --cache)"),
+               into: Optional[str] = typer.Option(None, "--dir", help="the cache folder to create (proxy.cache / "
+                                                  "--cache)"),
+               out: Optional[str] = typer.Option(None, "--out", hidden=True, help="deprecated: --dir"),
                holdout: Optional[str] = _holdout_option(),
                seed: int = _option("seed", "--seed"),
                workers: int = _option("workers", "--workers"),
@@ -153,6 +161,9 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
     from mnas.data import Stream, build_cache, load_dataset
     from mnas.data.cache import is_cache
 
+    out = deprecated_option("--out", out, "--dir", into)
+    if out is None:
+        raise MnasError("give the cache folder to create: --dir DIR")
     if is_cache(out):
         raise MnasError(f"{out} is a cache already: delete it to rebuild it")
     data = load_dataset(spec, resolution, _count_or_fraction(holdout), seed)

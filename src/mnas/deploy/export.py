@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from mnas.latency.onnxruntime_backend import OnnxRuntimeBackend
 from mnas.latency.torch_backend import TorchBackend
 from mnas.model.export import check_format
 from mnas.deploy.parity import MAX_DIFF_POINTS, validation_data, verify_top1
+
+if TYPE_CHECKING:
+    from mnas.store.query import RankedTrial
 
 log = logging.getLogger(__name__)
 
@@ -290,34 +293,35 @@ def export_checkpoint(weights: str | Path, fmt: str, out: str | Path, measure: b
 def export_trial(directory: str | Path, rank: int | None, fmt: str, out: str | Path, measure: bool = True,
                  runs: int | None = None, trial_id: int | None = None, weights: str | Path | None = None,
                  verify: bool | None = None, dataset: str | None = None,
-                 verify_limit: int | None = None) -> tuple[dict[str, Any], ExportResult]:
+                 verify_limit: int | None = None) -> tuple[RankedTrial, ExportResult]:
     """Export the completed trial at ``rank`` (or with id ``trial_id``) of an experiment, with the checkpoint
-    ``weights`` of that architecture (else freshly initialised); returns (trial row, result). Latency
+    ``weights`` of that architecture (else freshly initialised); returns (the trial, the result). Latency
     settings: the search's, at the checkpoint's resolution, channels and classes."""
-    from mnas.report.summary import open_store, trial_by_id, trial_by_rank
+    from mnas.store import Store
+    from mnas.store.query import trial_by_id, trial_by_rank
     from mnas.train import checkpoint as ckpt
 
-    directory = Path(directory)
-    with open_store(directory) as store:
-        row = trial_by_id(store, trial_id) if trial_id is not None else trial_by_rank(store, rank or 1)
-        latency = store.get_meta("latency") or {}
+    with Store(directory, readonly=True) as store:
+        ranked = trial_by_id(store, trial_id) if trial_id is not None else trial_by_rank(store, rank or 1)
+        latency = store.meta().latency
+    trial = ranked.trial
     searched = settings = LatencySettings.from_dict(latency.get("settings") or {})
     blob, name = None, ""
     if weights is not None:
         blob = read_checkpoint(weights)
         meta = ckpt.info(blob)
-        if meta.arch != row["arch"]:
-            raise MnasError(f"{blob['path']} holds {meta.name} ({_short(meta.arch)}), not trial {row['id']}'s "
-                            f"architecture ({_short(row['arch'])}): train that one (mnas train ARCH --out DIR) or "
+        if meta.arch != trial.arch:
+            raise MnasError(f"{blob['path']} holds {meta.name} ({_short(meta.arch)}), not trial {trial.id}'s "
+                            f"architecture ({_short(trial.arch)}): train that one (mnas train ARCH --dir DIR) or "
                             "export the checkpoint alone (mnas export --weights PATH)")
         settings, name = checkpoint_settings(blob, settings), meta.name
     settings = _with_runs(settings, runs)
-    res = export_arch(row["arch"], fmt, out, settings, latency.get("backend"), blob, measure, verify, dataset,
-                      verify_limit, name or f"trial {row['id']}")
-    res.info.update({"trial": row["id"], "rank": row["rank"], "searched_latency_ms": row["latency_ms"],
+    res = export_arch(trial.arch, fmt, out, settings, latency.get("backend"), blob, measure, verify, dataset,
+                      verify_limit, name or f"trial {trial.id}")
+    res.info.update({"trial": trial.id, "rank": ranked.rank, "searched_latency_ms": trial.latency_ms,
                      "search_backend": latency.get("backend"), "searched_resolution": searched.resolution,
                      "settings": settings.to_dict()})
-    return row, res
+    return ranked, res
 
 
 def _with_runs(settings: LatencySettings, runs: int | None) -> LatencySettings:

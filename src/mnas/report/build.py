@@ -18,7 +18,7 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
     with open_store(directory) as store:
         table = trial_table(store)
         summary = summarize(store, table, top=top, targets=targets)
-        retrained = summarize_retrained(store.retrained())
+        retrained = summarize_retrained([r.to_dict() for r in store.retrained()])
         if retrained:  # absent for an experiment nothing was retrained in
             summary["retrained"] = retrained
         others = []
@@ -32,12 +32,12 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
                                                       "beta", "best")} for _, _, s in others]
         if plots or html:
             from mnas.report.plots import write_plots
-            space = store.get_meta("space") or {}
+            meta = store.meta()
             paths = write_plots(directory / "plots", table, summary["target_ms"], store.diagnostics(),
                                 token_matrix(store), label=_label(directory, summary),
                                 compare=[(lbl, t, s["target_ms"]) for lbl, t, s in others],
-                                references=store.get_meta("references") or [],
-                                cardinalities=[len(d["choices"]) for d in space.get("decisions", [])],
+                                references=meta.references,
+                                cardinalities=[len(d["choices"]) for d in meta.space.get("decisions", [])],
                                 formats=formats)
             if retrained:
                 from mnas.report.retrained_plots import write_retrained_plots

@@ -1,4 +1,4 @@
-"""DIR/report.html: one file with everything inside (plots as base64 PNGs, a table sortable by plain inline JS),
+"""EXPERIMENT/report.html: one file with everything inside (plots as base64 PNGs, a table sortable by plain inline JS),
 so it can be mailed or attached to an issue and still open offline.
 
 The markup lives in ``templates/report.html.j2``; Jinja2 autoescapes every value put into it, so an

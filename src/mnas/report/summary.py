@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mnas import MnasError, __version__
+from mnas import __version__
 from mnas.report.pareto import best_under, pareto_front
 from mnas.store import TrialStatus
 from mnas.store.query import TrialTable, best_trial, trial_table
@@ -24,12 +24,10 @@ def open_store(directory: str | Path) -> Store:
 
 def search_info(store: Store) -> dict[str, Any]:
     """Reward parameters and latency backend/settings recorded by the search (None where absent)."""
-    config = store.get_meta("config") or {}
-    reward = dict(store.get_meta("reward") or config.get("reward") or {})
-    target = store.get_meta("target_ms")
-    if target is None:
-        target = reward.get("target_ms")
-    latency = store.get_meta("latency") or {}
+    meta = store.meta()
+    config, latency = meta.config, meta.latency
+    reward = dict(meta.reward or config.get("reward") or {})
+    target = meta.target_ms if meta.target_ms is not None else reward.get("target_ms")
     return {"target_ms": float(target) if target is not None else None,
             "alpha": reward.get("alpha"), "beta": reward.get("beta"),
             "backend": latency.get("backend"), "latency_settings": latency.get("settings") or {},
@@ -63,17 +61,17 @@ def latency_targets(table: TrialTable, target_ms: float | None, extra: list[floa
 def caption(store: Store) -> dict[str, Any]:
     """What a figure needs beside it to be read: where and how latency was measured, on what data the
     proxy trained, when, with which mnas."""
-    config = store.get_meta("config") or {}
-    latency = store.get_meta("latency") or {}
+    meta = store.meta()
+    latency, created = meta.latency, meta.created
     settings = latency.get("settings") or {}
-    proxy = config.get("proxy") or {}
+    proxy = meta.config.get("proxy") or {}
     best = best_trial(store)
     measured = (best.latency if best else None) or {}
-    created = store.get_meta("created")
     return {"backend": latency.get("backend"), "runtime_version": measured.get("runtime_version"),
             "device": (measured.get("device") or {}).get("cpu"), "threads": settings.get("threads"),
             "batch": settings.get("batch"), "resolution": settings.get("resolution"),
-            "dataset": proxy.get("dataset"), "proxy_preset": proxy.get("preset"),
+            "dataset": proxy.get("dataset"),
+            "proxy_recipe": proxy.get("recipe", proxy.get("preset")),  # "preset" in stores written before the rename
             "proxy_resolution": proxy.get("resolution"), "proxy_epochs": proxy.get("epochs"),
             "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created)) if created else None,
             "mnas_version": __version__}
@@ -83,7 +81,7 @@ def caption_text(c: dict[str, Any]) -> str:
     """One line for a figure: "onnxruntime 1.22 on <cpu>, 1 thread, batch 1, 224 px; proxy digits ..."."""
     lat = f"{c['backend']} {c['runtime_version'] or ''}".strip() + (f" on {c['device']}" if c["device"] else "")
     return (f"latency: {lat}, {c['threads']} thread(s), batch {c['batch']}, {c['resolution']} px; proxy: "
-            f"{c['dataset']} at {c['proxy_resolution']} px, {c['proxy_epochs']} epoch(s), preset {c['proxy_preset']}; "
+            f"{c['dataset']} at {c['proxy_resolution']} px, {c['proxy_epochs']} epoch(s), recipe {c['proxy_recipe']}; "
             f"{c['created'] or 'undated'}; mnas {c['mnas_version']}")
 
 
@@ -119,28 +117,3 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
         "targets": best_targets,
         "errors": [{"error": k, "count": v} for k, v in sorted(errors.items(), key=lambda kv: -kv[1])],
     }
-
-
-def trial_by_rank(store: Store, rank: int) -> dict[str, Any]:
-    """The completed trial at ``rank`` (1 = highest reward), as in ``mnas report``."""
-    table = trial_table(store)
-    order = table.ranking()
-    if order.size == 0:
-        raise MnasError(f"no completed trials in {store.dir}: nothing to export yet")
-    if not 1 <= rank <= order.size:
-        raise MnasError(f"--rank {rank} is out of range: {store.dir} has {order.size} completed trial(s), "
-                        f"ranks 1..{order.size}")
-    return {"rank": rank, **table.row(int(order[rank - 1]))}
-
-
-def trial_by_id(store: Store, trial_id: int) -> dict[str, Any]:
-    """A completed trial by its id (as ``mnas trials`` lists it), with its rank."""
-    table = trial_table(store)
-    rows = {int(table.id[i]): i for i in range(len(table))}
-    if trial_id not in rows:
-        raise MnasError(f"--trial {trial_id}: no such trial in {store.dir} (ids 1..{len(table)}; see mnas trials)")
-    i = rows[trial_id]
-    if not table.completed[i]:
-        raise MnasError(f"--trial {trial_id} did not complete (status {table.row(i)['status']}): nothing to export")
-    order = table.ranking().tolist()
-    return {"rank": order.index(i) + 1, **table.row(i)}

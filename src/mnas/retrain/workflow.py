@@ -1,8 +1,8 @@
-"""``mnas retrain RUN``: train the search's best architectures and reference models in full, under one recipe,
+"""``mnas retrain EXPERIMENT``: train the search's best architectures and reference models in full, under one recipe,
 and record each in the experiment's store (table ``retrained``), so that ``mnas report`` can draw the searched
 models against the references' curve and measure how well the proxy ranked them.
 
-Each model trains into ``RUN/retrain/<label>-<recipe digest>/`` (mnas.train.full: a checkpoint per epoch). A
+Each model trains into ``EXPERIMENT/retrain/<label>-<recipe digest>/`` (mnas.train.full: a checkpoint per epoch). A
 rerun skips every model already recorded as completed under the same recipe and resumes an unfinished one from
 its last epoch, so after a kill -9 nothing is trained twice. Every model's latency is measured with the
 search's own latency settings just before it trains, so all the figures in one table come from one session.
@@ -23,22 +23,35 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.run.trial import measure_latency
-from mnas.search.config import config_from_dict
+from mnas.retrain.config import RetrainConfig
+from mnas.search.config import stored_config
 from mnas.search.driver import latency_job
-from mnas.store import Store
+from mnas.store import Retrained, Store, TrialStatus
 from mnas.store.lock import RETRAIN_LOCK_NAME
 from mnas.store.query import ranked_trials
-from mnas.train.config import ProxyConfig
+from mnas.train.config import TrainTask
 from mnas.train.full import RUNTIME_FIELDS
 
 log = logging.getLogger(__name__)
 
-# The curve the paper's Table 1 compares against, and its searched model
-DEFAULT_REFERENCES = ("mobilenet-v2@0.5", "mobilenet-v2@0.75", "mobilenet-v2@1.0", "mnasnet-a1")
-DEFAULT_PRESET = "cifar"
 
-Event = Callable[[str, dict[str, Any]], None]  # ("start" | "done" | "skip", row) for each model
+
+DEFAULT_REFERENCES: tuple[str, ...] = RetrainConfig.default("references")
+DEFAULT_RECIPE: str = RetrainConfig.default("recipe")
+
+Event = Callable[[str, Retrained], None]  # ("start" | "done" | "skip" | "timed" | "proxy", row) for each model
 StepProgress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A line of ``retrain(dry_run=True)``'s plan: a model and whether it is trained already."""
+
+    key: str
+    label: str
+    kind: str
+    arch: str
+    status: str  # a TrialStatus's value, or "to train"
 
 
 @dataclass(frozen=True)
@@ -113,35 +126,35 @@ def candidates(store: Store, top: int, trial_ids: Sequence[int], references: Seq
     return out
 
 
-def recipe_config(store: Store, preset: str, dataset: str | None, cache: str | None,
-                  overrides: dict[str, Any]) -> ProxyConfig:
-    """The one recipe every model is trained with: ``preset`` and the overrides, on the search's dataset unless
+def recipe_config(store: Store, recipe: str, dataset: str | None, cache: str | None,
+                  overrides: dict[str, Any]) -> TrainTask:
+    """The one training task every model is trained with: ``recipe`` and the overrides, on the search's dataset unless
     another is given, evaluated on the source's own test/val split (never the images the search held out)."""
-    stored = store.get_meta("config")
-    if stored is None:
-        raise MnasError(f"{store.dir} holds no started experiment (no config): run mnas search first")
-    exp = config_from_dict(stored, str(store.path))
+    exp = stored_config(store)
     spec = dataset or exp.proxy.dataset
     if cache is None and spec.split(":", 1)[0] == "imagefolder":  # decode once, not every epoch
-        res = overrides.get("resolution") or ProxyConfig(preset=preset).resolution
+        res = overrides.get("resolution") or TrainTask(recipe=recipe).resolution
         cache = str((store.dir / "retrain" / f"data-{res}px").resolve())
-    return ProxyConfig(**{"preset": preset, "seed": exp.seed, **overrides, "dataset": spec, "cache": cache})
+    return TrainTask(**{"recipe": recipe, "seed": exp.seed, **overrides, "dataset": spec, "cache": cache})
 
 
-def recipe_digest(cfg: ProxyConfig) -> str:
+def recipe_digest(cfg: TrainTask) -> str:
     """What makes two trainings the same training: the recipe and the data, not threads or devices."""
-    learned = {k: v for k, v in cfg.model_dump().items() if k not in RUNTIME_FIELDS}
+    # the recipe's name is hashed under its old key "preset", so that the trainings recorded before the
+    # rename are recognised as the same and resume instead of starting again
+    learned = {("preset" if k == "recipe" else k): v for k, v in cfg.model_dump().items() if k not in RUNTIME_FIELDS}
     return hashlib.sha1(json.dumps(learned, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
-            references: Sequence[str] = DEFAULT_REFERENCES, preset: str = DEFAULT_PRESET,
+def retrain(directory: str | Path, top: int = RetrainConfig.default("top"), trial_ids: Sequence[int] = (),
+            references: Sequence[str] = DEFAULT_REFERENCES, recipe: str = DEFAULT_RECIPE,
             dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
             measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
-            dry_run: bool = False, remeasure: bool = False, spread_n: int = 0,
-            score_proxy: bool = False) -> list[dict[str, Any]]:
-    """Train every candidate in full (resumably) and record it; returns the rows of this recipe. With
-    ``remeasure``, train nothing: time every recorded candidate afresh (no cache) and keep each timing."""
+            dry_run: bool = False, remeasure: bool = False, spread_n: int = RetrainConfig.default("spread"),
+            score_proxy: bool = False) -> list[Retrained] | list[Planned]:
+    """Train every candidate in full (resumably) and record it; returns the rows of this recipe (with
+    ``dry_run``, the plan). With ``remeasure``, train nothing: time every recorded candidate afresh (no
+    cache) and keep each timing."""
     from mnas.train import load_proxy_data
 
     directory = Path(directory)
@@ -149,21 +162,22 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
     # a plan only reads: it may look at an experiment another retrain is working on
     with (Store(directory, readonly=True) if dry_run else
           Store(directory, create=False, lock_name=RETRAIN_LOCK_NAME)) as store:
-        cfg = recipe_config(store, preset, dataset, cache, overrides or {})
+        cfg = recipe_config(store, recipe, dataset, cache, overrides or {})
         digest = recipe_digest(cfg)
         todo = candidates(store, top, trial_ids, references, spread_n)
         if not todo:
             raise MnasError(f"nothing to retrain in {directory}: no completed trial and no reference")
-        done = {r["key"]: r for r in store.retrained()}
+        done = {r.key: r for r in store.retrained()}
         if dry_run:
-            return [{"key": _key(c, digest), "label": c.label, "kind": c.kind, "arch": c.arch,
-                     "status": done.get(_key(c, digest), {}).get("status", "to train")} for c in todo]
-        job = latency_job(config_from_dict(store.get_meta("config"), str(store.path)), store)
+            return [Planned(_key(c, digest), c.label, c.kind, c.arch,
+                            str(done[_key(c, digest)].status) if _key(c, digest) in done else "to train")
+                    for c in todo]
+        exp = stored_config(store)
+        job = latency_job(exp, store)
         if remeasure:
             return [_remeasure(store, done[_key(c, digest)], replace(job, cache=None), event)
                     for c in todo if _key(c, digest) in done]
         if score_proxy:
-            exp = config_from_dict(store.get_meta("config"), str(store.path))
             return [_score_proxy(store, done[_key(c, digest)], exp, event)
                     for c in todo if _key(c, digest) in done]
         data = None
@@ -171,7 +185,7 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
         for c in todo:
             key = _key(c, digest)
             row = done.get(key)
-            if row is not None and row["status"] == "completed":
+            if row is not None and row.status == TrialStatus.COMPLETED:
                 if event:
                     event("skip", row)
                 rows.append(row)
@@ -183,31 +197,30 @@ def retrain(directory: str | Path, top: int = 3, trial_ids: Sequence[int] = (),
         return rows
 
 
-def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out: Path, job, old: dict | None,
-               event: Event | None, progress: StepProgress | None) -> dict[str, Any]:
+def _train_one(store: Store, c: Candidate, key: str, cfg: TrainTask, data, out: Path, job, old: Retrained | None,
+               event: Event | None, progress: StepProgress | None) -> Retrained:
     from mnas.space import Architecture
     from mnas.train.full import train_full
 
     row: dict[str, Any] = {"key": key, "label": c.label, "kind": c.kind, "trial_id": c.trial_id, "arch": c.arch,
                            "status": "running", "checkpoint": str(out),
-                           "started": (old or {}).get("started") or time.time(), "error": None}
+                           "started": (old and old.started) or time.time(), "error": None}
     if c.proxy_accuracy is not None:  # a reference's score (--score-proxy) is kept when its training resumes
         row["proxy_accuracy"] = c.proxy_accuracy
     data_info = {"zoo": c.zoo, "width": c.width, "recipe": cfg.model_dump(), "recipe_digest": key.rpartition("|")[2],
                  "dataset": data.name,
                  "split": dict(data.split)}
-    if job is not None and (old is None or old.get("latency_ms") is None):
+    if job is not None and (old is None or old.latency_ms is None):
         m = measure_latency(c.arch, job)
         row.update(latency_ms=m.latency_ms, params=m.params, macs=m.macs)
         data_info["latency"] = m.latency
     elif old is not None:  # timed before (a resumed run, or --remeasure): keep those timings
-        row.update({k: old.get(k) for k in ("latency_ms", "params", "macs")})
-        old_data = old.get("data") or {}
-        data_info.update({k: old_data[k] for k in ("latency", "latency_runs") if k in old_data})
+        row.update(latency_ms=old.latency_ms, params=old.params, macs=old.macs)
+        data_info.update({k: old.data[k] for k in ("latency", "latency_runs") if k in old.data})
     row["data"] = data_info
     store.put_retrained(row)
     if event:
-        event("start", row)
+        event("start", Retrained(**row))
     t0 = time.perf_counter()
     try:
         r = train_full(Architecture.parse(c.arch), data, cfg, out, name=c.label, resume=True, progress=progress)
@@ -218,47 +231,47 @@ def _train_one(store: Store, c: Candidate, key: str, cfg: ProxyConfig, data, out
     data_info["history"] = r.history
     row.update(status="completed" if r.ok else "failed", error=r.error, top1=r.top1, best_top1=r.best_top1,
                epochs=r.epochs, finished=time.time(),
-               seconds=((old or {}).get("seconds") or 0.0) + (time.perf_counter() - t0))
+               seconds=((old and old.seconds) or 0.0) + (time.perf_counter() - t0))
     row["params"] = r.params  # the network as trained (its own classes), not the latency's 1000-class head
     store.put_retrained(row)
     if event:
-        event("done", row)
-    return row
+        event("done", Retrained(**row))
+    return Retrained(**row)
 
 
-def _remeasure(store: Store, row: dict[str, Any], job, event: Event | None) -> dict[str, Any]:
+def _remeasure(store: Store, row: Retrained, job, event: Event | None) -> Retrained:
     """A fresh timing of a recorded model, kept beside the earlier ones with the machine's load, so a table can
     show the spread of timings taken at different times rather than one draw."""
     load_before = os.getloadavg()[0]
-    m = measure_latency(row["arch"], job)
-    data = dict(row.get("data") or {})
+    m = measure_latency(row.arch, job)
+    data = dict(row.data)
     data["latency"] = m.latency
     data["latency_runs"] = [*data.get("latency_runs", []),
                             {"latency_ms": m.latency_ms, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                              "load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}]
     # the median of every timing kept: one draw on a drifting machine would decide close comparisons
-    row = {**row, "latency_ms": statistics.median(t["latency_ms"] for t in data["latency_runs"]), "macs": m.macs,
-           "data": data}
-    store.put_retrained({k: row[k] for k in ("key", "latency_ms", "macs", "data")})
+    row = replace(row, latency_ms=statistics.median(t["latency_ms"] for t in data["latency_runs"]), macs=m.macs,
+                  data=data)
+    store.put_retrained({"key": row.key, "latency_ms": row.latency_ms, "macs": row.macs, "data": row.data})
     if event:
         event("timed", row)
     return row
 
 
-def _score_proxy(store: Store, row: dict[str, Any], exp, event: Event | None) -> dict[str, Any]:
+def _score_proxy(store: Store, row: Retrained, exp, event: Event | None) -> Retrained:
     """The search's own proxy training for a recorded model that has no proxy accuracy (a reference): so that it
     counts in the proxy's Kendall tau beside the searched models. Exactly what a trial trains (the search's
     proxy config and seed)."""
-    if row.get("proxy_accuracy") is not None:
+    if row.proxy_accuracy is not None:
         return row
     from mnas.space import Architecture
     from mnas.train import train_architecture
 
-    r = train_architecture(Architecture.parse(row["arch"]), exp.proxy, exp.seed)
+    r = train_architecture(Architecture.parse(row.arch), exp.proxy, exp.seed)
     if not r.ok:
-        raise MnasError(f"{row['label']}: the proxy training failed ({r.error})")
-    row = {**row, "proxy_accuracy": r.top1}
-    store.put_retrained({"key": row["key"], "proxy_accuracy": r.top1})
+        raise MnasError(f"{row.label}: the proxy training failed ({r.error})")
+    row = replace(row, proxy_accuracy=r.top1)
+    store.put_retrained({"key": row.key, "proxy_accuracy": r.top1})
     if event:
         event("proxy", row)
     return row

@@ -31,7 +31,7 @@ from mnas.run.config import ExecutorConfig
 from mnas.run.trial import (LatencyJob, TrialJob, combine, error_line, failed, measure_latency, train_proxy_job,
                             worker_name)
 from mnas.store import Trial
-from mnas.train import ProxyConfig
+from mnas.train import TrainTask
 
 # Light Ray defaults for a local instance: this project runs on small shared machines.
 LOCAL_OBJECT_STORE_BYTES = 100_000_000
@@ -56,7 +56,7 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _train_remote(arch: str, proxy: ProxyConfig, seed: int, threads: int) -> dict[str, Any]:
+def _train_remote(arch: str, proxy: TrainTask, seed: int, threads: int) -> dict[str, Any]:
     """Runs in a Ray worker. Our own exceptions are returned, not raised, so Ray retries only system failures
     (a dead node or worker process), never a trial that fails by itself."""
     started = time.time()
@@ -176,7 +176,7 @@ class RayExecutor:
         # default, not "was it set": a resumed config has every field written out.
         fit = {"threads": self.threads, "workers": max(0, math.floor(self.cfg.cpus_per_trial) - 1)}
         proxy = job.proxy.model_copy(update={k: v for k, v in fit.items()
-                                             if getattr(job.proxy, k) == ProxyConfig.default(k)})
+                                             if getattr(job.proxy, k) == TrainTask.default(k)})
         trial.train_ref = self._train_fn.remote(job.arch, proxy, job.seed, self.threads)
 
     def in_flight(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from mnas.latency import LatencyConfig, LatencySettings
 from mnas.store import Trial, TrialStatus
-from mnas.train import ProxyConfig
+from mnas.train import TrainTask
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TrialJob:
     trial_id: int
     arch: str  # canonical
     latency: LatencyJob
-    proxy: ProxyConfig
+    proxy: TrainTask
     seed: int = 0
 
 
@@ -87,7 +87,7 @@ def measure_latency(arch_text: str, job: LatencyJob) -> LatencyMeasurement:
     return LatencyMeasurement(result.to_dict(), result.median_ms, prof.params, prof.macs)
 
 
-def train_proxy_job(arch_text: str, proxy: ProxyConfig, seed: int) -> dict[str, Any]:
+def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int) -> dict[str, Any]:
     """Train the proxy model; a NaN loss comes back as status 'failed' from the trainer itself."""
     from mnas.space import Architecture
     from mnas.train import train_architecture

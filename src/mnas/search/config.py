@@ -18,7 +18,7 @@ from mnas.run import ExecutorConfig
 from mnas.schema import Schema, validate
 from mnas.search.reward import RewardConfig
 from mnas.space.registry import DEFAULT_SPACE_NAME
-from mnas.train import ProxyConfig
+from mnas.train import TrainTask
 
 
 class StrategyConfig(Schema):
@@ -36,13 +36,13 @@ class ExperimentConfig(Schema):
                                       "were all evaluated before (the controller has converged)")
     references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
                              "backend at the start, for the report's figures")
-    live_view: bool = Field(True, description="mirror every trial into DIR/optuna.db for optuna-dashboard")
+    live_view: bool = Field(True, description="mirror every trial into EXPERIMENT/optuna.db for optuna-dashboard")
     tensorboard: bool = Field(False, description="write reward, accuracy, latency and the strategy's entropy "
-                              "per trial to DIR/tensorboard (the tensorboard extra)")
+                              "per trial to EXPERIMENT/tensorboard (the tensorboard extra)")
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
-    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    proxy: TrainTask = Field(default_factory=TrainTask)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @model_validator(mode="after")
@@ -88,3 +88,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
             node = child
         node[leaf] = value
     return validate(ExperimentConfig, raw, source)
+
+
+def stored_config(store) -> ExperimentConfig:
+    """The config an experiment's search recorded (``Store.meta().config``), validated: old keys read with
+    their deprecation warning, an experiment never started is a one-line error."""
+    raw = store.meta().config
+    if not raw:
+        raise MnasError(f"{store.dir} holds no started experiment (no config): run mnas search first")
+    return config_from_dict(raw, f"{store.path} (stored config)")

@@ -1,5 +1,5 @@
 """A live view without web code of our own: every finished trial is mirrored into an Optuna study beside the
-experiment (``DIR/optuna.db``), so ``optuna-dashboard sqlite:///DIR/optuna.db`` shows a running search.
+experiment (``EXPERIMENT/optuna.db``), so ``optuna-dashboard sqlite:///EXPERIMENT/optuna.db`` shows a running search.
 
 The experiment's own store stays the truth; the mirror is rebuilt from it on every start (trials a kill -9
 left out are added), and a mirror that cannot be written is logged and skipped, never a failed search.

@@ -1,6 +1,6 @@
 """Optional TensorBoard scalars (``tensorboard: true`` in a config): per finished trial, by trial id, the reward,
 accuracy, latency and the best reward so far, and the strategy's policy entropy where it has one, written to
-``DIR/tensorboard`` with torch's ``SummaryWriter``. ``tensorboard --logdir DIR/tensorboard`` shows them.
+``EXPERIMENT/tensorboard`` with torch's ``SummaryWriter``. ``tensorboard --logdir EXPERIMENT/tensorboard`` shows them.
 
 Like the Optuna mirror it is a view, not the record: a write that fails is logged and skipped; a trial that
 finished during a kill -9 may be missing from it (the store has it).

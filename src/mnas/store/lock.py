@@ -1,4 +1,4 @@
-"""One writer per experiment directory: an OS file lock (``flock``) on ``DIR/experiment.lock``.
+"""One writer per experiment directory: an OS file lock (``flock``) on ``EXPERIMENT/experiment.lock``.
 
 The writer holds the lock for its whole life and the kernel drops it when the process ends, however it
 ends (kill -9 included), so a crash never leaves a stale lock behind. The file names its holder (pid,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mnas import MnasError
 from mnas.store.records import Trial, TrialStatus
 from mnas.store.sqlite import Store
 
@@ -32,6 +33,8 @@ class TrialTable:
     finished: np.ndarray
     arch: list[str]
     error: list[str | None]
+    rankable: np.ndarray  # bool: completed with usable numbers (``_RANKABLE``, evaluated by SQLite)
+    order: np.ndarray  # row indices of the rankable trials in ``RANK_ORDER``, best first (SQLite's sort)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -42,14 +45,11 @@ class TrialTable:
     @property
     def completed(self) -> np.ndarray:
         """Mask of completed trials with usable numbers (``_RANKABLE``): accuracy in [0, 1], latency > 0."""
-        usable = (self.accuracy >= 0) & (self.accuracy <= 1) & (self.latency_ms > 0) & np.isfinite(self.latency_ms)
-        return self.has_status(TrialStatus.COMPLETED) & usable
+        return self.rankable
 
     def ranking(self) -> np.ndarray:
         """Row indices of the completed trials in ``RANK_ORDER``, best first."""
-        done = np.flatnonzero(self.completed)
-        reward = np.where(np.isfinite(self.reward[done]), self.reward[done], -np.inf)
-        return done[np.lexsort((self.id[done], -self.accuracy[done], -reward))]
+        return self.order
 
     def row(self, i: int) -> dict[str, Any]:
         def num(x: float) -> float | None:
@@ -66,8 +66,8 @@ class TrialTable:
 
 
 # The one ranking of an experiment's trials, best first: by reward (none: last), then accuracy, then id.
-# ``mnas search``'s summary, ``mnas report`` and ``mnas export --rank`` all rank with it (TrialTable.ranking
-# is the same order over arrays, checked against this query by the tests).
+# Written once, here, in SQL: ``ranked_trials``, ``TrialTable.ranking`` (``mnas report``), ``trial_by_rank``
+# (``mnas export --rank``) and ``mnas search``'s summary all take their order from SQLite.
 RANK_ORDER = "reward IS NULL, reward DESC, accuracy DESC, id"
 # The driver stores only checked results as completed; this keeps a store written some other way (an older
 # mnas, a plugin) from ranking a NaN, infinite or out-of-range number first all the same.
@@ -84,19 +84,54 @@ def best_trial(store: Store) -> Trial | None:
     return best[0] if best else None
 
 
+@dataclass(frozen=True)
+class RankedTrial:
+    """A completed trial and its place in the ranking (1 = the highest reward)."""
+
+    rank: int
+    trial: Trial
+
+
+def trial_by_rank(store: Store, rank: int) -> RankedTrial:
+    """The completed trial at ``rank``, as ``mnas report`` ranks them."""
+    n = len(store.table_rows(f"id FROM trials WHERE {_RANKABLE}"))
+    if n == 0:
+        raise MnasError(f"no completed trials in {store.dir}: nothing to export yet")
+    if not 1 <= rank <= n:
+        raise MnasError(f"--rank {rank} is out of range: {store.dir} has {n} completed trial(s), ranks 1..{n}")
+    return RankedTrial(rank, ranked_trials(store, rank)[-1])
+
+
+def trial_by_id(store: Store, trial_id: int) -> RankedTrial:
+    """A completed trial by its id (as ``mnas trials`` lists it), with its rank."""
+    n = store.counts().get("total", 0)
+    try:
+        trial = store.trial(trial_id)
+    except MnasError:
+        raise MnasError(f"--trial {trial_id}: no such trial in {store.dir} (ids 1..{n}; see mnas trials)") from None
+    ids = [t.id for t in ranked_trials(store)]
+    if trial_id not in ids:
+        raise MnasError(f"--trial {trial_id} did not complete (status {trial.status}): nothing to export")
+    return RankedTrial(ids.index(trial_id) + 1, trial)
+
+
 def trial_table(store: Store) -> TrialTable:
-    rows = store.table_rows("id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error")
-    cols = list(zip(*rows)) if rows else [()] * 10
+    rows = store.table_rows(f"id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error, "
+                            f"{_RANKABLE} FROM trials ORDER BY id")
+    cols = list(zip(*rows)) if rows else [()] * 11
+    ids = np.array(cols[0], dtype=np.int64)
+    ranked = [r[0] for r in store.table_rows(f"id FROM trials WHERE {_RANKABLE} ORDER BY {RANK_ORDER}")]
 
     def floats(values: tuple) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
     return TrialTable(
-        id=np.array(cols[0], dtype=np.int64),
+        id=ids,
         status=np.array([STATUS_CODES[TrialStatus(s)] for s in cols[1]], dtype=np.int8),
         accuracy=floats(cols[2]), latency_ms=floats(cols[3]), reward=floats(cols[4]),
         params=floats(cols[5]), macs=floats(cols[6]), finished=floats(cols[7]),
-        arch=list(cols[8]), error=list(cols[9]))
+        arch=list(cols[8]), error=list(cols[9]), rankable=np.array(cols[10], dtype=bool),
+        order=np.searchsorted(ids, np.array(ranked, dtype=np.int64)))
 
 
 def token_matrix(store: Store, status: TrialStatus = TrialStatus.COMPLETED) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""The one record of a trial: what the driver stores, an executor returns, and every reader gets back."""
+"""The records of an experiment: a trial (what the driver stores, an executor returns, and every reader gets
+back), a retrained model, and what the search recorded about itself."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class TrialStatus(str, Enum):
@@ -41,6 +42,57 @@ class Trial:
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+
+@dataclass(frozen=True)
+class ExperimentMeta:
+    """What a search records about itself at its start (``Store.meta()``): empty or None where a store has
+    no such entry (a search that never started, a store written by an older mnas or by a test)."""
+
+    config: dict[str, Any]  # the resolved experiment config; mnas.search.config.stored_config validates it
+    target_ms: float | None  # T, resolved
+    reward: dict[str, Any]  # alpha, beta, target_ms
+    latency: dict[str, Any]  # {"backend": name, "settings": LatencySettings as a dict}
+    space: dict[str, Any]  # the space's description: name, decisions and their choices
+    created: float | None  # when the search started (seconds since the epoch)
+    references: list[dict[str, Any]]  # the reference models timed at the start
+
+    KEYS: ClassVar[tuple[str, ...]] = ("config", "target_ms", "reward", "latency", "space", "created", "references")
+
+
+@dataclass
+class Retrained:
+    """One model trained in full by ``mnas retrain`` (table ``retrained``): a searched trial or a reference
+    under one recipe; ``key`` is its label and the recipe's digest."""
+
+    key: str
+    label: str
+    kind: str  # trial | reference
+    arch: str
+    status: TrialStatus
+    trial_id: int | None = None
+    top1: float | None = None  # validation top-1 after the last epoch
+    best_top1: float | None = None
+    epochs: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    latency_ms: float | None = None
+    proxy_accuracy: float | None = None  # the search's proxy score of the same architecture
+    checkpoint: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # recipe, dataset, split, history, latency timings
+    error: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)
+        self.data = self.data or {}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

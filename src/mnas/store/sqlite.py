@@ -1,8 +1,8 @@
-"""One SQLite file per experiment (``DIR/experiment.db``): the config, every trial, controller checkpoints.
+"""One SQLite file per experiment (``EXPERIMENT/experiment.db``): the config, every trial, controller checkpoints.
 
 Only the driver writes it (workers return results), and only one driver at a time: the writer holds
-``DIR/experiment.lock`` (lock.py) for its life. ``mnas retrain`` writes only the ``retrained`` table, under
-its own ``DIR/retrain.lock``, so it may run beside the search (SQLite serialises the two connections). Each state change is one transaction that writes the trial
+``EXPERIMENT/experiment.lock`` (lock.py) for its life. ``mnas retrain`` writes only the ``retrained`` table, under
+its own ``EXPERIMENT/retrain.lock``, so it may run beside the search (SQLite serialises the two connections). Each state change is one transaction that writes the trial
 row and the controller checkpoint together, so after a kill -9 or a full disk the file holds a consistent
 (trials, controller) pair to resume from. Readers open the file read-only and never change it.
 
@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from mnas import MnasError
 from mnas.store.lock import LOCK_NAME, DirectoryLock
-from mnas.store.records import Trial, TrialStatus
+from mnas.store.records import ExperimentMeta, Retrained, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -345,18 +345,28 @@ class Store:
             c.execute(f"INSERT INTO retrained ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                       f"ON CONFLICT (key) DO UPDATE SET {updates}", tuple(merged[k] for k in cols))
 
-    def retrained(self) -> list[dict[str, Any]]:
-        """Every retrained model's row, in the order they were first recorded; [] before any."""
+    def retrained(self) -> list[Retrained]:
+        """Every retrained model, in the order they were first recorded; [] before any."""
         if not self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retrained'"):
             return []
         rows = [dict(r) for r in self._rows("SELECT * FROM retrained ORDER BY rowid")]
         for r in rows:
             r["data"] = self._loads(r["data"], f"retrained {r['key']}'s data") if r["data"] else {}
-        return rows
+        return [Retrained(**r) for r in rows]
 
-    def table_rows(self, columns: str) -> list[sqlite3.Row]:
-        """``SELECT {columns} FROM trials ORDER BY id``: plain rows, for column-wise reads (query.py)."""
-        return self._rows(f"SELECT {columns} FROM trials ORDER BY id")
+    def meta(self) -> ExperimentMeta:
+        """Everything the search recorded about itself, typed; empty or None where absent."""
+        rows = self._rows(f"SELECT key, value FROM meta WHERE key IN ({', '.join('?' * len(ExperimentMeta.KEYS))})",
+                          ExperimentMeta.KEYS)
+        found = {k: self._loads(v, f"meta {k!r}") for k, v in rows}
+        return ExperimentMeta(config=found.get("config") or {}, target_ms=found.get("target_ms"),
+                              reward=found.get("reward") or {}, latency=found.get("latency") or {},
+                              space=found.get("space") or {}, created=found.get("created"),
+                              references=found.get("references") or [])
+
+    def table_rows(self, select: str) -> list[sqlite3.Row]:
+        """``SELECT {select}``: plain rows, for column-wise reads (query.py)."""
+        return self._rows(f"SELECT {select}")
 
 
 def _is(e: sqlite3.Error, name: str, message: str) -> bool:

@@ -1,27 +1,30 @@
-"""The one training schema: ``TrainConfig`` (a proxy training run) and ``ProxyConfig`` (the same plus the
-dataset: the ``proxy:`` section of an experiment config).
+"""The one training schema: ``TrainConfig`` (how a model is trained) and ``TrainTask`` (the same plus the
+dataset it trains on). The ``proxy:`` section of an experiment config is the training task of the search's
+proxy training; ``mnas retrain`` trains in full with a training task too.
 
-A field a preset provides defaults to None, "the preset's value"; validation fills every such field from
-the preset (recipes.py), so a validated config holds the values it trains with and ``model_dump()`` shows
-them. A value the config sets always wins over the preset.
+A field a recipe provides defaults to None, "the recipe's value"; validation fills every such field from
+the recipe (recipes.py), so a validated config holds the values it trains with and ``model_dump()`` shows
+them. A value the config sets always wins over the recipe.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mnas.data.base import DEFAULT_HOLDOUT
-from mnas.schema import Schema
-from mnas.train.recipes import DEFAULT_PRESET, PRESETS, preset_values
+from mnas.schema import Schema, renamed
+from mnas.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_values
 
 FRACTION = {"ge": 0, "lt": 1}  # a fraction in [0, 1)
 
 
 class TrainConfig(Schema):
-    preset: str = Field(DEFAULT_PRESET, description=f"the recipe unset fields come from: {' | '.join(PRESETS)}")
+    recipe: str = Field(DEFAULT_RECIPE, description=f"the training recipe unset fields come from: "
+                        f"{' | '.join(RECIPES)}")
     epochs: Optional[float] = Field(None, gt=0, description="may be fractional; steps = ceil(epochs * "
                                     "steps per epoch)")
     batch_size: Optional[int] = Field(None, ge=1)
@@ -89,14 +92,15 @@ class TrainConfig(Schema):
 
     @model_validator(mode="before")
     @classmethod
-    def _fill_from_preset(cls, data: Any) -> Any:
+    def _fill_from_recipe(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        data = renamed(data, {"preset": "recipe"}, "training config")
         given = {k: v for k, v in data.items() if v is not None}
-        preset = given.get("preset", DEFAULT_PRESET)
-        if not isinstance(preset, str) or preset not in PRESETS:
-            return data  # the preset field's check reports it
-        return {**preset_values(preset), **given}
+        recipe = given.get("recipe", DEFAULT_RECIPE)
+        if not isinstance(recipe, str) or recipe not in RECIPES:
+            return data  # the recipe field's check reports it
+        return {**recipe_values(recipe), **given}
 
     @field_validator("holdout")
     @classmethod
@@ -105,12 +109,12 @@ class TrainConfig(Schema):
             return value
         raise PydanticCustomError("holdout", "expected a count (an integer >= 1) or a fraction in (0, 1)")
 
-    @field_validator("preset")
+    @field_validator("recipe")
     @classmethod
-    def _known_preset(cls, name: str) -> str:
-        if name not in PRESETS:
-            raise PydanticCustomError("unknown_preset", "unknown training preset: expected one of {names}",
-                                      {"names": ", ".join(PRESETS)})
+    def _known_recipe(cls, name: str) -> str:
+        if name not in RECIPES:
+            raise PydanticCustomError("unknown_recipe", "unknown training recipe: expected one of {names}",
+                                      {"names": ", ".join(RECIPES)})
         return name
 
     @property
@@ -118,9 +122,17 @@ class TrainConfig(Schema):
         return self.lr * self.batch_size / self.lr_ref_batch if self.lr_ref_batch else self.lr
 
 
-class ProxyConfig(TrainConfig):
-    """How each sampled architecture is trained in a search: a ``TrainConfig`` and the data."""
+class TrainTask(TrainConfig):
+    """A ``TrainConfig`` and the data it trains on: the proxy training of each trial of a search (the
+    ``proxy:`` section), or a full training (``mnas train``, ``mnas retrain``)."""
 
     dataset: str = Field("animal-mnist", description="NAME or NAME:PATH (mnas data list)")
     cache: Optional[str] = Field(None, description="a cache folder (mnas data cache): built from the dataset "
                                  "at the proxy resolution on first use, then read memory-mapped")
+
+
+def __getattr__(name: str):
+    if name == "ProxyConfig":  # the old name of TrainTask, read until the next release
+        warnings.warn("mnas.train.ProxyConfig is deprecated: use TrainTask", FutureWarning, stacklevel=2)
+        return TrainTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Training presets: named sets of ``TrainConfig`` values. A field the config sets wins over its preset.
+"""Training recipes: named sets of ``TrainConfig`` values. A field the config sets wins over its recipe.
 
 ``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist, see docs/training.md).
 ``mnasnet-imagenet``: the paper's / reference code's full recipe (docs: mnasnet-facts.md §8), literally.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mnas import MnasError
 
-# Values every preset starts from; a preset replaces what it names.
+# Values every recipe starts from; a recipe replaces what it names.
 BASE: dict = {
     "epochs": 3.0,
     "batch_size": 64,
@@ -39,7 +39,7 @@ BASE: dict = {
     "zero_init_head": False,
 }
 
-PRESETS: dict[str, dict] = {
+RECIPES: dict[str, dict] = {
     "fast": {
         "description": "short CPU proxy for small datasets: SGD+Nesterov, short warm-up, cosine decay",
         "optimizer": "sgd",
@@ -85,8 +85,8 @@ PRESETS: dict[str, dict] = {
 }
 # The literal recipe's 5-epoch warm-up on a 5-epoch proxy raises the lr for the whole run and never
 # decays it; the paper does not publish its proxy schedule. This one fits the proxy's length.
-PRESETS["mnasnet-proxy"] = {
-    **PRESETS["mnasnet-imagenet"],
+RECIPES["mnasnet-proxy"] = {
+    **RECIPES["mnasnet-imagenet"],
     "description": "mnasnet-imagenet with a schedule that fits a 5-epoch proxy: 0.5-epoch warm-up, then "
                    "cosine decay to 0 (the literal recipe's lr only rises in 5 epochs)",
     "warmup_epochs": 0.5,
@@ -97,7 +97,7 @@ PRESETS["mnasnet-proxy"] = {
 # recipe", by MobileNetV2 runs of 4 epochs on 15,000 CIFAR-10 images: lr 0.05 gave 43.2 % held-out top-1,
 # 0.1 35.2 %, 0.02 36.4 %; adding label smoothing 0.1 40.7 %; random-resized crops, dropout and smoothing
 # together 34.8 %. Budgets of a few epochs on a CPU favour learning fast over regularising.
-PRESETS["cifar"] = {
+RECIPES["cifar"] = {
     "description": "full training on 32-px images: SGD+Nesterov lr 0.05, 1-epoch warm-up, cosine, flips, "
                    "EMA 0.999, no dropout, no label smoothing",
     "epochs": 10.0,
@@ -119,14 +119,14 @@ PRESETS["cifar"] = {
     "zero_init_head": True,
 }
 
-DEFAULT_PRESET = "fast"
+DEFAULT_RECIPE = "fast"
 
 
-def preset_values(name: str) -> dict:
-    """BASE overlaid with the preset (without its description)."""
-    p = PRESETS.get(name)
+def recipe_values(name: str) -> dict:
+    """BASE overlaid with the recipe (without its description)."""
+    p = RECIPES.get(name)
     if p is None:
-        raise MnasError(f"unknown training preset {name!r}: expected one of {', '.join(PRESETS)}")
+        raise MnasError(f"unknown training recipe {name!r}: expected one of {', '.join(RECIPES)}")
     values = dict(BASE)
     values.update({k: v for k, v in p.items() if k != "description"})
     return values

@@ -28,7 +28,7 @@ from mnas import MnasError
 from mnas.model import build, count_params
 from mnas.space import zoo
 from mnas.space.arch import Architecture
-from mnas.train.config import ProxyConfig, TrainConfig
+from mnas.train.config import TrainTask, TrainConfig
 from mnas.data.base import Dataset
 from mnas.data.cache import build_cache, is_cache
 from mnas.data.datasets import load_dataset
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss) after every step
 
 
-def load_proxy_data(proxy: ProxyConfig, seed: int) -> Dataset | Stream:
+def load_proxy_data(proxy: TrainTask, seed: int) -> Dataset | Stream:
     """A search trial's data: ``proxy.dataset`` split by ``seed``; with ``proxy.cache``, that cache,
     built on first use."""
     if proxy.cache is not None:
@@ -108,7 +108,7 @@ class Run:
     generator: torch.Generator | None = None  # batch order and augmentation (a checkpoint saves its state)
 
 
-def train_architecture(arch: Architecture, proxy: ProxyConfig, seed: int) -> TrainResult:
+def train_architecture(arch: Architecture, proxy: TrainTask, seed: int) -> TrainResult:
     """One search trial's training: ``proxy.dataset`` (loaded once per process, or its cache) split and
     trained with ``seed`` in place of ``proxy.seed``."""
     return train_proxy(arch, load_proxy_data(proxy, seed), proxy.model_copy(update={"seed": seed}))

@@ -1,0 +1,45 @@
+"""Renamed words keep working for one release, each with a warning that names the new word."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnas.cli import main
+from mnas.retrain.workflow import recipe_digest
+from mnas.search.config import config_from_dict
+from mnas.train.config import TrainConfig, TrainTask
+
+
+def test_the_old_preset_key_is_read_as_the_recipe_with_a_warning():
+    with pytest.warns(FutureWarning, match="'preset' is deprecated, write 'recipe'"):
+        old = TrainTask.model_validate({"preset": "mnasnet-imagenet", "resolution": 32})
+    assert old == TrainTask(recipe="mnasnet-imagenet", resolution=32) and old.lr == 0.016
+    with pytest.warns(FutureWarning, match="'preset' is deprecated"):
+        cfg = config_from_dict({"trials": 1, "proxy": {"preset": "cifar"}})
+    assert cfg.proxy.recipe == "cifar" and cfg.proxy.epochs == TrainConfig(recipe="cifar").epochs
+    with pytest.warns(FutureWarning):  # both given: the new key wins
+        assert TrainConfig.model_validate({"preset": "cifar", "recipe": "fast"}).recipe == "fast"
+
+
+def test_the_old_class_name_is_the_new_class_with_a_warning():
+    with pytest.warns(FutureWarning, match="ProxyConfig is deprecated: use TrainTask"):
+        from mnas.train import ProxyConfig
+    assert ProxyConfig is TrainTask
+
+
+def test_a_recipe_digest_is_the_one_recorded_before_the_rename():
+    """Trainings `mnas retrain` recorded before "preset" became "recipe" are found again, not redone: the
+    digests below were computed by the code before the rename."""
+    assert recipe_digest(TrainTask(recipe="cifar", dataset="digits", seed=3)) == "c0d078f48e"
+    assert recipe_digest(TrainTask(dataset="digits", lr=0.07)) == "f494fef9a6"
+
+
+def test_old_options_still_work_and_say_what_replaces_them(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("trials: 1\nreferences: false\nlatency: {backend: torch, resolution: 32, runs: 1, warmup: 0}\n")
+    assert main(["search", "--config", str(cfg), "--out", str(tmp_path / "exp"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "--out is deprecated, use the positional EXPERIMENT" in err
+    assert not (tmp_path / "exp").exists()  # a dry run writes nothing
+    assert main(["search", str(tmp_path / "a"), "--config", str(cfg), "--out", str(tmp_path / "b")]) == 2
+    assert "two experiment directories" in capsys.readouterr().err
