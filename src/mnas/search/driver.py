@@ -29,6 +29,7 @@ from mnas.search.tensorboard import ScalarLog
 from mnas.search.references import measure_references
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies import make_strategy
+from mnas.search.strategies.base import give_latency_oracle
 from mnas.space import load_space
 from mnas.store import Store, Trial, TrialStatus
 
@@ -124,8 +125,7 @@ class Search:
             elif t.status is TrialStatus.FAILED:
                 self.done.setdefault(t.arch, (None, None))
         self.mirror = open_mirror(store.dir, self.space, trials) if cfg.live_view else None
-        if hasattr(self.strategy, "latency_oracle"):  # strategies that screen candidates by latency first
-            self.strategy.latency_oracle = self._latencies
+        give_latency_oracle(self.strategy, self._latencies)  # strategies that screen candidates by latency
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,

@@ -7,7 +7,7 @@ Semantics (docs/strategies.md has the reasoning):
   repeats itself, a run ends after ``max_ask_factor * budget`` proposals;
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
 * strategies are told synchronously, one proposal at a time;
-* a strategy with a ``latency_oracle`` attribute gets one that reads the table's latency (None for a
+* a ``LatencyAware`` strategy gets one that reads the table's latency (None for a
   missing cell); its queries are counted apart from the evaluations (``latency_queries_mean``);
 * every run goes to the largest budget; smaller budgets are measured on its prefix (a strategy does not
   know its budget, so the prefix is exactly the shorter run).
@@ -29,6 +29,7 @@ from mnas import MnasError
 from mnas.search.bench.metrics import Oracle
 from mnas.search.bench.stats import p_value, summarise
 from mnas.search.strategies import STRATEGIES, make_strategy
+from mnas.search.strategies.base import give_latency_oracle
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: d
         found = (table.lookup(t) for t in candidates)
         return [None if row is None else float(table.latency[row]) for row in found]
 
-    if latency_oracle and hasattr(strat, "latency_oracle"):
-        strat.latency_oracle = measure
+    if latency_oracle:
+        give_latency_oracle(strat, measure)
     seen: dict[tuple[int, ...], int] = {}
     rows: list[int] = []
     queried: list[int] = []
