@@ -47,13 +47,13 @@ def test_latency_oracle_screens_out_what_cannot_be_measured():
         return [None if t[0] == 0 else _landscape(t)[1] for t in cands]
 
     s = make_strategy("predictor", SPACE, seed=0, **OPTS)
-    s.latency_oracle = oracle
+    s.use_latency_oracle(oracle)
     found = list(_search(s, 60))
     assert all(t[0] != 0 for t in found[OPTS["initial"]:])
     assert s.diagnostics()["latency_queries"] == sum(calls) > 0
     twin = make_strategy("predictor", SPACE, seed=1, **OPTS)
     twin.load_state_dict(json.loads(json.dumps(s.state_dict())))
-    twin.latency_oracle = oracle  # the loop gives a restored strategy its oracle again
+    twin.use_latency_oracle(oracle)  # the loop gives a restored strategy its oracle again
     assert list(_search(s, 12)) == list(_search(twin, 12))
 
 
@@ -69,7 +69,7 @@ def test_failures_and_foreign_tells():
     d = s.diagnostics()
     assert d["failed"] == 8 and d["told"] == 60
     s.tell((0,) * 6, 0.7)  # a reward without objectives: the strategy keeps working on rewards alone
-    s.latency_oracle = lambda cands: [1.0] * len(cands)
+    s.use_latency_oracle(lambda cands: [1.0] * len(cands))
     assert SPACE.check_tokens(s.ask())
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from mnas import MnasError
 from mnas.search.strategies import STRATEGIES, make_strategy
+from mnas.search.strategies.base import LatencyAware, give_latency_oracle
 from mnas.space import MnasNetSpace
 from mnas.space.nb201 import Nb201Space
 
@@ -249,3 +250,23 @@ def test_registry_imports_no_strategy_until_one_is_built():
             "make_strategy('optuna-tpe', Nb201Space()); assert 'optuna' in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_only_a_latency_aware_strategy_is_given_the_oracle():
+    def oracle(cands):
+        return [1.0] * len(cands)
+
+    space = Nb201Space()
+    ppo, rnd = make_strategy("ppo", space, seed=0), make_strategy("random", space, seed=0)
+    assert isinstance(ppo, LatencyAware) and isinstance(make_strategy("predictor", space), LatencyAware)
+    assert not isinstance(rnd, LatencyAware)
+    assert give_latency_oracle(ppo, oracle) and ppo.latency_oracle is oracle
+    assert not give_latency_oracle(rnd, oracle)
+
+    class OldPlugin:  # how a strategy asked for the oracle before LatencyAware
+        name, latency_oracle = "old", None
+
+    old = OldPlugin()
+    with pytest.warns(DeprecationWarning, match="use_latency_oracle"):
+        assert give_latency_oracle(old, oracle)
+    assert old.latency_oracle is oracle

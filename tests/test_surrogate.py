@@ -105,12 +105,12 @@ def test_ppo_with_a_screen_trains_only_what_can_be_measured_and_resumes_exactly(
         return out
 
     s = make_strategy("ppo", SPACE, seed=0, **opts)
-    s.latency_oracle = oracle
+    s.use_latency_oracle(oracle)
     asked = drive(s, 24)
     assert all(t[0] != 0 for t in asked[4:]) and s.screener.queries > 20 * 3
     twin = make_strategy("ppo", SPACE, seed=5, **opts)
     twin.load_state_dict(json.loads(json.dumps(s.state_dict())))
-    twin.latency_oracle = oracle
+    twin.use_latency_oracle(oracle)
     assert drive(s, 10) == drive(twin, 10)
     plain, unscreened = (make_strategy("ppo", SPACE, seed=0, **{**opts, "screen": k}) for k in (0, 6))
     assert drive(plain, 12) == drive(unscreened, 12)  # no oracle: the screen is off, plain PPO

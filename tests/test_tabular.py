@@ -136,6 +136,15 @@ def test_cli_json_on_a_synthetic_table(tmp_path, capsys):
         assert {"reward_regret", "hv_ratio", "constrained_regret"} <= set(entry)
 
 
+def test_cli_stops_on_a_streak_of_repeats_and_the_old_factor_is_ignored(tmp_path, capsys):
+    path = synthetic_table(tmp_path / "s.csv", seed=1)
+    rc = main(["bench", "strategies", "--table", str(path), "--budget", "5", "--seeds", "1", "--strategies",
+               "random", "--jobs", "1", "--max-duplicate-streak", "7", "--max-ask-factor", "3", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0 and json.loads(out.out)["max_duplicate_streak"] == 7
+    assert "--max-ask-factor is deprecated" in out.err
+
+
 def test_cli_user_errors(tmp_path, capsys):
     assert main(["bench", "strategies", "--table", str(tmp_path / "no.csv")]) == 2
     path = synthetic_table(tmp_path / "s.csv", seed=1, missing=0.9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as _json
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -11,9 +12,11 @@ import typer
 from mnas import MnasError
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
+from mnas.search.loop import DUPLICATE_STREAK
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
+log = logging.getLogger(__name__)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
 app.add_typer(bench_app, name="bench")
 
@@ -61,7 +64,11 @@ def bench_strategies_cmd(
     strategies: str = typer.Option("random,evolution,ppo,predictor,optuna-tpe,optuna-nsga2", "--strategies"),
     sets: list[str] = typer.Option([], "--set", help="STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="worker processes (default: all cores)"),
-    max_ask_factor: int = typer.Option(10, "--max-ask-factor", min=1, help="stop after this x budget proposals"),
+    max_duplicate_streak: int = typer.Option(
+        DUPLICATE_STREAK, "--max-duplicate-streak", min=1,
+        help="stop a search after this many proposals in a row that were all evaluated before (as a search does)"),
+    max_ask_factor: Optional[int] = typer.Option(None, "--max-ask-factor", min=1, hidden=True,
+                                                 help="deprecated, ignored: see --max-duplicate-streak"),
     latency_oracle: bool = typer.Option(True, "--latency-oracle/--no-latency-oracle",
                                         help="let strategies that can use it read candidates' latency first"),
     json: bool = typer.Option(False, "--json"),
@@ -70,6 +77,9 @@ def bench_strategies_cmd(
     (and vs evolution in --json); latency queries counted apart from evaluations."""
     from mnas.search.bench import Oracle, bench_strategies, load_table
 
+    if max_ask_factor is not None:
+        log.warning("--max-ask-factor is deprecated and ignored: a benchmark search stops as a real one does, "
+                    "after --max-duplicate-streak repeated proposals in a row")
     if table_path is None:
         if not REPO_TABLE.is_file():
             raise MnasError("give --table: the default NAS-Bench-201 table is in mnas's source repository "
@@ -81,7 +91,7 @@ def bench_strategies_cmd(
         raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
     oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
-        report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_ask_factor,
+        report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_duplicate_streak,
                                   progress=update, latency_oracle=latency_oracle)
     if json:
         print_json(report)

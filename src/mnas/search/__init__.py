@@ -1,1 +1,2 @@
-"""Search: the reward, the strategies behind one ask/tell interface, and a tabular benchmark."""
+"""Search: the reward, the strategies behind one ask/tell interface, the loop that runs them, and a tabular
+benchmark."""

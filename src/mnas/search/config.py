@@ -16,6 +16,7 @@ from mnas import MnasError
 from mnas.latency import LatencyConfig
 from mnas.run import ExecutorConfig
 from mnas.schema import Schema, validate
+from mnas.search.loop import DUPLICATE_STREAK
 from mnas.search.reward import RewardConfig
 from mnas.space.registry import DEFAULT_SPACE_NAME
 from mnas.train import TrainTask
@@ -32,7 +33,7 @@ class ExperimentConfig(Schema):
     space: str = Field(DEFAULT_SPACE_NAME, description="a registered space name or a space YAML file")
     trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0)
-    max_duplicate_streak: int = Field(200, ge=1, description="stop after this many proposals in a row that "
+    max_duplicate_streak: int = Field(DUPLICATE_STREAK, ge=1, description="stop after this many proposals in a row that "
                                       "were all evaluated before (the controller has converged)")
     references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
                              "backend at the start, for the report's figures")

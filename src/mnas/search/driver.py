@@ -7,15 +7,17 @@ that were in flight.
 
 Four steps, each its own function: ``open_experiment`` (a new store, or the stored config on resume; the
 store is this process's alone until closed), ``preflight`` (everything a trial needs, checked before the
-first one), ``resolve_target`` (T, measured once and stored), and ``Search.run`` (the loop). Every result
-is checked before it is rewarded (``check_result``): a NaN or out-of-range number fails its trial.
+first one), ``resolve_target`` (T, measured once and stored), and ``Search.run`` (the loop: the
+``AskTellLoop`` of ``mnas.search.loop``, which the tabular benchmark runs too, with the trials of this
+experiment as its evaluator). Every result is checked before it is rewarded (``check_result``): a NaN or
+out-of-range number fails its trial.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from mnas import MnasError
 from mnas.run import Executor, LatencyJob, TrialJob, make_executor
 from mnas.search.checks import check_result, preflight
 from mnas.search.config import ExperimentConfig, config_from_dict
+from mnas.search.loop import AskTellLoop, Outcome, Proposal, Result, StopRule
 from mnas.search.mirror import mirror_trial, open_mirror
 from mnas.search.tensorboard import ScalarLog
 from mnas.search.references import measure_references
@@ -97,7 +100,9 @@ def latency_job(cfg: ExperimentConfig, store: Store) -> LatencyJob:
 
 
 class Search:
-    """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in."""
+    """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in. The bookkeeping of
+    asks, tells, duplicates and the stopping rule is the ``AskTellLoop``'s; this class runs its trials on
+    an executor and writes each step to the store."""
 
     def __init__(self, store: Store, cfg: ExperimentConfig, target_ms: float | None,
                  executor: Executor | None = None) -> None:
@@ -108,24 +113,24 @@ class Search:
         self.latency_job = latency_job(cfg, store)
         self.scalars = ScalarLog(store.dir) if cfg.tensorboard else None  # before anything is stored: may refuse
         self.executor = executor
-        self.in_flight: dict[int, tuple[tuple[int, ...], str]] = {}  # trial id -> (tokens, canonical arch)
-        self.waiting: dict[str, list[tuple[int, ...]]] = {}  # arch in flight -> duplicate proposals
-        self.duplicates = 0
-        self.n_told = 0  # tells, including repeated ones: the x axis of diagnostics
         if store.get_meta("config") is None:
             self._record_new()
-        else:
-            self._restore()
-        self.done: dict[str, tuple[float | None, dict[str, Any] | None]] = {}
+        checkpoint = store.latest_checkpoint()
+        if checkpoint is not None:
+            self.strategy.load_state_dict(checkpoint["strategy"])
+        done: dict[str, Outcome] = {}
         trials = store.trials()  # read once: the answers for duplicates and the live view's catch-up
         for t in trials:
             if t.status is TrialStatus.COMPLETED:
-                self.done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
+                done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
             elif t.status is TrialStatus.FAILED:
-                self.done.setdefault(t.arch, (None, None))
+                done.setdefault(t.arch, (None, None))
+        rule = StopRule(cfg.trials, cfg.time_budget_s, cfg.max_duplicate_streak)
+        self.loop = AskTellLoop(self.strategy, self._key, rule, trials=len(trials), done=done,
+                                latency_oracle=self._latencies)
+        if checkpoint is not None:
+            self.loop.load_state_dict(checkpoint.get("loop", {}))
         self.mirror = open_mirror(store.dir, self.space, trials) if cfg.live_view else None
-        if hasattr(self.strategy, "latency_oracle"):  # strategies that screen candidates by latency first
-            self.strategy.latency_oracle = self._latencies
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,
@@ -162,62 +167,34 @@ class Search:
             log.info("timing the reference models on %s", self.latency_job.backend)
             self.store.set_meta("references", measure_references(self.latency_job))
 
-    def _restore(self) -> None:
-        checkpoint = self.store.latest_checkpoint()
-        if checkpoint is None:
-            return
-        self.strategy.load_state_dict(checkpoint["strategy"])
-        loop = checkpoint.get("loop", {})
-        self.duplicates = loop.get("duplicates", 0)
-        self.n_told = loop.get("told", 0)
-        self.waiting = {k: [tuple(t) for t in v] for k, v in loop.get("waiting", {}).items()}
+    def _key(self, tokens: tuple[int, ...]) -> str:
+        return self.space.decode(tokens).canonical
 
     # -- the loop
     def run(self, retry_failed: bool = False, progress: ProgressFn | None = None) -> SearchState:
         start = time.monotonic()
         if self.executor is None:
             self.executor = make_executor(self.cfg.executor)
+        trials = _Trials(self, self.executor)
         try:
             for t in self.store.trials(TrialStatus.RUNNING):  # in flight when the last run stopped
-                self._submit(t.id, t.arch, tuple(t.tokens))
+                trials.resubmit(t)
             if retry_failed:
                 for t in self.store.trials(TrialStatus.FAILED):
                     with self.store.transaction() as c:
                         self.store.set_trial_fields(t.id, c, status=TrialStatus.RUNNING, error=None,
                                                     attempts=t.attempts + 1)
-                    self.done.pop(t.arch, None)
-                    self._submit(t.id, t.arch, tuple(t.tokens))
-            state = self._loop(start, progress)
+                    trials.resubmit(t)
+            report = (lambda: progress(self._state())) if progress else None
+            stopped = self.loop.run(trials, report, started=start)
         finally:  # also on Ctrl-C or an error: stop workers (a Ray instance the executor started)
             self.executor.shutdown()
+        state = self._state()
+        state.stopped_because = stopped
         log.info("search stopped: %s", state.stopped_because)
         if progress:
             progress(state)
         return state
-
-    def _loop(self, start: float, progress: ProgressFn | None) -> SearchState:
-        """Ask while the executor has room, record what finishes, until a budget is spent or nothing is left."""
-        state = self._state()
-        streak, converged = 0, ""
-        while True:
-            stop = converged or self._stop_reason(state, start)
-            while not stop and self.executor.in_flight() < self.executor.capacity:
-                if not self._ask():
-                    streak += 1
-                    if streak >= self.cfg.max_duplicate_streak:
-                        converged = stop = f"{streak} proposals in a row were already evaluated (converged?)"
-                    continue
-                streak = 0
-                state = self._state()
-                stop = self._stop_reason(state, start)
-            if not self.executor.in_flight():
-                state.stopped_because = stop or "nothing left to run"
-                return state
-            for trial in self.executor.wait():
-                self._record(trial)
-            state = self._state()
-            if progress:
-                progress(state)
 
     def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
         """Latency of each candidate, None where it cannot be measured: timing is cheap next to training (with
@@ -236,84 +213,82 @@ class Search:
                 out.append(None)
         return out
 
-    def _stop_reason(self, state: SearchState, start: float) -> str:
-        if self.cfg.trials is not None and state.total >= self.cfg.trials:
-            return f"trial budget reached ({self.cfg.trials})"
-        if self.cfg.time_budget_s is not None and time.monotonic() - start >= self.cfg.time_budget_s:
-            return f"time budget reached ({self.cfg.time_budget_s:g} s)"
-        return ""
-
-    def _ask(self) -> bool:
-        """Ask for one proposal; False when it was a duplicate (answered from the store, nothing run)."""
-        tokens = tuple(self.strategy.ask())
-        arch = self.space.decode(tokens).canonical
-        if arch in self.done:
-            rew, objectives = self.done[arch]
-            self._tell(tokens, rew, objectives)
-            self.duplicates += 1
-            with self.store.transaction() as c:
-                self._checkpoint(c)
-            return False
-        if arch in self.waiting or any(arch == a for _, a in self.in_flight.values()):
-            self.waiting.setdefault(arch, []).append(tokens)
-            with self.store.transaction() as c:
-                self._checkpoint(c)
-            return False
-        with self.store.transaction() as c:
-            trial_id = self.store.add_trial(arch, tokens, c)
-            self._checkpoint(c)
-        self._submit(trial_id, arch, tokens)
-        return True
-
-    def _submit(self, trial_id: int, arch: str, tokens: tuple[int, ...]) -> None:
-        self.in_flight[trial_id] = (tokens, arch)
-        self.executor.submit(TrialJob(trial_id, arch, self.latency_job, self.cfg.proxy, self.cfg.seed))
-
-    def _record(self, trial: Trial) -> None:
-        tokens, _ = self.in_flight.pop(trial.id)
-        objectives = None
-        check_result(trial)
-        if trial.status is TrialStatus.COMPLETED:
-            try:
-                trial.reward = reward(trial.accuracy, trial.latency_ms, self.reward_cfg, trial.params, trial.macs)
-                objectives = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms}
-            except MnasError as e:
-                trial.status, trial.error = TrialStatus.FAILED, f"reward: {e}"
-        self._tell(tokens, trial.reward, objectives)
-        for dup in self.waiting.pop(trial.arch, []):
-            self._tell(dup, trial.reward, objectives)
-        self.done[trial.arch] = (trial.reward, objectives)
-        with self.store.transaction() as c:
-            self.store.finish_trial(trial, c)
-            self._checkpoint(c)
-            diag = self.strategy.diagnostics()
-            if diag:
-                self.store.add_diagnostics(diag, self.n_told, c)
-        trial.tokens = list(tokens)
-        mirror_trial(self.mirror, trial)
-        if self.scalars is not None:
-            self.scalars.add(trial, diag)
-        log.info("trial %d %s: arch %s accuracy %s latency %s ms reward %s in %s s on %s%s", trial.id, trial.status,
-                 _digest(trial.arch), _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward),
-                 _fmt(None if trial.finished is None or trial.started is None else trial.finished - trial.started),
-                 trial.worker, f": {trial.error}" if trial.error else "")
-
-    def _tell(self, tokens: tuple[int, ...], rew: float | None, objectives: dict[str, Any] | None) -> None:
-        self.strategy.tell(tokens, rew, objectives)
-        self.n_told += 1
-
     def _checkpoint(self, conn: Any) -> None:
-        loop = {"duplicates": self.duplicates, "told": self.n_told,
-                "waiting": {k: [list(t) for t in v] for k, v in self.waiting.items()}}
-        self.store.save_checkpoint({"strategy": self.strategy.state_dict(), "loop": loop}, self.n_told,
-                                   conn=conn)
+        self.store.save_checkpoint({"strategy": self.strategy.state_dict(), "loop": self.loop.state_dict()},
+                                   self.loop.told, conn=conn)
 
     def _state(self) -> SearchState:
         from mnas.store.query import best_trial
 
         counts = self.store.counts()
-        return SearchState(counts["total"], counts["completed"], counts["failed"], self.duplicates,
+        return SearchState(counts["total"], counts["completed"], counts["failed"], self.loop.duplicates,
                            best_trial(self.store), self.cfg.trials)
+
+
+class _Trials:
+    """The loop's evaluator in a search: trials on the executor, every step written to the store in one
+    transaction with the checkpoint it leads to."""
+
+    def __init__(self, search: Search, executor: Executor) -> None:
+        self.search, self.store, self.executor = search, search.store, executor
+        self.capacity = executor.capacity
+        self.running: dict[int, Proposal] = {}  # trial id -> what it evaluates
+
+    def in_flight(self) -> int:
+        return self.executor.in_flight()
+
+    def resubmit(self, trial: Trial) -> None:
+        """A stored trial run again (in flight when the last run stopped, or a failed one retried)."""
+        proposal = Proposal(tuple(trial.tokens), trial.arch)
+        self.search.loop.resume(proposal)
+        self._submit(trial.id, proposal)
+
+    def start(self, proposal: Proposal) -> None:
+        with self.store.transaction() as c:
+            trial_id = self.store.add_trial(proposal.key, proposal.tokens, c)
+            self.search._checkpoint(c)
+        self._submit(trial_id, proposal)
+
+    def repeated(self, proposal: Proposal) -> None:
+        with self.store.transaction() as c:
+            self.search._checkpoint(c)
+
+    def _submit(self, trial_id: int, proposal: Proposal) -> None:
+        s = self.search
+        self.running[trial_id] = proposal
+        self.executor.submit(TrialJob(trial_id, proposal.key, s.latency_job, s.cfg.proxy, s.cfg.seed))
+
+    def wait(self) -> Iterator[Result]:
+        """Each finished trial, checked and rewarded (a result that fails either fails its trial)."""
+        for trial in self.executor.wait():
+            proposal = self.running.pop(trial.id)
+            objectives = None
+            check_result(trial)
+            if trial.status is TrialStatus.COMPLETED:
+                try:
+                    trial.reward = reward(trial.accuracy, trial.latency_ms, self.search.reward_cfg, trial.params,
+                                          trial.macs)
+                    objectives = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms}
+                except MnasError as e:
+                    trial.status, trial.error = TrialStatus.FAILED, f"reward: {e}"
+            yield Result(proposal, trial.reward, objectives, trial)
+
+    def record(self, result: Result) -> None:
+        s, trial = self.search, result.detail
+        with self.store.transaction() as c:
+            self.store.finish_trial(trial, c)
+            s._checkpoint(c)
+            diag = s.strategy.diagnostics()
+            if diag:
+                self.store.add_diagnostics(diag, s.loop.told, c)
+        trial.tokens = list(result.proposal.tokens)
+        mirror_trial(s.mirror, trial)
+        if s.scalars is not None:
+            s.scalars.add(trial, diag)
+        log.info("trial %d %s: arch %s accuracy %s latency %s ms reward %s in %s s on %s%s", trial.id, trial.status,
+                 _digest(trial.arch), _fmt(trial.accuracy), _fmt(trial.latency_ms), _fmt(trial.reward),
+                 _fmt(None if trial.finished is None or trial.started is None else trial.finished - trial.started),
+                 trial.worker, f": {trial.error}" if trial.error else "")
 
 
 def _digest(arch: str) -> str:

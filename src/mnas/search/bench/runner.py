@@ -1,16 +1,18 @@
 """Running strategies against a table: one search, every (strategy, seed) over a process pool, the report.
 
-Semantics (docs/strategies.md has the reasoning):
+Semantics (docs/strategies.md has the reasoning): a run is the search driver's loop
+(``mnas.search.loop.AskTellLoop``) with the table as its evaluator, so
 
-* an *evaluation* is a distinct architecture, as in the real loop, which never retrains a duplicate: a
-  repeated proposal is told its cached result again and costs nothing; to stop a strategy that only
-  repeats itself, a run ends after ``max_ask_factor * budget`` proposals;
+* an *evaluation* is a distinct architecture (a trial of the real loop): a repeated proposal is told its
+  result again and costs nothing; a run stops at its budget of evaluations, or after
+  ``max_duplicate_streak`` proposals in a row that were all repeats (the driver's rule and default);
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
-* strategies are told synchronously, one proposal at a time;
-* a strategy with a ``latency_oracle`` attribute gets one that reads the table's latency (None for a
-  missing cell); its queries are counted apart from the evaluations (``latency_queries_mean``);
+* strategies are told synchronously, one proposal at a time (an evaluator of capacity 1);
+* a ``LatencyAware`` strategy gets an oracle that reads the table's latency (None for a missing cell); its
+  queries are counted apart from the evaluations (``latency_queries_mean``);
 * every run goes to the largest budget; smaller budgets are measured on its prefix (a strategy does not
-  know its budget, so the prefix is exactly the shorter run).
+  know its budget and the stopping rule depends only on what happened so far, so the prefix is exactly
+  the shorter run).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from mnas import MnasError
 from mnas.search.bench.metrics import Oracle
 from mnas.search.bench.stats import p_value, summarise
+from mnas.search.loop import DUPLICATE_STREAK, AskTellLoop, Proposal, Result, StopRule
 from mnas.search.strategies import STRATEGIES, make_strategy
 
 log = logging.getLogger(__name__)
@@ -37,43 +40,61 @@ BASELINES = ("random", "evolution")  # every strategy is compared with these whe
 
 
 def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: dict | None = None,
-               max_ask_factor: int = 10, latency_oracle: bool = True) -> dict[str, Any]:
-    """Rows evaluated (in order; -1 = not in the table, a failed evaluation), the number of asks, and the
-    latency queries made before each evaluation (cumulative)."""
+               max_duplicate_streak: int = DUPLICATE_STREAK, latency_oracle: bool = True) -> dict[str, Any]:
+    """Rows evaluated (in order; -1 = not in the table, a failed evaluation), the number of asks, the
+    latency queries made before each evaluation (cumulative), and why the run stopped."""
     table = oracle.table
     strat = make_strategy(strategy, table.space, seed=seed, **(options or {}))
-    queries = 0
+    evaluations = _TableEvaluations(oracle)
+    rule = StopRule(trials=budget, max_duplicate_streak=max_duplicate_streak)
+    loop = AskTellLoop(strat, lambda tokens: table.space.decode(tokens).canonical, rule,
+                       latency_oracle=evaluations.measure if latency_oracle else None)
+    stopped = loop.run(evaluations)
+    return {"rows": evaluations.rows, "asks": loop.asked, "latency_queries": evaluations.queried,
+            "stopped_because": stopped}
 
-    def measure(candidates: list[tuple[int, ...]]) -> list[float | None]:
-        nonlocal queries
-        queries += len(candidates)
-        found = (table.lookup(t) for t in candidates)
-        return [None if row is None else float(table.latency[row]) for row in found]
 
-    if latency_oracle and hasattr(strat, "latency_oracle"):
-        strat.latency_oracle = measure
-    seen: dict[tuple[int, ...], int] = {}
-    rows: list[int] = []
-    queried: list[int] = []
-    asks = 0
-    max_asks = max_ask_factor * budget
-    while len(rows) < budget and asks < max_asks:
-        tokens = strat.ask()
-        asks += 1
-        if tokens in seen:
-            row = seen[tokens]
-        else:
-            found = table.lookup(tokens)
-            row = -1 if found is None else found
-            seen[tokens] = row
-            rows.append(row)
-            queried.append(queries)
+class _TableEvaluations:
+    """The loop's evaluator on a table: one evaluation at a time, answered by a lookup."""
+
+    capacity = 1
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.oracle, self.table = oracle, oracle.table
+        self.rows: list[int] = []  # -1: not in the table
+        self.queried: list[int] = []  # latency queries before each evaluation
+        self.queries = 0
+        self.current: Proposal | None = None
+
+    def measure(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
+        """The latency oracle: the table's latency of each candidate, None for a missing cell."""
+        self.queries += len(candidates)
+        found = (self.table.lookup(t) for t in candidates)
+        return [None if row is None else float(self.table.latency[row]) for row in found]
+
+    def in_flight(self) -> int:
+        return int(self.current is not None)
+
+    def start(self, proposal: Proposal) -> None:
+        found = self.table.lookup(proposal.tokens)
+        self.rows.append(-1 if found is None else found)
+        self.queried.append(self.queries)
+        self.current = proposal
+
+    def repeated(self, proposal: Proposal) -> None:
+        pass
+
+    def wait(self) -> list[Result]:
+        proposal, self.current = self.current, None
+        assert proposal is not None, "the loop waits only with an evaluation in flight"
+        row = self.rows[-1]
         if row < 0:
-            strat.tell(tokens, None)
-        else:
-            acc, lat = float(table.accuracy[row]), float(table.latency[row])
-            strat.tell(tokens, float(oracle.rewards[row]), {"accuracy": acc, "latency_ms": lat})
-    return {"rows": rows, "asks": asks, "latency_queries": queried}
+            return [Result(proposal, None)]
+        acc, lat = float(self.table.accuracy[row]), float(self.table.latency[row])
+        return [Result(proposal, float(self.oracle.rewards[row]), {"accuracy": acc, "latency_ms": lat})]
+
+    def record(self, result: Result) -> None:
+        pass
 
 
 # The pool's workers are forked with the oracle (a 15625-row table) already in memory, instead of
@@ -94,9 +115,9 @@ def _init_worker(oracle: Oracle) -> None:
 
 
 def _job(args: tuple[str, int, int, dict, int, bool]) -> tuple[str, int, dict, float]:
-    strategy, seed, budget, options, factor, latency_oracle = args
+    strategy, seed, budget, options, streak, latency_oracle = args
     t0 = time.perf_counter()
-    out = run_search(_ORACLE, strategy, seed, budget, options, factor, latency_oracle)  # type: ignore[arg-type]
+    out = run_search(_ORACLE, strategy, seed, budget, options, streak, latency_oracle)  # type: ignore[arg-type]
     return strategy, seed, out, time.perf_counter() - t0
 
 
@@ -123,7 +144,8 @@ def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int, bool]], 
 
 def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequence[int], seeds: int,
                      options: dict[str, dict] | None = None, jobs: int | None = None,
-                     max_ask_factor: int = 10, progress: Callable[[int, int], None] | None = None,
+                     max_duplicate_streak: int = DUPLICATE_STREAK,
+                     progress: Callable[[int, int], None] | None = None,
                      latency_oracle: bool = True) -> dict[str, Any]:
     """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix."""
     for s in strategies:
@@ -132,7 +154,9 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
         raise MnasError("need budgets >= 1 and seeds >= 1")
     opts = {name: dict(extra) for name, extra in (options or {}).items()}
     top = max(budgets)
-    work = [(s, seed, top, opts.get(s, {}), max_ask_factor, latency_oracle) for s in strategies
+    if max_duplicate_streak < 1:
+        raise MnasError("need max_duplicate_streak >= 1")
+    work = [(s, seed, top, opts.get(s, {}), max_duplicate_streak, latency_oracle) for s in strategies
             for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     log.info("%d searches (%s; %d seeds each) to %d evaluations on %d processes", len(work),
@@ -151,7 +175,7 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
                    "target_ms": oracle.target_ms, "best_reward": oracle.best_reward},
         "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
         "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
-        "seeds": seeds, "max_ask_factor": max_ask_factor, "latency_oracle": latency_oracle, "options": opts,
+        "seeds": seeds, "max_duplicate_streak": max_duplicate_streak, "latency_oracle": latency_oracle, "options": opts,
         "wall_s": wall, "jobs": jobs, "cpu_s": seconds,
         "budgets": {str(b): _budget_block(oracle, results, b) for b in sorted(set(budgets))}}
 

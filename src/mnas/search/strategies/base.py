@@ -11,18 +11,21 @@
   may start a new random stream, as the Optuna strategies do, so a run with saves can differ from the
   same seed's run without; the same calls always give the same proposals.)
 * ``diagnostics() -> dict``: optional numbers for plots (e.g. PPO's policy entropy).
-* ``latency_oracle`` (optional attribute): a strategy that has one (None when built) can use
-  candidates' latencies before it chooses what to train, since a latency measurement is cheap next to a
-  training. The loop that runs it sets it to a ``LatencyOracle`` after building or restoring the strategy;
-  it is not part of the state. Latency queries are counted apart from trainings.
+* ``use_latency_oracle(oracle)`` (optional, the ``LatencyAware`` capability): a strategy that has it can
+  use candidates' latencies before it chooses what to train, since a latency measurement is cheap next to
+  a training. The loop that runs it gives it a ``LatencyOracle`` (``give_latency_oracle``) after building
+  or restoring the strategy; the oracle is not part of the state. Latency queries are counted apart from
+  trainings. (A strategy with only a ``latency_oracle`` attribute, the earlier way, is still given one,
+  with a deprecation warning.)
 """
 
 from __future__ import annotations
 
 import base64
 import random
+import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from mnas import MnasError
 from mnas.space.decisions import SearchSpace
@@ -45,6 +48,27 @@ class Strategy(Protocol):
     def load_state_dict(self, d: dict) -> None: ...
 
     def diagnostics(self) -> dict: ...
+
+
+@runtime_checkable
+class LatencyAware(Protocol):
+    """A strategy that can use a latency oracle; without one (None, the default) it must work all the same."""
+
+    def use_latency_oracle(self, oracle: LatencyOracle | None) -> None: ...
+
+
+def give_latency_oracle(strategy: Strategy, oracle: LatencyOracle) -> bool:
+    """Give ``oracle`` to ``strategy`` if it is ``LatencyAware``; whether it took it."""
+    if isinstance(strategy, LatencyAware):
+        strategy.use_latency_oracle(oracle)
+        return True
+    if hasattr(strategy, "latency_oracle"):  # how plugins were given one before LatencyAware: for one release
+        name = getattr(strategy, "name", type(strategy).__name__)
+        warnings.warn(f"strategy {name!r}: a latency_oracle attribute is deprecated; define use_latency_oracle"
+                      "(oracle) (mnas.search.strategies.base.LatencyAware)", DeprecationWarning, stacklevel=2)
+        strategy.latency_oracle = oracle  # type: ignore[attr-defined]
+        return True
+    return False
 
 
 class BaseStrategy:

@@ -16,11 +16,11 @@ the learning rate independent of the reward's unit and of the reward preset), or
 that of the current policy (so the clip starts from ratio 1). Failed trials are dropped from the batch: a
 failure says nothing about accuracy, and a made-up reward would bias it.
 
-With ``screen`` K and a ``latency_oracle`` (set by the loop), each proposal after the first update is
-chosen among K new architectures sampled from the policy by the predictor's latency-aware surrogate
-(``surrogate.Screen``: modelled accuracy times the latency term at the measured latency, refit at every
-update); the policy still learns from the rewards of what it proposed, with the log-probabilities they
-were sampled with. Without an oracle, or with results that carry no accuracy and latency, it is plain PPO.
+With ``screen`` K and a latency oracle (``use_latency_oracle``, called by the loop), each proposal after
+the first update is chosen among K new architectures sampled from the policy by the predictor's
+latency-aware surrogate (``surrogate.Screen``: modelled accuracy times the latency term at the measured
+latency, refit at every update); the policy still learns from the rewards of what it proposed, with the
+log-probabilities they were sampled with. Without an oracle, or with results that carry no accuracy and latency, it is plain PPO.
 """
 
 from __future__ import annotations
@@ -195,8 +195,12 @@ class PPOStrategy(BaseStrategy):
         self.updates = 0
         self.last: dict[str, float] = {}
         self.elite: list[tuple[float, Tokens]] = []  # the best results so far, replayed in each update
-        self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
+        self.latency_oracle: LatencyOracle | None = None  # use_latency_oracle: not part of the state
         self.screener = Screen(space.cardinalities, min(st.screen, PER_TRAINING)) if st.screen else None
+
+    def use_latency_oracle(self, oracle: LatencyOracle | None) -> None:
+        """``LatencyAware``: with an oracle, proposals are screened by latency (see the module's docstring)."""
+        self.latency_oracle = oracle
 
     def ask(self) -> Tokens:
         self.n_asked += 1

@@ -6,8 +6,8 @@ Each time it runs out of proposals the strategy
 
 1. breeds ``candidates`` new architectures: one or two decisions of one of the ``parents`` best so far
    changed (regularized evolution's mutation), plus a tenth uniformly random ones;
-2. with a ``latency_oracle`` (latency is measured in about a second, a training takes minutes) and results
-   that carry their accuracy and latency: ranks them by the expected improvement of the reward modelled
+2. with a latency oracle (``use_latency_oracle``: a latency measurement is cheap next to a training) and
+   results that carry their accuracy and latency: ranks them by the expected improvement of the reward modelled
    as accuracy (a Gaussian process) times the latency term (read off the results) at the latency (measured,
    or predicted by a second process), measures the latency of the best ``screen`` x ``batch_size``, ranks
    those again with their latency known and queues the best ``batch_size`` (``surrogate.Screen``);
@@ -46,11 +46,15 @@ class PredictorGuided(BaseStrategy):
                             "screen >= 0, explore > 0")
         self.initial, self.batch_size, self.candidates, self.parents = initial, batch_size, candidates, parents
         self.screen = Screen(space.cardinalities, screen, explore)  # also the cache of measured latencies
-        self.latency_oracle: LatencyOracle | None = None  # given by the loop, not part of the state
+        self.latency_oracle: LatencyOracle | None = None  # use_latency_oracle: not part of the state
         self.rng = np.random.default_rng(seed)
         self.seen: set[Tokens] = set()
         self.results: dict[Tokens, float] = {}  # rewards of the trials that did not fail
         self.queue: list[Tokens] = []
+
+    def use_latency_oracle(self, oracle: LatencyOracle | None) -> None:
+        """``LatencyAware``: with an oracle, proposals are screened by latency (see the module's docstring)."""
+        self.latency_oracle = oracle
 
     def ask(self) -> Tokens:
         self.n_asked += 1
