@@ -12,7 +12,7 @@ import yaml
 
 TINY_SEARCH = {
     "name": "tiny-report", "seed": 0, "trials": 3,
-    "strategy": {"name": "ppo", "options": {"batch_size": 2}},
+    "strategy": {"name": "ppo", "settings": {"batch_size": 2}},
     "reward": {"preset": "soft", "target_ms": 1.0},
     "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 3, "warmup": 1, "num_classes": 10},
     "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1,

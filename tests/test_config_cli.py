@@ -49,13 +49,13 @@ def test_config_errors_name_the_key(raw, needle):
 
 
 def test_the_store_records_the_resolved_config(tmp_path):
-    from mnas.search.driver import Search, open_experiment
+    from mnas.search.driver import Search, claim_experiment
 
     cfg = config_from_dict({"trials": 1, "proxy": {"recipe": "mnasnet-imagenet"}, "reward": {"target_ms": 5}})
 
-    store, cfg = open_experiment(cfg, tmp_path / "run")
+    store, cfg = claim_experiment(cfg, tmp_path / "run")
     Search(store, cfg, 5.0)  # records the experiment; runs nothing
-    assert store.get_meta("config") == cfg.resolved()
+    assert store.meta().config == cfg.resolved()
     store.close()
 
 
@@ -80,15 +80,15 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
     path.write_text(yaml.safe_dump(TINY))
     r = mnas("search", tmp_path / "run", "-c", path, "--dry-run", "--json", "--set", "trials=3",
              "--set", "proxy.epochs=2", "--set", "strategy.name=evolution",
-             "--set", "strategy.options={population_size: 4, sample_size: 2}")
+             "--set", "strategy.settings={population_size: 4, sample_size: 2}")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert plan["config"]["trials"] == 3 and plan["config"]["proxy"]["epochs"] == 2
-    assert plan["config"]["strategy"]["options"] == {"population_size": 4, "sample_size": 2}
+    assert plan["config"]["strategy"]["settings"] == {"population_size": 4, "sample_size": 2}
     assert plan["target_ms"] == 1.0
     assert not (tmp_path / "run").exists()
-    for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.options={population: 4}", "population"),
-                          ("strategy.options={population_size: '10'}", "invalid options"),
+    for wrong, needle in (("latency.backend=nope", "nope"), ("strategy.settings={population: 4}", "population"),
+                          ("strategy.settings={population_size: '10'}", "invalid options"),
                           ("executor.kind=rya", "unknown executor")):
         bad = mnas("search", tmp_path / "run", "-c", path, "--dry-run", "--set", wrong)
         assert bad.returncode == 2 and needle in bad.stderr and not (tmp_path / "run").exists()

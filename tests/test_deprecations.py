@@ -17,6 +17,9 @@ def test_the_old_preset_key_is_read_as_the_recipe_with_a_warning():
     with pytest.warns(FutureWarning, match="'preset' is deprecated"):
         cfg = config_from_dict({"trials": 1, "proxy": {"preset": "cifar"}})
     assert cfg.proxy.recipe == "cifar" and cfg.proxy.epochs == TrainConfig(recipe="cifar").epochs
+    with pytest.warns(FutureWarning, match="strategy: 'options' is deprecated, write 'settings'"):
+        cfg = config_from_dict({"trials": 1, "strategy": {"name": "ppo", "options": {"profile": "paper"}}})
+    assert cfg.strategy.settings == {"profile": "paper"}
     with pytest.warns(FutureWarning):  # both given: the new key wins
         assert TrainConfig.model_validate({"preset": "cifar", "recipe": "fast"}).recipe == "fast"
 

@@ -84,8 +84,8 @@ def _configs():
     scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
                         st.text(max_size=12))
     keys = st.sampled_from(["trials", "seed", "name", "space", "time_budget_s", "strategy", "reward", "latency",
-                            "proxy", "executor", "name", "resolution", "epochs", "backend", "preset", "alpha",
-                            "threads", "dataset", "kind", "options", "target_ms", "bogus"])
+                            "proxy", "executor", "name", "resolution", "epochs", "backend", "preset", "recipe", "alpha",
+                            "threads", "dataset", "kind", "options", "settings", "target_ms", "bogus"])
     return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                          st.dictionaries(keys, inner, max_size=5)), max_leaves=12)
 

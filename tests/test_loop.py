@@ -8,7 +8,7 @@ import pytest
 
 from mnas.search.bench import Oracle, load_table, run_search, synthetic_table
 from mnas.search.config import config_from_dict
-from mnas.search.driver import Search, open_experiment
+from mnas.search.driver import Search, claim_experiment
 from mnas.search.loop import AskTellLoop, Proposal, Result, StopRule
 from mnas.space.nb201 import Nb201Space
 from mnas.store import Trial, TrialStatus
@@ -153,9 +153,9 @@ def test_the_driver_and_the_benchmark_run_the_same_loop(tmp_path, strategy, opti
     bench = run_search(oracle, strategy, seed=seed, budget=40, options=options, max_duplicate_streak=streak)
     cfg = config_from_dict({"name": "table", "seed": seed, "space": "nb201", "trials": 40, "references": False,
                             "live_view": False, "max_duplicate_streak": streak,
-                            "strategy": {"name": strategy, "options": options},
+                            "strategy": {"name": strategy, "settings": options},
                             "reward": {"preset": "soft", "target_ms": oracle.target_ms}})
-    store, cfg = open_experiment(cfg, tmp_path / "run")
+    store, cfg = claim_experiment(cfg, tmp_path / "run")
     with Search(store, cfg, oracle.target_ms, TableExecutor(oracle.table)) as search:
         state = search.run()
         rows = [oracle.table.lookup(tuple(t.tokens)) for t in store.trials()]

@@ -57,7 +57,7 @@ def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     search must propose exactly the architectures an uninterrupted one does."""
     # screen 0: the controller alone (its latency screen times up to 20 candidates per proposal for real,
     # minutes in all here; the screen's own resume is tested in test_surrogate.py)
-    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "options": {"batch_size": 2, "screen": 0}},
+    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "settings": {"batch_size": 2, "screen": 0}},
                             "reward": {"preset": "soft"}})
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -138,7 +138,7 @@ def test_the_predictor_screens_candidates_by_latency_in_the_real_loop(tmp_path):
     """The driver gives latency-screening strategies a real oracle: candidates are timed (and cached) before
     one is trained, and the queries are counted apart from the trainings."""
     cfg = tiny(trials=5, **{"strategy": {"name": "predictor",
-                                         "options": {"initial": 2, "batch_size": 2, "candidates": 10}}})
+                                         "settings": {"initial": 2, "batch_size": 2, "candidates": 10}}})
     run = Search.open(config_from_dict(cfg), tmp_path / "run")
     state = run.run()
     run.close()

@@ -86,8 +86,10 @@ def test_ppo_presets_and_their_errors():
     assert not paper.settings.unique
     with pytest.raises(MnasError):
         make_strategy("ppo", space, advantage="median")
-    with pytest.raises(MnasError, match="preset"):
-        make_strategy("ppo", space, preset="huge")
+    with pytest.raises(MnasError, match="profile"):
+        make_strategy("ppo", space, profile="huge")
+    with pytest.warns(FutureWarning, match="'preset' is deprecated, write 'profile'"):
+        assert make_strategy("ppo", space, preset="paper").settings.lr == PAPER.lr
 
 
 def test_ppo_never_proposes_twice_until_the_space_is_used_up():

@@ -31,7 +31,7 @@ def preflight(cfg: ExperimentConfig) -> None:
 
     started = time.perf_counter()
     space = load_space(cfg.space)
-    make_strategy(cfg.strategy.name, space, seed=cfg.seed, **cfg.strategy.options)  # unknown options: one line
+    make_strategy(cfg.strategy.name, space, seed=cfg.seed, **cfg.strategy.settings)  # unknown options: one line
     EXECUTORS.get(cfg.executor.kind)  # an unknown kind, or Ray not installed: one line, before anything is stored
     with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
         get_backend(cfg.latency.backend).identity(cfg.latency.settings())

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from mnas import MnasError
 from mnas.latency import LatencyConfig
 from mnas.run import ExecutorConfig
-from mnas.schema import Schema, validate
+from mnas.schema import Schema, renamed, validate
 from mnas.search.loop import DUPLICATE_STREAK
 from mnas.search.reward import RewardConfig
 from mnas.space.registry import DEFAULT_SPACE_NAME
@@ -24,7 +24,13 @@ from mnas.train import TrainTask
 
 class StrategyConfig(Schema):
     name: str = Field("ppo", description="a registered strategy (mnas bench strategies lists them)")
-    options: dict[str, Any] = Field(default_factory=dict, description="the strategy's own keyword options")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the strategy's own keyword settings "
+                                     "(e.g. ppo's profile, lr, batch_size)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return renamed(data, {"options": "settings"}, "strategy")
 
 
 class ExperimentConfig(Schema):

@@ -5,7 +5,7 @@ belongs to (ask -> 'running' row + checkpoint; result -> finished row + checkpoi
 ``--resume`` restores exactly the controller that produced the rows on disk and re-runs only the trials
 that were in flight.
 
-Four steps, each its own function: ``open_experiment`` (a new store, or the stored config on resume; the
+Four steps, each its own function: ``claim_experiment`` (a new store, or the stored config on resume; the
 store is this process's alone until closed), ``preflight`` (everything a trial needs, checked before the
 first one), ``resolve_target`` (T, measured once and stored), and ``Search.run`` (the loop: the
 ``AskTellLoop`` of ``mnas.search.loop``, which the tabular benchmark runs too, with the trials of this
@@ -52,12 +52,12 @@ class SearchState:
     stopped_because: str = ""
 
 
-def open_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False) -> tuple[Store, ExperimentConfig]:
+def claim_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False) -> tuple[Store, ExperimentConfig]:
     """The store of ``out``, locked for this process, and the config to run: ``cfg`` for a new experiment
     (``out`` must not exist yet or be empty), the stored one on resume (``out`` must hold an intact one)."""
     store = Store(out, create=not resume)
     try:
-        stored = store.get_meta("config")
+        stored = store.meta().config or None
         trials = store.counts()["total"]
         if stored is None and trials:
             raise MnasError(f"{store.path} holds {trials} trials but no config: it is damaged; restore it from a "
@@ -65,7 +65,7 @@ def open_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False
         if not resume:
             if stored is not None:
                 raise MnasError(f"{out} already holds an experiment: pass --resume to continue it, or choose "
-                                "another --out")
+                                "another experiment directory")
             return store, cfg
         if stored is None:  # a first run that stopped before its first trial: nothing to continue
             raise MnasError(f"{out} holds no started experiment to resume: run without --resume")
@@ -80,7 +80,7 @@ def open_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False
 
 def resolve_target(cfg: ExperimentConfig, store: Store) -> float | None:
     """T in ms: stored by an earlier run of this experiment, given, or measured now on the search's backend."""
-    stored = store.get_meta("target_ms")
+    stored = store.meta().target_ms
     if stored is not None:
         return float(stored)
     if cfg.reward.target_ms is not None:
@@ -108,12 +108,12 @@ class Search:
                  executor: Executor | None = None) -> None:
         self.store, self.cfg, self.target_ms = store, cfg, target_ms
         self.space = load_space(cfg.space)
-        self.strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, **cfg.strategy.options)
+        self.strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, **cfg.strategy.settings)
         self.reward_cfg: RewardConfig = cfg.reward.with_target(target_ms)
         self.latency_job = latency_job(cfg, store)
         self.scalars = ScalarLog(store.dir) if cfg.tensorboard else None  # before anything is stored: may refuse
         self.executor = executor
-        if store.get_meta("config") is None:
+        if not store.meta().config:
             self._record_new()
         checkpoint = store.latest_checkpoint()
         if checkpoint is not None:
@@ -135,7 +135,7 @@ class Search:
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,
              executor: Executor | None = None) -> Search:
-        store, cfg = open_experiment(cfg, out, resume)
+        store, cfg = claim_experiment(cfg, out, resume)
         try:
             preflight(cfg)
             return cls(store, cfg, resolve_target(cfg, store), executor)

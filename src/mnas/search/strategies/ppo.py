@@ -3,8 +3,8 @@
 One token per decision: step i reads the embedding of token i-1 (a learned start vector at step 0)
 and a per-decision softmax head picks token i. The paper's settings follow the NASNet appendix the MnasNet paper
 points to (100 LSTM units, PPO lr 0.00035, entropy weight 1e-5, EMA reward baseline 0.95, weights
-U(-0.1, 0.1), 20 architectures per update): the preset ``PAPER`` (strategy ``ppo-paper``), set for
-~8000-trial searches. The default preset, ``SMALL_BUDGET``, is for a few hundred trainings: it never
+U(-0.1, 0.1), 20 architectures per update): the settings profile ``PAPER`` (strategy ``ppo-paper``), set for
+~8000-trial searches. The default profile, ``SMALL_BUDGET``, is for a few hundred trainings: it never
 proposes an architecture twice (docs/strategies.md has the measurements).
 
 Bookkeeping: ``ask`` keeps each proposal with the log-probability it was sampled with (PPO's "old"
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from mnas import MnasError
+from mnas.schema import renamed
 from mnas.search.strategies.base import BaseStrategy, LatencyOracle, Tokens, b64, unb64
 from mnas.search.strategies.surrogate import PER_TRAINING, Screen
 from mnas.space.decisions import SearchSpace
@@ -69,7 +70,7 @@ PAPER = PPOSettings()
 # surrogate picks each proposal among 50 policy samples when latency can be measured before training.
 SMALL_BUDGET = replace(PAPER, lr=0.005, batch_size=10, ppo_epochs=2, advantage="rank", entropy_weight=0.003,
                        unique=True, self_imitation=5, screen=50)
-PRESETS = {"small-budget": SMALL_BUDGET, "paper": PAPER}
+PROFILES = {"small-budget": SMALL_BUDGET, "paper": PAPER}  # named settings; options override single fields
 
 
 class Controller(nn.Module):
@@ -169,14 +170,17 @@ class Controller(nn.Module):
 class PPOStrategy(BaseStrategy):
     name = "ppo"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, preset: str = "small-budget", **overrides: Any) -> None:
-        """``preset``: "small-budget" (for a few hundred trainings) or "paper" (for ~8000); ``overrides``:
-        any field of ``PPOSettings``."""
+    def __init__(self, space: SearchSpace, seed: int = 0, profile: str = "small-budget", **overrides: Any) -> None:
+        """``profile``: "small-budget" (for a few hundred trainings) or "paper" (for ~8000); ``overrides``:
+        any field of ``PPOSettings``. (``preset``, the old name of ``profile``, is read until the next
+        release.)"""
         super().__init__(space, seed)
-        if preset not in PRESETS:
-            raise MnasError(f"ppo: preset {preset!r}: expected {' or '.join(PRESETS)}")
-        self.preset = preset
-        self.settings = st = replace(PRESETS[preset], **overrides)
+        if "preset" in overrides:
+            profile = renamed({"preset": overrides.pop("preset")}, {"preset": "profile"}, "ppo")["profile"]
+        if profile not in PROFILES:
+            raise MnasError(f"ppo: profile {profile!r}: expected {' or '.join(PROFILES)}")
+        self.profile = profile
+        self.settings = st = replace(PROFILES[profile], **overrides)
         if st.batch_size < 1 or st.ppo_epochs < 1 or not 0 <= st.baseline_decay < 1 or st.lr <= 0 or st.clip <= 0:
             raise MnasError("ppo: need batch_size >= 1, ppo_epochs >= 1, 0 <= baseline_decay < 1, "
                             "lr > 0, clip > 0")
@@ -400,7 +404,7 @@ class Visited:
 
 def paper_ppo(space: SearchSpace, seed: int = 0, **overrides: Any) -> PPOStrategy:
     """The paper's controller and settings (``PAPER``), for searches of thousands of trainings."""
-    return PPOStrategy(space, seed, preset="paper", **overrides)
+    return PPOStrategy(space, seed, profile="paper", **overrides)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
