@@ -1,4 +1,4 @@
-"""Write a generated ImageFolder of JPEGs for the data benchmarks (docs/training.md, "Data benchmarks").
+"""Write a generated ImageFolder of JPEGs for the data benchmarks (docs/results/2026-11-27-data-pipeline.md).
 
 Each image is smooth random colour (a small random grid upsampled), so the files are photo-sized
 (~10 KB at 256 px) and decode like photos; classes differ only in name. ``--distinct N`` encodes N

@@ -1,4 +1,4 @@
-"""The retrained models of an experiment as a Markdown table (docs/results-cifar10.md), from what
+"""The retrained models of an experiment as a Markdown table (docs/results/2026-11-27-cifar10-search.md), from what
 `mnas report RUN --json` computes: model, params, MACs, every latency timing kept (`mnas retrain --remeasure`)
 with the load beside it, test top-1, epochs; then each searched model against the reference curve, and tau.
 

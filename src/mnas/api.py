@@ -9,7 +9,9 @@ in the test suite).
     mnas.measure("mnasnet-a1", backend="onnxruntime")    # real latency of an architecture
     mnas.train("mnasnet-a1", dataset="digits", epochs=1)   # proxy training
 
-This layer sits above ``mnas.report`` and below ``mnas.cli``; it adds no behaviour of its own.
+This layer sits above ``mnas.deploy`` and ``mnas.retrain`` and below ``mnas.cli``. Beside calling the workflows
+it adds what a Python user needs and a command does not: ``Experiment`` (a read-only handle on an experiment
+directory, its trials as Trial records or a DataFrame) and keyword arguments in place of config files.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def pil_eval(im, resolution: int, crop: float) -> np.ndarray:
 def _crop_resize(im, box: tuple[int, int, int, int], resolution: int) -> np.ndarray:
     """``box`` of ``im`` resized to R x R as uint8 (H, W, 3). A JPEG is decoded by libjpeg at 1/2, 1/4
     or 1/8 scale when the box stays >= 2R wide (``draft``): a 256-px photo for a 32-px proxy then decodes
-    several times faster (docs/training.md)."""
+    several times faster (docs/results/2026-11-27-data-pipeline.md)."""
     from PIL import Image
 
     full_w, full_h = im.size

@@ -1,9 +1,10 @@
 """One SQLite file per experiment (``EXPERIMENT/experiment.db``): the config, every trial, controller checkpoints.
 
-Only the driver writes it (workers return results), and only one driver at a time: the writer holds
-``EXPERIMENT/experiment.lock`` (lock.py) for its life. ``mnas retrain`` writes only the ``retrained`` table, under
-its own ``EXPERIMENT/retrain.lock``, so it may run beside the search (SQLite serialises the two connections). Each state change is one transaction that writes the trial
-row and the controller checkpoint together, so after a kill -9 or a full disk the file holds a consistent
+Two writers, each holding its own lock for its life: the search driver (trials, meta, checkpoints; workers
+return results to it), one at a time under ``EXPERIMENT/experiment.lock`` (lock.py); and ``mnas retrain``, the
+``retrained`` table only, under ``EXPERIMENT/retrain.lock``, so it may run beside the search (SQLite serialises
+the two connections). Each state change of the search is one transaction that writes the trial row and the
+controller checkpoint together, so after a kill -9 or a full disk the file holds a consistent
 (trials, controller) pair to resume from. Readers open the file read-only and never change it.
 
 Every SQLite error and every unreadable JSON value becomes a one-line ``MnasError`` naming the file.

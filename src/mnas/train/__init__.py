@@ -6,7 +6,7 @@ import importlib
 from mnas.train.config import TrainConfig, TrainTask
 from mnas.train.recipes import RECIPES
 
-# The datasets and the trainer import torch (2-3 s here): they load on first use, so the CLI and the
+# The trainer imports torch (seconds): they load on first use, so the CLI and the
 # config code, which need only the schema, start fast.
 _LAZY = {"load_proxy_data": "trainer", "RMSpropTF": "rmsprop_tf", "TrainResult": "trainer",
          "train_architecture": "trainer", "train_proxy": "trainer"}

@@ -73,8 +73,9 @@ class TrainConfig(Schema):
         f"count or a fraction; none: the source's val/ or test/ folder if it has one, else {DEFAULT_HOLDOUT}")
     # One thread, not "all cores": the numbers a seed gives then depend on nothing but the seed (oneDNN's
     # reductions split the work by thread count, so another count gives other floats), and training
-    # never collapses when other work shares the cores (on the busy 2-core box 2 threads trained at
-    # 9 images/s, 1 thread at 116). A search runs trials side by side for its parallelism.
+    # never collapses when other work shares the cores (several threads per training stall each other
+    # on a busy machine: docs/results/2026-11-25-training-speed.md). A search runs trials side by side
+    # for its parallelism.
     threads: int = Field(1, ge=1, description="torch threads for the run (restored after); recorded in "
                          "the result")
     device: str = Field("auto", description="auto (cuda when there is one) | cpu | cuda | cuda:N")

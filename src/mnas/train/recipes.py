@@ -1,6 +1,6 @@
 """Training recipes: named sets of ``TrainConfig`` values. A field the config sets wins over its recipe.
 
-``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist, see docs/training.md).
+``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist: docs/results/2026-11-25-training-speed.md).
 ``mnasnet-imagenet``: the paper's / reference code's full recipe (docs: mnasnet-facts.md §8), literally.
 ``mnasnet-proxy``: the same with a warm-up and decay that fit a 5-epoch proxy.
 """
@@ -43,7 +43,7 @@ RECIPES: dict[str, dict] = {
     "fast": {
         "description": "short CPU proxy for small datasets: SGD+Nesterov, short warm-up, cosine decay",
         "optimizer": "sgd",
-        "lr": 0.05,  # animal-mnist, A1 x0.5, 28 px, 3 epochs: 0.05 -> 83.6 %, 0.1 -> 77.8 % top-1
+        "lr": 0.05,  # better than 0.1 for MnasNet-A1 x0.5 on animal-mnist (docs/results: training speed)
         "momentum": 0.9,
         "weight_decay": 5e-5,
         "warmup_epochs": 0.3,
@@ -93,10 +93,9 @@ RECIPES["mnasnet-proxy"] = {
     "schedule": "cosine",
 }
 
-# Full training on CIFAR-sized images (mnas train --out, mnas retrain), chosen in docs/training.md, "A CIFAR
-# recipe", by MobileNetV2 runs of 4 epochs on 15,000 CIFAR-10 images: lr 0.05 gave 43.2 % held-out top-1,
-# 0.1 35.2 %, 0.02 36.4 %; adding label smoothing 0.1 40.7 %; random-resized crops, dropout and smoothing
-# together 34.8 %. Budgets of a few epochs on a CPU favour learning fast over regularising.
+# Full training on CIFAR-sized images (mnas train --dir, mnas retrain), chosen by short MobileNetV2 runs on
+# CIFAR-10 (docs/results/2026-11-27-cifar-recipe.md): lr 0.05 beat 0.1 and 0.02, and label smoothing, random-
+# resized crops and dropout each cost accuracy. Budgets of a few epochs favour learning fast over regularising.
 RECIPES["cifar"] = {
     "description": "full training on 32-px images: SGD+Nesterov lr 0.05, 1-epoch warm-up, cosine, flips, "
                    "EMA 0.999, no dropout, no label smoothing",

@@ -1,7 +1,7 @@
 """The proxy trainer: train a sampled architecture briefly and report held-out top-1.
 
 One run is built (model, optimizer, lr schedule, EMA, the feed of batches), trained epoch by epoch and
-evaluated. Speed choices (measured on the 2-core CPU, docs/training.md): channels-last memory format
+evaluated. Speed choices (measured on a CPU: docs/results/2026-11-25-training-speed.md): channels-last memory format
 (about 2x on this model: the depthwise and 1x1 convolutions go to oneDNN's NHWC kernels), small datasets
 kept as one uint8 tensor on the device and normalised per batch (feeds.py), large inference-mode
 evaluation batches, gradients set to None instead of zeroed. On CUDA: mixed precision (bf16 where

@@ -37,8 +37,8 @@ NETWORK_CHUNK = 64
 # another, median of 2 rounds) are "sequential"; the two are never mixed in one table.
 ENTRY_METHOD = "interleaved-fastest"
 # whole models the correction is fitted on by default: a sum of isolated layers misses what layers cost
-# each other inside a network (a scale of about 1.1 here, and SE layers on big tensors: docs/latency-lut.md);
-# with 20 models few hold such a layer and its coefficient is a guess. 40 cost about a minute here
+# each other inside a network (an overall scale, and SE layers on big tensors: docs/latency-lut.md);
+# with 20 models few hold such a layer and its coefficient is a guess; 40 cost little next to the entries
 CALIBRATE = 40
 CALIBRATION_FEATURES = ("sum_ms", "se_big_ms", "const")
 

@@ -106,7 +106,7 @@ def _init_worker(oracle: Oracle) -> None:
     global _ORACLE
     _ORACLE = oracle
     # one search per core: PPO's intra-op threads and the predictor's BLAS threads would only contend
-    # (measured: the predictor took 15x the CPU time with numpy's default threads on a busy machine)
+    # (with numpy's default threads the predictor's small linear algebra spent most of its CPU time waiting)
     import torch
     from threadpoolctl import threadpool_limits
 

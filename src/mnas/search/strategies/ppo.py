@@ -5,7 +5,7 @@ and a per-decision softmax head picks token i. The paper's settings follow the N
 points to (100 LSTM units, PPO lr 0.00035, entropy weight 1e-5, EMA reward baseline 0.95, weights
 U(-0.1, 0.1), 20 architectures per update): the settings profile ``PAPER`` (strategy ``ppo-paper``), set for
 ~8000-trial searches. The default profile, ``SMALL_BUDGET``, is for a few hundred trainings: it never
-proposes an architecture twice (docs/strategies.md has the measurements).
+proposes an architecture twice (docs/results/2026-11-27-ppo-small-budget-settings.md has the measurements).
 
 Bookkeeping: ``ask`` keeps each proposal with the log-probability it was sampled with (PPO's "old"
 policy), so results may arrive in any order. When ``batch_size`` successful results have arrived the
@@ -62,7 +62,7 @@ class PPOSettings:
 
 
 PAPER = PPOSettings()
-# For a few hundred trainings (docs/strategies.md, "PPO settings", has the measurements): never propose an
+# For a few hundred trainings (docs/results/2026-11-27-ppo-small-budget-settings.md has the measurements): never propose an
 # architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
 # results with rank advantages, two epochs and a larger step, so 20-50 updates can move the policy; a larger
 # entropy bonus against early collapse; the 5 best results so far replayed in every update (self-imitation,
@@ -96,7 +96,7 @@ class Controller(nn.Module):
     def sample(self, rng: np.random.Generator, w: list[np.ndarray], emb: list[np.ndarray],
                heads: list[tuple[np.ndarray, np.ndarray]], skip: Visited | None = None) -> tuple[Tokens, float]:
         """One architecture and its log-probability under the policy. Plain numpy: sampling is one token
-        at a time, where torch's per-call overhead would dominate (a 6-step roll-out takes ~0.1 ms here).
+        at a time, where torch's per-call overhead would dominate (a roll-out is a few small matrix products).
         ``skip``: never choose a token whose subtree ``skip`` has used up, so the result is new."""
         start, w_ih, w_hh, bias = w
         x, h, c = start, np.zeros(w_hh.shape[1]), np.zeros(w_hh.shape[1])

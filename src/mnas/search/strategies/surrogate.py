@@ -11,7 +11,7 @@
   term read off the results (reward / accuracy against latency), the latency of the unmeasured candidates
   by a second process on every latency measured so far. It ranks the candidates by expected improvement
   of the reward over both uncertainties, measures the latency of the best ``per_training`` x n, ranks those
-  again with their latency known, and returns the best n it could measure. docs/strategies.md has the
+  again with their latency known, and returns the best n it could measure. docs/results/2026-11-27-latency-aware-screen.md has the
   measurements behind it.
 """
 
@@ -31,11 +31,12 @@ _NOISE_GRID = np.array([1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])
 # the latency process learns from the most recent measurements only: its cost grows with their cube
 LATENCY_MEMORY = 500
 # latencies measured per training at most, by default: a measurement takes about a second, a training minutes;
-# 10, 20 and every candidate (60) found models equally good within the spread of 30 seeds (docs/strategies.md)
+# 10, 20 and every candidate (60) found models equally good within the spread of 30 seeds
+# (docs/results/2026-11-27-latency-aware-screen.md)
 PER_TRAINING = 20
 # the accuracy process's standard deviation is taken this many times larger in the expected improvement:
 # measured on four NAS-Bench-201-based tables, 3 found better models at 200 and 500 trainings than 1, 2 or 4
-# (docs/strategies.md); the process alone is overconfident about cells far from the results
+# (docs/results/2026-11-27-latency-aware-screen.md); the process alone is overconfident about cells far from the results
 EXPLORE = 3.0
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(8)  # E over a standard normal, 8 points
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
