@@ -18,7 +18,7 @@ from agent_helpers import (QUERY, TOKEN, DiesOnRequest, big_input_model, call, e
 
 from mnas import MnasError
 from mnas.latency import LatencySettings, get_backend
-from mnas.latency import agent as agent_module
+from mnas.latency.agent import server as agent_module
 from mnas.latency.agent.remote import RemoteBackend
 from mnas.latency.agent.wire import read_token
 from mnas.model.export import export, prepare
