@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 test: setup
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --durations=20
+
+# The inner loop: every test that no marker calls slow, cluster (Ray), browser (Chromium) or gpu.
+test-fast: setup
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -m "not slow and not cluster and not browser and not gpu" --durations=10
 
 # A real small search: animal-mnist proxy, onnxruntime latency measured here, T = MobileNetV2's latency.
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)

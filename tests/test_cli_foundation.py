@@ -1,18 +1,18 @@
 """The CLI as a user runs it: JSON output and one-line errors with exit code 2."""
 
 import json
-import subprocess
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
+from mnas import __version__
+from mnas.testing import run_cli_process
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "mnas", *args], capture_output=True, text=True, timeout=120)
 
-
-def test_arch_show_json_has_exact_params():
-    r = run("arch", "show", "mnasnet-a1", "--json")
+def test_arch_show_json_has_exact_params(cli):
+    r = cli("arch", "show", "mnasnet-a1", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["params"] == 3887038
@@ -21,23 +21,23 @@ def test_arch_show_json_has_exact_params():
     assert info["arch"].startswith("stem32:") and info["in_space"] is False
 
 
-def test_arch_show_accepts_block_strings_and_width():
-    r = run("arch", "show", "r1_k3_s11_e1_i32_o16_noskip,r2_k3_s22_e6_i16_o24", "-w", "0.5", "--json")
+def test_arch_show_accepts_block_strings_and_width(cli):
+    r = cli("arch", "show", "r1_k3_s11_e1_i32_o16_noskip,r2_k3_s22_e6_i16_o24", "-w", "0.5", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["arch"].startswith("stem16:")
 
 
-def test_space_show_and_sample():
-    r = run("space", "show", "--json")
+def test_space_show_and_sample(cli):
+    r = cli("space", "show", "--json")
     from mnas.space import MnasNetSpace
     assert json.loads(r.stdout)["size"] == MnasNetSpace.load().size > 10**16
-    r = run("arch", "sample", "--seed", "3", "--n", "3")
+    r = cli("arch", "sample", "--seed", "3", "--n", "3")
     lines = r.stdout.split()
     assert len(lines) == 3 and all(x.startswith("stem32:") for x in lines)
-    assert run("arch", "sample", "--seed", "3", "--n", "3").stdout.split() == lines
-    assert json.loads(run("arch", "sample", "--seed", "3", "-n", "3", "--json").stdout) == lines
-    zoo = {e["name"]: e for e in json.loads(run("arch", "list", "--json").stdout)}
-    assert zoo["mnasnet-a1"]["arch"] == json.loads(run("arch", "show", "mnasnet-a1", "--json").stdout)["arch"]
+    assert cli("arch", "sample", "--seed", "3", "--n", "3").stdout.split() == lines
+    assert json.loads(cli("arch", "sample", "--seed", "3", "-n", "3", "--json").stdout) == lines
+    zoo = {e["name"]: e for e in json.loads(cli("arch", "list", "--json").stdout)}
+    assert zoo["mnasnet-a1"]["arch"] == json.loads(cli("arch", "show", "mnasnet-a1", "--json").stdout)["arch"]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -48,9 +48,23 @@ def test_space_show_and_sample():
     (["arch", "show", "mnasnet-a1", "--resolution", "abc"], "--resolution"),
     (["space", "show", "--space", "/does/not/exist.yaml"], "does not exist"),
 ])
-def test_errors_are_one_line_exit_2(args, needle):
-    r = run(*args)
+def test_errors_are_one_line_exit_2(cli, args, needle):
+    r = cli(*args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_the_installed_commands_run_as_processes():
+    """The two ways a user starts mnas, each in its own process: ``python -m mnas`` and the ``mnas``
+    console script (the other tests call ``mnas.cli.main`` in the test's process)."""
+    p = run_cli_process("arch", "show", "resnet50")
+    assert p.returncode == 2 and p.stdout == "" and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
+    script = shutil.which("mnas", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("no mnas console script beside this interpreter (pip install -e . makes one)")
+    import subprocess
+
+    p = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == f"mnas {__version__}", p.stderr

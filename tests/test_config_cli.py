@@ -2,22 +2,15 @@
 config, the store records exactly that, and global CLI options (--version, --debug)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mnas import MnasError, __version__
 from mnas.search.config import config_from_dict
-from search_helpers import tiny
+from mnas.testing import run_cli as mnas, tiny, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def mnas(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env=env)
 
 
 def test_the_paper_config_gets_the_paper_preset():
@@ -51,7 +44,9 @@ def test_config_errors_name_the_key(raw, needle):
 def test_the_store_records_the_resolved_config(tmp_path):
     from mnas.search.driver import Search, claim_experiment
 
-    cfg = config_from_dict({"trials": 1, "proxy": {"recipe": "mnasnet-imagenet"}, "reward": {"target_ms": 5}})
+    # no reference timings: at the recipe's 224 px they take half a minute and are recorded apart from the config
+    cfg = config_from_dict({"trials": 1, "proxy": {"recipe": "mnasnet-imagenet"}, "reward": {"target_ms": 5},
+                            "references": False})
 
     store, cfg = claim_experiment(cfg, tmp_path / "run")
     Search(store, cfg, 5.0)  # records the experiment; runs nothing
@@ -74,10 +69,7 @@ TINY = tiny(trials=2)
 
 
 def test_dry_run_checks_and_writes_nothing(tmp_path):
-    import yaml
-
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path = write_config(tmp_path, TINY)
     r = mnas("search", tmp_path / "run", "-c", path, "--dry-run", "--json", "--set", "trials=3",
              "--set", "proxy.epochs=2", "--set", "strategy.name=evolution",
              "--set", "strategy.settings={population_size: 4, sample_size: 2}")
@@ -95,11 +87,8 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
 
 
 def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
-    import yaml
-
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    r = mnas("search", tmp_path / "run", "-c", path)  # stdout is a pipe here, as under nohup
+    path = write_config(tmp_path, TINY)
+    r = mnas("search", tmp_path / "run", "-c", path)  # stdout is not a terminal here, as under nohup
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if " completed: arch " in ln]
     assert len(lines) == 2 and all("reward" in ln and "latency" in ln and " s on " in ln for ln in lines)

@@ -10,12 +10,16 @@ import torch
 from mnas.model import build
 from mnas.deploy.export import export_trial
 from mnas.space import Architecture
-from report_helpers import mnas, tiny_search
+from mnas.testing import run_cli
+
+
+def mnas(*args, check=True):
+    return run_cli(*args, check=check)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return tiny_search(tmp_path_factory.mktemp("search"))
+def run(tiny_search):
+    return tiny_search  # read only: the exports go to tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def _run_file(fmt, path, x):
         return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "tflite", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow), "torchscript"])  # litert-torch: slow
 def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tmp_path):
     ranked, x, y = reference
     out = tmp_path / f"best.{fmt}"

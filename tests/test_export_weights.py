@@ -15,10 +15,14 @@ from mnas.space import Architecture
 from mnas.train import TrainTask, load_proxy_data
 from mnas.train import checkpoint as ckpt
 from mnas.train.full import train_full
-from report_helpers import mnas, tiny_search
+from mnas.testing import run_cli
 
 TINY = Architecture.parse("stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32")
 HAS_LITERT = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_litert"))
+
+
+def mnas(*args, check=True):
+    return run_cli(*args, check=check)
 
 
 def train(arch, out, **kw):
@@ -37,8 +41,8 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return tiny_search(tmp_path_factory.mktemp("search"))
+def run(tiny_search):
+    return tiny_search  # read only: the exports go to tmp_path
 
 
 def best_trial(run):
@@ -63,7 +67,7 @@ def one_line_error(p, *needles):
     assert all(n in lines[0] for n in needles), lines[0]
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "tflite"])
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", pytest.param("tflite", marks=pytest.mark.slow)])  # litert-torch: slow
 def test_trained_file_scores_pytorchs_top1_in_its_own_runtime(fmt, trained, tmp_path):
     if fmt == "tflite" and not HAS_LITERT:
         pytest.skip("litert-torch and ai-edge-litert are not installed (pip install 'mnas[litert]')")

@@ -3,8 +3,6 @@ table's layer enumeration, and the built-in `mnasnet-paper` space with its 432^5
 
 import json
 import random
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from mnas.model import build, count_params
 from mnas.model.export import export
 from mnas.search.config import config_from_dict
 from mnas.space import Architecture, SPACES, arch_to_timm, arch_to_tpu, load_space, zoo
+from mnas.testing import run_cli
 
 PAPER = load_space("mnasnet-paper")
 
@@ -54,8 +53,7 @@ def test_the_current_space_stays_under_its_name():
 
 
 def test_space_show_json_says_size_and_why():
-    r = subprocess.run([sys.executable, "-m", "mnas", "space", "show", "--space", "mnasnet-paper", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli("space", "show", "--space", "mnasnet-paper", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert 1.0e13 <= info["size"] <= 2.0e13

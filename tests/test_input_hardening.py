@@ -2,19 +2,13 @@
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from mnas import MnasError
 from mnas.data.sources import safe_unpickle
-
-
-def mnas(*args):
-    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+from mnas.testing import run_cli as mnas
 
 
 def one_line_error(r, needle):

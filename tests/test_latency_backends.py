@@ -16,7 +16,7 @@ from mnas.latency import LatencyCache, LatencyResult, LatencySettings, get_backe
 from mnas.model import build
 from mnas.model.export import calibrate_bn, export, prepare
 from mnas.space import zoo
-from plugin_helpers import install_plugin, mnas_with
+from mnas.testing import install_plugin, plugins_on_path, run_cli
 
 RES = 32
 SHAPE = (1, 3, RES, RES)
@@ -42,7 +42,8 @@ def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE)
     assert LatencyResult.from_dict(r.to_dict()) == r
 
 
-@pytest.mark.parametrize("name", ["onnxruntime", "openvino", "litert"])
+# litert: the .tflite converter (litert-torch) takes several seconds a model
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino", pytest.param("litert", marks=pytest.mark.slow)])
 def test_file_backends_agree_with_pytorch_and_time_sanely(name, small_model):
     be = get_backend(name)
     data = export(small_model, be.model_format, SHAPE)
@@ -171,8 +172,8 @@ def test_a_plugin_backend_registers_by_entry_point_and_runs_in_the_cli(tmp_path)
     """A package that mnas knows nothing about: one module and its dist-info on the path."""
     root = install_plugin(tmp_path / "site", "toy_backend", TOY_BACKEND,
                           {"mnas.backends": {"toy": "toy_backend:ToyBackend"}})
-    p = mnas_with(root, "latency", "mnasnet-a1", "--backend", "toy:knob", "--json", "--cache", tmp_path / "cache",
-                  timeout=120)
+    with plugins_on_path(root):
+        p = run_cli("latency", "mnasnet-a1", "--backend", "toy:knob", "--json", "--cache", tmp_path / "cache")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["median_ms"] == 12.345 and out["backend"] == "toy" and out["extra"] == {"arg": "knob"}

@@ -31,10 +31,10 @@ def one_error_line(capsys) -> str:
     (["--batch", "1000000"], "timing at input 1000000x3x32x32 needs about"),
 ])
 def test_mnas_latency_refuses_up_front(args, why, capsys, tmp_path):
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not inflate it
     assert main(["latency", "mnasnet-a1", *FAST, *args, "--cache", str(tmp_path)]) == 2
     assert why in one_error_line(capsys)
-    assert time.monotonic() - started < 60  # refused before building or exporting anything
+    assert time.process_time() - started < 60  # refused before building or exporting anything
 
 
 def test_the_memory_estimate_is_in_the_right_range():

@@ -13,18 +13,15 @@ from mnas.search.driver import Search
 from mnas.search.mirror import STUDY_NAME, storage_url
 from mnas.space import load_space
 from mnas.store import Store, TrialStatus
-from search_helpers import tiny
-
-TINY = tiny(trials=3)
+from mnas.testing import cpu_seconds, wait_for
 
 
-def test_every_trial_is_mirrored_with_its_values(tmp_path):
-    run = Search.open(config_from_dict(TINY), tmp_path / "run")
-    run.run()
-    run.close()
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path / "run"))
-    with Store(tmp_path / "run", readonly=True) as store:
+def test_every_trial_is_mirrored_with_its_values(tiny_search_copy):
+    run = tiny_search_copy  # a finished search through the CLI, mirrored as it ran
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(run))
+    with Store(run, readonly=True) as store:
         trials = store.trials()
+    assert len(trials) == 3
     mirrored = {t.user_attrs["mnas_trial_id"]: t for t in study.get_trials()}
     assert sorted(mirrored) == [t.id for t in trials]
     for t in trials:
@@ -36,56 +33,54 @@ def test_every_trial_is_mirrored_with_its_values(tmp_path):
         assert [m.params[d.name] for d in load_space().decisions] == t.tokens
 
 
-def test_a_mirror_missing_trials_is_completed_on_resume(tmp_path):
-    run = Search.open(config_from_dict(TINY), tmp_path / "run")
-    run.run()
-    run.close()
-    (tmp_path / "run" / "optuna.db").unlink()  # e.g. deleted, or a kill -9 before the mirror was written
-    run = Search.open(config_from_dict(dict(TINY, trials=4)), tmp_path / "run", resume=True)
-    run.run()
-    run.close()
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path / "run"))
+def test_a_mirror_missing_trials_is_completed_on_resume(tiny_search_copy, tiny_search_config):
+    (tiny_search_copy / "optuna.db").unlink()  # e.g. deleted, or a kill -9 before the mirror was written
+    with Search.open(config_from_dict(dict(tiny_search_config, trials=4)), tiny_search_copy, resume=True) as run:
+        run.run()
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tiny_search_copy))
     assert sorted(t.user_attrs["mnas_trial_id"] for t in study.get_trials()) == [1, 2, 3, 4]
 
 
-def test_optuna_dashboard_lists_the_trials_in_a_browser(tmp_path):
+@pytest.mark.browser
+def test_optuna_dashboard_lists_the_trials_in_a_browser(tiny_search_copy, tmp_path):
     """The one documented command (optuna-dashboard sqlite:///RUN/optuna.db) serves the search, and its page,
     rendered by headless Chromium, lists every trial."""
     import shutil
     import socket
     import subprocess
     import sys
-    import time
     import urllib.request
 
     from test_report_html import chromium, run_chromium
 
     pytest.importorskip("optuna_dashboard", reason="the live extra (make setup installs it)")
     exe = chromium()
-    run = Search.open(config_from_dict(TINY), tmp_path / "run")
-    run.run()
-    run.close()
+    run = tiny_search_copy  # 3 trials, mirrored as they finished
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cli = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([cli, storage_url(tmp_path / "run"), "--host", "127.0.0.1", "--port", str(port)],
+    server = subprocess.Popen([cli, storage_url(run), "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        base, deadline, studies = f"http://127.0.0.1:{port}", time.time() + 60, None
-        while studies is None and time.time() < deadline:
+        base = f"http://127.0.0.1:{port}"
+
+        def listed():
             try:
-                studies = json.loads(urllib.request.urlopen(f"{base}/api/studies", timeout=5).read())
+                return json.loads(urllib.request.urlopen(f"{base}/api/studies", timeout=5).read())
             except OSError:
-                time.sleep(0.3)
-        assert studies, "optuna-dashboard did not answer"
+                return None
+
+        studies = wait_for(lambda: server.poll() is not None or listed(), progress=[lambda: cpu_seconds(server.pid)],
+                           poll_s=0.3, what="optuna-dashboard to answer")
+        assert isinstance(studies, dict), "optuna-dashboard exited"
         sid = next(s["study_id"] for s in studies["study_summaries"] if s["study_name"] == STUDY_NAME)
         page = run_chromium(exe, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
                             f"{base}/dashboard/studies/{sid}/trials").stdout
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", page, flags=re.S)))
         assert "3 Trials" in text, text[:500]
         assert all(f"Trial {n} Complete" in text for n in range(3))
-        with Store(tmp_path / "run", readonly=True) as store:
+        with Store(run, readonly=True) as store:
             first = store.trial(1)
         assert first.arch in text and "latency_ms" in text  # the selected (first) trial shows our attributes
     finally:
@@ -93,17 +88,14 @@ def test_optuna_dashboard_lists_the_trials_in_a_browser(tmp_path):
         server.wait(timeout=30)
 
 
-def test_tensorboard_scalars_per_trial(tmp_path):
+def test_tensorboard_scalars_per_trial(tiny_search):
     pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = tiny(trials=3, tensorboard=True, **{"strategy.name": "ppo"})
-    run = Search.open(config_from_dict(cfg), tmp_path / "run")
-    run.run()
-    run.close()
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    run = tiny_search  # a PPO search of 3 trials, with tensorboard: true where the extra is installed
+    events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    with Store(tmp_path / "run", readonly=True) as store:
+    with Store(run, readonly=True) as store:
         trials = {t.id: t for t in store.trials()}
     reward = {e.step: e.value for e in events.Scalars("trial/reward")}
     assert reward == pytest.approx({i: t.reward for i, t in trials.items()})

@@ -3,8 +3,6 @@ measurements, resumed after an interruption, and every refusal path."""
 
 import json
 import random
-import subprocess
-import sys
 
 import pytest
 
@@ -13,6 +11,7 @@ from mnas.latency import LatencySettings, get_backend, measure
 from mnas.latency.lut import LatencyTable, arch_layers, build_table, calibrate_table, evaluate, space_layers
 from mnas.space import MnasNetSpace
 from mnas.space.arch import Architecture
+from mnas.testing import run_cli
 
 TINY = """
 name: tiny
@@ -203,10 +202,6 @@ def test_missing_entries_refused_or_measured(space_file, tmp_path):
     assert all(s.key in saved.entries for s in arch_layers(arch, 32, num_classes=10))
     with pytest.raises(MnasError, match="at least 3 models"):
         calibrate_table(saved, get_backend("onnxruntime"), 1)
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mnas", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_build_eval_and_errors(built, space_file):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search_helpers import mnas
+from mnas.testing import run_cli as mnas
 
 CLASSES = ("n01440764", "n01443537", "n01484850")  # ImageNet-style synset folder names
 
@@ -27,13 +27,13 @@ def make_imagenet_layout(root, per_class=8, size=72):
     return root / "train"
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_the_paper_config_runs_on_an_imagenet_layout_folder(tmp_path):
     folder = make_imagenet_layout(tmp_path / "imagenet")
     run = tmp_path / "run"
     r = mnas("search", run, "-c", "configs/mnasnet-imagenet.yaml", "--set", f"proxy.dataset=imagefolder:{folder}",
              "--set", "trials=2", "--set", "proxy.holdout=0.25", "--set", "executor.kind=local",
-             "--set", "proxy.batch_size=8", "--set", "references=false", timeout=900)
+             "--set", "proxy.batch_size=8", "--set", "references=false")
     assert r.returncode == 0, r.stderr
     trials = json.loads(mnas("trials", run, "--json").stdout)
     assert len(trials) == 2 and all(t["status"] == "completed" for t in trials), trials

@@ -3,9 +3,7 @@ line in mnas, and the CLI runs it."""
 
 import json
 
-import yaml
-
-from plugin_helpers import install_plugin, mnas_with
+from mnas.testing import install_plugin, plugins_on_path, run_cli as mnas, tiny, write_config
 
 TOY_EXECUTOR = '''
 from mnas.run.local import LocalExecutor
@@ -44,7 +42,8 @@ def load():
 
 def test_a_plugin_space_is_shown_by_name(tmp_path):
     root = install_plugin(tmp_path / "site", "toy_space", TOY_SPACE, {"mnas.spaces": {"toy": "toy_space:load"}})
-    r = mnas_with(root, "space", "show", "--space", "toy", "--json")
+    with plugins_on_path(root):
+        r = mnas("space", "show", "--space", "toy", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["name"] == "toy" and info["size"] == 2  # block 2's kernel is the only open decision
@@ -53,15 +52,10 @@ def test_a_plugin_space_is_shown_by_name(tmp_path):
 def test_a_plugin_executor_runs_a_search_through_the_cli(tmp_path):
     root = install_plugin(tmp_path / "site", "toy_executor", TOY_EXECUTOR,
                           {"mnas.executors": {"toy": "toy_executor:ToyExecutor"}})
-    cfg = {"name": "toy", "trials": 2, "strategy": {"name": "random"},
-           "reward": {"target_ms": 1.0},
-           "latency": {"resolution": 32, "runs": 5, "warmup": 1, "cv_threshold": 0.5},
-           "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1,
-                     "train_limit": 128},
-           "executor": {"kind": "toy"}}
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    r = mnas_with(root, "search", tmp_path / "run", "--config", tmp_path / "cfg.yaml")
-    assert r.returncode == 0, r.stderr
-    trials = json.loads(mnas_with(root, "trials", tmp_path / "run", "--json").stdout)
+    cfg = write_config(tmp_path, tiny(trials=2, **{"executor.kind": "toy"}))
+    with plugins_on_path(root):
+        r = mnas("search", tmp_path / "run", "--config", cfg)
+        assert r.returncode == 0, r.stderr
+        trials = json.loads(mnas("trials", tmp_path / "run", "--json").stdout)
     assert len(trials) == 2 and {t["worker"] for t in trials} == {"toy-executor"}
     assert all(t["status"] == "completed" for t in trials)

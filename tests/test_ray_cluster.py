@@ -22,15 +22,13 @@ import pytest
 import yaml
 
 from mnas.store import Store
+from mnas.testing import communicate, cpu_seconds, tiny, wait_for
+
+pytestmark = pytest.mark.cluster
 
 RAY = str(Path(sys.executable).parent / "ray")
 PORT = 6391
-TINY = {  # the tiny search of test_search_loop.py: digits proxy at 16 px, real onnxruntime timings at 32 px
-    "name": "tiny", "seed": 0, "strategy": {"name": "random"}, "reward": {"preset": "soft", "target_ms": 1.0},
-    "latency": {"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1},
-    "proxy": {"dataset": "digits", "resolution": 16, "width_multiplier": 0.25, "epochs": 1, "batch_size": 64,
-              "train_limit": 128},
-}
+TINY = tiny(latency={"backend": "onnxruntime", "resolution": 32, "runs": 5, "warmup": 1})
 LIGHT = ["--num-cpus", "1", "--object-store-memory", "100000000", "--disable-usage-stats"]
 
 
@@ -75,8 +73,8 @@ class Cluster:
         self.run_in(self.worker_ns, RAY, "start", "--address", self.address, "--node-ip-address", self.worker_ip,
                     "--temp-dir", self.tmp / "w", "--resources", json.dumps({"device:test": 1}), *LIGHT)
 
-    def run_in(self, ns, *args, timeout=120):
-        return sh("ip", "netns", "exec", ns, *args, env=self.env, timeout=timeout)
+    def run_in(self, ns, *args):
+        return sh("ip", "netns", "exec", ns, *args, env=self.env)  # no limit: pytest-timeout is the backstop
 
     def popen_in(self, ns, *args, **kw):
         return subprocess.Popen(["ip", "netns", "exec", ns, *map(str, args)], env=self.env, **kw)
@@ -84,6 +82,10 @@ class Cluster:
     def pids(self, ns) -> list[int]:
         r = sh("ip", "netns", "pids", ns, check=False)
         return [int(p) for p in r.stdout.split()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every process in the cluster's namespaces: grows while the cluster works."""
+        return cpu_seconds(*(pid for ns in self.namespaces for pid in self.pids(ns)))
 
     def kill_namespace(self, ns, sig=signal.SIGKILL) -> list[int]:
         pids = self.pids(ns)
@@ -128,15 +130,24 @@ def search(cluster, cfg, out, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def finish(proc, timeout=150):
+def trial_states(run: Path) -> list[tuple]:
+    """(id, status) of every trial in the experiment so far."""
+    db = run / "experiment.db"
+    if not db.exists():  # connecting would create it
+        return []
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"search did not finish in {timeout} s: {err[-2000:]}")
-    assert proc.returncode == 0, err[-3000:]
-    return out
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+            return c.execute("SELECT id, status FROM trials ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def finish(cluster, proc, run: Path, code: int = 0):
+    """The search's stdout and stderr once it exits with ``code``: however long that takes while its trials
+    or the cluster's processes make progress (a busy machine once took 113 s for one tiny trial)."""
+    out, err = communicate(proc, progress=[lambda: trial_states(run), cluster.cpu_seconds], what="the search")
+    assert proc.returncode == code, err[-3000:]
+    return out, err
 
 
 def node_of(worker: str, part: str) -> str:
@@ -148,7 +159,8 @@ def node_of(worker: str, part: str) -> str:
 
 
 def test_device_resource_routes_measurements_to_its_node(cluster, tmp_path):
-    finish(search(cluster, ray_config(tmp_path, cluster, 3, device_resource="device:test"), tmp_path / "run"))
+    run = tmp_path / "run"
+    finish(cluster, search(cluster, ray_config(tmp_path, cluster, 3, device_resource="device:test"), run), run)
     with Store(tmp_path / "run", create=False) as store:
         trials = store.trials()
     assert len(trials) == 3 and all(t.status == "completed" and t.latency_ms > 0 for t in trials)
@@ -160,22 +172,26 @@ def test_worker_node_killed_mid_search_loses_and_duplicates_nothing(cluster, tmp
     """Both nodes train (one CPU each); the worker node dies while it trains a trial: Ray re-runs that trial
     on the head, and the store ends with every trial exactly once."""
     budget = 5
-    proc = search(cluster, ray_config(tmp_path, cluster, budget), tmp_path / "run")
-    deadline = time.time() + 120
-    training_there = False
-    while time.time() < deadline and proc.poll() is None and not training_there:
-        time.sleep(0.2)
+    run = tmp_path / "run"
+    proc = search(cluster, ray_config(tmp_path, cluster, budget), run)
+
+    def training_there() -> bool:
         for pid in cluster.pids(cluster.worker_ns):
             try:
-                training_there |= "_train_remote" in Path(f"/proc/{pid}/cmdline").read_text()
+                if "_train_remote" in Path(f"/proc/{pid}/cmdline").read_text():
+                    return True
             except OSError:
                 pass
-    assert training_there, "the worker node never trained a trial"
+        return False
+
+    wait_for(lambda: proc.poll() is not None or training_there(),
+             progress=[lambda: trial_states(run), cluster.cpu_seconds], poll_s=0.2, what="a training on the worker")
+    assert training_there(), "the worker node never trained a trial"
     killed = cluster.kill_namespace(cluster.worker_ns)  # the whole node at once, as when a machine dies
     with sqlite3.connect(tmp_path / "run" / "experiment.db", timeout=10) as c:
         in_flight = {r[0] for r in c.execute("SELECT id FROM trials WHERE status = 'running'")}
     assert killed and in_flight
-    finish(proc)
+    finish(cluster, proc, run)
     with Store(tmp_path / "run", create=False) as store:
         trials = store.trials()
     print(f"killed the worker node ({len(killed)} processes); in flight then: {sorted(in_flight)}")
@@ -218,5 +234,5 @@ def test_a_device_no_live_node_offers_is_refused_at_start(cluster, tmp_path):
         "while any(n['Alive'] and 'device:test' in n['Resources'] for n in ray.nodes()): time.sleep(0.5)"
     ) % cluster.address)
     proc = search(cluster, ray_config(tmp_path, cluster, 2, device_resource="device:test"), tmp_path / "run")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "device:test" in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    _, err = finish(cluster, proc, tmp_path / "run", code=2)
+    assert "device:test" in err and len(err.strip().splitlines()) == 1, err[-2000:]

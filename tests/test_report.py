@@ -13,7 +13,11 @@ from mnas.report.pareto import best_under, pareto_front
 from mnas.report.plots import moving_average, token_entropy
 from mnas.report.synthetic import fill_synthetic
 from mnas.store import Store, Trial, TrialStatus
-from report_helpers import mnas, tiny_search
+from mnas.testing import run_cli
+
+
+def mnas(*args, check=True):
+    return run_cli(*args, check=check)
 
 
 def brute_front(lat, acc):
@@ -104,8 +108,8 @@ def test_report_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "no completed trials" in p.stderr
 
 
-def test_report_on_a_real_tiny_search(tmp_path_factory):
-    run = tiny_search(tmp_path_factory.mktemp("search"))
+def test_report_on_a_real_tiny_search(tiny_search_copy):
+    run = tiny_search_copy  # the report writes its plots into it
     s = json.loads(mnas("report", run, "--json").stdout)
     with Store(run, create=False) as store:
         trials = store.trials()
@@ -114,6 +118,11 @@ def test_report_on_a_real_tiny_search(tmp_path_factory):
     assert s["best"]["reward"] == max(t.reward for t in trials if t.status == "completed")
     assert all(p["latency_ms"] > 0 and 0 <= p["accuracy"] <= 1 for p in s["pareto"])
     assert all((run / "plots" / f"{n}.png").exists() for n in ("reward", "pareto", "latency_hist", "entropy"))
+    # the search timed the reference models on its own backend and settings, for the report to draw
+    with Store(run, readonly=True) as store:
+        refs = {r["name"]: r for r in store.meta().references}
+    assert {"mobilenet-v2 1.0", "mnasnet-a1"} <= set(refs) and all(r["latency_ms"] > 0 for r in refs.values())
+    assert "mnasnet-a1" in (run / "plots" / "pareto.svg").read_text()
 
 
 def test_summary_without_target_uses_latency_quantiles(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from mnas.report.build import make_report
 from mnas.report.synthetic import fill_synthetic
+from mnas.testing import communicate, cpu_seconds
 
 
 def chromium() -> str:
@@ -27,11 +28,15 @@ def chromium() -> str:
     return exe
 
 
-def run_chromium(exe, tmp_path, *args):
+def run_chromium(exe, tmp_path, *args) -> subprocess.CompletedProcess:
+    """Chromium's run, for however long it takes while it keeps working (no fixed limit: a busy machine
+    makes it slow, not wrong)."""
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = communicate(proc, progress=[lambda: cpu_seconds(proc.pid)], what="chromium")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,7 @@ def test_html_is_self_contained(page):
     assert not re.search(r"""(src|href)=["'](?!data:)""", text)  # nothing fetched from anywhere
 
 
+@pytest.mark.browser
 def test_html_renders_with_one_row_per_trial_shown(page, tmp_path):
     exe = chromium()
     html, s = page
@@ -66,6 +72,7 @@ def test_html_renders_with_one_row_per_trial_shown(page, tmp_path):
     assert nums == sorted(nums, reverse=True) and lat[:len(nums)] == nums
 
 
+@pytest.mark.browser
 def test_html_screenshot_is_not_blank(page, tmp_path):
     exe = chromium()
     html, _ = page
@@ -107,6 +114,7 @@ def test_store_text_is_escaped_in_the_page(hostile_page):
     assert len(hostile) == 12 and all(v == shown and v.startswith(HOSTILE_ARCH) for v, shown in hostile)
 
 
+@pytest.mark.browser
 def test_store_text_shows_as_text_in_a_browser(hostile_page, tmp_path):
     exe = chromium()
     p = run_chromium(exe, tmp_path, "--dump-dom", hostile_page.as_uri())

@@ -14,9 +14,13 @@ from mnas.report.build import make_report
 from mnas.report.retrained import _tau_b, latency_at, proxy_fidelity, top1_at
 from mnas.report.synthetic import fill_synthetic
 from mnas.store import Store
-from report_helpers import mnas
+from mnas.testing import run_cli
 
 RECIPE = {"epochs": 3, "lr": 0.05, "batch_size": 64}
+
+
+def mnas(*args, check=True):
+    return run_cli(*args, check=check)
 
 
 def _row(label, kind, latency_ms, top1, *, zoo=None, width=None, trial_id=None, proxy=None, status="completed",

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 
 from mnas.store import Store
 from mnas.store.query import ranked_trials
+from mnas.testing import cpu_seconds, run_cli as mnas, tiny, wait_for, write_config
 from mnas.train.config import TrainConfig
-from search_helpers import mnas, tiny, write_config
 
 LR = TrainConfig(recipe="cifar").lr  # the recipe's own, unless a test sets another
 RECIPE = ["--epochs", "2", "--set", "resolution=16", "--set", "batch_size=64", "--set", "train_limit=384",
@@ -23,15 +23,18 @@ RECIPE = ["--epochs", "2", "--set", "resolution=16", "--set", "batch_size=64", "
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    root = tmp_path_factory.mktemp("retrain")
-    cfg = write_config(root, tiny(trials=3))
-    r = mnas("search", cfg.parent / "exp", "-c", cfg)  # EXPERIMENT, as report, retrain and export name it
-    assert r.returncode == 0, r.stderr
-    for args, words in [((), "give the experiment directory"), ((root / "x", "-o", root / "y"), "give one")]:
+def experiment(tiny_search, tmp_path_factory):
+    """A copy of the session's finished 3-trial search (``mnas search RUN -c CFG``), for this module to
+    retrain into."""
+    return Path(shutil.copytree(tiny_search, tmp_path_factory.mktemp("retrain") / "exp"))
+
+
+def test_search_takes_the_experiment_directory_once(tmp_path):
+    cfg = write_config(tmp_path, tiny(trials=3))
+    for args, words in [((), "give the experiment directory"), ((tmp_path / "x", "-o", tmp_path / "y"), "give one")]:
         bad = mnas("search", *args, "-c", cfg)
         assert bad.returncode == 2 and words in bad.stderr and bad.stderr.count("\n") == 1
-    return root / "exp"
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def rows(directory, lr):
@@ -40,6 +43,7 @@ def rows(directory, lr):
         return {r.label: r.to_dict() for r in s.retrained() if r.data["recipe"]["lr"] == lr}
 
 
+@pytest.mark.slow
 def test_retrain_records_top_trials_and_references(experiment, tmp_path):
     r = mnas("retrain", experiment, "--top", "2", "--references", "mnasnet-small,mobilenet-v2@0.35", *RECIPE,
              "--json")
@@ -81,23 +85,23 @@ def test_retrain_records_top_trials_and_references(experiment, tmp_path):
     assert [p["status"] for p in json.loads(plan.stdout)] == ["to train"]
 
 
+@pytest.mark.slow
 def test_retrain_resumes_after_kill_and_trains_nothing_twice(experiment):
     args = [sys.executable, "-m", "mnas", "retrain", str(experiment), "--top", "1", "--references", "mnasnet-small",
             *RECIPE, "--set", "lr=0.07"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 200
 
     def second_started() -> bool:
         small = rows(experiment, 0.07).get("mnasnet-small")
         return small is not None and os.path.isfile(os.path.join(small["checkpoint"], "history.json"))
 
-    while not second_started() and time.time() < deadline:
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
+    wait_for(lambda: proc.poll() is not None or second_started(), progress=[lambda: cpu_seconds(proc.pid)],
+             what="the second model's first epoch")
+    proc.kill()  # SIGKILL
     proc.wait()
     first = next(r for r in rows(experiment, 0.07).values() if r["kind"] == "trial")
     assert first["status"] == "completed"
-    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    resumed = mnas(*args[3:])  # the resume in this process
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.count("done already") == 1  # the finished model is not trained again
     after = list(rows(experiment, 0.07).values())

@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,15 @@ from mnas import MnasError
 from mnas.search.config import config_from_dict, load_config
 from mnas.store import Store
 from mnas.search.driver import Search
-
-from search_helpers import mnas, tiny, write_config
+from mnas.testing import cpu_seconds, run_cli as mnas, tiny, wait_for, write_config
 
 
 def test_search_records_every_trial_with_reward(tmp_path):
-    exp = Search.open(config_from_dict(tiny()), tmp_path / "run")
+    exp = Search.open(config_from_dict(tiny(trials=4)), tmp_path / "run")
     state = exp.run()
-    assert state.total == 6 and state.completed == 6 and state.failed == 0
+    assert state.total == 4 and state.completed == 4 and state.failed == 0
     trials = exp.store.trials()
-    assert len({t.arch for t in trials}) == 6
+    assert len({t.arch for t in trials}) == 4
     for t in trials:
         assert 0 <= t.accuracy <= 1 and t.latency_ms > 0 and t.params > 0 and t.macs > 0
         # reward recomputed from the stored numbers: soft constraint, T = 1 ms
@@ -33,13 +31,12 @@ def test_search_records_every_trial_with_reward(tmp_path):
     assert exp.store.latest_checkpoint()["strategy"]["strategy"] == "random"
 
 
-def test_trials_cli_json_and_second_run_refused(tmp_path):
-    cfg = write_config(tmp_path, tiny(trials=2))
-    r = mnas("search", tmp_path / "run", "--config", cfg)
-    assert r.returncode == 0, r.stderr
-    records = json.loads(mnas("trials", tmp_path / "run", "--json").stdout)
-    assert len(records) == 2 and {"arch", "status", "accuracy", "latency_ms", "reward"} <= records[0].keys()
-    again = mnas("search", tmp_path / "run", "--config", cfg)
+def test_trials_cli_json_and_second_run_refused(tiny_search_copy, tiny_search_config, tmp_path):
+    run = tiny_search_copy  # a finished 3-trial search
+    records = json.loads(mnas("trials", run, "--json").stdout)
+    assert len(records) == 3 and {"arch", "status", "accuracy", "latency_ms", "reward"} <= records[0].keys()
+    cfg = write_config(tmp_path, tiny_search_config)
+    again = mnas("search", run, "--config", cfg)
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
@@ -52,40 +49,42 @@ def test_nan_loss_fails_the_trial_not_the_search(tmp_path):
         assert all("not finite" in (t.error or "") for t in store.trials())
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_loses_nothing_and_keeps_the_controller(tmp_path):
     """Accuracy-only reward (no T) makes the whole search deterministic, so a killed-and-resumed PPO
     search must propose exactly the architectures an uninterrupted one does."""
     # screen 0: the controller alone (its latency screen times up to 20 candidates per proposal for real,
     # minutes in all here; the screen's own resume is tested in test_surrogate.py)
-    cfg = tiny(trials=8, **{"strategy": {"name": "ppo", "settings": {"batch_size": 2, "screen": 0}},
+    cfg = tiny(trials=6, **{"strategy": {"name": "ppo", "settings": {"batch_size": 2, "screen": 0}},
                             "reward": {"preset": "soft"}})
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mnas", "search", str(tmp_path / "killed"),
                              "--config", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = tmp_path / "killed" / "experiment.db"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.3)
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as c:
-                    done = c.execute("SELECT COUNT(*) FROM trials WHERE status='completed'").fetchone()[0]
-            except sqlite3.OperationalError:
-                continue
-            if done >= 3:
-                break
+
+    def completed() -> int:
+        if not db.exists():  # connecting would create it
+            return 0
+        try:
+            with sqlite3.connect(db, timeout=1) as c:
+                return c.execute("SELECT COUNT(*) FROM trials WHERE status='completed'").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet, or busy
+            return 0
+
+    wait_for(lambda: proc.poll() is not None or completed() >= 3, progress=[completed, lambda: cpu_seconds(proc.pid)],
+             what="3 completed trials")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with sqlite3.connect(db) as c:
         before = c.execute("SELECT id, arch, status, reward FROM trials ORDER BY id").fetchall()
-    assert 3 <= sum(s == "completed" for _, _, s, _ in before) < 8
+    assert 3 <= sum(s == "completed" for _, _, s, _ in before) < 6
     r = mnas("search", tmp_path / "killed", "--config", path, "--resume")
     assert r.returncode == 0, r.stderr
     with Store(tmp_path / "killed", create=False) as store:
         after = store.trials()
-    assert len(after) == 8 and all(t.status == "completed" for t in after)
-    assert len({t.arch for t in after}) == 8
+    assert len(after) == 6 and all(t.status == "completed" for t in after)
+    assert len({t.arch for t in after}) == 6
     kept = {(i, a, rw) for i, a, s, rw in before if s == "completed"}
     assert kept <= {(t.id, t.arch, t.reward) for t in after}  # no completed trial lost or redone
 
@@ -118,12 +117,10 @@ def test_shipped_configs_validate():
     assert load_config(configs / "mnasnet-imagenet.yaml").reward.target_ms == 75
 
 
-def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tmp_path):
-    cfg = tiny(trials=1)
-    r = mnas("search", tmp_path / "run", "--config", write_config(tmp_path, cfg))
-    assert r.returncode == 0, r.stderr
-    changed = write_config(tmp_path, {**cfg, "seed": 5}, "changed.yaml")
-    r = mnas("search", tmp_path / "run", "--config", changed, "--resume")
+def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tiny_search_copy, tiny_search_config,
+                                                                      tmp_path):
+    changed = write_config(tmp_path, {**tiny_search_config, "seed": 5}, "changed.yaml")
+    r = mnas("search", tiny_search_copy, "--config", changed, "--resume")
     assert r.returncode == 2 and "'seed' differs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")
     (tmp_path / "junk").mkdir()
@@ -134,15 +131,18 @@ def test_resume_refuses_a_changed_config_and_bad_outs_fail_in_one_line(tmp_path)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_the_predictor_screens_candidates_by_latency_in_the_real_loop(tmp_path):
     """The driver gives latency-screening strategies a real oracle: candidates are timed (and cached) before
     one is trained, and the queries are counted apart from the trainings."""
-    cfg = tiny(trials=5, **{"strategy": {"name": "predictor",
-                                         "settings": {"initial": 2, "batch_size": 2, "candidates": 10}}})
+    # screen 2: the two trials after the initial ones are each chosen among 2 x 2 timed candidates (the
+    # default, 20 per training, would time all 10 candidates of every batch: a minute here)
+    cfg = tiny(trials=4, **{"strategy": {"name": "predictor",
+                                         "settings": {"initial": 2, "batch_size": 2, "candidates": 10, "screen": 2}}})
     run = Search.open(config_from_dict(cfg), tmp_path / "run")
     state = run.run()
     run.close()
-    assert state.completed == 5
+    assert state.completed == 4
     with Store(tmp_path / "run", readonly=True) as store:
         queries = [d.get("latency_queries", 0) for d in store.diagnostics()]
-    assert queries[-1] >= 3  # three trials after the 2 initial ones, each chosen among measured candidates
+    assert queries[-1] > state.completed  # more candidates timed than trained: 2 initial, then 4 for 2 chosen

@@ -8,7 +8,7 @@ from mnas.cli.search_cmds import _SearchBar
 from mnas.run.trial import phases
 from mnas.search.driver import SearchState
 from mnas.store import Trial
-from search_helpers import tiny
+from mnas.testing import tiny
 
 
 def test_each_trial_announces_measuring_then_training_then_done(tmp_path):

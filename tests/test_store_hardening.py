@@ -10,8 +10,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,10 +20,8 @@ from mnas.search.config import config_from_dict
 from mnas.search.driver import Search
 from mnas.store import Store, Trial, TrialStatus
 from mnas.store.query import best_trial, ranked_trials
-
-from plugin_helpers import install_plugin, mnas_with
-
-from search_helpers import mnas, tiny as _tiny, write_config
+from mnas.testing import (ScriptedExecutor, cpu_seconds, install_plugin, plugins_on_path, run_cli as mnas,
+                          scripted_search, tiny as _tiny, wait_for, write_config)
 
 
 def tiny(**changes):
@@ -48,47 +44,6 @@ def one_line_error(r, needle):
     return r.returncode == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
 
 
-class ScriptedExecutor:
-    """Answers each trial at once with the next (accuracy, latency_ms) of a script, as a worker or a device
-    agent might; ``fail_first`` trials fail on their first attempt (a flaky worker)."""
-
-    capacity = 1
-
-    def __init__(self, results=None, fail_first=False):
-        self.results = deque(results or [])
-        self.fail_first = fail_first
-        self.queue = deque()
-        self.attempts: dict[int, int] = {}
-
-    def submit(self, job):
-        self.queue.append(job)
-
-    def in_flight(self):
-        return len(self.queue)
-
-    def wait(self, timeout=None):
-        job = self.queue.popleft()
-        self.attempts[job.trial_id] = self.attempts.get(job.trial_id, 0) + 1
-        if self.fail_first and self.attempts[job.trial_id] == 1:
-            return [Trial(job.trial_id, job.arch, TrialStatus.FAILED, error="RuntimeError: worker lost",
-                          worker="scripted", started=0.0, finished=1.0)]
-        acc, lat = self.results.popleft() if self.results else (0.5, 1.0)
-        return [Trial(job.trial_id, job.arch, TrialStatus.COMPLETED, accuracy=acc, latency_ms=lat, params=10,
-                      macs=10, worker="scripted", started=0.0, finished=1.0)]
-
-    def shutdown(self):
-        pass
-
-
-def scripted_search(out, results):
-    """A new experiment in ``out`` with one trial per scripted result."""
-    s = Search.open(config_from_dict(tiny(trials=len(results))), out, executor=ScriptedExecutor(results))
-    try:
-        return s.run()
-    finally:
-        s.close()
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished 4-trial experiment to copy: build it once."""
@@ -103,16 +58,14 @@ def copy_of(finished, tmp_path):
 
 # -- 1. one writer per experiment directory
 
-def wait_for_holder(lock: Path, pid: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_for_holder(lock: Path, pid: int) -> None:
+    def named() -> bool:
         try:
-            if json.loads(lock.read_text())["pid"] == pid:
-                return
+            return json.loads(lock.read_text())["pid"] == pid
         except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{lock} never named process {pid}")
+            return False
+
+    wait_for(named, progress=[lambda: cpu_seconds(pid)], what=f"{lock} to name process {pid}")
 
 
 def test_a_second_writer_is_refused_naming_the_first_and_kill_9_frees_the_directory(tmp_path):
@@ -362,14 +315,16 @@ def small_disk(target: Path, size: str):
     try:
         yield target
     finally:
-        subprocess.run(["umount", str(target)], check=True)
+        # lazy: the search ran in this process, and its Optuna mirror keeps optuna.db open after it ends
+        subprocess.run(["umount", "--lazy", str(target)], check=True)
 
 
 def test_a_full_disk_stops_the_search_in_one_line_and_resume_continues(tmp_path):
     plugin = install_plugin(tmp_path / "site", "filler", FILLER, {"mnas.executors": {"filler": "filler:Filler"}})
     cfg = write_config(tmp_path, tiny(trials=60, **{"executor.kind": "filler"}))
     with small_disk(tmp_path / "disk", "2m") as disk:
-        r = mnas_with(plugin, "search", disk / "run", "--config", cfg)
+        with plugins_on_path(plugin):
+            r = mnas("search", disk / "run", "--config", cfg)
         last = r.stderr.strip().splitlines()[-1]  # after the progress bar of the trials that ran
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert last.startswith("error: disk full while writing") and last.endswith("continue with --resume")
@@ -377,7 +332,8 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_continues(tmp_path)
             before = {t.id: t.arch for t in store.trials(TrialStatus.COMPLETED)}
         assert 3 <= len(before) < 60
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-        r = mnas_with(plugin, "search", disk / "run", "--config", cfg, "--resume")
+        with plugins_on_path(plugin):
+            r = mnas("search", disk / "run", "--config", cfg, "--resume")
         assert r.returncode == 0, r.stderr
         with Store(disk / "run", readonly=True) as store:
             after = store.trials()

@@ -1,8 +1,6 @@
 import csv
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from mnas.cli import main
 from mnas.search.bench import (Oracle, bench_strategies, hypervolume_2d, load_table, permuted_table, run_search,
                                synthetic_table)
 from mnas.space.nb201 import Nb201Space
-from plugin_helpers import install_plugin, mnas_with
+from mnas.testing import install_plugin, plugins_on_path, run_cli
 
 NB201 = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "nb201_cifar10_pixel3.csv.gz"
 S = Nb201Space()
@@ -154,9 +152,8 @@ def test_cli_user_errors(tmp_path, capsys):
 
 
 def test_in_repo_table_is_the_default():
-    out = subprocess.run([sys.executable, "-m", "mnas", "bench", "strategies", "--budget", "20", "--seeds", "2",
-                          "--strategies", "random,evolution,optuna-nsga2", "--jobs", "1", "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = run_cli("bench", "strategies", "--budget", "20", "--seeds", "2",
+                  "--strategies", "random,evolution,optuna-nsga2", "--jobs", "1", "--json")
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     assert rep["table"]["rows"] == 15625 and rep["table"]["accuracy"] == "cifar10_test_accuracy"
@@ -194,8 +191,9 @@ def test_a_plugin_strategy_runs_through_the_cli(tmp_path):
     """Installed like a pip package would be: a module and its dist-info with an entry point."""
     root = install_plugin(tmp_path / "site", "toy_strategy", TOY,
                           {"mnas.strategies": {"toy": "toy_strategy:ToyStrategy"}})
-    out = mnas_with(root, "bench", "strategies", "--strategies", "toy,random", "--table", NB201, "--budget", "20",
-                    "--seeds", "2", "--jobs", "1", "--json")
+    with plugins_on_path(root):
+        out = run_cli("bench", "strategies", "--strategies", "toy,random", "--table", NB201, "--budget", "20",
+                      "--seeds", "2", "--jobs", "1", "--json")
     assert out.returncode == 0, out.stderr
     block = json.loads(out.stdout)["budgets"]["20"]
     assert block["toy"]["evaluations_mean"] == 20 and "p_vs_random" in block["toy"]["reward_regret"]

@@ -12,8 +12,6 @@ import functools
 import json
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from mnas.model import build, count_params
 from mnas.model.timm_weights import TIMM_BN_EPS, load_timm_state_dict, timm_names, to_timm_state_dict
 from mnas.space import Architecture, Block, MnasNetSpace, arch_from_timm, arch_to_timm, round_filters, zoo
 from mnas.space.blockstr import _mnas_layers  # checked against the builder
+from mnas.testing import run_cli
 
 SPACE = MnasNetSpace.load()
 RANDOM_ARCHS = [SPACE.sample(random.Random(seed)) for seed in range(50)]
@@ -241,8 +240,7 @@ def test_no_random_architecture_gets_a_timm_string_that_builds_another_network()
 def test_arch_show_json_gives_the_reason_instead_of_a_timm_string():
     conv_se = next(a for a in RANDOM_ARCHS if any(b.op == "cv" and b.se for b in a.blocks))
     for name, exact in ((conv_se.canonical, False), ("mnasnet-a1", True)):
-        r = subprocess.run([sys.executable, "-m", "mnas", "arch", "show", name, "--json"], capture_output=True,
-                           text=True, timeout=120)
+        r = run_cli("arch", "show", name, "--json")
         assert r.returncode == 0, r.stderr
         info = json.loads(r.stdout)
         if exact:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from mnas.space import zoo
+from mnas.testing import cpu_seconds, run_cli as mnas, wait_for
 from mnas.train import checkpoint as ckpt
 from mnas.data import load_dataset
 from mnas.train.config import TrainConfig
@@ -30,11 +28,6 @@ ARGS = ["mnasnet-small", "--dataset", "digits", *RECIPE]
 def cfg(**kw) -> TrainConfig:
     return TrainConfig(recipe="cifar", resolution=16, batch_size=64, holdout=0.2, threads=1, device="cpu",
                        train_limit=640, **kw)
-
-
-def mnas(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "mnas", *map(str, args)], capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 300), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +58,16 @@ def test_checkpoint_round_trip(tmp_path, digits):
     assert best["path"].endswith(ckpt.BEST) and best["best_top1"] == max(h["val_top1"] for h in history)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
     straight = mnas("train", *ARGS, "--epochs", "3", "--dir", tmp_path / "straight", "--json")
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "mnas", "train", *ARGS, "--epochs", "3", "--dir", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "history.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    wait_for(lambda: proc.poll() is not None or (out / "history.json").exists(),
+             progress=[lambda: cpu_seconds(proc.pid)], poll_s=0.05, what="the first epoch")
+    proc.kill()  # SIGKILL
     proc.wait()
     done = len(json.loads((out / "history.json").read_text()))
     assert 1 <= done <= 3

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 
 from mnas.cli import main
+from mnas.testing import install_plugin, plugins_on_path, run_cli
 
 
 def test_data_list_json(capsys):
@@ -51,28 +48,25 @@ def test_missing_path_and_unknown_dataset_exit_2(tmp_path, capsys):
     assert "greater than 0" in _one_line_error(capsys, ["train", "mnasnet-a1", "--epochs", "0"])
 
 
-def test_a_pip_installed_dataset_plugin_needs_no_line_in_mnas(tmp_path):
-    (tmp_path / "toy_dataset.py").write_text(textwrap.dedent('''
-        import numpy as np
+TOY_DATASET = '''
+import numpy as np
 
-        def load(path, resolution):
-            """two classes: dark and light squares"""
-            x = np.zeros((100, 8, 8), dtype=np.uint8)
-            x[50:] = 220
-            return x, np.repeat([0, 1], 50), ["dark", "light"]
-    '''))
-    info = tmp_path / "toy_ds_plugin-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-ds-plugin\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[mnas.datasets]\ntoy = toy_dataset:load\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    mnas = [sys.executable, "-m", "mnas"]
-    listed = subprocess.run([*mnas, "data", "list", "--json"], env=env, capture_output=True, text=True, check=True)
+def load(path, resolution):
+    """two classes: dark and light squares"""
+    x = np.zeros((100, 8, 8), dtype=np.uint8)
+    x[50:] = 220
+    return x, np.repeat([0, 1], 50), ["dark", "light"]
+'''
+
+
+def test_a_pip_installed_dataset_plugin_needs_no_line_in_mnas(tmp_path):
+    root = install_plugin(tmp_path / "site", "toy_dataset", TOY_DATASET, {"mnas.datasets": {"toy": "toy_dataset:load"}})
+    with plugins_on_path(root):
+        listed = run_cli("data", "list", "--json", check=True)
+        trained = run_cli("train", "mnasnet-a1", "--dataset", "toy", "--epochs", "1", "--resolution", "16",
+                          "--width-multiplier", "0.25", "--json", check=True)
     assert {"name": "toy", "spec": "toy", "description": "two classes: dark and light squares",
             "available": True} in json.loads(listed.stdout)
-    trained = subprocess.run([*mnas, "train", "mnasnet-a1", "--dataset", "toy", "--epochs", "1", "--resolution",
-                              "16", "--width-multiplier", "0.25", "--json"], env=env, capture_output=True,
-                             text=True, check=True)
     out = json.loads(trained.stdout)
     assert out["dataset"] == out["config"]["dataset"] == "toy"
     assert out["status"] == "ok" and (out["train"], out["val"]) == (80, 20)
