@@ -37,6 +37,8 @@ def test_a_mirror_missing_trials_is_completed_on_resume(tiny_search_copy, tiny_s
     (tiny_search_copy / "optuna.db").unlink()  # e.g. deleted, or a kill -9 before the mirror was written
     with Search.open(config_from_dict(dict(tiny_search_config, trials=4)), tiny_search_copy, resume=True) as run:
         run.run()
+    open_files = {p.resolve() for p in Path("/proc/self/fd").iterdir() if p.exists()}
+    assert tiny_search_copy.resolve() / "optuna.db" not in open_files  # the closed search let go of its mirror
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tiny_search_copy))
     assert sorted(t.user_attrs["mnas_trial_id"] for t in study.get_trials()) == [1, 2, 3, 4]
 

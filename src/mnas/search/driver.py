@@ -152,6 +152,8 @@ class Search:
     def close(self) -> None:
         if getattr(self, "scalars", None) is not None:
             self.scalars.close()
+        if getattr(self, "mirror", None) is not None:
+            self.mirror.close()
         self.store.close()
 
     def _record_new(self) -> None:

@@ -35,11 +35,18 @@ class OptunaMirror:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
         self.space = space
-        self.study = optuna.create_study(storage=storage_url(directory), study_name=name, direction="maximize",
+        self.storage = optuna.storages.RDBStorage(storage_url(directory))  # ours to close: see close()
+        self.study = optuna.create_study(storage=self.storage, study_name=name, direction="maximize",
                                          load_if_exists=True)
         self._distributions = {d.name: optuna.distributions.CategoricalDistribution(list(range(len(d))))
                                for d in space.decisions}
         self._mirrored = {t.user_attrs.get(ID_ATTR) for t in self.study.get_trials(deepcopy=False)}
+
+    def close(self) -> None:
+        """Release the file: the storage's connection pool keeps ``optuna.db`` open after the search, in a
+        process that goes on (the Python API, the tests), until it is disposed of."""
+        self.storage.remove_session()
+        self.storage.engine.dispose()
 
     def sync(self, trials: list[Trial]) -> int:
         """Add the finished trials not mirrored yet; returns how many were added."""
