@@ -4,7 +4,7 @@ front, and the histogram of their latencies, T marked.
 
     nice -n 10 python benchmarks/fig6.py [--samples 3000] [--seeds 3] [--out docs/img/fig6-nb201.png]
 
-Each search asks the paper's controller (PPO's ``paper`` preset: NASNet's LSTM, lr 0.00035, 20 models per
+Each search asks the paper's controller (PPO's ``paper`` settings profile: NASNet's LSTM, lr 0.00035, 20 models per
 update) for ``samples`` models, as the paper plots 3000 sampled models per search, and tells each its
 reward; a repeated architecture is told its result again, as the real loop tells its cached result. T is
 the table's median latency, so half the table lies on each side of it, as MobileNetV2-like 75 ms sits

@@ -30,9 +30,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--arch", default="mnasnet-a1")
     ap.add_argument("--width", type=float, default=0.5)
-    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--recipe", default="fast")
     a = ap.parse_args()
-    cfg = TrainConfig(preset=a.preset, resolution=a.resolution, batch_size=a.batch_size, workers=a.workers,
+    cfg = TrainConfig(recipe=a.recipe, resolution=a.resolution, batch_size=a.batch_size, workers=a.workers,
                       width_multiplier=a.width, device="cpu", epochs=1)
     data = load_dataset(a.spec, a.resolution)
     feed = StreamFeed(data, cfg, torch.device("cpu"), torch.channels_last, torch.Generator().manual_seed(0))

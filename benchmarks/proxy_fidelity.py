@@ -6,7 +6,7 @@ and the retrained top-1, with the proxy's seconds per model beside it (issue 14 
 
 Every variant is the experiment's own proxy config with the named fields replaced. ``searched`` (always
 shown) is the proxy the search ran, as stored: a trial's accuracy, a reference's once
-`mnas retrain RUN --references ... --score-proxy` has scored it. Results go to RUN/proxy-variants.json after every model, so a killed
+`mnas retrain EXPERIMENT --references ... --score-proxy` has scored it. Results go to EXPERIMENT/proxy-variants.json after every model, so a killed
 run resumes where it stopped; the experiment's store is only read.
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true", help="train nothing: the table of what is there")
     ap.add_argument("--mean", default=None, help="A,B: also the tau of the mean of two variants' accuracies, and "
                     "their agreement with each other (e.g. two seeds)")
-    ap.add_argument("--results", type=Path, help="where the scores are kept (default RUN/proxy-variants.json); "
+    ap.add_argument("--results", type=Path, help="where the scores are kept (default EXPERIMENT/proxy-variants.json); "
                     "two runs at once need two files")
     args = ap.parse_args()
     run = Path(args.run)

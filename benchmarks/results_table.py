@@ -1,5 +1,5 @@
 """The retrained models of an experiment as a Markdown table (docs/results/2026-11-27-cifar10-search.md), from what
-`mnas report RUN --json` computes: model, params, MACs, every latency timing kept (`mnas retrain --remeasure`)
+`mnas report EXPERIMENT --json` computes: model, params, MACs, every latency timing kept (`mnas retrain --remeasure`)
 with the load beside it, test top-1, epochs; then each searched model against the reference curve, and tau.
 
     python benchmarks/results_table.py runs/cifar10

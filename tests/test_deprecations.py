@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import pytest
+import torch
 
 from mnas.cli import main
 from mnas.retrain.workflow import recipe_digest
 from mnas.search.config import config_from_dict
+from mnas.store import Store
 from mnas.train.config import TrainConfig, TrainTask
 
 
@@ -46,3 +51,44 @@ def test_old_options_still_work_and_say_what_replaces_them(tmp_path, capsys):
     assert not (tmp_path / "exp").exists()  # a dry run writes nothing
     assert main(["search", str(tmp_path / "a"), "--config", str(cfg), "--out", str(tmp_path / "b")]) == 2
     assert "two experiment directories" in capsys.readouterr().err
+
+
+def _as_written_before_the_rename(config: dict) -> dict:
+    old = json.loads(json.dumps(config))
+    old["proxy"]["preset"] = old["proxy"].pop("recipe")
+    old["strategy"]["options"] = old["strategy"].pop("settings")
+    return old
+
+
+def test_an_experiment_stored_before_the_rename_resumes_without_warnings(tiny_search_copy, tiny_search_config):
+    from mnas.search.driver import claim_experiment
+
+    with Store(tiny_search_copy, create=False) as store:
+        store.set_meta("config", _as_written_before_the_rename(store.meta().config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the user cannot rewrite what the store recorded
+        store, cfg = claim_experiment(config_from_dict(dict(tiny_search_config, trials=4)), tiny_search_copy,
+                                      resume=True)
+        store.close()
+    assert cfg.trials == 4 and cfg.proxy.recipe == TrainTask().recipe
+    with pytest.warns(FutureWarning):  # a config file with the old keys resumes it too, with a warning
+        old_file = _as_written_before_the_rename(config_from_dict(tiny_search_config).resolved())
+        store, cfg = claim_experiment(config_from_dict(old_file), tiny_search_copy, resume=True)
+        store.close()
+
+
+def test_a_checkpoint_written_before_the_rename_resumes(tmp_path):
+    from mnas.data import load_dataset
+    from mnas.space import zoo
+    from mnas.train.full import train_full
+
+    data = load_dataset("digits", 16, 0.2, 0)
+    recipe = TrainConfig(recipe="cifar", resolution=16, batch_size=64, holdout=0.2, threads=1, device="cpu",
+                         train_limit=256, epochs=1)
+    first = train_full(zoo.get("mnasnet-small"), data, recipe, tmp_path)
+    last = tmp_path / "last.pt"
+    blob = torch.load(last, map_location="cpu", weights_only=True)
+    blob["recipe"]["preset"] = blob["recipe"].pop("recipe")  # what mnas wrote before the rename
+    torch.save(blob, last)
+    again = train_full(zoo.get("mnasnet-small"), data, recipe, tmp_path, resume=True)  # recognised: not redone
+    assert again.ok and again.history == first.history

@@ -81,7 +81,7 @@ class Experiment:
     def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False,
                weights: str | Path | None = None, random_weights: bool = False) -> dict[str, Any]:
         """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) with the trained ``weights`` (a
-        ``mnas train --out`` / ``mnas retrain`` checkpoint of its architecture, top-1 checked in the file's
+        ``mnas train --dir`` / ``mnas retrain`` checkpoint of its architecture, top-1 checked in the file's
         runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it."""
         from mnas.deploy.export import export_trial
 
@@ -137,7 +137,7 @@ def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = 
 
 
 def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any):
-    """Proxy-train an architecture; ``proxy``: any TrainTask field (preset, epochs, resolution, ...)."""
+    """Proxy-train an architecture; ``proxy``: any TrainTask field (recipe, epochs, resolution, ...)."""
     from mnas.train import TrainTask, train_architecture
 
     return train_architecture(_arch(arch), TrainTask(dataset=dataset, **proxy), seed)

@@ -68,17 +68,28 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         _depth.reset(token)
 
 
-def renamed(data: Any, renames: dict[str, str], where: str) -> Any:
+def renamed(data: Any, renames: dict[str, str], where: str, warn: bool = True) -> Any:
     """``data`` with each deprecated key of ``renames`` (old -> new) moved to its new name, and a
-    ``FutureWarning`` (shown to users by default) for each. Old keys are read for one release; where both
-    are given, the new one wins."""
+    ``FutureWarning`` (shown to users by default) for each unless ``warn`` is false (what an experiment or a
+    checkpoint recorded: the user cannot rewrite it). Old keys are read for one release; where both are
+    given, the new one wins."""
     if not isinstance(data, dict) or not renames.keys() & data.keys():
         return data
     data = dict(data)
     for old, new in renames.items():
         if old in data:
             value = data.pop(old)
-            warnings.warn(f"{where}: '{old}' is deprecated, write '{new}' (read until the next release)",
-                          FutureWarning, stacklevel=2)
+            if warn:
+                warnings.warn(f"{where}: '{old}' is deprecated, write '{new}' (read until the next release)",
+                              FutureWarning, stacklevel=2)
             data.setdefault(new, value)
     return data
+
+
+def old_name(module: str, name: str, renames: dict[str, str], namespace: dict[str, Any]) -> Any:
+    """A module's ``__getattr__`` for names renamed (old -> new, in ``namespace``): the new object, with a
+    ``FutureWarning``; read until the next release."""
+    if name not in renames:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} is deprecated: use {renames[name]}", FutureWarning, stacklevel=3)
+    return namespace[renames[name]]

@@ -62,7 +62,7 @@ def bench_strategies_cmd(
     reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
     target_quantile: float = typer.Option(0.25, "--target-quantile", help="T = this quantile of the table's latencies"),
     strategies: str = typer.Option("random,evolution,ppo,predictor,optuna-tpe,optuna-nsga2", "--strategies"),
-    sets: list[str] = typer.Option([], "--set", help="STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
+    sets: list[str] = typer.Option([], "--set", help="STRATEGY.SETTING=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="worker processes (default: all cores)"),
     max_duplicate_streak: int = typer.Option(
         DUPLICATE_STREAK, "--max-duplicate-streak", min=1,

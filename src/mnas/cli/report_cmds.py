@@ -1,4 +1,4 @@
-"""``mnas report DIR`` (``mnas export`` is in export_cmds.py)."""
+"""``mnas report EXPERIMENT`` (``mnas export`` is in export_cmds.py)."""
 
 from __future__ import annotations
 

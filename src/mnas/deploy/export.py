@@ -1,6 +1,6 @@
 """``mnas export``: a network in a runtime's format, checked against PyTorch and timed as a file.
 
-The weights come from a training checkpoint (``mnas train ... --out DIR``), which also fixes the classes,
+The weights come from a training checkpoint (``mnas train ... --dir DIR``), which also fixes the classes,
 input channels, resolution and normalisation; with them, the file's top-1 on the checkpoint's validation
 split is computed in the file's own runtime and compared with PyTorch's. A searched architecture may also be
 exported freshly initialised (the search trains only a small proxy): asked for explicitly, its BatchNorm
@@ -278,7 +278,7 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
 def export_checkpoint(weights: str | Path, fmt: str, out: str | Path, measure: bool = True, runs: int | None = None,
                       verify: bool | None = None, dataset: str | None = None,
                       verify_limit: int | None = None) -> ExportResult:
-    """Export a training checkpoint (a file, or a ``mnas train --out`` folder: its best.pt) on its own: the
+    """Export a training checkpoint (a file, or a ``mnas train --dir`` folder: its best.pt) on its own: the
     architecture, classes, channels and resolution all come from it."""
     from mnas.train import checkpoint as ckpt
 

@@ -1,11 +1,12 @@
 """The experiment config: one schema, composed of each layer's own (latency, proxy, executor, reward).
 
 Every default is defined once, in the schema that owns it; ``mnas config show FILE`` prints the resolved
-config (presets applied, defaults filled), which is what the store records.
+config (recipes and reward presets applied, defaults filled), which is what the store records.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -59,7 +60,7 @@ class ExperimentConfig(Schema):
         return self
 
     def resolved(self) -> dict[str, Any]:
-        """The whole config with every default and preset value filled in, as JSON-ready data."""
+        """The whole config with every default, recipe and reward preset value filled in, as JSON-ready data."""
         return self.model_dump(mode="json")
 
 
@@ -97,10 +98,18 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
     return validate(ExperimentConfig, raw, source)
 
 
+def config_from_stored(raw: dict[str, Any], source: str = "stored config") -> ExperimentConfig:
+    """A config an experiment recorded, validated like a user's; keys it was written with before a rename are
+    read without a deprecation warning (the user cannot rewrite a stored config)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return config_from_dict(raw, source)
+
+
 def stored_config(store) -> ExperimentConfig:
-    """The config an experiment's search recorded (``Store.meta().config``), validated: old keys read with
-    their deprecation warning, an experiment never started is a one-line error."""
+    """The config an experiment's search recorded (``Store.meta().config``), validated; an experiment never
+    started is a one-line error."""
     raw = store.meta().config
     if not raw:
         raise MnasError(f"{store.dir} holds no started experiment (no config): run mnas search first")
-    return config_from_dict(raw, f"{store.path} (stored config)")
+    return config_from_stored(raw, f"{store.path} (stored config)")

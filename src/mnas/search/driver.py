@@ -25,9 +25,9 @@ from typing import Any
 from mnas import MnasError
 from mnas.run import Executor, LatencyJob, TrialJob, make_executor
 from mnas.search.checks import check_result, preflight
-from mnas.search.config import ExperimentConfig, config_from_dict
+from mnas.search.config import ExperimentConfig, config_from_stored
 from mnas.search.loop import AskTellLoop, Outcome, Proposal, Result, StopRule
-from mnas.search.mirror import mirror_trial, open_mirror
+from mnas.search.mirror import close_mirror, mirror_trial, open_mirror
 from mnas.search.tensorboard import ScalarLog
 from mnas.search.references import measure_references
 from mnas.search.reward import RewardConfig, reward
@@ -150,11 +150,13 @@ class Search:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "scalars", None) is not None:
-            self.scalars.close()
-        if getattr(self, "mirror", None) is not None:
-            self.mirror.close()
-        self.store.close()
+        try:
+            if getattr(self, "scalars", None) is not None:
+                self.scalars.close()
+            if getattr(self, "mirror", None) is not None:
+                close_mirror(self.mirror)
+        finally:
+            self.store.close()  # the experiment's lock, whatever the views did
 
     def _record_new(self) -> None:
         with self.store.transaction() as c:
@@ -307,11 +309,11 @@ def _fmt(x: float | None) -> str:
 
 
 def _merge_resumed(stored: dict[str, Any], cfg: ExperimentConfig) -> ExperimentConfig:
-    """A resumed experiment keeps its stored config; only the budget may change on the command line."""
-    given = cfg.resolved()
+    """A resumed experiment keeps its stored config; only the budget may change on the command line. Both are
+    compared resolved, so a config stored with keys renamed since (``preset`` for ``recipe``) still matches."""
+    given, stored = cfg.resolved(), config_from_stored(stored).resolved()
     for key in given.keys() - RESUMABLE_KEYS:
         if given[key] != stored.get(key):
             raise MnasError(f"--resume continues the stored experiment, but '{key}' differs from it: "
                             f"resume with the original config (only {'/'.join(sorted(RESUMABLE_KEYS))} may change)")
-    merged = {**stored, **{k: given[k] for k in RESUMABLE_KEYS}}
-    return config_from_dict(merged, "stored config")
+    return config_from_stored({**stored, **{k: given[k] for k in RESUMABLE_KEYS}})

@@ -75,13 +75,25 @@ class OptunaMirror:
 
 def open_mirror(directory: str | Path, space: SearchSpace, trials: list[Trial]) -> OptunaMirror | None:
     """The mirror of an experiment, brought up to date with ``trials``; None (logged) if it cannot be used."""
+    mirror = None
     try:
         mirror = OptunaMirror(directory, space)
         mirror.sync(trials)
         return mirror
     except Exception as e:  # noqa: BLE001 - a view must never stop a search
         log.warning("the live view (%s) is off: %s", MIRROR_NAME, e)
+        close_mirror(mirror)
         return None
+
+
+def close_mirror(mirror: OptunaMirror | None) -> None:
+    """Release the mirror's file; a failure is logged, never raised (the view must not stop a search)."""
+    if mirror is None:
+        return
+    try:
+        mirror.close()
+    except Exception as e:  # noqa: BLE001
+        log.warning("closing %s: %s", MIRROR_NAME, e)
 
 
 def mirror_trial(mirror: OptunaMirror | None, trial: Trial) -> None:

@@ -116,22 +116,25 @@ def trial_by_id(store: Store, trial_id: int) -> RankedTrial:
 
 
 def trial_table(store: Store) -> TrialTable:
+    # one query, so a search writing beside this reader can never make the mask and the order disagree
     rows = store.table_rows(f"id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error, "
-                            f"{_RANKABLE} FROM trials ORDER BY id")
-    cols = list(zip(*rows)) if rows else [()] * 11
-    ids = np.array(cols[0], dtype=np.int64)
-    ranked = [r[0] for r in store.table_rows(f"id FROM trials WHERE {_RANKABLE} ORDER BY {RANK_ORDER}")]
+                            f"COALESCE({_RANKABLE}, 0), ROW_NUMBER() OVER (PARTITION BY COALESCE({_RANKABLE}, 0) "
+                            f"ORDER BY {RANK_ORDER}) FROM trials ORDER BY id")
+    cols = list(zip(*rows)) if rows else [()] * 12
+    rankable = np.array(cols[10], dtype=bool)
+    done = np.flatnonzero(rankable)
+    position = np.array(cols[11], dtype=np.int64)
 
     def floats(values: tuple) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
     return TrialTable(
-        id=ids,
+        id=np.array(cols[0], dtype=np.int64),
         status=np.array([STATUS_CODES[TrialStatus(s)] for s in cols[1]], dtype=np.int8),
         accuracy=floats(cols[2]), latency_ms=floats(cols[3]), reward=floats(cols[4]),
         params=floats(cols[5]), macs=floats(cols[6]), finished=floats(cols[7]),
-        arch=list(cols[8]), error=list(cols[9]), rankable=np.array(cols[10], dtype=bool),
-        order=np.searchsorted(ids, np.array(ranked, dtype=np.int64)))
+        arch=list(cols[8]), error=list(cols[9]), rankable=rankable,
+        order=done[np.argsort(position[done], kind="stable")] if done.size else done)
 
 
 def token_matrix(store: Store, status: TrialStatus = TrialStatus.COMPLETED) -> np.ndarray:

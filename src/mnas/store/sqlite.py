@@ -86,7 +86,7 @@ class Store:
         self.path = self.dir / DB_NAME
         self._lock: DirectoryLock | None = None
         if self.dir.exists() and not self.dir.is_dir():
-            raise MnasError(f"{self.dir} is a file, not an experiment directory: choose another --out")
+            raise MnasError(f"{self.dir} is a file, not an experiment directory: choose another experiment directory")
         if readonly or not create:
             self._require_db()
         if readonly:
@@ -142,7 +142,7 @@ class Store:
         if not self.dir.exists():
             raise MnasError(f"no experiment in {self.dir}: the directory does not exist")
         if not self.path.exists():
-            raise MnasError(f"no experiment in {self.dir} ({DB_NAME} missing): run 'mnas search --out {self.dir}'")
+            raise MnasError(f"no experiment in {self.dir} ({DB_NAME} missing): run 'mnas search {self.dir} --config FILE'")
         if self.path.stat().st_size == 0:
             raise MnasError(f"{self.path} is empty (0 bytes), not an experiment: move it away or choose "
                             "another directory")

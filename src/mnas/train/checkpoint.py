@@ -59,9 +59,9 @@ def resolve(path: str | Path, prefer: str = BEST) -> Path:
         for name in (prefer, LAST, BEST):
             if (p / name).is_file():
                 return p / name
-        raise MnasError(f"{p} holds no checkpoint ({BEST} or {LAST}): train into it with mnas train --out {p}")
+        raise MnasError(f"{p} holds no checkpoint ({BEST} or {LAST}): train into it with mnas train ARCH --dir {p}")
     if not p.is_file():
-        raise MnasError(f"no checkpoint at {p}: give a training folder (mnas train --out DIR) or a .pt file in it")
+        raise MnasError(f"no checkpoint at {p}: give a training folder (mnas train ARCH --dir DIR) or a .pt file in it")
     return p
 
 
@@ -74,7 +74,7 @@ def read(path: str | Path, prefer: str = BEST) -> dict[str, Any]:
         raise MnasError(f"{p} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
             from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise MnasError(f"{p} is not an mnas training checkpoint (mnas train --out DIR writes them)")
+        raise MnasError(f"{p} is not an mnas training checkpoint (mnas train ARCH --dir DIR writes them)")
     if blob.get("format_version", 0) > FORMAT_VERSION:
         raise MnasError(f"{p} was written by a newer mnas ({blob.get('mnas_version')}): upgrade mnas to read it")
     blob["path"] = str(p)
@@ -139,10 +139,10 @@ def check_compatible(blob: dict[str, Any], arch: str, num_classes: int, in_chans
     where = blob.get("path", "the checkpoint")
     if meta.arch != arch:
         raise MnasError(f"{where} holds another architecture ({meta.arch[:60]}...), not {arch[:60]}...: "
-                        "train into another --out folder")
+                        "train into another --dir folder")
     if (meta.num_classes, meta.in_chans) != (num_classes, in_chans):
         raise MnasError(f"{where} was trained for {meta.num_classes} classes, {meta.in_chans} channel(s); "
-                        f"this dataset has {num_classes} and {in_chans}: train into another --out folder")
+                        f"this dataset has {num_classes} and {in_chans}: train into another --dir folder")
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

@@ -9,14 +9,13 @@ them. A value the config sets always wins over the recipe.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mnas.data.base import DEFAULT_HOLDOUT
-from mnas.schema import Schema, renamed
+from mnas.schema import Schema, old_name, renamed
 from mnas.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_values
 
 FRACTION = {"ge": 0, "lt": 1}  # a fraction in [0, 1)
@@ -133,7 +132,4 @@ class TrainTask(TrainConfig):
 
 
 def __getattr__(name: str):
-    if name == "ProxyConfig":  # the old name of TrainTask, read until the next release
-        warnings.warn("mnas.train.ProxyConfig is deprecated: use TrainTask", FutureWarning, stacklevel=2)
-        return TrainTask
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return old_name(__name__, name, {"ProxyConfig": "TrainTask"}, globals())

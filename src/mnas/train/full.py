@@ -1,4 +1,4 @@
-"""Full training into a folder: ``mnas train ... --out DIR``, and each model ``mnas retrain`` trains.
+"""Full training into a folder: ``mnas train ... --dir DIR``, and each model ``mnas retrain`` trains.
 
 After every epoch the run evaluates on the validation split and writes ``DIR/last.pt`` (everything needed to
 continue: model, EMA, optimizer, grad scaler, random states, the epoch and the history), ``DIR/best.pt`` when
@@ -24,6 +24,7 @@ import torch
 
 from mnas import MnasError
 from mnas.model import count_params
+from mnas.schema import renamed
 from mnas.space.arch import Architecture
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainConfig
@@ -81,7 +82,7 @@ def train_full(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, out
     if last.exists() and not resume:
         blob = ckpt.read(last, ckpt.LAST)
         raise MnasError(f"{out} holds a training run at epoch {blob['epoch']} of {blob['total_epochs']}: add "
-                        "--resume to continue it, or choose another --out")
+                        "--resume to continue it, or choose another --dir")
     if data.resolution != cfg.resolution:
         raise MnasError(f"dataset {data.name} is at {data.resolution} px but the recipe asks for {cfg.resolution} px")
     t0 = time.perf_counter()
@@ -112,13 +113,14 @@ def _fresh_state(run: Run, data: Dataset | Stream, cfg: TrainConfig, name: str) 
 
 def _restore(run: Run, blob: dict[str, Any], data: Dataset | Stream, cfg: TrainConfig) -> dict[str, Any]:
     ckpt.check_compatible(blob, run.arch.canonical, data.num_classes, data.in_chans)
+    recorded = renamed(blob["recipe"], {"preset": "recipe"}, "checkpoint", warn=False)  # written before the rename
     changed = sorted(k for k, v in cfg.model_dump().items()
-                     if k not in RUNTIME_FIELDS and blob["recipe"].get(k) != v)
+                     if k not in RUNTIME_FIELDS and recorded.get(k) != v)
     if changed:
         k = changed[0]
-        raise MnasError(f"{blob['path']} was trained with {k} = {blob['recipe'].get(k)!r}, not {getattr(cfg, k)!r}"
+        raise MnasError(f"{blob['path']} was trained with {k} = {recorded.get(k)!r}, not {getattr(cfg, k)!r}"
                         f"{f' (and {len(changed) - 1} more setting(s))' if len(changed) > 1 else ''}: resume with "
-                        "the same recipe, or train into another --out folder")
+                        "the same recipe, or train into another --dir folder")
     run.model.load_state_dict(blob["model"])
     if run.ema is not None and blob.get("ema") is not None:
         run.ema.module.load_state_dict(blob["ema"])

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from mnas import MnasError
+from mnas.schema import old_name
 
 # Values every recipe starts from; a recipe replaces what it names.
 BASE: dict = {
@@ -130,3 +131,9 @@ def recipe_values(name: str) -> dict:
     values.update({k: v for k, v in p.items() if k != "description"})
     return values
 
+
+_RENAMED = {"PRESETS": "RECIPES", "DEFAULT_PRESET": "DEFAULT_RECIPE", "preset_values": "recipe_values"}
+
+
+def __getattr__(name: str):
+    return old_name(__name__, name, _RENAMED, globals())

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from mnas import MnasError
-from mnas.schema import renamed
+from mnas.schema import old_name, renamed
 from mnas.search.strategies.base import BaseStrategy, LatencyOracle, Tokens, b64, unb64
 from mnas.search.strategies.surrogate import PER_TRAINING, Screen
 from mnas.space.decisions import SearchSpace
@@ -424,3 +424,7 @@ def _dec(v: Any) -> Any:
         arr = np.frombuffer(unb64(v["data"]), dtype=np.dtype(v["dtype"])).reshape(v["shape"]).copy()
         return torch.from_numpy(arr)
     return v
+
+
+def __getattr__(name: str):
+    return old_name(__name__, name, {"PRESETS": "PROFILES"}, globals())
