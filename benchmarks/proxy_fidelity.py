@@ -6,7 +6,8 @@ and the retrained top-1, with the proxy's seconds per model beside it (issue 14 
 
 Every variant is the experiment's own proxy config with the named fields replaced. ``searched`` (always
 shown) is the proxy the search ran, as stored: a trial's accuracy, a reference's once
-`mnas retrain EXPERIMENT --references ... --score-proxy` has scored it. Results go to EXPERIMENT/proxy-variants.json after every model, so a killed
+`mnas retrain EXPERIMENT --references ... --score-proxy` has scored it. Results go to
+EXPERIMENT/proxy-variants.json after every model, so a killed
 run resumes where it stopped; the experiment's store is only read.
 """
 

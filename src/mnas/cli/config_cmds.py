@@ -1,4 +1,5 @@
-"""``mnas config show FILE``: the fully resolved experiment config (recipes and reward presets applied, defaults filled)."""
+"""``mnas config show FILE``: the fully resolved experiment config (recipes and reward presets applied,
+defaults filled)."""
 
 from __future__ import annotations
 

@@ -33,19 +33,15 @@ class TrialTable:
     finished: np.ndarray
     arch: list[str]
     error: list[str | None]
-    rankable: np.ndarray  # bool: completed with usable numbers (``_RANKABLE``, evaluated by SQLite)
-    order: np.ndarray  # row indices of the rankable trials in ``RANK_ORDER``, best first (SQLite's sort)
+    # completed with usable numbers (``_RANKABLE``: accuracy in [0, 1], latency > 0), as SQLite evaluates it
+    completed: np.ndarray
+    order: np.ndarray  # row indices of the completed trials in ``RANK_ORDER``, best first (SQLite's sort)
 
     def __len__(self) -> int:
         return len(self.id)
 
     def has_status(self, status: TrialStatus) -> np.ndarray:
         return self.status == STATUS_CODES[status]
-
-    @property
-    def completed(self) -> np.ndarray:
-        """Mask of completed trials with usable numbers (``_RANKABLE``): accuracy in [0, 1], latency > 0."""
-        return self.rankable
 
     def ranking(self) -> np.ndarray:
         """Row indices of the completed trials in ``RANK_ORDER``, best first."""
@@ -133,7 +129,7 @@ def trial_table(store: Store) -> TrialTable:
         status=np.array([STATUS_CODES[TrialStatus(s)] for s in cols[1]], dtype=np.int8),
         accuracy=floats(cols[2]), latency_ms=floats(cols[3]), reward=floats(cols[4]),
         params=floats(cols[5]), macs=floats(cols[6]), finished=floats(cols[7]),
-        arch=list(cols[8]), error=list(cols[9]), rankable=rankable,
+        arch=list(cols[8]), error=list(cols[9]), completed=rankable,
         order=done[np.argsort(position[done], kind="stable")] if done.size else done)
 
 

@@ -142,7 +142,8 @@ class Store:
         if not self.dir.exists():
             raise MnasError(f"no experiment in {self.dir}: the directory does not exist")
         if not self.path.exists():
-            raise MnasError(f"no experiment in {self.dir} ({DB_NAME} missing): run 'mnas search {self.dir} --config FILE'")
+            raise MnasError(f"no experiment in {self.dir} ({DB_NAME} missing): "
+                            f"run 'mnas search {self.dir} --config FILE'")
         if self.path.stat().st_size == 0:
             raise MnasError(f"{self.path} is empty (0 bytes), not an experiment: move it away or choose "
                             "another directory")

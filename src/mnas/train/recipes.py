@@ -1,6 +1,7 @@
 """Training recipes: named sets of ``TrainConfig`` values. A field the config sets wins over its recipe.
 
-``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist: docs/results/2026-11-25-training-speed.md).
+``fast``: the default proxy for small datasets on a CPU (tuned on animal-mnist:
+docs/results/2026-11-25-training-speed.md).
 ``mnasnet-imagenet``: the paper's / reference code's full recipe (docs: mnasnet-facts.md §8), literally.
 ``mnasnet-proxy``: the same with a warm-up and decay that fit a 5-epoch proxy.
 """

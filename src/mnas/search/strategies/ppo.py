@@ -20,7 +20,8 @@ With ``screen`` K and a latency oracle (``use_latency_oracle``, called by the lo
 the first update is chosen among K new architectures sampled from the policy by the predictor's
 latency-aware surrogate (``surrogate.Screen``: modelled accuracy times the latency term at the measured
 latency, refit at every update); the policy still learns from the rewards of what it proposed, with the
-log-probabilities they were sampled with. Without an oracle, or with results that carry no accuracy and latency, it is plain PPO.
+log-probabilities they were sampled with. Without an oracle, or with results that carry no accuracy and
+latency, it is plain PPO.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class PPOSettings:
 
 
 PAPER = PPOSettings()
-# For a few hundred trainings (docs/results/2026-11-27-ppo-small-budget-settings.md has the measurements): never propose an
-# architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
+# For a few hundred trainings (docs/results/2026-11-27-ppo-small-budget-settings.md has the measurements):
+# never propose an architecture twice, so a peaked policy searches around its mode instead of repeating it; updates every 10
 # results with rank advantages, two epochs and a larger step, so 20-50 updates can move the policy; a larger
 # entropy bonus against early collapse; the 5 best results so far replayed in every update (self-imitation,
 # Oh et al. 2018), so a good model found once keeps pulling the policy after its batch has passed; the

@@ -11,8 +11,8 @@
   term read off the results (reward / accuracy against latency), the latency of the unmeasured candidates
   by a second process on every latency measured so far. It ranks the candidates by expected improvement
   of the reward over both uncertainties, measures the latency of the best ``per_training`` x n, ranks those
-  again with their latency known, and returns the best n it could measure. docs/results/2026-11-27-latency-aware-screen.md has the
-  measurements behind it.
+  again with their latency known, and returns the best n it could measure.
+  docs/results/2026-11-27-latency-aware-screen.md has the measurements behind it.
 """
 
 from __future__ import annotations
