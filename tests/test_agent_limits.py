@@ -102,7 +102,8 @@ def test_fifty_clients_at_once_all_get_answers():
 
             assert list(pool.map(health, socks)) == [200] * 50
             # and 50 clients each making their own connection while it serves
-            assert [code for code, _ in pool.map(lambda _: call(server, "GET", "/health"), range(50))] == [200] * 50
+            codes = [code for code, _ in pool.map(lambda _: call(server, "GET", "/health"), range(50))]
+            assert codes == [200] * 50
     finally:
         server.shutdown()
         server.server_close()

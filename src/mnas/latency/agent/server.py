@@ -8,13 +8,15 @@ at a time: concurrent requests wait their turn, because two models timed togethe
 The work one request can ask for is bounded: capped run counts (``wire.LIMITS``), a wall-clock limit per
 measurement after which it is abandoned (``max_seconds``), a largest tensor (``max_tensor_bytes``), and
 no model that refers to files; measurements run in a child process (``mnas.latency.agent.worker``) so an
-abandoned or crashing one never takes the agent with it. Nothing is unpickled. So is what one connection
-can hold: a deadline for a request's head (``header_timeout``, token or not) and one for its body
-(``body_timeout``), not a timeout per read, which a client sending a byte a second never trips; HTTP
+abandoned or crashing one never takes the agent with it. Nothing is unpickled. What one connection can
+hold is bounded too: a deadline for a request's head (``header_timeout``, token or not) and one for its
+body (``body_timeout``), not a timeout per read, which a client sending a byte a second never trips; HTTP
 framing it cannot read unambiguously (two Content-Lengths, Transfer-Encoding, a body longer than
-declared) is a 400 and the connection closed. The settings (``AgentLimits``) are checked at start. Besides the runtime it
-needs only the standard library, pydantic (the settings schema) and, for ONNX, the onnx package (the
-model checks), so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch,
+declared) is a 400 and the connection closed. The settings (``AgentLimits``) are checked at start.
+
+It is ``http.server`` hardened in place rather than a third-party server: besides the runtime it needs
+only the standard library, pydantic (the settings schema) and, for ONNX, the onnx package (the model
+checks), so it runs wherever Python and the runtime do (Raspberry Pi, Jetson, Termux): no torch,
 no typer. docs/latency.md has the threat model.
 """
 
