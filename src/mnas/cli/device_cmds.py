@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mnas.latency.agent.server import (DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS,
-                                DEFAULT_MAX_TENSOR_BYTES, DEFAULT_PORT, make_server, serve_until_interrupted)
+from mnas.latency.agent.server import (DEFAULT_BACKEND, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HOST,
+                                       DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, DEFAULT_MAX_TENSOR_BYTES, DEFAULT_PORT,
+                                       make_server, megabytes, serve_until_interrupted)
 from mnas.latency.agent.wire import read_token
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
@@ -30,10 +31,16 @@ def device_serve(backend: str = typer.Option(DEFAULT_BACKEND, "--backend", "-b",
                                                         "after which it is abandoned"),
                  max_tensor_mb: float = typer.Option(DEFAULT_MAX_TENSOR_BYTES / 2**20, "--max-tensor-mb",
                                                      min=0.001, help="largest tensor a model may declare, MB"),
+                 header_timeout: float = typer.Option(DEFAULT_HEADER_TIMEOUT, "--header-timeout",
+                                                      help="seconds for a request's head to arrive, whole (a "
+                                                           "client sending a byte at a time is cut off)"),
+                 body_timeout: float = typer.Option(DEFAULT_BODY_TIMEOUT, "--body-timeout",
+                                                    help="seconds for a model upload to arrive, whole (raise it "
+                                                         "for big models over a slow link)"),
                  quiet: bool = typer.Option(False, "--quiet", help="no request log")) -> None:
     """Serve POST /v1/measure and GET /health until interrupted."""
-    server = make_server(backend, read_token(str(token_file)), host, port, int(max_mb * 2**20), quiet,
-                         max_seconds, int(max_tensor_mb * 2**20))
+    server = make_server(backend, read_token(str(token_file)), host, port, megabytes(max_mb, "--max-mb"), quiet,
+                         max_seconds, megabytes(max_tensor_mb, "--max-tensor-mb"), header_timeout, body_timeout)
     info = server.health()
     typer.echo(f"mnas agent: {info['backend']} {info['runtime_version']} on {info['device']['cpu']} "
                f"({info['device']['cores']} cores) at {server.url}", err=True)
