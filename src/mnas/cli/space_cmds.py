@@ -69,7 +69,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
         prof = profile(build(arch, num_classes=num_classes), resolution)
     timm, timm_why = _timm(arch)
     info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": _dialect(arch_to_tpu, arch),
-            "timm": timm, "timm_inexact_because": timm_why, "width_multiplier": width_multiplier,
+            "timm": timm, "timm_inexact_because": timm_why, "stem_stride": arch.stem_stride,
+            "width_multiplier": width_multiplier,
             "resolution": resolution, "num_classes": num_classes, "params": prof.params, "macs": prof.macs,
             "layers": arch.layers, "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
     if json:
@@ -116,5 +117,5 @@ def arch_list(json: bool = typer.Option(False, "--json")) -> None:
         print_json([{"name": e.name, "arch": e.arch().canonical, "layers": e.arch().layers, "note": e.note}
                     for e in zoo.ZOO.values()])
         return
-    console.print(table("zoo", ["name", "stem", "layers", "note"],
-                        [[e.name, e.stem, e.arch().layers, e.note] for e in zoo.ZOO.values()]))
+    console.print(table("zoo", ["name", "stem", "stem stride", "layers", "note"],
+                        [[e.name, e.stem, e.stem_stride, e.arch().layers, e.note] for e in zoo.ZOO.values()]))
