@@ -18,7 +18,7 @@ arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample."
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 
-SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, nb201, ...) or a space "
+SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, mnasnet-cifar, nb201, ...) or a space "
                         "YAML file (default: mnasnet)")
 
 
