@@ -158,3 +158,15 @@ def test_cli_shows_the_cifar_space_and_macs_at_32_px(cli):
     assert '"macs": 87976448' in r.stdout and '"stem_stride": 1' in r.stdout and '"in_space": true' in r.stdout
     r = cli("arch", "show", "stem32s5:ds_r1_k3_s1_e1_i32_o16:head1280")
     assert r.code == 2 and "bad stem stride 5" in r.stderr
+
+
+def test_a_latency_table_is_built_for_the_cifar_space_by_name(tmp_path):
+    from mnas.cli.lut_cmds import _space_text
+    from mnas.latency import LatencySettings
+    from mnas.latency.lut.build import new_table
+
+    table = new_table("mnasnet-cifar", "onnxruntime", LatencySettings(resolution=32, num_classes=10))
+    assert table.space.name == "mnasnet-cifar" and table.space.stem_stride == 1
+    assert "stem_stride: 1" in _space_text(Path("mnasnet-cifar"))  # lut eval --space mnasnet-cifar
+    with pytest.raises(MnasError, match="--space no-such-space: cannot read"):
+        _space_text(Path("no-such-space"))

@@ -17,6 +17,15 @@ from mnas.space.decisions import Decision, SearchSpace
 DEFAULT_SPACE = Path(__file__).with_name("mnasnet.yaml")
 PAPER_SPACE = Path(__file__).with_name("mnasnet-paper.yaml")
 CIFAR_SPACE = Path(__file__).with_name("mnasnet-cifar.yaml")
+BUILTIN_FILES = {"mnasnet": DEFAULT_SPACE, "mnasnet-paper": PAPER_SPACE, "mnasnet-cifar": CIFAR_SPACE}
+
+
+def space_file(spec: str | Path | None) -> Path:
+    """The YAML file of a MnasNet space: a path, or a built-in's name (none: the default space)."""
+    if spec is None:
+        return DEFAULT_SPACE
+    path = Path(spec)
+    return BUILTIN_FILES.get(str(spec), path) if not path.exists() else path
 DECISIONS = ("op", "kernel", "se", "skip", "width", "layers")
 OP_CODES = {"conv": ("cv", 1), "ds": ("ds", 1), "mb1": ("ir", 1)}  # mbN -> ("ir", N) for any N
 
