@@ -156,6 +156,11 @@ def test_cli_shows_the_cifar_space_and_macs_at_32_px(cli):
             "--space", "mnasnet-cifar", "--json")
     assert r.code == 0, r.stderr
     assert '"macs": 87976448' in r.stdout and '"stem_stride": 1' in r.stdout and '"in_space": true' in r.stdout
+    # without --space a stride-1 stem is judged against the CIFAR space, an ImageNet stem against mnasnet
+    r = cli("arch", "show", "mnasnet-a1-cifar", "--resolution", "32", "--json")
+    assert r.code == 0 and '"space": "mnasnet-cifar"' in r.stdout and "block 5: width" in r.stdout
+    r = cli("arch", "show", "mobilenet-v2", "--json")
+    assert r.code == 0 and '"space": "mnasnet"' in r.stdout and '"in_space": true' in r.stdout
     r = cli("arch", "show", "stem32s5:ds_r1_k3_s1_e1_i32_o16:head1280")
     assert r.code == 2 and "bad stem stride 5" in r.stderr
 

@@ -57,7 +57,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
     from mnas.model import build, profile
 
     label, arch = resolve_arch(name, width_multiplier)
-    s = _mnasnet_space(space)
+    # without --space, a stride-1 stem is judged against the CIFAR space it belongs with, not mnasnet
+    s = _mnasnet_space(space if space is not None or arch.stem_stride == 2 else "mnasnet-cifar")
     try:
         s.encode(arch)
         in_space, why = True, ""
