@@ -18,8 +18,8 @@ arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample."
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 
-SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, mnasnet-cifar, nb201, ...) or a space "
-                        "YAML file (default: mnasnet)")
+SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, mnasnet-cifar, nb201, ...) "
+                        "or a space YAML file (default: mnasnet)")
 
 
 def _mnasnet_space(spec: str | None) -> MnasNetSpace:
@@ -51,7 +51,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
               num_classes: int = typer.Option(1000, "--num-classes", min=1),
               space: Optional[str] = SpaceOpt,
               json: bool = typer.Option(False, "--json")) -> None:
-    """An architecture's strings, parameters, MACs and whether it lies in a space."""
+    """An architecture's strings, parameters, MACs and whether it lies in a space (without --space: mnasnet,
+    or mnasnet-cifar for a stride-1 stem)."""
     import torch
 
     from mnas.model import build, profile

@@ -48,7 +48,8 @@ class LayerSpec:
     @property
     def key(self) -> str:
         if self.kind == "stem":  # stride 2 unwritten, as in tables built before the stem had a stride
-            return f"stem_c{self.in_ch}_o{self.out_ch}_r{self.res}" + ("" if self.stride == 2 else f"_s{self.stride}")
+            stride = "" if self.stride == 2 else f"_s{self.stride}"
+            return f"stem_c{self.in_ch}_o{self.out_ch}_r{self.res}{stride}"
         if self.kind == "head":
             return f"head_i{self.in_ch}_o{self.out_ch}_r{self.res}_n{self.num_classes}"
         return (f"{self.op}_e{self.expansion}_k{self.kernel}_se{self.se:g}_i{self.declared_in}_a{self.in_ch}"
