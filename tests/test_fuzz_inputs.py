@@ -49,7 +49,8 @@ def arch_strings(draw) -> str:
     for _ in range(draw(st.integers(0, 4))):
         text, width = draw(block_strings(width))
         blocks.append(text)
-    return ":".join([f"stem{stem}", *blocks, f"head{draw(usually(st.sampled_from([32, 1280])))}"])
+    stride = draw(usually(st.sampled_from(["", "", "s1", "s2"]), st.sampled_from(["s0", "s3", "s", "x1"])))
+    return ":".join([f"stem{stem}{stride}", *blocks, f"head{draw(usually(st.sampled_from([32, 1280])))}"])
 
 
 @settings(FUZZ, max_examples=40)

@@ -10,6 +10,7 @@ from mnas.space import (Architecture, MnasNetSpace, arch_from_timm, arch_from_tp
                         arch_to_tpu, resolve_arch, round_filters, zoo)
 
 SPACE = MnasNetSpace.load()
+CIFAR = MnasNetSpace.cifar()
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 
@@ -23,30 +24,35 @@ def test_default_space_size_and_decisions():
     assert SPACE.decisions[0].name == "b1.op"
 
 
-@given(seeds)
+@given(seeds, st.sampled_from([SPACE, CIFAR]))
 @settings(max_examples=200, deadline=None)
-def test_sample_canonical_parse_round_trip(seed):
-    tokens = SPACE.sample_tokens(random.Random(seed))
-    arch = SPACE.decode(tokens)
+def test_sample_canonical_parse_round_trip(seed, space):
+    tokens = space.sample_tokens(random.Random(seed))
+    arch = space.decode(tokens)
     assert Architecture.parse(arch.canonical) == arch
-    assert SPACE.encode(arch) == tokens
+    assert space.encode(arch) == tokens
     assert arch.digest == Architecture.parse(arch.canonical).digest
+    # the stem stride is written only where it is not ImageNet's 2, and survives parsing and scaling
+    assert arch.canonical.startswith("stem32s1:" if space is CIFAR else "stem32:")
+    assert Architecture.parse(arch.canonical).stem_stride == space.stem_stride
+    assert arch.scaled(0.75).stem_stride == space.stem_stride
 
 
-@given(seeds)
+@given(seeds, st.sampled_from([SPACE, CIFAR]))
 @settings(max_examples=200, deadline=None)
-def test_tpu_timm_canonical_round_trip(seed):
-    arch = SPACE.sample(random.Random(seed))
+def test_tpu_timm_canonical_round_trip(seed, space):
+    arch = space.sample(random.Random(seed))
+    stride = arch.stem_stride  # the block strings carry none: it is given beside them, like the stem width
     if any(b.op == "cv" and b.se for b in arch.blocks):  # timm's cn block has no squeeze-excite
         with pytest.raises(MnasError, match="no squeeze-excite"):
             arch_to_timm(arch)
     else:
         timm = arch_to_timm(arch)
-        assert arch_from_timm(timm, stem=arch.stem) == arch
+        assert arch_from_timm(timm, stem=arch.stem, stem_stride=stride) == arch
         assert arch_to_timm(arch_from_timm(timm)) == timm
     if all(b.op != "cv" for b in arch.blocks):
         tpu = arch_to_tpu(arch)
-        assert arch_from_tpu(tpu) == arch
+        assert arch_from_tpu(tpu, stem_stride=stride) == arch
         assert arch_to_tpu(arch_from_tpu(tpu)) == tpu
     else:
         with pytest.raises(MnasError, match="regular-conv"):
@@ -93,6 +99,9 @@ def test_membership():
     ("stem32:ir_r1_k4_s1_e6_i32_o16:head1280", "kernel odd"),
     ("stem32:ir_r1_k3_s3_e6_i32_o16:head1280", "stride"),
     ("stem32:ds_r1_k3_s1_e6_i32_o16:head1280", "expansion 1"),
+    ("stem32s3:ds_r1_k3_s1_e1_i32_o16:head1280", "bad stem stride 3"),
+    ("stem32s:ds_r1_k3_s1_e1_i32_o16:head1280", "bad stem field"),
+    ("stem32s1s1:ds_r1_k3_s1_e1_i32_o16:head1280", "bad stem field"),
     ("r1_k3_s2_e1_i32_o16", "two digits"),
     ("r1_k3_s12_e1_i32_o16", "non-square"),
     ("ir_r1_k3_s1_e6_c16_zz", "bad field"),

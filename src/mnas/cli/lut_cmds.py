@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from mnas import MnasError
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.latency.lut.build import CALIBRATE, CLOCKS, ENTRY_RUNS
@@ -21,7 +22,8 @@ app.add_typer(lut_app, name="lut")
 
 @lut_app.command("build")
 def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSON); an existing one is resumed"),
-              space: Optional[Path] = typer.Option(None, "--space", help="space YAML (default: the MnasNet space)"),
+              space: Optional[Path] = typer.Option(None, "--space", help="mnasnet, mnasnet-paper, mnasnet-cifar "
+                                                   "or a space YAML (default: mnasnet)"),
               backend: str = typer.Option(LatencyConfig.default("backend"), "--backend", "-b",
                                           help="onnxruntime, torch, openvino, litert, remote:URL"),
               resolution: int = typer.Option(LatencySettings.default("resolution"), "--resolution"),
@@ -78,7 +80,8 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              samples: int = typer.Option(50, "--samples", "-n", min=1),
              seed: int = typer.Option(0, "--seed"),
              uncalibrated: bool = typer.Option(False, "--uncalibrated", help="ignore the table's calibration"),
-             space: Optional[Path] = typer.Option(None, "--space", help="refuse unless the table is for this space"),
+             space: Optional[Path] = typer.Option(None, "--space", help="refuse unless the table is for this space "
+                                                  "(a built-in name or a space YAML)"),
              backend: Optional[str] = typer.Option(None, "--backend", "-b", help="refuse unless the table was "
                                                    "built on this backend"),
              resolution: Optional[int] = typer.Option(None, "--resolution", help="refuse unless built at this"),
@@ -95,7 +98,7 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     from mnas.latency.lut.table import LatencyTable
 
     tbl = LatencyTable.load(path)
-    tbl.check(backend=backend, space_yaml=space.read_text() if space else None,
+    tbl.check(backend=backend, space_yaml=_space_text(space) if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
     if json:
         res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale)
@@ -156,3 +159,14 @@ def lut_profile(path: Path = typer.Argument(..., help="onnxruntime table file fr
         console.print(table(p["arch"], ["layer", "entry ms", "in network ms", "ratio"], rows))
     load = res["load_average"]
     console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")
+
+
+def _space_text(space: Path) -> str:
+    from mnas.space.mnasnet import space_file
+
+    path = space_file(space)
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise MnasError(f"--space {space}: cannot read {path} ({e.strerror or e}): give a built-in space name "
+                        "or a space YAML file") from None

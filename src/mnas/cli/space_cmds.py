@@ -18,8 +18,8 @@ arch_app = typer.Typer(no_args_is_help=True, help="Architectures: show, sample."
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 
-SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, nb201, ...) or a space "
-                        "YAML file (default: mnasnet)")
+SpaceOpt = typer.Option(None, "--space", help="a space name (mnasnet, mnasnet-paper, mnasnet-cifar, nb201, ...) "
+                        "or a space YAML file (default: mnasnet)")
 
 
 def _mnasnet_space(spec: str | None) -> MnasNetSpace:
@@ -51,13 +51,15 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
               num_classes: int = typer.Option(1000, "--num-classes", min=1),
               space: Optional[str] = SpaceOpt,
               json: bool = typer.Option(False, "--json")) -> None:
-    """An architecture's strings, parameters, MACs and whether it lies in a space."""
+    """An architecture's strings, parameters, MACs and whether it lies in a space (without --space: mnasnet,
+    or mnasnet-cifar for a stride-1 stem)."""
     import torch
 
     from mnas.model import build, profile
 
     label, arch = resolve_arch(name, width_multiplier)
-    s = _mnasnet_space(space)
+    # without --space, a stride-1 stem is judged against the CIFAR space it belongs with, not mnasnet
+    s = _mnasnet_space(space if space is not None or arch.stem_stride == 2 else "mnasnet-cifar")
     try:
         s.encode(arch)
         in_space, why = True, ""
@@ -69,7 +71,8 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
         prof = profile(build(arch, num_classes=num_classes), resolution)
     timm, timm_why = _timm(arch)
     info = {"name": label, "arch": arch.canonical, "digest": arch.digest, "tpu": _dialect(arch_to_tpu, arch),
-            "timm": timm, "timm_inexact_because": timm_why, "width_multiplier": width_multiplier,
+            "timm": timm, "timm_inexact_because": timm_why, "stem_stride": arch.stem_stride,
+            "width_multiplier": width_multiplier,
             "resolution": resolution, "num_classes": num_classes, "params": prof.params, "macs": prof.macs,
             "layers": arch.layers, "space": s.name, "in_space": in_space, "not_in_space_because": why or None}
     if json:
@@ -116,5 +119,5 @@ def arch_list(json: bool = typer.Option(False, "--json")) -> None:
         print_json([{"name": e.name, "arch": e.arch().canonical, "layers": e.arch().layers, "note": e.note}
                     for e in zoo.ZOO.values()])
         return
-    console.print(table("zoo", ["name", "stem", "layers", "note"],
-                        [[e.name, e.stem, e.arch().layers, e.note] for e in zoo.ZOO.values()]))
+    console.print(table("zoo", ["name", "stem", "stem stride", "layers", "note"],
+                        [[e.name, e.stem, e.stem_stride, e.arch().layers, e.note] for e in zoo.ZOO.values()]))

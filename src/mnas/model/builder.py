@@ -83,7 +83,7 @@ class MnasNet(nn.Module):
                  dropout: float = 0.2) -> None:
         super().__init__()
         self.arch = arch.canonical
-        self.stem = conv_bn(in_chans, arch.stem, 3, 2)
+        self.stem = conv_bn(in_chans, arch.stem, 3, arch.stem_stride)
         layers: list[nn.Module] = []
         prev = arch.stem
         for b in arch.blocks:

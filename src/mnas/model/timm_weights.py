@@ -48,7 +48,9 @@ def timm_names(arch: Architecture) -> dict[str, str]:
 
 def to_timm_state_dict(model: MnasNet) -> dict[str, torch.Tensor]:
     """The model's state dict under timm's names. Build the timm model with ``bn_eps`` equal to the
-    model's (mnas: 1e-3, e.g. ``timm.create_model("semnasnet_100", bn_eps=1e-3)``) for the same outputs."""
+    model's (mnas: 1e-3, e.g. ``timm.create_model("semnasnet_100", bn_eps=1e-3)``) for the same outputs.
+    The block strings carry no stem stride: for a stride-1 stem (``stem32s1``, the CIFAR variants) give the
+    timm model's ``conv_stem`` stride 1 too."""
     names = timm_names(Architecture.parse(model.arch))
     return {_rename(key, names, "mnas"): value for key, value in model.state_dict().items()}
 

@@ -43,7 +43,8 @@ class ExperimentConfig(Schema):
     max_duplicate_streak: int = Field(DUPLICATE_STREAK, ge=1, description="stop after this many proposals in a row that "
                                       "were all evaluated before (the controller has converged)")
     references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
-                             "backend at the start, for the report's figures")
+                             "backend at the start, for the report's figures (in a space with a stride-1 stem, "
+                             "such as mnasnet-cifar, their CIFAR variants)")
     live_view: bool = Field(True, description="mirror every trial into EXPERIMENT/optuna.db for optuna-dashboard")
     tensorboard: bool = Field(False, description="write reward, accuracy, latency and the strategy's entropy "
                               "per trial to EXPERIMENT/tensorboard (the tensorboard extra)")

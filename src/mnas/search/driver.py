@@ -29,7 +29,7 @@ from mnas.search.config import ExperimentConfig, config_from_stored
 from mnas.search.loop import AskTellLoop, Outcome, Proposal, Result, StopRule
 from mnas.search.mirror import close_mirror, mirror_trial, open_mirror
 from mnas.search.tensorboard import ScalarLog
-from mnas.search.references import measure_references
+from mnas.search.references import measure_references, references_for
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies import make_strategy
 from mnas.space import load_space
@@ -169,7 +169,7 @@ class Search:
             self.store.set_meta("created", time.time(), c)
         if self.cfg.references:  # after the config, so a failure here never leaves a store without one
             log.info("timing the reference models on %s", self.latency_job.backend)
-            self.store.set_meta("references", measure_references(self.latency_job))
+            self.store.set_meta("references", measure_references(self.latency_job, references_for(self.space)))
 
     def _key(self, tokens: tuple[int, ...]) -> str:
         return self.space.decode(tokens).canonical

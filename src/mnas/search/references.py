@@ -21,15 +21,30 @@ REFERENCES: dict[str, tuple[str, float]] = {
     "mnasnet-a1": ("mnasnet-a1", 1.0),
     "mnasnet-b1": ("mnasnet-b1", 1.0),
 }
+# the same curve adapted to 32-px inputs (stride-1 stem, total stride 8), for a space with a stride-1 stem
+# such as mnasnet-cifar: the networks a CIFAR user would deploy, timed as the search's trials are
+CIFAR_REFERENCES: dict[str, tuple[str, float]] = {
+    "mobilenet-v2-cifar 0.5": ("mobilenet-v2-cifar", 0.5),
+    "mobilenet-v2-cifar 0.75": ("mobilenet-v2-cifar", 0.75),
+    "mobilenet-v2-cifar 1.0": ("mobilenet-v2-cifar", 1.0),
+    "mobilenet-v2-cifar 1.4": ("mobilenet-v2-cifar", 1.4),
+    "mnasnet-a1-cifar": ("mnasnet-a1-cifar", 1.0),
+}
 
 
-def measure_references(job: LatencyJob) -> list[dict[str, Any]]:
-    """[{"name", "arch", "latency_ms", "params", "macs"}] for each reference; one that fails is left out
-    (with a warning): references decorate a report, they never stop a search."""
+def references_for(space: object) -> dict[str, tuple[str, float]]:
+    """The reference models that match the space's stem: the CIFAR variants for a stride-1 stem."""
+    return CIFAR_REFERENCES if getattr(space, "stem_stride", 2) == 1 else REFERENCES
+
+
+def measure_references(job: LatencyJob, references: dict[str, tuple[str, float]] | None = None
+                       ) -> list[dict[str, Any]]:
+    """[{"name", "arch", "latency_ms", "params", "macs"}] for each reference (default: ``REFERENCES``); one
+    that fails is left out (with a warning): references decorate a report, they never stop a search."""
     from mnas.space import resolve_arch
 
     out = []
-    for name, (model, width) in REFERENCES.items():
+    for name, (model, width) in (REFERENCES if references is None else references).items():
         _, arch = resolve_arch(model, width)
         try:
             m = measure_latency(arch.canonical, job)

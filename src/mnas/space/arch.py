@@ -1,6 +1,10 @@
 """Architectures as plain data: a stem, a tuple of blocks and a head, with a canonical string.
 
 Canonical form: ``stem32:ds_r1_k3_s1_e1_i32_o16_noskip:ir_r2_k3_s2_e6_i16_o24:...:head1280``.
+The stem is a 3x3 conv of stride 2 (ImageNet's) unless its field says otherwise: ``stem32s1`` is a stride-1
+stem (the CIFAR variant, docs/search-space.md). The stride is written only when it is not 2, so every
+string, digest and stored experiment from before the field existed reads and writes as it did; the parser
+also accepts an explicit ``stem32s2``, which it writes back as ``stem32``.
 Each block field is a letter key followed by its value, like the TPU block strings, plus a leading
 op code (``cv`` regular conv, ``ds`` depthwise-separable, ``ir`` MBConv) because the TPU strings cannot
 name a regular conv. ``i`` is the *declared* input width: the residual rule and the expansion width use
@@ -22,6 +26,9 @@ OPS = ("cv", "ds", "ir")
 SKIPS = ("none", "identity", "pool")
 SKIP_FLAGS = {"none": "noskip", "pool": "poolskip"}  # identity is the unmarked default
 _FIELD = re.compile(r"^([a-z]+)(\d.*)?$")
+_STEM = re.compile(r"^stem(\d+)(?:s(\d+))?$")
+STEM_STRIDES = (1, 2)
+DEFAULT_STEM_STRIDE = 2  # the ImageNet stem, and the one a canonical string leaves unwritten
 # Sane maxima, far above any published MnasNet-family network (widths <= 2560, expansion 6, kernel 7,
 # 4 layers a block, ~20 layers): a short string must not ask for a network that takes minutes and
 # gigabytes to build. Memory at a given resolution is checked where a network is timed (mnas.latency).
@@ -102,10 +109,13 @@ class Architecture:
     blocks: tuple[Block, ...]
     stem: int = 32
     head: int = 1280
+    stem_stride: int = DEFAULT_STEM_STRIDE
 
     def __post_init__(self) -> None:
         if not self.blocks:
             raise MnasError("an architecture needs at least one block")
+        if self.stem_stride not in STEM_STRIDES:
+            raise MnasError(f"bad stem stride {self.stem_stride}: expected 1 (CIFAR-size inputs) or 2")
         if not (1 <= self.stem <= MAX_WIDTH and 1 <= self.head <= MAX_WIDTH):
             raise MnasError(f"stem and head widths must be between 1 and {MAX_WIDTH}")
         if self.layers > MAX_LAYERS:
@@ -121,7 +131,8 @@ class Architecture:
 
     @property
     def canonical(self) -> str:
-        return ":".join([f"stem{self.stem}", *(b.to_string() for b in self.blocks), f"head{self.head}"])
+        stride = "" if self.stem_stride == DEFAULT_STEM_STRIDE else f"s{self.stem_stride}"
+        return ":".join([f"stem{self.stem}{stride}", *(b.to_string() for b in self.blocks), f"head{self.head}"])
 
     @property
     def digest(self) -> str:
@@ -141,11 +152,17 @@ class Architecture:
         if len(parts) < 3 or not parts[0].startswith("stem") or not parts[-1].startswith("head"):
             raise MnasError(f"not a canonical architecture string: {text[:60]!r} "
                             "(expected stemN:<block>:...:headN)")
-        stem, head = _int({"x": parts[0][4:]}, "x", text), _int({"x": parts[-1][4:]}, "x", text)
-        return cls(tuple(Block.parse(p) for p in parts[1:-1]), stem, head)
+        m = _STEM.match(parts[0])
+        if not m:
+            raise MnasError(f"bad stem field {parts[0][:30]!r} in {text[:60]!r}: write stemN (stride 2) or "
+                            "stemNs1 (stride 1), e.g. stem32s1")
+        head = _int({"x": parts[-1][4:]}, "x", text)
+        stride = int(m.group(2)) if m.group(2) is not None else DEFAULT_STEM_STRIDE
+        return cls(tuple(Block.parse(p) for p in parts[1:-1]), int(m.group(1)), head, stride)
 
     def scaled(self, multiplier: float, scale_head: bool = False) -> Architecture:
-        """Width multiplier with the reference rounding; the head stays unless scale_head (MobileNetV2)."""
+        """Width multiplier with the reference rounding; the head stays unless scale_head (MobileNetV2).
+        Strides, the stem's included, are untouched."""
         if not (math.isfinite(multiplier) and multiplier > 0):
             raise MnasError(f"width multiplier must be a finite number > 0, got {multiplier}")
         if multiplier == 1.0:
@@ -153,7 +170,7 @@ class Architecture:
         blocks = tuple(replace(b, in_ch=round_filters(b.in_ch, multiplier),
                                out_ch=round_filters(b.out_ch, multiplier)) for b in self.blocks)
         head = round_filters(self.head, multiplier) if scale_head and multiplier > 1 else self.head
-        return Architecture(blocks, round_filters(self.stem, multiplier), head)
+        return Architecture(blocks, round_filters(self.stem, multiplier), head, self.stem_stride)
 
 
 def round_filters(filters: int, multiplier: float, divisor: int = 8, min_depth: int = 8) -> int:

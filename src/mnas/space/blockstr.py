@@ -1,5 +1,6 @@
 """The two published block-string dialects: TPU reference (``r1_k3_s11_e1_i32_o16_noskip``) and timm
-(``ds_r1_k3_s1_e1_c16_noskip``). Both describe blocks only; the stem and head come separately.
+(``ds_r1_k3_s1_e1_c16_noskip``). Both describe blocks only; the stem (its width and stride) and the head
+come separately.
 
 timm strings are read and written with timm's own rules (``_timm_layers``), and only where timm builds
 exactly the layers mnas builds: a block timm would build differently (a regular conv with squeeze-excite,
@@ -158,8 +159,9 @@ def arch_to_tpu(arch: Architecture) -> list[str]:
     return [block_to_tpu(b) for b in arch.blocks]
 
 
-def arch_from_tpu(blocks: str | Iterable[str], stem: int = 32, head: int = 1280) -> Architecture:
-    return Architecture(tuple(block_from_tpu(t) for t in split_blocks(blocks)), stem, head)
+def arch_from_tpu(blocks: str | Iterable[str], stem: int = 32, head: int = 1280,
+                  stem_stride: int = 2) -> Architecture:
+    return Architecture(tuple(block_from_tpu(t) for t in split_blocks(blocks)), stem, head, stem_stride)
 
 
 def arch_to_timm(arch: Architecture) -> list[str]:
@@ -175,12 +177,13 @@ def arch_to_timm(arch: Architecture) -> list[str]:
     return out
 
 
-def arch_from_timm(blocks: str | Iterable[str], stem: int = 32, head: int = 1280) -> Architecture:
+def arch_from_timm(blocks: str | Iterable[str], stem: int = 32, head: int = 1280,
+                   stem_stride: int = 2) -> Architecture:
     parsed, prev = [], stem
     for t in split_blocks(blocks):
         parsed.append(block_from_timm(t, prev))
         prev = parsed[-1].out_ch
-    return Architecture(tuple(parsed), stem, head)
+    return Architecture(tuple(parsed), stem, head, stem_stride)
 
 
 def _tail(b: Block) -> list[str]:

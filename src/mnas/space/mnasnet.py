@@ -1,5 +1,5 @@
-"""The MnasNet factorized hierarchical space, read from YAML: the built-ins ``mnasnet.yaml`` and
-``mnasnet-paper.yaml`` beside this module, or a user's file."""
+"""The MnasNet factorized hierarchical space, read from YAML: the built-ins ``mnasnet.yaml``,
+``mnasnet-paper.yaml`` and ``mnasnet-cifar.yaml`` beside this module, or a user's file."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ from mnas.space.decisions import Decision, SearchSpace
 
 DEFAULT_SPACE = Path(__file__).with_name("mnasnet.yaml")
 PAPER_SPACE = Path(__file__).with_name("mnasnet-paper.yaml")
+CIFAR_SPACE = Path(__file__).with_name("mnasnet-cifar.yaml")
+BUILTIN_FILES = {"mnasnet": DEFAULT_SPACE, "mnasnet-paper": PAPER_SPACE, "mnasnet-cifar": CIFAR_SPACE}
+
+
+def space_file(spec: str | Path | None) -> Path:
+    """The YAML file of a MnasNet space: a path, or a built-in's name (none: the default space)."""
+    if spec is None:
+        return DEFAULT_SPACE
+    path = Path(spec)
+    return BUILTIN_FILES.get(str(spec), path) if not path.exists() else path
 DECISIONS = ("op", "kernel", "se", "skip", "width", "layers")
 OP_CODES = {"conv": ("cv", 1), "ds": ("ds", 1), "mb1": ("ir", 1)}  # mbN -> ("ir", N) for any N
 
@@ -44,6 +54,7 @@ class _SpaceSpec(BaseModel):
     name: str = "mnasnet"
     note: str = ""  # what the space is and why it has its size; `mnas space show` prints it
     stem: int = Field(32, gt=0)
+    stem_stride: Literal[1, 2] = 2  # 1: the CIFAR variant (32-px inputs), docs/search-space.md
     head: int = Field(1280, gt=0)
     choices: _Choices
     blocks: list[_BlockSpec] = Field(min_length=1)
@@ -67,7 +78,7 @@ def op_code(op: str) -> tuple[str, int]:
 class MnasNetSpace(SearchSpace):
     def __init__(self, spec: _SpaceSpec, source: str = "builtin") -> None:
         self.spec, self.source, self.name = spec, source, spec.name
-        self.stem, self.head = spec.stem, spec.head
+        self.stem, self.head, self.stem_stride = spec.stem, spec.head, spec.stem_stride
         decisions = []
         self._fixed: list[dict[str, Any]] = []
         for i, blk in enumerate(spec.blocks, 1):
@@ -95,6 +106,10 @@ class MnasNetSpace(SearchSpace):
     @classmethod
     def paper(cls) -> MnasNetSpace:
         return cls.load(PAPER_SPACE)
+
+    @classmethod
+    def cifar(cls) -> MnasNetSpace:
+        return cls.load(CIFAR_SPACE)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MnasNetSpace:
@@ -129,11 +144,13 @@ class MnasNetSpace(SearchSpace):
             blocks.append(Block(op, blk.layers_base + int(v["layers"]), int(v["kernel"]), blk.stride, e,
                                 prev, out, float(v["se"]), str(v["skip"])))
             prev = out
-        return Architecture(tuple(blocks), self.stem, self.head)
+        return Architecture(tuple(blocks), self.stem, self.head, self.stem_stride)
 
     def encode(self, arch: Architecture) -> tuple[int, ...]:  # type: ignore[override]
         if arch.stem != self.stem or arch.head != self.head:
             raise MnasError(f"stem/head {arch.stem}/{arch.head} differ from the space's {self.stem}/{self.head}")
+        if arch.stem_stride != self.stem_stride:
+            raise MnasError(f"stem stride {arch.stem_stride} differs from the space's {self.stem_stride}")
         if len(arch.blocks) != len(self.spec.blocks):
             raise MnasError(f"{len(arch.blocks)} blocks, the space has {len(self.spec.blocks)}")
         tokens: list[int] = []
@@ -161,7 +178,7 @@ class MnasNetSpace(SearchSpace):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "size": self.size, "note": self.spec.note,
-                "stem": self.stem,
+                "stem": self.stem, "stem_stride": self.stem_stride,
                 "head": self.head, "decisions": [{"name": d.name, "choices": list(d.choices)}
                                                  for d in self.decisions],
                 "blocks": [{**blk.model_dump(include={"width_base", "layers_base", "stride"}),

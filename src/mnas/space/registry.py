@@ -16,6 +16,7 @@ DEFAULT_SPACE_NAME = "mnasnet"
 SPACES: Registry = Registry("search space", "mnas.spaces", {
     "mnasnet": "mnas.space.mnasnet:MnasNetSpace.load",
     "mnasnet-paper": "mnas.space.mnasnet:MnasNetSpace.paper",
+    "mnasnet-cifar": "mnas.space.mnasnet:MnasNetSpace.cifar",
     "nb201": "mnas.space.nb201:Nb201Space",
 }, hint="Or give the path of a space YAML file (docs/search-space.md).")
 

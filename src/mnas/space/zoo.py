@@ -1,5 +1,6 @@
 """Published models as architectures (block strings from the TPU reference; see docs/search-space.md), with
-the training settings the reference gives each model."""
+the training settings the reference gives each model, and their CIFAR variants (``-cifar``: a stride-1 stem
+and block 2 at stride 1, for 32-px inputs; docs/search-space.md, "The CIFAR variant")."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ class ZooEntry:
     name: str
     tpu_blocks: str
     stem: int = 32
+    stem_stride: int = 2  # 1 in the CIFAR variants
     dropout: float = REFERENCE_DROPOUT
     scale_head: bool = False  # MobileNetV2 widens its head above 1.0; MnasNet keeps 1280
     note: str = ""
 
     def arch(self, width_multiplier: float = 1.0) -> Architecture:
-        base = arch_from_tpu(self.tpu_blocks, stem=self.stem)
+        base = arch_from_tpu(self.tpu_blocks, stem=self.stem, stem_stride=self.stem_stride)
         return base.scaled(width_multiplier, scale_head=self.scale_head)
 
 
@@ -43,6 +45,16 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("mobilenet-v2", "r1_k3_s11_e1_i32_o16 r2_k3_s22_e6_i16_o24 r3_k3_s22_e6_i24_o32 "
              "r4_k3_s22_e6_i32_o64 r3_k3_s11_e6_i64_o96 r3_k3_s22_e6_i96_o160 r1_k3_s11_e6_i160_o320",
              scale_head=True, note="the skeleton of the MnasNet space; paper: 3.4M params, 300M MAdds, 75 ms"),
+    # the CIFAR variants: the blocks above with block 2's stride 2 -> 1, and a stride-1 stem (total stride 8)
+    ZooEntry("mobilenet-v2-cifar", "r1_k3_s11_e1_i32_o16 r2_k3_s11_e6_i16_o24 r3_k3_s22_e6_i24_o32 "
+             "r4_k3_s22_e6_i32_o64 r3_k3_s11_e6_i64_o96 r3_k3_s22_e6_i96_o160 r1_k3_s11_e6_i160_o320",
+             stem_stride=1, scale_head=True,
+             note="MobileNetV2 for 32-px inputs (as in kuangliu/pytorch-cifar): 2.2M params, 88M MACs at 32 px "
+                  "with 10 classes; the skeleton of mnasnet-cifar"),
+    ZooEntry("mnasnet-a1-cifar", "r1_k3_s11_e1_i32_o16_noskip r2_k3_s11_e6_i16_o24 "
+             "r3_k5_s22_e3_i24_o40_se0.25 r4_k3_s22_e6_i40_o80 r2_k3_s11_e6_i80_o112_se0.25 "
+             "r3_k5_s22_e6_i112_o160_se0.25 r1_k3_s11_e6_i160_o320", stem_stride=1,
+             note="MnasNet-A1 adapted like mobilenet-v2-cifar"),
 ]}
 
 

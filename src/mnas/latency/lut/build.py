@@ -165,9 +165,9 @@ def _merge(old: dict | None, new: dict) -> dict:
 
 def new_table(space_path: str | Path | None, backend: str, settings: LatencySettings,
               clock: str = "wall") -> LatencyTable:
-    from mnas.space.mnasnet import DEFAULT_SPACE
+    from mnas.space.mnasnet import space_file
 
-    path = Path(space_path) if space_path else DEFAULT_SPACE
+    path = space_file(space_path)
     try:
         text = path.read_text()
     except FileNotFoundError:

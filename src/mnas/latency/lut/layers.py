@@ -38,7 +38,7 @@ class LayerSpec:
     res: int  # input resolution
     op: str = ""
     kernel: int = 3
-    stride: int = 1
+    stride: int = 1  # the stem's is given explicitly (2, or 1 in a CIFAR space)
     expansion: int = 1
     declared_in: int = 0
     se: float = 0.0
@@ -47,8 +47,9 @@ class LayerSpec:
 
     @property
     def key(self) -> str:
-        if self.kind == "stem":
-            return f"stem_c{self.in_ch}_o{self.out_ch}_r{self.res}"
+        if self.kind == "stem":  # stride 2 unwritten, as in tables built before the stem had a stride
+            stride = "" if self.stride == 2 else f"_s{self.stride}"
+            return f"stem_c{self.in_ch}_o{self.out_ch}_r{self.res}{stride}"
         if self.kind == "head":
             return f"head_i{self.in_ch}_o{self.out_ch}_r{self.res}_n{self.num_classes}"
         return (f"{self.op}_e{self.expansion}_k{self.kernel}_se{self.se:g}_i{self.declared_in}_a{self.in_ch}"
@@ -56,7 +57,7 @@ class LayerSpec:
 
     @property
     def out_res(self) -> int:
-        return {"stem": out_res(self.res, 2), "head": 1}.get(self.kind, out_res(self.res, self.stride))
+        return 1 if self.kind == "head" else out_res(self.res, self.stride)
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         return (batch, self.in_ch, self.res, self.res)
@@ -68,7 +69,7 @@ class LayerSpec:
         from mnas.model.builder import Layer, conv_bn, init_weights
 
         if self.kind == "stem":
-            m: nn.Module = conv_bn(self.in_ch, self.out_ch, 3, 2)
+            m: nn.Module = conv_bn(self.in_ch, self.out_ch, 3, self.stride)
         elif self.kind == "head":
             m = nn.Sequential(conv_bn(self.in_ch, self.out_ch, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
                               nn.Linear(self.out_ch, self.num_classes))
@@ -83,8 +84,8 @@ class LayerSpec:
 def arch_layers(arch: Architecture, resolution: int, in_chans: int = 3, num_classes: int = 1000) -> list[LayerSpec]:
     """The entries an architecture's network is made of, in execution order."""
     res = resolution
-    out = [LayerSpec("stem", in_chans, arch.stem, res)]
-    res, prev = out_res(res, 2), arch.stem
+    out = [LayerSpec("stem", in_chans, arch.stem, res, stride=arch.stem_stride)]
+    res, prev = out_res(res, arch.stem_stride), arch.stem
     for b in arch.blocks:
         for i in range(b.repeats):
             stride = b.stride if i == 0 else 1
@@ -108,8 +109,8 @@ def space_layers(space: MnasNetSpace, resolution: int, in_chans: int = 3, num_cl
     def add(s: LayerSpec) -> None:
         specs.setdefault(s.key, s)
 
-    add(LayerSpec("stem", in_chans, space.stem, resolution))
-    res, prev_widths = out_res(resolution, 2), {space.stem}
+    add(LayerSpec("stem", in_chans, space.stem, resolution, stride=space.stem_stride))
+    res, prev_widths = out_res(resolution, space.stem_stride), {space.stem}
     for i, blk in enumerate(info["blocks"], 1):
         opt = {k: options.get(f"b{i}.{k}", [blk["fixed"].get(k)]) for k in
                ("op", "kernel", "se", "skip", "width", "layers")}
