@@ -19,6 +19,7 @@ STRATEGIES: Registry = Registry("strategy", "mnas.strategies", {
     "evolution": "mnas.search.strategies.evolution:RegularizedEvolution",
     "ppo": "mnas.search.strategies.ppo:PPOStrategy",
     "ppo-paper": "mnas.search.strategies.ppo:paper_ppo",
+    "ppo-screened": "mnas.search.strategies.ppo:ScreenedPPO",
     "predictor": "mnas.search.strategies.predictor:PredictorGuided",
     "optuna-tpe": "mnas.search.strategies.optuna_strategies:OptunaTPE",
     "optuna-nsga2": "mnas.search.strategies.optuna_strategies:OptunaNSGA2",
