@@ -17,6 +17,8 @@ SMALL = {"ppo": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "lr": 
          "ppo-screened": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "screen": 6},
          "predictor": {"initial": 4, "batch_size": 2, "candidates": 20, "parents": 3},
          "evolution": {"population_size": 6, "sample_size": 3},
+         "evolution-latency": {"population_size": 6, "sample_size": 3, "screen": 5},
+         "screen-random": {"initial": 4, "batch_size": 2, "candidates": 20, "parents": 3},
          "optuna-tpe": {"n_startup_trials": 5},
          "optuna-nsga2": {"population_size": 6}}
 
