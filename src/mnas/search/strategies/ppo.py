@@ -39,8 +39,10 @@ function of them and of things the policy does not control (the surrogate's fit,
 log P(roll-outs) = the sum of their log-probabilities is the exact behaviour log-probability, and the
 PPO ratio of the sums gives the exact policy gradient of the expected reward of what the screened search
 trains (the score-function identity, with the surrogate as part of the environment). The price is a
-noisier signal per training (every roll-out is credited with the pick's reward). Without an oracle, or
-with results that carry no accuracy and latency, the screened controller is plain PPO.
+noisier signal per training (every roll-out is credited with the pick's reward). Until the screen has
+results to rank by (the first update), roll-outs are drawn one at a time until one's latency can be
+measured, and the behaviour log-probability is again that of all of them. Without an oracle the screened
+controller is plain PPO.
 
 Naming: ``ppo`` is the controller alone, as in the paper; ``ppo-screened`` has ``screen`` 50 (what the
 small-budget profile had before 2026-12). The benchmark reports them as separate strategies, so it says
@@ -298,6 +300,8 @@ class PPOStrategy(BaseStrategy):
         screen = self.screener
         if screen is not None and self.latency_oracle is not None and screen.fitted is not None and screen.usable():
             proposal = self._screened_sample(skip)
+        elif screen is not None and self.latency_oracle is not None:
+            proposal = self._measurable_sample(skip)
         else:
             tokens, logp, closed = self.controller.sample(self.rng, *self._np, skip=skip)
             proposal = Proposal(tokens, logp, (Draw(tokens, closed),))
@@ -319,6 +323,21 @@ class PPOStrategy(BaseStrategy):
             return Proposal(tokens, logp + lp, (*rolled, Draw(tokens, closed)))
         chosen = self.screener.choose(cands, 1, self.latency_oracle)  # type: ignore[union-attr,arg-type]
         return Proposal(chosen[0] if chosen else cands[0], logp, rolled)
+
+    def _measurable_sample(self, skip: Visited | None) -> Proposal:
+        """Before the screen can rank (nothing to learn from yet): roll-outs one at a time, each measured, until
+        one's latency can be measured (at most the screen's queries per training), as the other screened
+        strategies start. The
+        behaviour log-probability is that of all the roll-outs it took: when to stop is the oracle's doing."""
+        draws, logp = [], 0.0
+        for _ in range(self.screener.per_training):  # type: ignore[union-attr]
+            tokens, lp, closed = self.controller.sample(self.rng, *self._np, skip=skip)
+            draws.append(Draw(tokens, closed))
+            logp += lp
+            self.screener.measure([tokens], self.latency_oracle)  # type: ignore[union-attr,arg-type]
+            if self.screener.measured[tokens] is not None:  # type: ignore[union-attr]
+                break
+        return Proposal(tokens, logp, tuple(draws))
 
     def _current_logp(self, tokens: list[Tokens]) -> list[float]:
         with torch.no_grad():
