@@ -92,3 +92,43 @@ def test_a_checkpoint_written_before_the_rename_resumes(tmp_path):
     torch.save(blob, last)
     again = train_full(zoo.get("mnasnet-small"), data, recipe, tmp_path, resume=True)  # recognised: not redone
     assert again.ok and again.history == first.history
+
+
+def _old_screened_ppo_state() -> dict:
+    """What ``ppo`` saved when it screened by default: strategy "ppo", no version, proposals kept with
+    their policy log-probability alone."""
+    from mnas.search.strategies import make_strategy
+    from mnas.space.nb201 import Nb201Space
+
+    s = make_strategy("ppo-screened", Nb201Space(), seed=0, batch_size=4, hidden_size=16, embedding_size=8)
+    for _ in range(6):
+        t = s.ask()
+        s.tell(t, 0.5 + 0.01 * sum(t), {"accuracy": 0.5 + 0.01 * sum(t), "latency_ms": 1.0 + sum(t)})
+    s.ask()
+    state = json.loads(json.dumps(s.state_dict()))
+    del state["version"]
+    state["strategy"] = "ppo"
+    state["pending"] = [row[:2] for row in state["pending"]]
+    state["ready"] = [row[:3] for row in state["ready"]]
+    return state
+
+
+@pytest.mark.parametrize("name,says", [("ppo", "ppo is now the controller alone"),
+                                       ("ppo-screened", "outstanding are learned from")])
+def test_a_ppo_state_saved_when_ppo_screened_resumes_with_a_warning(name, says):
+    from mnas.search.strategies import make_strategy
+    from mnas.space.nb201 import Nb201Space
+
+    state = _old_screened_ppo_state()
+    s = make_strategy(name, Nb201Space(), seed=1, batch_size=4, hidden_size=16, embedding_size=8)
+    with pytest.warns(UserWarning, match=says):
+        s.load_state_dict(state)
+    assert s.n_asked == 7 and s.updates == 1 and len(s.pending) == 1 and len(s.ready) == 2
+    for _ in range(3):  # the outstanding proposal and two more: a full batch, an update
+        t = s.pending[0].tokens if s.pending else s.ask()
+        s.tell(t, 0.6, {"accuracy": 0.6, "latency_ms": 2.0})
+    assert s.updates == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what it saves now loads without a word
+        make_strategy(name, Nb201Space(), batch_size=4, hidden_size=16, embedding_size=8).load_state_dict(
+            json.loads(json.dumps(s.state_dict())))

@@ -1,4 +1,5 @@
 import json
+import math
 import random
 import subprocess
 import sys
@@ -13,8 +14,11 @@ from mnas.space.nb201 import Nb201Space
 
 SMALL = {"ppo": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "lr": 0.01, "ppo_epochs": 2},
          "ppo-paper": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8},
+         "ppo-screened": {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "screen": 6},
          "predictor": {"initial": 4, "batch_size": 2, "candidates": 20, "parents": 3},
          "evolution": {"population_size": 6, "sample_size": 3},
+         "evolution-latency": {"population_size": 6, "sample_size": 3, "screen": 5},
+         "screen-random": {"initial": 4, "batch_size": 2, "candidates": 20, "parents": 3},
          "optuna-tpe": {"n_startup_trials": 5},
          "optuna-nsga2": {"population_size": 6}}
 
@@ -198,15 +202,18 @@ def test_nsga2_needs_objectives():
 
 
 def test_ppo_learns_a_simple_preference():
-    """All-zeros is best: after a few hundred samples the controller prefers token 0 clearly."""
+    """All-zeros is best: after a few hundred samples the controller prefers token 0 clearly. (Measured on
+    the policy: its proposals are new by construction, so late ones must move away from the best.)"""
+    import torch
+
     space = Nb201Space()
     s = make_strategy("ppo", space, seed=0, lr=0.01, batch_size=10, ppo_epochs=2, normalize=True)
     for _ in range(300):
         t = s.ask()
         s.tell(t, 1.0 - sum(x > 0 for x in t) / 6)
-    late = [s.ask() for _ in range(50)]
-    zeros = sum(x == 0 for t in late for x in t) / (50 * 6)
-    assert zeros > 0.5  # uniform would be 0.2
+    with torch.no_grad():
+        logp = float(s.controller.evaluate(torch.tensor([(0,) * 6]))[0][0])
+    assert math.exp(logp / 6) > 0.5  # per decision (geometric mean); uniform would be 0.2
     assert s.diagnostics()["entropy"] < s.diagnostics()["max_entropy"]
 
 
@@ -246,8 +253,8 @@ def test_registry_imports_no_strategy_until_one_is_built():
     code = ("import sys; from mnas.search.strategies import STRATEGIES, make_strategy; "
             "import mnas.search.bench; from mnas.space.nb201 import Nb201Space; "
             "assert 'optuna' not in sys.modules and 'torch' not in sys.modules, 'imported early'; "
-            "assert {'random', 'evolution', 'ppo', 'ppo-paper', 'predictor', 'optuna-tpe', 'optuna-nsga2'} "
-            "<= set(STRATEGIES); "
+            "assert {'random', 'evolution', 'ppo', 'ppo-paper', 'ppo-screened', 'predictor', 'optuna-tpe', "
+            "'optuna-nsga2'} <= set(STRATEGIES); "
             "make_strategy('random', Nb201Space()); assert 'optuna' not in sys.modules; "
             "make_strategy('optuna-tpe', Nb201Space()); assert 'optuna' in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -86,10 +86,10 @@ def test_the_screen_resumes_with_the_same_models():
     assert screen.choose(pool, 3, oracle) == twin.choose(pool, 3, oracle)
 
 
-def test_ppo_with_a_screen_trains_only_what_can_be_measured_and_resumes_exactly():
-    """ppo's ``screen``: after the first update each proposal is the surrogate's pick among new policy
-    samples; cells whose latency cannot be measured (first edge 'none') are never proposed again, the
-    queries are counted, and a copy restored mid-way proposes what the original does."""
+def test_ppo_screened_trains_only_what_can_be_measured_and_resumes_exactly():
+    """ppo-screened: after the first update each proposal is the surrogate's pick among new policy
+    samples, and before it the first measurable of new samples; cells whose latency cannot be measured (first
+    edge 'none') are never proposed, the queries are counted, and a copy restored mid-way proposes what the original does."""
     opts = {"batch_size": 4, "hidden_size": 16, "embedding_size": 8, "screen": 6}
 
     def oracle(ts):
@@ -104,13 +104,14 @@ def test_ppo_with_a_screen_trains_only_what_can_be_measured_and_resumes_exactly(
             out.append(t)
         return out
 
-    s = make_strategy("ppo", SPACE, seed=0, **opts)
+    s = make_strategy("ppo-screened", SPACE, seed=0, **opts)
     s.use_latency_oracle(oracle)
     asked = drive(s, 24)
-    assert all(t[0] != 0 for t in asked[4:]) and s.screener.queries > 20 * 3
-    twin = make_strategy("ppo", SPACE, seed=5, **opts)
+    assert all(t[0] != 0 for t in asked) and s.screener.queries > 20 * 3
+    twin = make_strategy("ppo-screened", SPACE, seed=5, **opts)
     twin.load_state_dict(json.loads(json.dumps(s.state_dict())))
     twin.use_latency_oracle(oracle)
     assert drive(s, 10) == drive(twin, 10)
-    plain, unscreened = (make_strategy("ppo", SPACE, seed=0, **{**opts, "screen": k}) for k in (0, 6))
+    plain, unscreened = make_strategy("ppo", SPACE, seed=0, **{**opts, "screen": 0}), \
+        make_strategy("ppo-screened", SPACE, seed=0, **opts)
     assert drive(plain, 12) == drive(unscreened, 12)  # no oracle: the screen is off, plain PPO

@@ -61,7 +61,8 @@ def bench_strategies_cmd(
     seeds: int = typer.Option(30, "--seeds", min=1),
     reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
     target_quantile: float = typer.Option(0.25, "--target-quantile", help="T = this quantile of the table's latencies"),
-    strategies: str = typer.Option("random,evolution,ppo,predictor,optuna-tpe,optuna-nsga2", "--strategies"),
+    strategies: str = typer.Option("random,evolution,ppo,ppo-screened,predictor,optuna-tpe,optuna-nsga2",
+                                   "--strategies"),
     sets: list[str] = typer.Option([], "--set", help="STRATEGY.SETTING=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="worker processes (default: all cores)"),
     max_duplicate_streak: int = typer.Option(
@@ -71,11 +72,23 @@ def bench_strategies_cmd(
                                                  help="deprecated, ignored: see --max-duplicate-streak"),
     latency_oracle: bool = typer.Option(True, "--latency-oracle/--no-latency-oracle",
                                         help="let strategies that can use it read candidates' latency first"),
+    # the defaults live in mnas.search.bench.runner (not imported here: numpy stays out of the CLI's start)
+    latency_cost: Optional[float] = typer.Option(
+        None, "--latency-cost", min=0.0,
+        help="price of one latency query in trainings (default 0.01, provisional: docs/strategies.md)"),
+    latency_noise: Optional[float] = typer.Option(
+        None, "--latency-noise", min=0.0,
+        help="multiplicative noise of a measured latency, sigma of its log (default 0.03, provisional)"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random
-    (and vs evolution in --json); latency queries counted apart from evaluations."""
+    (and vs evolution in --json), at equal trainings and at equal total cost (trainings + latency queries
+    at --latency-cost each)."""
     from mnas.search.bench import Oracle, bench_strategies, load_table
+    from mnas.search.bench.runner import LATENCY_COST, LATENCY_NOISE
+
+    latency_cost = LATENCY_COST if latency_cost is None else latency_cost
+    latency_noise = LATENCY_NOISE if latency_noise is None else latency_noise
 
     if max_ask_factor is not None:
         log.warning("--max-ask-factor is deprecated and ignored: a benchmark search stops as a real one does, "
@@ -92,21 +105,25 @@ def bench_strategies_cmd(
     oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
         report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_duplicate_streak,
-                                  progress=update, latency_oracle=latency_oracle)
+                                  progress=update, latency_oracle=latency_oracle, latency_cost=latency_cost,
+                                  latency_noise=latency_noise)
     if json:
         print_json(report)
         return
     r = report["reward"]
     console.print(f"table {table_path} ({report['table']['rows']} rows); reward {r['preset']} "
                   f"(alpha {r['alpha']}, beta {r['beta']}), T = {r['target_ms']:.4g} ms; "
-                  f"{seeds} seeds; {report['wall_s']:.1f} s on {report['jobs']} processes")
+                  f"{seeds} seeds; latency query = {latency_cost:g} trainings, noise {latency_noise:g}; "
+                  f"{report['wall_s']:.1f} s on {report['jobs']} processes")
 
     def fmt(m: dict) -> str:
         p = m.get("p_vs_random")
         return f"{m['mean']:.4g} ± {m['std']:.2g}" + (f" (p={p:.2g})" if p is not None else "")
 
-    for b, block in report["budgets"].items():
-        rows = [[s, f"{e['evaluations_mean']:.0f}", f"{e['latency_queries_mean']:.0f}", fmt(e["reward_regret"]),
-                 fmt(e["hv_ratio"]), fmt(e["constrained_regret"])] for s, e in block.items()]
-        console.print(table(f"budget {b}", ["strategy", "evals", "latency queries", "reward_regret", "hv_ratio",
-                                            "constrained_regret"], rows))
+    for key, title in (("budgets", "budget {} trainings"), ("cost_budgets", "total cost {} trainings")):
+        for b, block in report[key].items():
+            rows = [[s, f"{e['evaluations_mean']:.0f}", f"{e['latency_queries_mean']:.0f}",
+                     f"{e['total_cost_mean']:.0f}", fmt(e["reward_regret"]), fmt(e["hv_ratio"]),
+                     fmt(e["constrained_regret"])] for s, e in block.items()]
+            console.print(table(title.format(b), ["strategy", "evals", "latency queries", "total cost",
+                                                  "reward_regret", "hv_ratio", "constrained_regret"], rows))

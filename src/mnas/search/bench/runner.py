@@ -9,7 +9,14 @@ Semantics (docs/strategies.md has the reasoning): a run is the search driver's l
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
 * strategies are told synchronously, one proposal at a time (an evaluator of capacity 1);
 * a ``LatencyAware`` strategy gets an oracle that reads the table's latency (None for a missing cell); its
-  queries are counted apart from the evaluations (``latency_queries_mean``);
+  queries are counted apart from the evaluations (``latency_queries_mean``), a missing cell's like any other;
+* every latency a strategy learns (a query's answer, or a trained result's objectives and reward) is the
+  table's times exp(``latency_noise`` x z), z standard normal, one z per cell and seed: a cell measured twice
+  reads the same (the real loop caches a timing), and every strategy of one seed sees the same noise. The
+  metrics use the table's own values;
+* a latency query costs ``latency_cost`` trainings: each budget is reported at equal trainings (the first
+  ``budget`` evaluations) and at equal total cost (the longest prefix whose evaluations plus
+  ``latency_cost`` x the queries made before its last one fit in ``budget``);
 * every run goes to the largest budget; smaller budgets are measured on its prefix (a strategy does not
   know its budget and the stopping rule depends only on what happened so far, so the prefix is exactly
   the shorter run).
@@ -31,21 +38,28 @@ from mnas import MnasError
 from mnas.search.bench.metrics import Oracle
 from mnas.search.bench.stats import p_value, summarise
 from mnas.search.loop import DUPLICATE_STREAK, AskTellLoop, Proposal, Result, StopRule
+from mnas.search.reward import reward
 from mnas.search.strategies import STRATEGIES, make_strategy
 
 log = logging.getLogger(__name__)
 
 METRICS = ("reward_regret", "hv_ratio", "constrained_regret")
 BASELINES = ("random", "evolution")  # every strategy is compared with these when they ran
+# Provisional defaults, not measured (docs/strategies.md says from what they should be): a latency query in
+# training units (about a second of onnxruntime conversion and timing against a proxy training of minutes;
+# a LiteRT-like backend, 10-20 s a timing, is nearer 0.1), and the spread of repeated timings (sigma of log).
+LATENCY_COST = 0.01
+LATENCY_NOISE = 0.03
 
 
 def run_search(oracle: Oracle, strategy: str, seed: int, budget: int, options: dict | None = None,
-               max_duplicate_streak: int = DUPLICATE_STREAK, latency_oracle: bool = True) -> dict[str, Any]:
+               max_duplicate_streak: int = DUPLICATE_STREAK, latency_oracle: bool = True,
+               latency_noise: float = 0.0) -> dict[str, Any]:
     """Rows evaluated (in order; -1 = not in the table, a failed evaluation), the number of asks, the
     latency queries made before each evaluation (cumulative), and why the run stopped."""
     table = oracle.table
     strat = make_strategy(strategy, table.space, seed=seed, **(options or {}))
-    evaluations = _TableEvaluations(oracle)
+    evaluations = _TableEvaluations(oracle, latency_noise, seed)
     rule = StopRule(trials=budget, max_duplicate_streak=max_duplicate_streak)
     loop = AskTellLoop(strat, lambda tokens: table.space.decode(tokens).canonical, rule,
                        latency_oracle=evaluations.measure if latency_oracle else None)
@@ -59,18 +73,23 @@ class _TableEvaluations:
 
     capacity = 1
 
-    def __init__(self, oracle: Oracle) -> None:
+    def __init__(self, oracle: Oracle, noise: float = 0.0, seed: int = 0) -> None:
         self.oracle, self.table = oracle, oracle.table
         self.rows: list[int] = []  # -1: not in the table
         self.queried: list[int] = []  # latency queries before each evaluation
         self.queries = 0
         self.current: Proposal | None = None
+        if noise < 0:
+            raise MnasError(f"latency noise {noise}: need >= 0")
+        # one draw per cell and seed, whatever the order of the measurements (a paired comparison)
+        z = np.random.default_rng([seed, 0x1A7]).standard_normal(len(self.table)) if noise else None
+        self.latency = self.table.latency if z is None else self.table.latency * np.exp(noise * z)
 
     def measure(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
-        """The latency oracle: the table's latency of each candidate, None for a missing cell."""
+        """The latency oracle: the measured latency of each candidate, None for a missing cell."""
         self.queries += len(candidates)
         found = (self.table.lookup(t) for t in candidates)
-        return [None if row is None else float(self.table.latency[row]) for row in found]
+        return [None if row is None else float(self.latency[row]) for row in found]
 
     def in_flight(self) -> int:
         return int(self.current is not None)
@@ -90,8 +109,10 @@ class _TableEvaluations:
         row = self.rows[-1]
         if row < 0:
             return [Result(proposal, None)]
-        acc, lat = float(self.table.accuracy[row]), float(self.table.latency[row])
-        return [Result(proposal, float(self.oracle.rewards[row]), {"accuracy": acc, "latency_ms": lat})]
+        acc, lat = float(self.table.accuracy[row]), float(self.latency[row])
+        exact = self.latency is self.table.latency
+        told = float(self.oracle.rewards[row]) if exact else reward(acc, lat, self.oracle.cfg)
+        return [Result(proposal, told, {"accuracy": acc, "latency_ms": lat})]
 
     def record(self, result: Result) -> None:
         pass
@@ -114,14 +135,14 @@ def _init_worker(oracle: Oracle) -> None:
     threadpool_limits(1)
 
 
-def _job(args: tuple[str, int, int, dict, int, bool]) -> tuple[str, int, dict, float]:
-    strategy, seed, budget, options, streak, latency_oracle = args
+def _job(args: tuple[str, int, int, dict, int, bool, float]) -> tuple[str, int, dict, float]:
+    strategy, seed, budget, options, streak, latency_oracle, noise = args
     t0 = time.perf_counter()
-    out = run_search(_ORACLE, strategy, seed, budget, options, streak, latency_oracle)  # type: ignore[arg-type]
+    out = run_search(_ORACLE, strategy, seed, budget, options, streak, latency_oracle, noise)  # type: ignore[arg-type]
     return strategy, seed, out, time.perf_counter() - t0
 
 
-def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int, bool]], jobs: int,
+def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int, bool, float]], jobs: int,
              progress: Callable[[int, int], None] | None) -> list[tuple[str, int, dict, float]]:
     if jobs == 1:
         _init_worker(oracle)
@@ -146,8 +167,11 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
                      options: dict[str, dict] | None = None, jobs: int | None = None,
                      max_duplicate_streak: int = DUPLICATE_STREAK,
                      progress: Callable[[int, int], None] | None = None,
-                     latency_oracle: bool = True) -> dict[str, Any]:
-    """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix."""
+                     latency_oracle: bool = True, latency_cost: float = LATENCY_COST,
+                     latency_noise: float = LATENCY_NOISE) -> dict[str, Any]:
+    """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix, at equal
+    trainings (``budgets``) and at equal total cost (``cost_budgets``: a latency query costs
+    ``latency_cost`` trainings)."""
     for s in strategies:
         STRATEGIES.get(s)  # an unknown name or a missing package fails here, not in a worker
     if not budgets or min(budgets) < 1 or seeds < 1:
@@ -156,8 +180,10 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
     top = max(budgets)
     if max_duplicate_streak < 1:
         raise MnasError("need max_duplicate_streak >= 1")
-    work = [(s, seed, top, opts.get(s, {}), max_duplicate_streak, latency_oracle) for s in strategies
-            for seed in range(seeds)]
+    if latency_cost < 0 or latency_noise < 0:
+        raise MnasError(f"need --latency-cost >= 0 and --latency-noise >= 0, got {latency_cost} and {latency_noise}")
+    work = [(s, seed, top, opts.get(s, {}), max_duplicate_streak, latency_oracle, latency_noise)
+            for s in strategies for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     log.info("%d searches (%s; %d seeds each) to %d evaluations on %d processes", len(work),
              ", ".join(strategies), seeds, top, jobs)
@@ -176,25 +202,41 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
         "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
         "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
         "seeds": seeds, "max_duplicate_streak": max_duplicate_streak, "latency_oracle": latency_oracle, "options": opts,
+        "latency_cost": latency_cost, "latency_noise": latency_noise,
         "wall_s": wall, "jobs": jobs, "cpu_s": seconds,
-        "budgets": {str(b): _budget_block(oracle, results, b) for b in sorted(set(budgets))}}
+        "budgets": {str(b): _budget_block(oracle, results, b, latency_cost) for b in sorted(set(budgets))},
+        "cost_budgets": {str(b): _budget_block(oracle, results, b, latency_cost, by_cost=True)
+                         for b in sorted(set(budgets))}}
 
 
-def _budget_block(oracle: Oracle, results: dict[str, dict[int, dict]], budget: int) -> dict[str, Any]:
-    """Per strategy: mean evaluations and latency queries, and each metric's summary over seeds on the runs'
-    first ``budget`` evaluations, with p-values against random and evolution when they ran too."""
+def cost_prefix(queried: Sequence[int], budget: float, latency_cost: float) -> int:
+    """How many evaluations fit in ``budget`` trainings when each query before one costs ``latency_cost``."""
+    k = 0
+    while k < len(queried) and (k + 1) + latency_cost * queried[k] <= budget + 1e-9:
+        k += 1
+    return k
+
+
+def _budget_block(oracle: Oracle, results: dict[str, dict[int, dict]], budget: int, latency_cost: float,
+                  by_cost: bool = False) -> dict[str, Any]:
+    """Per strategy: mean evaluations, latency queries and total cost, and each metric's summary over seeds
+    on the runs' first ``budget`` evaluations (``by_cost``: the evaluations that fit in a total cost of
+    ``budget``), with p-values against random and evolution when they ran too."""
     per: dict[str, dict[str, list[float]]] = {}
     block: dict[str, Any] = {}
     for s, runs in results.items():
         per[s] = {m: [] for m in METRICS}
         evals, queries = [], []
         for seed in sorted(runs):
-            rows = runs[seed]["rows"][:budget]
+            queried = runs[seed]["latency_queries"]
+            n = cost_prefix(queried, budget, latency_cost) if by_cost else budget
+            rows = runs[seed]["rows"][:n]
             evals.append(len(rows))
-            queries.append(runs[seed]["latency_queries"][len(rows) - 1] if rows else 0)
+            queries.append(queried[len(rows) - 1] if rows else 0)
             for m, v in oracle.metrics(rows).items():
                 per[s][m].append(v)
-        block[s] = {"evaluations_mean": float(np.mean(evals)), "latency_queries_mean": float(np.mean(queries))}
+        block[s] = {"evaluations_mean": float(np.mean(evals)), "latency_queries_mean": float(np.mean(queries)),
+                    "total_cost_mean": float(np.mean(evals) + latency_cost * np.mean(queries))}
     for s in results:
         for m in METRICS:
             block[s][m] = summarise(per[s][m])

@@ -37,10 +37,14 @@ class RegularizedEvolution(BaseStrategy):
         self.n_asked += 1
         if len(self.population) < self.population_size or not self._mutable:
             return self.space.sample_tokens(self.rng)
+        return self._mutate(self._parent())
+
+    def _parent(self) -> Tokens:
+        """The best of ``sample_size`` individuals drawn at random."""
         contenders = self.rng.sample(range(len(self.population)), self.sample_size)
         # ties go to the younger individual (higher index): it carries the most recent information
         best = max(contenders, key=lambda i: (self.population[i][1], i))
-        return self._mutate(self.population[best][0])
+        return self.population[best][0]
 
     def _mutate(self, parent: Tokens) -> Tokens:
         child = list(parent)

@@ -16,12 +16,16 @@ Each time it runs out of proposals the strategy
 
 The first ``initial`` proposals are uniform random (with an oracle, measurable). No architecture is proposed
 twice. Failed trials only count as seen. ``screen=0`` turns the latency model off (step 3 always).
+``pool="random"`` (strategy ``screen-random``) replaces step 1 by ``candidates`` uniformly random
+architectures: the screen's ablation, which says what breeding adds to the surrogate (and, beside
+``ppo-screened``, what the policy's roll-outs add).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,12 +42,15 @@ class PredictorGuided(BaseStrategy):
 
     def __init__(self, space: SearchSpace, seed: int = 0, initial: int = 10, batch_size: int = 5,
                  candidates: int = 300, parents: int = 10, screen: int = PER_TRAINING,
-                 explore: float = EXPLORE) -> None:
+                 explore: float = EXPLORE, pool: str = "bred") -> None:
         super().__init__(space, seed)
         if initial < 2 or batch_size < 1 or candidates < 10 or parents < 1 or screen < 0 \
                 or explore <= 0:
             raise MnasError("predictor: need initial >= 2, batch_size >= 1, candidates >= 10, parents >= 1, "
                             "screen >= 0, explore > 0")
+        if pool not in ("bred", "random"):
+            raise MnasError(f"predictor: pool {pool!r}: expected bred (children of the best) or random")
+        self.pool = pool
         self.initial, self.batch_size, self.candidates, self.parents = initial, batch_size, candidates, parents
         self.screen = Screen(space.cardinalities, screen, explore)  # also the cache of measured latencies
         self.latency_oracle: LatencyOracle | None = None  # use_latency_oracle: not part of the state
@@ -85,7 +92,7 @@ class PredictorGuided(BaseStrategy):
         if len(self.results) < self.initial:
             return self._measurable(self._fresh(self._random(2 * self.batch_size)), self.batch_size) \
                 or self._random(1)
-        pool = self._fresh(self._breed())
+        pool = self._fresh(self._breed() if self.pool == "bred" else self._random(self.candidates))
         if not pool:  # the neighbourhood of the best is used up: anything new
             return self._measurable(self._fresh(self._random(self.candidates)), self.batch_size) or self._random(1)
         if self.screen.per_training and self.latency_oracle is not None and self.screen.usable(self.initial):
@@ -154,3 +161,8 @@ class PredictorGuided(BaseStrategy):
     def diagnostics(self) -> dict:
         return {**super().diagnostics(), "latency_queries": self.screen.queries,
                 "best_reward": max(self.results.values(), default=None)}
+
+
+def screen_random(space: SearchSpace, seed: int = 0, **options: Any) -> PredictorGuided:
+    """The screen's ablation: the predictor's surrogate choosing among uniformly random candidates."""
+    return PredictorGuided(space, seed, **{"pool": "random", **options})

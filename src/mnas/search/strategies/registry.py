@@ -17,9 +17,13 @@ from mnas.space.decisions import SearchSpace
 STRATEGIES: Registry = Registry("strategy", "mnas.strategies", {
     "random": "mnas.search.strategies.random_search:RandomSearch",
     "evolution": "mnas.search.strategies.evolution:RegularizedEvolution",
+    "evolution-latency": "mnas.search.strategies.latency_filtered:LatencyEvolution",
+    "random-latency": "mnas.search.strategies.latency_filtered:LatencyRandom",
     "ppo": "mnas.search.strategies.ppo:PPOStrategy",
     "ppo-paper": "mnas.search.strategies.ppo:paper_ppo",
+    "ppo-screened": "mnas.search.strategies.ppo:ScreenedPPO",
     "predictor": "mnas.search.strategies.predictor:PredictorGuided",
+    "screen-random": "mnas.search.strategies.predictor:screen_random",
     "optuna-tpe": "mnas.search.strategies.optuna_strategies:OptunaTPE",
     "optuna-nsga2": "mnas.search.strategies.optuna_strategies:OptunaNSGA2",
 })
