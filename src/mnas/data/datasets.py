@@ -109,6 +109,11 @@ def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout,
                         "expected uint8 (N, H, W) or (N, H, W, C) and N integer labels")
     if len(x) < 2:
         raise MnasError(f"dataset {name} has {len(x)} image(s); need at least 2")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise MnasError(f"dataset {name}'s labels must be non-negative integers")
+    if len(np.unique(y)) < 2:
+        raise MnasError(f"dataset {full_name} has images of one class only ({int(y[0])}): a classifier needs at "
+                        "least two classes (top-1 would be 1.0 whatever the network)")
     t = torch.from_numpy(np.ascontiguousarray(x))
     t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
     t = resize_uint8(t, resolution)
