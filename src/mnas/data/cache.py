@@ -135,7 +135,6 @@ def build_cache(stream: Stream, folder: str | Path, workers: int = 2, max_bad_fr
         shutil.rmtree(tmp, ignore_errors=True)
         if not is_cache(folder):
             raise MnasError(f"cannot create the cache folder {folder}: it exists and is not a cache") from None
-    open_cache.cache_clear()  # a rebuilt cache must not be served from this process's memory
     log.info("cached %s at %d px in %s: %d images (%d skipped) in %.1f s", stream.name, r, folder, done,
              len(bad), time.perf_counter() - started)
     return folder
@@ -164,10 +163,10 @@ def _line(e: BaseException) -> str:
     return " ".join(str(e).split())[:160]
 
 
-@functools.lru_cache(maxsize=8)
 def open_cache(folder: str, source: str, resolution: int, holdout: int | float | None, seed: int) -> Dataset:
     """The cache as an in-memory ``Dataset`` whose tensors are views of the mapped file; refused when it
-    holds another source, resolution or split, when its source has changed since, or when it is damaged."""
+    holds another source, resolution or split, when it is damaged, or when its source has changed since
+    (checked on every call: a few ``stat`` calls; the files are read once per process while unchanged)."""
     path = Path(folder).expanduser()
     rebuild = rebuild_command(path, source, resolution, holdout, seed)
     if not is_cache(path):
@@ -175,17 +174,37 @@ def open_cache(folder: str, source: str, resolution: int, holdout: int | float |
             raise MnasError(f"cache {path} is damaged (meta.json is missing): rebuild it with '{rebuild}'")
         raise MnasError(f"no cache at {path}: build it with 'mnas data cache', or set proxy.cache to build it "
                         "on first use")
+    files = tuple(_file_key(path / f) for f in FILES)  # a rebuilt cache has new files: read it again
+    data, identity = _open_files(str(path), source, resolution, holdout, seed, files)
+    _check_source(path, identity, rebuild)
+    return data
+
+
+def _file_key(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)
+def _open_files(folder: str, source: str, resolution: int, holdout: int | float | None, seed: int,
+                files: tuple) -> tuple[Dataset, SourceIdentity]:
+    path = Path(folder)
+    rebuild = rebuild_command(path, source, resolution, holdout, seed)
     meta = _read_meta(path, rebuild)
     if (meta.source, meta.resolution) != (source, resolution) or not matches(meta.split, holdout, seed):
         raise MnasError(f"cache {path} holds {meta.source} at {meta.resolution} px, split {meta.split}; "
                         f"this run asks for {source} at {resolution} px, holdout {holdout}, seed {seed}: use "
                         "another cache folder")
-    _check_source(path, meta.identity, rebuild)
     n_train, n_val, r = meta.n_train, meta.n_val, meta.resolution
     x, y = _read_arrays(path, n_train + n_val, r, len(meta.classes), rebuild)
     log.info("opened cache %s: %s at %d px, %d train, %d val images", path, source, r, n_train, n_val)
-    return Dataset(source, torch.from_numpy(x[:n_train]), y[:n_train], torch.from_numpy(x[n_train:]), y[n_train:],
-                   len(meta.classes), 3, r, meta.mean, meta.std, tuple(meta.classes), {**meta.split, "cache": str(path)})
+    data = Dataset(source, torch.from_numpy(x[:n_train]), y[:n_train], torch.from_numpy(x[n_train:]), y[n_train:],
+                   len(meta.classes), 3, r, meta.mean, meta.std, tuple(meta.classes),
+                   {**meta.split, "cache": str(path)})
+    return data, meta.identity
 
 
 def _read_meta(path: Path, rebuild: str) -> CacheMeta:

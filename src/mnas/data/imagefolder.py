@@ -217,7 +217,7 @@ def _list_folder(root: Path) -> tuple[list[str], set[str], list[str]]:
         files += [prefix + f for f in filenames]
         for d in dirnames:
             (links.append if os.path.islink(os.path.join(dirpath, d)) else dirs.add)(prefix + d)
-    return files, dirs, links
+    return files, dirs, sorted(links)
 
 
 def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
