@@ -17,6 +17,7 @@ import functools
 import importlib.util
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,11 +95,21 @@ def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int 
     if cache is not None:
         source = name if path is None else f"{name}:{path}"
         return open_cache(str(Path(cache).expanduser().resolve()), source, int(resolution), holdout, int(seed))
-    return _load_cached(name, path, int(resolution), holdout, int(seed))
+    return _load_cached(name, path, int(resolution), holdout, int(seed), _stamp(path))
+
+
+def _stamp(path: str | None) -> tuple[int, ...] | None:
+    """Part of the in-process cache's key: a file replaced at the same path is loaded again."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return st and (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout, seed: int) -> Dataset | Stream:
+def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout, seed: int,
+                 stamp: tuple | None = None) -> Dataset | Stream:
     loaded = DATASETS.get(name)(path, resolution)
     full_name = name if path is None else f"{name}:{path}"
     if isinstance(loaded, ImageIndex):
