@@ -257,12 +257,12 @@ def _read_arrays(path: Path, total: int, r: int, classes: int, rebuild: str) -> 
         raise MnasError(f"{damaged} (images.u8 holds {size} bytes; meta.json says {total} images of 3 x {r} x {r}, "
                         f"{total * 3 * r * r} bytes): {fix}")
     try:
-        labels = np.load(path / "labels.npy", mmap_mode="r", allow_pickle=False)  # a header may claim any shape
-        if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != (total,):
-            raise ValueError(f"{getattr(labels, 'dtype', type(labels).__name__)} {getattr(labels, 'shape', '')}, "
-                             f"not {total} integer labels")
+        # mapped, not read: a header may claim any shape; an .npy only (np.load would open a zip too)
+        labels = np.lib.format.open_memmap(path / "labels.npy", mode="r")
+        if labels.dtype.kind not in "iu" or labels.shape != (total,):
+            raise ValueError(f"{labels.dtype} {labels.shape}, not {total} integer labels")
         y = np.array(labels, dtype=np.int64)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, OverflowError) as e:  # OverflowError: a shape past mmap
         raise MnasError(f"{damaged} (labels.npy: {_line(e)}): {fix}") from None
     if y.min() < 0 or y.max() >= classes:
         raise MnasError(f"{damaged} (labels.npy holds labels {y.min()}..{y.max()} for {classes} classes): {fix}")

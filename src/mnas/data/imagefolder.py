@@ -224,7 +224,7 @@ def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError, NotImplementedError) as e:
         raise MnasError(f"{path}: not a readable zip archive ({e})") from None
     files, dirs, offsets, sizes, deflated, expanded = [], set(), [], [], [], []
     with open(path, "rb") as f:
@@ -239,8 +239,7 @@ def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
                                 "re-create the archive stored or deflated")
             # the data start after the member's local header, whose extra field may differ from the
             # central directory's: read its lengths once here
-            f.seek(info.header_offset)
-            header = f.read(ZIP_LOCAL_HEADER.size)
+            header = os.pread(f.fileno(), ZIP_LOCAL_HEADER.size, info.header_offset) if info.header_offset >= 0 else b""
             if len(header) < ZIP_LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
                 raise MnasError(f"{path}: damaged zip archive (bad local header for {info.filename})")
             name_len, extra_len = ZIP_LOCAL_HEADER.unpack(header)[-2:]
@@ -276,17 +275,15 @@ def _list_tar(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
                     files.append(m.name)
                     offsets.append(m.offset_data)
                     sizes.append(m.size)
-    except (tarfile.TarError, OSError) as e:
+    except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as e:
         raise MnasError(f"{path}: not a readable tar archive ({e})") from None
     return files, dirs, (np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64), np.zeros(0, bool))
 
 
 def _relative(name: str) -> str:
-    """A member name relative to the root: tar members may start with ./ (and the root itself is .)."""
-    name = name.strip("/")
-    while name.startswith("./"):
-        name = name[2:]
-    return "" if name == "." else name
+    """A member name relative to the root, without empty or . parts: tar members may start with ./ (and
+    the root itself is .)."""
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
 
 
 def _parents(name: str) -> list[str]:
@@ -324,7 +321,7 @@ def _classify(source: Path, kind: str, all_files: list[str], all_dirs: set[str],
     names, labels, is_val, counts, ignored = [], [], [], dict.fromkeys(classes, 0), len(all_files) - len(files)
     for f in sorted(files):
         part, cls = _place(f, train_root, val_root)
-        if cls is None or PurePosixPath(f).suffix.lower() not in IMAGE_EXTS:
+        if cls not in label or PurePosixPath(f).suffix.lower() not in IMAGE_EXTS:
             ignored += 1
             continue
         names.append(f.encode())
