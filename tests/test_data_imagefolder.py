@@ -214,7 +214,7 @@ def write_deflated_zip(out: Path, members: list[tuple[str, bytes, int, int]]) ->
 
 
 BOMB_CHILD = """
-import json, resource, sys
+import json, sys
 from mnas.cli import main
 from mnas.data.imagefolder import open_imagefolder
 code = main(["data", "show", "imagefolder:" + sys.argv[1]])
@@ -224,7 +224,9 @@ try:
     read = "read"
 except ValueError as e:
     read = str(e)
-print(json.dumps({"code": code, "read": read, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# this process's peak RSS: VmHWM (ru_maxrss would include the parent's peak, kept across execve)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "read": read, "peak_mib": peak / 1024}))
 """
 
 
