@@ -101,8 +101,9 @@ class ImageIndex:
                 "stamps": self.stamps or source_stamps(self.source, self.kind, self.names)}
 
 
-def source_stamps(source: str, kind: str, names: np.ndarray) -> dict[str, list[int]]:
-    """(size, mtime in ns) of an archive, or of a folder and every directory that holds its images."""
+def source_stamps(source: str, kind: str, names: np.ndarray) -> dict[str, list[int] | None]:
+    """(size, mtime in ns) of an archive, or of a folder and every directory that holds its images
+    (``open_imagefolder`` takes a folder's while it lists it, of every directory that is not hidden)."""
     if kind != "folder":
         folders = [""]
     else:
@@ -154,7 +155,7 @@ def open_imagefolder(path: str) -> ImageIndex:
     p = Path(path)
     links: list[str] = []
     if p.is_dir():
-        files, dirs, links = _list_folder(p)
+        files, dirs, links, stamps = _list_folder(p)
         extra, kind = None, "folder"
     elif p.suffix.lower() == ".zip" or (p.suffix.lower() != ".tar" and zipfile.is_zipfile(p)):
         files, dirs, extra = _list_zip(p)
@@ -176,7 +177,7 @@ def open_imagefolder(path: str) -> ImageIndex:
         index.deflated = extra[2][rows] if kind == "zip" else None
         index.expanded = extra[3][rows] if kind == "zip" else index.sizes
         _check_expansion(p, index, p.stat().st_size)
-    index.stamps = source_stamps(index.source, kind, index.names)
+    index.stamps = stamps if kind == "folder" else source_stamps(index.source, kind, index.names)
     log.info("indexed %s (%s): %d images in %d classes, %d other files ignored", p, kind, len(index),
              len(index.classes), index.ignored)
     return index
@@ -208,16 +209,19 @@ def _mb(n: float) -> str:
     return f"{n / 2 ** 20:,.1f} MiB"
 
 
-def _list_folder(root: Path) -> tuple[list[str], set[str], list[str]]:
-    """Files and directories under ``root``, and the symlinks to directories, which are not followed."""
-    files, dirs, links = [], set(), []
+def _list_folder(root: Path) -> tuple[list[str], set[str], list[str], dict[str, list[int] | None]]:
+    """Files and directories under ``root``, the symlinks to directories (not followed), and each
+    visible directory's ``stamp`` as it was listed."""
+    files, dirs, links, stamps = [], set(), [], {}
     for dirpath, dirnames, filenames in os.walk(root):  # never descends into a symlinked directory
         rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
         prefix = "" if rel == "." else f"{rel}/"
+        if not _hidden(prefix):
+            stamps[prefix.rstrip("/")] = stamp(dirpath)
         files += [prefix + f for f in filenames]
         for d in dirnames:
             (links.append if os.path.islink(os.path.join(dirpath, d)) else dirs.add)(prefix + d)
-    return files, dirs, sorted(links)
+    return files, dirs, sorted(links), stamps
 
 
 def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
