@@ -60,6 +60,10 @@ def test_proxy_cache_is_built_on_first_use_and_trains(tmp_path):
         load_dataset(proxy.dataset, 12, cache=str(tmp_path / "other"))
 
 
+def cache_cli(args: list[str]) -> int:
+    return main(["data", "cache", *args, "--resolution", "16", "--workers", "0"])
+
+
 def _refusal(spec: str, cache, **kw) -> str:
     with pytest.raises(MnasError) as e:
         load_dataset(spec, 16, cache=str(cache), **kw)
@@ -71,7 +75,7 @@ def test_a_cache_is_refused_when_its_source_is_replaced_at_the_same_path(tmp_pat
     """The cache was keyed by path only: another dataset at the same path trained on the stale cache."""
     source = as_zip(make_tree(tmp_path / "a", per_class=4, broken=False), tmp_path / "data.zip")
     spec, out = f"imagefolder:{source}", tmp_path / "cache"
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(out), "--holdout", "3"]) == 0
+    assert cache_cli([spec, "--dir", str(out), "--holdout", "3"]) == 0
     assert load_dataset(spec, 16, holdout=3, cache=str(out)).n_train == 9
     os.utime(source, ns=(1, 1))  # the same archive touched: its index still matches, the cache is used
     assert load_dataset(spec, 16, holdout=3, cache=str(out)).n_train == 9
@@ -79,18 +83,18 @@ def test_a_cache_is_refused_when_its_source_is_replaced_at_the_same_path(tmp_pat
     why = _refusal(spec, out, holdout=3)
     assert f"cache {out} was built from another dataset at {source} (12 images; now 18 images): rebuild it " \
            f"with 'mnas data cache {spec} --resolution 16 --dir {out} --holdout 3 --rebuild'" == why
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(out), "--holdout", "3", "--rebuild"]) == 0
+    assert cache_cli([spec, "--dir", str(out), "--holdout", "3", "--rebuild"]) == 0
     assert load_dataset(spec, 16, holdout=3, cache=str(out)).n_train == 15
     # a folder: an image added to a class changes that folder's time, and the index
     tree = make_tree(tmp_path / "tree", per_class=4, broken=False)
     spec = f"imagefolder:{tree}"
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(tmp_path / "fc")]) == 0
+    assert cache_cli([spec, "--dir", str(tmp_path / "fc")]) == 0
     shutil.copy(tree / "dark" / "1.png", tree / "dark" / "new.png")
     assert "(12 images; now 13 images): rebuild it" in _refusal(spec, tmp_path / "fc")
     capsys.readouterr()
     other = tmp_path / "other"
     (other / "notes").mkdir(parents=True)
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(other), "--rebuild"]) == 2
+    assert cache_cli([spec, "--dir", str(other), "--rebuild"]) == 2
     assert "is not a cache (it holds other files)" in capsys.readouterr().err and (other / "notes").is_dir()
 
 
@@ -101,11 +105,12 @@ def _put(path, data) -> None:
 def test_a_damaged_cache_is_one_line_naming_the_command_that_rebuilds_it(tmp_path):
     source = as_zip(make_tree(tmp_path / "tree", per_class=3, broken=False), tmp_path / "tree.zip")
     spec, good = f"imagefolder:{source}", tmp_path / "good"
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(good), "--seed", "2"]) == 0
+    assert cache_cli([spec, "--dir", str(good), "--seed", "2"]) == 0
     meta = json.loads((good / "meta.json").read_text())
     text = (good / "meta.json").read_bytes()
     damages = {
-        "truncated meta": ("meta.json", text[:len(text) // 2]), "garbage meta": ("meta.json", b"\xff\xfe\x00garbage"),
+        "truncated meta": ("meta.json", text[:len(text) // 2]),
+        "garbage meta": ("meta.json", b"\xff\xfe\x00garbage"),
         "meta not an object": ("meta.json", b"[1, 2]"), "deep meta": ("meta.json", b"[" * 100000),
         "missing key": ("meta.json", {k: v for k, v in meta.items() if k != "n_train"}),
         "wrong type": ("meta.json", {**meta, "resolution": "sixteen"}),
@@ -137,6 +142,5 @@ def test_a_damaged_cache_is_one_line_naming_the_command_that_rebuilds_it(tmp_pat
             _put(bad / name, data)
         why = _refusal(spec, bad, seed=2)
         assert why.endswith(f"rebuild it with '{rebuild.format(bad)}'") and str(bad) in why, (what, why)
-    assert main(["data", "cache", spec, "--resolution", "16", "--dir", str(tmp_path / "bad0"), "--seed", "2",
-                 "--rebuild"]) == 0
+    assert cache_cli([spec, "--dir", str(tmp_path / "bad0"), "--seed", "2", "--rebuild"]) == 0
     assert load_dataset(spec, 16, seed=2, cache=str(tmp_path / "bad0")).n_train == 6

@@ -243,7 +243,8 @@ def _list_zip(path: Path) -> tuple[list[str], set[str], tuple[np.ndarray, ...]]:
                                 "re-create the archive stored or deflated")
             # the data start after the member's local header, whose extra field may differ from the
             # central directory's: read its lengths once here
-            header = os.pread(f.fileno(), ZIP_LOCAL_HEADER.size, info.header_offset) if info.header_offset >= 0 else b""
+            at = info.header_offset
+            header = os.pread(f.fileno(), ZIP_LOCAL_HEADER.size, at) if at >= 0 else b""
             if len(header) < ZIP_LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
                 raise MnasError(f"{path}: damaged zip archive (bad local header for {info.filename})")
             name_len, extra_len = ZIP_LOCAL_HEADER.unpack(header)[-2:]

@@ -130,7 +130,8 @@ def _check_npy_header(p: Path, z, name: str) -> None:
     member = f"{name}.npy" if f"{name}.npy" in z.zip.namelist() else name
     with z.zip.open(member) as f:
         version = np.lib.format.read_magic(f)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        fmt = np.lib.format
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
         if read is None:
             raise MnasError(f"{p}: array {name!r} is in .npy format {version}; save it with numpy.savez")
         shape, _, dtype = read(f)
