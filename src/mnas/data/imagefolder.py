@@ -78,7 +78,8 @@ class ImageIndex:
             self._fd, self._pid = os.open(self.source, os.O_RDONLY), os.getpid()
         size, offset = int(self.sizes[i]), int(self.offsets[i])
         if self.deflated is not None and self.deflated[i]:
-            return _inflate(self._fd, offset, size, int(self.expanded[i]))
+            declared = int(self.expanded[i]) if self.expanded is not None else None  # None: an index made elsewhere
+            return _inflate(self._fd, offset, size, declared)
         if size > MAX_MEMBER_BYTES:  # checked when indexed; a tampered index must not read gigabytes
             raise ValueError(f"member of {size} bytes is over {MAX_MEMBER_BYTES}")
         return os.pread(self._fd, size, offset)
@@ -131,11 +132,12 @@ def _read_file(path: str) -> bytes:
     return data
 
 
-def _inflate(fd: int, offset: int, size: int, expected: int) -> bytes:
-    """A deflated member, inflated a chunk at a time, never past the ``expected`` size its archive
-    declares (ValueError when the data expand further or stop short)."""
-    if expected > MAX_MEMBER_BYTES:
-        raise ValueError(f"member expands to {expected} bytes, over {MAX_MEMBER_BYTES}")
+def _inflate(fd: int, offset: int, size: int, declared: int | None) -> bytes:
+    """A deflated member, inflated a chunk at a time, never past the ``declared`` size its archive
+    gives (ValueError when the data expand further or stop short), nor past the cap."""
+    if declared is not None and declared > MAX_MEMBER_BYTES:
+        raise ValueError(f"member expands to {declared} bytes, over {MAX_MEMBER_BYTES}")
+    expected = MAX_MEMBER_BYTES if declared is None else declared
     inflater, out, pos, end = zlib.decompressobj(-15), bytearray(), offset, offset + size
     while pos < end and not inflater.eof:
         chunk = os.pread(fd, min(CHUNK, end - pos), pos)
@@ -145,7 +147,7 @@ def _inflate(fd: int, offset: int, size: int, expected: int) -> bytes:
         out += inflater.decompress(chunk, expected - len(out) + 1)  # max_length >= 1 (0 means unbounded)
         if len(out) > expected:
             raise ValueError(f"member expands past the {expected} bytes its archive declares")
-    if not inflater.eof or len(out) != expected:
+    if not inflater.eof or declared is not None and len(out) != declared:
         raise ValueError(f"member is truncated ({len(out)} of {expected} bytes)")
     return bytes(out)
 
