@@ -156,6 +156,8 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
                seed: int = _option("seed", "--seed"),
                workers: int = _option("workers", "--workers"),
                max_bad_fraction: float = _option("max_bad_fraction", "--max-bad-fraction"),
+               rebuild: bool = typer.Option(False, "--rebuild", help="replace the cache already in --dir (its "
+                                            "source changed, or it is damaged)"),
                json: bool = typer.Option(False, "--json")) -> None:
     """Decode a streamed dataset once into a memory-mapped uint8 cache at one resolution and split."""
     from mnas.data import Stream, build_cache, load_dataset
@@ -164,12 +166,12 @@ def data_cache(spec: str = typer.Argument(..., help="a streamed dataset: imagefo
     out = deprecated_option("--out", out, "--dir", into)
     if out is None:
         raise MnasError("give the cache folder to create: --dir DIR")
-    if is_cache(out):
-        raise MnasError(f"{out} is a cache already: delete it to rebuild it")
+    if is_cache(out) and not rebuild:
+        raise MnasError(f"{out} is a cache already: add --rebuild to replace it")
     data = load_dataset(spec, resolution, _count_or_fraction(holdout), seed)
     if not isinstance(data, Stream):
         raise MnasError(f"a cache is for streamed datasets (imagefolder:PATH); {spec} is held in memory already")
-    build_cache(data, out, workers, max_bad_fraction)
+    build_cache(data, out, workers, max_bad_fraction, rebuild)
     _show(load_dataset(spec, resolution, _count_or_fraction(holdout), seed, cache=out).describe(), json)
 
 

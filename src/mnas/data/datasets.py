@@ -17,6 +17,7 @@ import functools
 import importlib.util
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,11 +95,21 @@ def load_dataset(spec: str, resolution: int, holdout: Holdout = None, seed: int 
     if cache is not None:
         source = name if path is None else f"{name}:{path}"
         return open_cache(str(Path(cache).expanduser().resolve()), source, int(resolution), holdout, int(seed))
-    return _load_cached(name, path, int(resolution), holdout, int(seed))
+    return _load_cached(name, path, int(resolution), holdout, int(seed), _stamp(path))
+
+
+def _stamp(path: str | None) -> tuple[int, ...] | None:
+    """Part of the in-process cache's key: a file replaced at the same path is loaded again."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return st and (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout, seed: int) -> Dataset | Stream:
+def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout, seed: int,
+                 stamp: tuple | None = None) -> Dataset | Stream:
     loaded = DATASETS.get(name)(path, resolution)
     full_name = name if path is None else f"{name}:{path}"
     if isinstance(loaded, ImageIndex):
@@ -109,6 +120,11 @@ def _load_cached(name: str, path: str | None, resolution: int, holdout: Holdout,
                         "expected uint8 (N, H, W) or (N, H, W, C) and N integer labels")
     if len(x) < 2:
         raise MnasError(f"dataset {name} has {len(x)} image(s); need at least 2")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise MnasError(f"dataset {name}'s labels must be non-negative integers")
+    if len(np.unique(y)) < 2:
+        raise MnasError(f"dataset {full_name} has images of one class only ({int(y[0])}): a classifier needs at "
+                        "least two classes (top-1 would be 1.0 whatever the network)")
     t = torch.from_numpy(np.ascontiguousarray(x))
     t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
     t = resize_uint8(t, resolution)

@@ -14,6 +14,7 @@ import gzip
 import importlib.util
 import pickle
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +77,12 @@ def digits(path: str | None, resolution: int) -> Raw:
     return x, d.target.astype(np.int64), [str(i) for i in range(10)]
 
 
+# An in-memory dataset's limits: the images' bytes as stored (a header may declare any shape) and the
+# number of classes (a label of 2**40 would ask for that many class names).
+MAX_NPZ_BYTES = 4 * 2 ** 30
+MAX_CLASSES = 100_000
+
+
 @_loader(takes_path=True)
 def npz(path: str | None, resolution: int) -> Raw:
     """npz:PATH with arrays x (N,H,W[,C] or N,C,H,W) and y (integer labels)"""
@@ -87,22 +94,54 @@ def npz(path: str | None, resolution: int) -> Raw:
         with z:
             if "x" not in z or "y" not in z:
                 raise MnasError(f"{p} must hold arrays 'x' (images) and 'y' (integer labels); it has {sorted(z)}")
+            for name in ("x", "y"):  # before reading: a small file may declare a huge array
+                _check_npy_header(p, z, name)
             x, y = z["x"], z["y"]
     except MnasError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # text, truncated, object arrays
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # text, truncated, object arrays
         raise MnasError(f"{p} is not a usable .npz of numeric arrays x and y ({str(e).splitlines()[0][:120]})") from None
     if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
         x = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
-    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)) or 0 in x.shape[1:]:
         raise MnasError(f"{p}: x must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3; got {x.shape}")
+    if len(x) < 2:
+        raise MnasError(f"{p}: x holds {len(x)} image(s); a dataset needs at least 2")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+        raise MnasError(f"{p}: x is of dtype {x.dtype}; images are integers 0..255 or floats in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if np.issubdtype(x.dtype, np.floating) and not (np.isfinite(lo) and np.isfinite(hi)):
+        raise MnasError(f"{p}: x holds NaN or infinite values")
+    if lo < 0 or hi > 255:
+        raise MnasError(f"{p}: x holds values {lo:g}..{hi:g}; images are integers 0..255 or floats in [0, 1]")
     if np.issubdtype(x.dtype, np.floating):
-        x = x * 255.0 if x.max() <= 1.0 else x
-    x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+        x = x * 255.0 if hi <= 1.0 else x
+    x = np.round(x).astype(np.uint8)
     y = np.asarray(y).reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) or len(y) != len(x) or y.min() < 0:
         raise MnasError(f"{p}: y must be {len(x)} non-negative integer labels")
+    if y.max() >= MAX_CLASSES:
+        raise MnasError(f"{p}: y holds label {int(y.max())}; labels are class numbers 0..{MAX_CLASSES - 1}")
     return x, y.astype(np.int64), [str(i) for i in range(int(y.max()) + 1)]
+
+
+def _check_npy_header(p: Path, z, name: str) -> None:
+    """The shape and dtype an .npz member declares, checked before numpy allocates them."""
+    member = f"{name}.npy" if f"{name}.npy" in z.zip.namelist() else name
+    with z.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        fmt = np.lib.format
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read is None:
+            raise MnasError(f"{p}: array {name!r} is in .npy format {version}; save it with numpy.savez")
+        shape, _, dtype = read(f)
+    if dtype.hasobject:
+        raise MnasError(f"{p}: array {name!r} holds Python objects; save numeric arrays")
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > MAX_NPZ_BYTES:
+        raise MnasError(f"{p}: array {name!r} of shape {shape} is {size / 2 ** 30:,.1f} GiB, over the "
+                        f"{MAX_NPZ_BYTES / 2 ** 30:g} GiB an in-memory dataset may hold; stream the images "
+                        "instead (imagefolder:PATH)")
 
 
 @_loader(takes_path=True)

@@ -47,12 +47,37 @@ def centre_box(width: int, height: int, fraction: float) -> tuple[int, int, int,
 
 def to_rgb(im):
     """Any Pillow mode as RGB: grey, CMYK and palette are converted, alpha is dropped (a palette with a
-    transparent colour goes through RGBA, which Pillow asks for)."""
+    transparent colour goes through RGBA, which Pillow asks for). Grey of more than 8 bits is scaled to
+    8 (Pillow's own conversion clips it: a 16-bit PNG would come out near white, a float TIFF black);
+    a mode Pillow cannot make RGB raises ValueError, which counts the image as broken."""
     if im.mode == "RGB":
         return im
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _grey_to_8_bits(im)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     return im.convert("RGB")
+
+
+def _grey_to_8_bits(im):
+    """16-bit grey (``I;16*``) divided by 257; 32-bit integer grey (``I``) the same when it is above 255
+    (16-bit data: PNG and TIFF decoders give it as ``I``), kept when within 0..255; float grey (``F``)
+    times 255 when within [0, 1], kept when within [0, 255]. Other ranges have no one reading: refused."""
+    from PIL import Image
+
+    a = np.asarray(im)
+    if a.size == 0:
+        raise ValueError("empty image")
+    lo, hi = float(a.min()), float(a.max())
+    if im.mode.startswith("I;16"):
+        scale = 255 / 65535
+    elif im.mode == "I" and 0 <= lo and hi <= 65535:
+        scale = 255 / 65535 if hi > 255 else 1.0
+    elif im.mode == "F" and np.isfinite(lo) and np.isfinite(hi) and 0 <= lo and hi <= 255:
+        scale = 255.0 if hi <= 1.0 else 1.0
+    else:
+        raise ValueError(f"{im.mode} image with values {lo:g}..{hi:g}: not 8-bit, 16-bit or [0, 1] grey")
+    return Image.fromarray(np.round(a.astype(np.float32) * np.float32(scale)).astype(np.uint8), "L")
 
 
 def pil_train(im, resolution: int, min_area: float, hflip: bool, rng: np.random.Generator) -> np.ndarray:
