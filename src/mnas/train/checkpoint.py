@@ -129,7 +129,7 @@ class Checkpoint(_Record):
     format_version: int = Field(ge=0)
     mnas_version: str = Field("", max_length=100)
     model_info: ModelInfo
-    recipe: dict[str, Any]
+    recipe: dict[str, Union[bool, int, float, str, None]]  # TrainConfig.model_dump(): plain values only
     epoch: int = Field(ge=0)
     total_epochs: int = Field(ge=0)
     steps: int = Field(ge=0)
@@ -231,7 +231,8 @@ def _checked(p: Path, blob: Any) -> dict[str, Any]:
         msg = " ".join(str(e).split())
         raise MnasError(f"{msg[:300]}{'...' if len(msg) > 300 else ''}: the checkpoint is damaged or was not "
                         "written by mnas train; train again (mnas train ARCH --dir DIR)") from None
-    return {**blob, "model_info": checked.model_info.to_dict(), "recipe": checked.recipe, "path": str(p)}
+    return {**blob, "model_info": checked.model_info.to_dict(), "recipe": checked.recipe,
+            "history": [h.model_dump() for h in checked.history], "path": str(p)}
 
 
 def first_line(e: BaseException) -> str:
