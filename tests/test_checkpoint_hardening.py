@@ -23,21 +23,18 @@ from mnas.train.full import train_full
 
 TINY = "stem8:ds_r1_k3_s1_e1_i8_o8:ir_r1_k3_s2_e3_i8_o16_se0.25:head32"
 HUGE = "stem4096:ir_r32_k15_s1_e16_i4096_o4096:head4096"  # within the parser's caps, ~10^11 weights
-RECIPE = {"dataset": "digits", "resolution": 16, "batch_size": 64, "threads": 1, "device": "cpu", "epochs": 1,
-          "train_limit": 64}
 TRAIN = ["--dataset", "digits", "--resolution", "16", "--batch-size", "64", "--threads", "1", "--device", "cpu",
          "--epochs", "1"]
 
 
-def cfg() -> TrainTask:
-    return TrainTask(**RECIPE)
+def cfg() -> TrainTask:  # what TRAIN gives
+    return TrainTask(dataset="digits", resolution=16, batch_size=64, threads=1, device="cpu", epochs=1)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    c = cfg()
-    assert train_full(Architecture.parse(TINY), load_proxy_data(c, c.seed), c, out, name="tiny").ok
+    mnas("train", TINY, *TRAIN, "--dir", out, check=True)
     return out
 
 
@@ -65,10 +62,12 @@ DAMAGES = {
     "a damaged history": lambda b, raw: {**b, "history": [{"epoch": "one"}]},
     "random states gone": lambda b, raw: {**b, "rng": {}},
 }
-RESUME_ONLY = {  # what only a resume reads
-    "an optimizer of another run": lambda b, raw: {**b, "optimizer": {"state": {}, "param_groups": [{}] * 3}},
-    "random states of another type": lambda b, raw: {**b, "rng": {**b["rng"], "torch": torch.zeros(3)}},
-    "more epochs than the recipe's": lambda b, raw: {**b, "total_epochs": 10**6},
+RESUME_ONLY = {  # what only a resume reads -> the words of its refusal
+    "an optimizer of another run": (lambda b, raw: {**b, "optimizer": {"state": {}, "param_groups": [{}] * 3}},
+                                    "cannot be resumed"),
+    "random states of another type": (lambda b, raw: {**b, "rng": {**b["rng"], "torch": torch.zeros(3)}},
+                                      "cannot be resumed"),
+    "more epochs than the recipe's": (lambda b, raw: {**b, "total_epochs": 10**6}, "records epoch 1 of 1000000"),
 }
 
 
@@ -89,14 +88,15 @@ def one_line(r, *words):
 
 @pytest.mark.parametrize("damage", [*DAMAGES, *RESUME_ONLY])
 def test_a_damaged_checkpoint_is_one_line_in_export_and_resume(damage, blob, trained, tmp_path):
-    damaged = {**DAMAGES, **RESUME_ONLY}[damage](blob, (trained / ckpt.LAST).read_bytes())
+    make, words = (DAMAGES[damage], "") if damage in DAMAGES else RESUME_ONLY[damage]
+    damaged = make(blob, (trained / ckpt.LAST).read_bytes())
     if damage in DAMAGES:
         out = tmp_path / "m.onnx"
         one_line(mnas("export", "--weights", plant(tmp_path / "e", ckpt.BEST, damaged), "--out", out,
-                      "--no-measure"))
+                      "--no-measure"), ckpt.BEST)
         assert not out.exists()
     folder = plant(tmp_path / "r", ckpt.LAST, damaged)
-    one_line(mnas("train", TINY, *TRAIN, "--dir", folder, "--resume"))
+    one_line(mnas("train", TINY, *TRAIN, "--dir", folder, "--resume"), str(folder / ckpt.LAST), words)
 
 
 def test_a_damaged_checkpoint_is_one_line_in_retrain(tiny_search_copy):
