@@ -102,27 +102,35 @@ class Killed(BaseException):
     """SIGKILL, as far as the process's own code can tell: nothing after it runs."""
 
 
-def test_a_kill_between_the_epochs_two_checkpoints_leaves_no_ambiguous_folder(data, tmp_path, monkeypatch):
-    out, write, calls = tmp_path / "run", ckpt.write, []
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_kill_between_the_epochs_two_checkpoints_leaves_no_ambiguous_folder(epoch, data, tmp_path, monkeypatch):
+    import mnas.train.full
+
+    out, write, calls, scores = tmp_path / "run", ckpt.write, [], []
 
     def killed_after_the_first(path, blob):
         calls.append(path.name)
-        if len(calls) == 2:  # the epoch's first file is written, the second is not
+        if len(calls) == 2 * epoch:  # the epoch's first file is written, the second is not
             raise Killed
         write(path, blob)
 
+    def better_every_epoch(net, run):
+        scores.append(0.1 * (len(scores) + 1))
+        return scores[-1], 1.0
+
     monkeypatch.setattr(ckpt, "write", killed_after_the_first)
+    monkeypatch.setattr(mnas.train.full, "evaluate", better_every_epoch)
     r = train(data, out, epochs=2)
     assert r.returncode == 1 and "Killed" in r.stderr  # run_cli: a BaseException as the interpreter shows it
     monkeypatch.setattr(ckpt, "write", write)
-    # the record of the run comes first: the epoch is there to resume, not a lone best.pt
+    # the record of the run comes first: the epoch is there to resume, never a lone best.pt
     last = ckpt.read(out, ckpt.LAST)
-    assert calls == [ckpt.LAST, ckpt.BEST] and last["epoch"] == last["best_epoch"] == 1
-    assert ckpt.read(out)["epoch"] == 1  # the folder's best is that epoch, with or without best.pt
+    assert last["epoch"] == last["best_epoch"] == epoch
+    assert ckpt.read(out)["epoch"] == epoch  # the folder's best is that epoch, whatever best.pt holds
     assert train(data, out, epochs=2).returncode == 2  # something to resume: not started over
     assert train(data, out, "--resume", epochs=2).returncode == 0
     last, best = ckpt.read(out, ckpt.LAST), torch.load(out / ckpt.BEST, weights_only=True)
-    assert last["epoch"] == 2 and best["epoch"] == last["best_epoch"]  # repaired on resume
+    assert last["epoch"] == 2 and best["epoch"] == last["best_epoch"] == 2  # best.pt caught up
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
 
 

@@ -197,13 +197,18 @@ def resolve(path: str | Path, prefer: str = BEST) -> Path:
 def read(path: str | Path, prefer: str = BEST) -> dict[str, Any]:
     """The checkpoint's contents, checked against ``Checkpoint``: every field a reader uses has its type and
     a sane range. From a folder, ``prefer`` (best.pt by default): when a kill fell between the epoch's
-    ``last.pt`` and ``best.pt``, the best epoch is the last one and ``last.pt`` is read in its place."""
+    ``last.pt`` and ``best.pt``, the best epoch is the last one and ``last.pt`` is read in its place; a file
+    named is read as it is."""
     p = resolve(path, prefer)
     blob = _checked(p, _load(p))
-    if p.name == BEST and (p.parent / LAST).is_file():
+    if p.name != BEST or p.parent != Path(path).expanduser() or not (p.parent / LAST).is_file():
+        return blob  # a file named is that file
+    try:
         last = _load(p.parent / LAST)  # mmap: the header costs little, the weights are not read here
-        if isinstance(last, dict) and last.get("best_epoch") == last.get("epoch") != blob["epoch"]:
-            blob = _checked(p.parent / LAST, last)
+    except MnasError:
+        return blob
+    if isinstance(last, dict) and last.get("best_epoch") == last.get("epoch") != blob["epoch"]:
+        blob = _checked(p.parent / LAST, last)
     return blob
 
 
