@@ -1,9 +1,10 @@
 """Full training into a folder: ``mnas train ... --dir DIR``, and each model ``mnas retrain`` trains.
 
 After every epoch the run evaluates on the validation split and writes ``DIR/last.pt`` (everything needed to
-continue: model, EMA, optimizer, grad scaler, random states, the epoch and the history), ``DIR/best.pt`` when
-top-1 improved, and ``DIR/history.json`` / ``history.csv``. The learning-rate schedule is a function of the
-step, so a resumed run continues on the same curve; a run killed mid-epoch loses only that epoch.
+continue: model, EMA, optimizer, grad scaler, random states, the epoch and the history), then ``DIR/best.pt``
+when top-1 improved, then ``DIR/history.json`` / ``history.csv``. The learning-rate schedule is a function of
+the step, so a resumed run continues on the same curve; a run killed mid-epoch loses only that epoch. The
+folder is locked for the run and kept for one run (``mnas.train.folder``).
 """
 
 from __future__ import annotations
