@@ -46,7 +46,11 @@ class TrainFolder:
         except OSError as e:
             raise MnasError(f"cannot create the training folder {path} ({e.strerror}): choose another --dir") \
                 from None
-        lock = DirectoryLock(path, LOCK_NAME, what="one training per folder")
+        try:
+            lock = DirectoryLock(path, LOCK_NAME, what="one training per folder")
+        except OSError as e:  # a read-only or full file system
+            raise MnasError(f"cannot lock the training folder {path} ({e.strerror}): choose another --dir") \
+                from None
         folder = cls(path, lock)
         if resume and strict and not (path / ckpt.LAST).is_file():  # checked again, now that no one else writes
             folder.release()
