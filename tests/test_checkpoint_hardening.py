@@ -148,7 +148,8 @@ VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.sampled_from([0, -1, 1, 3, 10**9, 2**63]),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
     st.sampled_from(["imagefolder:/proc/self", "npz:/nowhere.npz", "digits", HUGE, TINY, "stem8:head8"]),
-    st.lists(st.integers(-5, 5) | st.floats(), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.lists(st.integers(-5, 5) | st.floats(), max_size=4),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
     st.binary(max_size=8), st.builds(torch.zeros, st.lists(st.integers(0, 3), max_size=3)))
 DELETE = object()
 
@@ -176,8 +177,8 @@ def damaged_blobs(draw, blob: dict) -> dict:
     return b
 
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_N", 25)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FUZZ = settings(max_examples=25, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
