@@ -78,12 +78,17 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
                       width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
                       threads=threads, device=device, amp=amp, compile=compile_model)
-    data = load_proxy_data(cfg, cfg.seed)
     if resume and out is None:
         raise MnasError("--resume continues a training in a folder: give it with --dir DIR")
     if out is not None:
-        _train_into(label, arch, data, cfg, out, resume, json)
+        from mnas.train.folder import TrainFolder
+
+        # the folder is checked and locked before the data loads: a file, a --resume of nothing or a
+        # folder in use is refused at once
+        with TrainFolder.claim(out, resume, strict=True) as folder:
+            _train_into(label, arch, load_proxy_data(cfg, cfg.seed), cfg, folder, resume, json)
         return
+    data = load_proxy_data(cfg, cfg.seed)
     with progress_bar("training", detail="loss {task.fields[loss]}") as update:
         r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
@@ -100,12 +105,13 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         raise typer.Exit(1)
 
 
-def _train_into(label: str, arch, data, cfg: TrainTask, out: Path, resume: bool, json: bool) -> None:
+def _train_into(label: str, arch, data, cfg: TrainTask, folder, resume: bool, json: bool) -> None:
     from mnas.train.full import train_full
 
+    out = folder.path
     with progress_bar(f"training {label}", detail="loss {task.fields[loss]}") as update:
         r = train_full(arch, data, cfg, out, name=label, resume=resume,
-                       progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
+                       progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"), folder=folder)
     if json:
         print_json(r.to_dict())
     else:

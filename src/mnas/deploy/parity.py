@@ -26,11 +26,9 @@ def validation_data(blob: dict[str, Any], dataset: str | None = None):
     meta = ckpt.info(blob)
     recipe = blob.get("recipe") or {}
     split = meta.split or {}
-    spec = dataset or meta.dataset
-    if not spec:
-        raise MnasError(f"{blob['path']} does not record its dataset: pass --dataset SPEC, or --no-verify")
+    spec = dataset or ckpt.recorded_dataset(blob)  # a recorded path is checked before anything reads it
     cache = recipe.get("cache") if dataset is None and recipe.get("cache") and Path(recipe["cache"]).is_dir() \
-        else None  # the training's own cache: same split, already decoded
+        and not ckpt.in_virtual_fs(recipe["cache"]) else None  # the training's own cache: same split, decoded
     try:
         data = load_dataset(spec, meta.resolution, split.get("holdout"), int(split.get("seed", 0)), cache)
     except (MnasError, OSError) as e:

@@ -26,7 +26,7 @@ RETRAIN_LOCK_NAME = "retrain.lock"  # mnas retrain writes only its own table: it
 class DirectoryLock:
     """Held from construction until ``release()``; MnasError naming the holder when another process has it."""
 
-    def __init__(self, directory: Path, name: str = LOCK_NAME) -> None:
+    def __init__(self, directory: Path, name: str = LOCK_NAME, what: str = "one writer per experiment") -> None:
         self.path = directory / name
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -34,8 +34,8 @@ class DirectoryLock:
         except BlockingIOError:
             holder = _describe(os.pread(fd, 4096, 0))
             os.close(fd)
-            raise MnasError(f"{directory} is in use by {holder}: one writer per experiment; wait for it to "
-                            "finish or stop it") from None
+            raise MnasError(f"{directory} is in use by {holder}: {what}; wait for it to finish or stop it") \
+                from None
         # a file object closes its descriptor, and so drops the lock, even when its owner is garbage collected
         # unclosed (flock conflicts between two descriptors of the same file within one process too)
         self._file = os.fdopen(fd, "r+b")
