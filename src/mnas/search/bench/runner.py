@@ -7,6 +7,9 @@ Semantics (docs/strategies.md has the reasoning): a run is the search driver's l
   result again and costs nothing; a run stops at its budget of evaluations, or after
   ``max_duplicate_streak`` proposals in a row that were all repeats (the driver's rule and default);
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
+* a table with a validation accuracy (a generated one, or a CSV with a ``*_valid_accuracy`` column) tells
+  the strategies that accuracy, and its reward; the metrics use the test accuracy (search on validation,
+  score on test);
 * strategies are told synchronously, one proposal at a time (an evaluator of capacity 1);
 * a ``LatencyAware`` strategy gets an oracle that reads the table's latency (None for a missing cell); its
   queries are counted apart from the evaluations (``latency_queries_mean``), a missing cell's like any other;
@@ -109,9 +112,10 @@ class _TableEvaluations:
         row = self.rows[-1]
         if row < 0:
             return [Result(proposal, None)]
-        acc, lat = float(self.table.accuracy[row]), float(self.latency[row])
+        acc, lat = float(self.table.told_accuracy[row]), float(self.latency[row])
         exact = self.latency is self.table.latency
-        told = float(self.oracle.rewards[row]) if exact else reward(acc, lat, self.oracle.cfg)
+        rewards = self.oracle.rewards if self.oracle.told_rewards is None else self.oracle.told_rewards
+        told = float(rewards[row]) if exact else reward(acc, lat, self.oracle.cfg)
         return [Result(proposal, told, {"accuracy": acc, "latency_ms": lat})]
 
     def record(self, result: Result) -> None:
@@ -196,9 +200,11 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
     table = oracle.table
     return {
         "table": {"rows": len(table), "space_size": table.space.size, "accuracy": table.accuracy_column,
-                  "latency": table.latency_column, "accuracy_scale": table.accuracy_scale},
+                  "latency": table.latency_column, "accuracy_scale": table.accuracy_scale,
+                  "valid_accuracy": table.valid_column, "source": table.source},
         "reward": {"preset": oracle.cfg.preset, "alpha": oracle.cfg.alpha, "beta": oracle.cfg.beta,
-                   "target_ms": oracle.target_ms, "best_reward": oracle.best_reward},
+                   "target_quantile": oracle.target_quantile, "target_ms": oracle.target_ms,
+                   "best_reward": oracle.best_reward},
         "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
         "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
         "seeds": seeds, "max_duplicate_streak": max_duplicate_streak, "latency_oracle": latency_oracle, "options": opts,
