@@ -82,7 +82,8 @@ def load_table(path: str | Path, accuracy: str | None = None, latency: str | Non
     """A CSV (``.csv.gz``: gzip-compressed) with an ``arch`` column (NAS-Bench-201 cell strings) plus
     accuracy and latency columns, and optionally a validation accuracy column (``valid_accuracy``;
     default: the one column ending ``_valid_accuracy``, ``_val_accuracy`` or ``_validation_accuracy``, if
-    any), which strategies are then told while regret is scored on ``accuracy`` (the test accuracy).
+    any; "": none), which strategies are then told while regret is scored on ``accuracy`` (the test
+    accuracy).
     Accuracy above 1 anywhere is read as a percentage (both accuracy columns by the same scale).
     ``mnas.search.bench.open_table`` also opens generated tables."""
     path = Path(path)
@@ -100,11 +101,12 @@ def load_table(path: str | Path, accuracy: str | None = None, latency: str | Non
         raise MnasError(f"table {path}: no 'arch' column (columns: {', '.join(columns)})")
     acc_col = _pick(columns, accuracy, "_accuracy", "accuracy", path, exclude=VALID_SUFFIXES)
     lat_col = _pick(columns, latency, "_latency_ms", "latency", path)
-    val_col = valid_accuracy or None
-    if val_col is None and sum(c.endswith(VALID_SUFFIXES) for c in columns) == 1:
+    val_col = None
+    if valid_accuracy:
+        val_col = _pick(columns, valid_accuracy, VALID_SUFFIXES, "valid-accuracy", path)
+    elif valid_accuracy is None and sum(c.endswith(VALID_SUFFIXES) for c in columns) == 1:
         val_col = _pick(columns, None, VALID_SUFFIXES, "valid-accuracy", path)
-    elif val_col is not None:
-        val_col = _pick(columns, val_col, VALID_SUFFIXES, "valid-accuracy", path)
+        val_col = None if val_col == acc_col else val_col  # --accuracy named it: searched and scored on it
     if val_col == acc_col:
         raise MnasError(f"table {path}: {acc_col!r} is both the accuracy and the validation accuracy column")
     archs, accs, vals, lats, tokens = [], [], [], [], []
