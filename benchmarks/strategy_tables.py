@@ -92,8 +92,8 @@ def main() -> None:
                     rr = e["reward_regret"]
                     print(f"{name:26s} {what:10s} {b:>4s} {s:17s} evals {e['evaluations_mean']:5.0f} "
                           f"queries {e['latency_queries_mean']:6.0f}  RR {rr['mean']:.4f}"
-                          + (f" = {rr['mean'] / rnd:.2f}x random (p {rr.get('p_vs_random', 1):.1g})" if rnd else "")
-                          + (f" = {rr['mean'] / evo:.2f}x evolution (p {rr.get('p_vs_evolution', 1):.1g})"
+                          + (f" = {rr['mean'] / rnd:.2f}x random (p {_p(rr.get('p_vs_random'))})" if rnd else "")
+                          + (f" = {rr['mean'] / evo:.2f}x evolution (p {_p(rr.get('p_vs_evolution'))})"
                              if evo and s != "evolution" else "")
                           + f"  HV {e['hv_ratio']['mean']:.3f}  CR {e['constrained_regret']['mean']:.4f}", flush=True)
         print(f"{name}: {rep['wall_s']:.0f} s wall, CPU s per strategy "
@@ -120,8 +120,8 @@ def markdown(name: str, rep: dict) -> list[str]:
              f"({rep['reward']['target_quantile']:g} quantile); {rep['wall_s']:.0f} s wall on {rep['jobs']} "
              f"process(es), {sum(rep['cpu_s'].values()):.0f} CPU s", ""]
     for key, what in (("budgets", "trainings"), ("cost_budgets", "total cost")):
-        lines += [f"| {what} | strategy | evals | latency queries | RR | RR / random (p) | RR / evolution (p) | HV | CR |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {what} | strategy | evals | latency queries | RR | RR / random (p) | RR / evolution (p) "
+                  "| HV | CR |", "|---|---|---|---|---|---|---|---|---|"]
         for b, block in rep[key].items():
             rnd = block.get("random", {}).get("reward_regret", {}).get("mean")
             evo = block.get("evolution", {}).get("reward_regret", {}).get("mean")

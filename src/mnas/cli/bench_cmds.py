@@ -122,9 +122,9 @@ def bench_strategies_cmd(
     source = report["table"]["source"]
     # a generated table's defining parameters (all of them are in --json's table.source)
     made = ", ".join(f"{k} {source[k]}" for k in ("landscape", "rho", "tail", "missing") if k in source)
-    searched = report["table"]["valid_accuracy"]
-    console.print(f"table {table_spec} ({report['table']['rows']} rows{'; ' + made if made else ''}); "
-                  f"{'searched on ' + searched + ', scored on ' + report['table']['accuracy'] + '; ' if searched else ''}"
+    valid = report["table"]["valid_accuracy"]
+    searched = f"searched on {valid}, scored on {report['table']['accuracy']}; " if valid else ""
+    console.print(f"table {table_spec} ({report['table']['rows']} rows{'; ' + made if made else ''}); {searched}"
                   f"reward {r['preset']} (alpha {r['alpha']}, beta {r['beta']}), "
                   f"T = {r['target_ms']:.4g} ms ({r['target_quantile']:g} quantile); "
                   f"{seeds} seeds; latency query = {latency_cost:g} trainings, noise {latency_noise:g}; "
