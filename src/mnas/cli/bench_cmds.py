@@ -52,15 +52,23 @@ def _ints(text: str, what: str) -> list[int]:
 
 @bench_app.command("strategies")
 def bench_strategies_cmd(
-    table_path: Optional[Path] = typer.Option(
-        None, "--table", help="CSV or .csv.gz with an arch column (NAS-Bench-201 cells); default: "
-        "benchmarks/data/nb201_cifar10_pixel3.csv.gz of a source checkout"),
-    accuracy: Optional[str] = typer.Option(None, "--accuracy", help="accuracy column (default: the one ending _accuracy)"),
+    table_spec: Optional[str] = typer.Option(
+        None, "--table", metavar="CSV|generated:FAMILY:SEED",
+        help="CSV or .csv.gz with an arch column (NAS-Bench-201 cells), or a table generated from a seed: "
+        "generated:FAMILY:SEED (families: positive, negative, independent, heavy-tail, flat-top, missing) or "
+        "generated:SEED; default: benchmarks/data/nb201_cifar10_pixel3.csv.gz of a source checkout"),
+    accuracy: Optional[str] = typer.Option(
+        None, "--accuracy", help="accuracy column, scored (default: the one ending _accuracy, not _valid_accuracy)"),
+    valid_accuracy: Optional[str] = typer.Option(
+        None, "--valid-accuracy", help="validation accuracy column, searched on (default: the one ending "
+        "_valid_accuracy, if any; without one, strategies are told the scored accuracy)"),
     latency: Optional[str] = typer.Option(None, "--latency", help="latency column (default: the one ending _latency_ms)"),
     budget: str = typer.Option("200", "--budget", help="distinct evaluations per search; several: 200,500"),
     seeds: int = typer.Option(30, "--seeds", min=1),
     reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
-    target_quantile: float = typer.Option(0.25, "--target-quantile", help="T = this quantile of the table's latencies"),
+    target_quantile: Optional[float] = typer.Option(
+        None, "--target-quantile", help="T = this quantile of the table's latencies (default: a generated "
+        "table's own, else 0.25)"),
     strategies: str = typer.Option("random,evolution,ppo,ppo-screened,predictor,optuna-tpe,optuna-nsga2",
                                    "--strategies"),
     sets: list[str] = typer.Option([], "--set", help="STRATEGY.SETTING=VALUE, e.g. ppo.lr=0.01 (repeatable)"),
@@ -84,7 +92,7 @@ def bench_strategies_cmd(
     """Reward regret, hypervolume ratio and constrained regret per strategy, with p-values vs random
     (and vs evolution in --json), at equal trainings and at equal total cost (trainings + latency queries
     at --latency-cost each)."""
-    from mnas.search.bench import Oracle, bench_strategies, load_table
+    from mnas.search.bench import Oracle, bench_strategies, open_table
     from mnas.search.bench.runner import LATENCY_COST, LATENCY_NOISE
 
     latency_cost = LATENCY_COST if latency_cost is None else latency_cost
@@ -93,16 +101,16 @@ def bench_strategies_cmd(
     if max_ask_factor is not None:
         log.warning("--max-ask-factor is deprecated and ignored: a benchmark search stops as a real one does, "
                     "after --max-duplicate-streak repeated proposals in a row")
-    if table_path is None:
+    if table_spec is None:
         if not REPO_TABLE.is_file():
             raise MnasError("give --table: the default NAS-Bench-201 table is in mnas's source repository "
                             "(benchmarks/data/), not in the installed package")
-        table_path = REPO_TABLE
+        table_spec = str(REPO_TABLE)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     budgets = _ints(budget, "--budget")
     if reward_preset not in ("soft", "hard"):
         raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
-    oracle = Oracle.build(load_table(table_path, accuracy, latency), reward_preset, target_quantile)
+    oracle = Oracle.build(open_table(table_spec, accuracy, latency, valid_accuracy), reward_preset, target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
         report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_duplicate_streak,
                                   progress=update, latency_oracle=latency_oracle, latency_cost=latency_cost,
@@ -111,8 +119,14 @@ def bench_strategies_cmd(
         print_json(report)
         return
     r = report["reward"]
-    console.print(f"table {table_path} ({report['table']['rows']} rows); reward {r['preset']} "
-                  f"(alpha {r['alpha']}, beta {r['beta']}), T = {r['target_ms']:.4g} ms; "
+    source = report["table"]["source"]
+    # a generated table's defining parameters (all of them are in --json's table.source)
+    made = ", ".join(f"{k} {source[k]}" for k in ("landscape", "rho", "tail", "missing") if k in source)
+    valid = report["table"]["valid_accuracy"]
+    searched = f"searched on {valid}, scored on {report['table']['accuracy']}; " if valid else ""
+    console.print(f"table {table_spec} ({report['table']['rows']} rows{'; ' + made if made else ''}); {searched}"
+                  f"reward {r['preset']} (alpha {r['alpha']}, beta {r['beta']}), "
+                  f"T = {r['target_ms']:.4g} ms ({r['target_quantile']:g} quantile); "
                   f"{seeds} seeds; latency query = {latency_cost:g} trainings, noise {latency_noise:g}; "
                   f"{report['wall_s']:.1f} s on {report['jobs']} processes")
 

@@ -5,6 +5,9 @@
   error) both minimised, reference point (largest latency, median error);
 * constrained_regret: best accuracy with latency <= T in the table minus the best found (when nothing
   under T was found: minus the table's worst accuracy).
+
+All three use the table's (test) accuracy; a table with a validation accuracy tells the strategies that
+one (``told_rewards``), so they search on validation and are scored on test.
 """
 
 from __future__ import annotations
@@ -43,9 +46,14 @@ class Oracle:
     true_hv: float
     target_ms: float
     best_constrained: float
+    target_quantile: float = 0.25
+    told_rewards: np.ndarray | None = None  # the rewards of the validation accuracy (None: ``rewards``)
 
     @classmethod
-    def build(cls, table: Table, preset: str = "soft", target_quantile: float = 0.25) -> Oracle:
+    def build(cls, table: Table, preset: str = "soft", target_quantile: float | None = None) -> Oracle:
+        """``target_quantile`` None: the table's own (a generated table's), else 0.25."""
+        if target_quantile is None:
+            target_quantile = table.target_quantile or 0.25
         if not 0 < target_quantile <= 1:
             raise MnasError(f"--target-quantile must lie in (0, 1], got {target_quantile}")
         target = float(np.quantile(table.latency, target_quantile))
@@ -54,8 +62,10 @@ class Oracle:
         err = 1.0 - table.accuracy
         ref = (float(table.latency.max()), float(np.median(err)))
         feasible = table.latency <= target
+        told = None if table.valid_accuracy is None else \
+            np.array([reward(acc, ms, cfg) for acc, ms in zip(table.valid_accuracy, table.latency)])
         return cls(table, cfg, rewards, float(rewards.max()), ref, hypervolume_2d(table.latency, err, ref),
-                   target, float(table.accuracy[feasible].max()))
+                   target, float(table.accuracy[feasible].max()), target_quantile, told)
 
     def metrics(self, rows: Sequence[int]) -> dict[str, float]:
         """The three metrics of the evaluated ``rows`` (-1: an evaluation that failed)."""

@@ -7,6 +7,9 @@ Semantics (docs/strategies.md has the reasoning): a run is the search driver's l
   result again and costs nothing; a run stops at its budget of evaluations, or after
   ``max_duplicate_streak`` proposals in a row that were all repeats (the driver's rule and default);
 * an architecture missing from the table counts as an evaluation that failed (tell(None));
+* a table with a validation accuracy (a generated one, or a CSV with a ``*_valid_accuracy`` column) tells
+  the strategies that accuracy, and its reward; the metrics use the test accuracy (search on validation,
+  score on test);
 * strategies are told synchronously, one proposal at a time (an evaluator of capacity 1);
 * a ``LatencyAware`` strategy gets an oracle that reads the table's latency (None for a missing cell); its
   queries are counted apart from the evaluations (``latency_queries_mean``), a missing cell's like any other;
@@ -109,9 +112,10 @@ class _TableEvaluations:
         row = self.rows[-1]
         if row < 0:
             return [Result(proposal, None)]
-        acc, lat = float(self.table.accuracy[row]), float(self.latency[row])
+        acc, lat = float(self.table.told_accuracy[row]), float(self.latency[row])
         exact = self.latency is self.table.latency
-        told = float(self.oracle.rewards[row]) if exact else reward(acc, lat, self.oracle.cfg)
+        rewards = self.oracle.rewards if self.oracle.told_rewards is None else self.oracle.told_rewards
+        told = float(rewards[row]) if exact else reward(acc, lat, self.oracle.cfg)
         return [Result(proposal, told, {"accuracy": acc, "latency_ms": lat})]
 
     def record(self, result: Result) -> None:
@@ -135,15 +139,16 @@ def _init_worker(oracle: Oracle) -> None:
     threadpool_limits(1)
 
 
-def _job(args: tuple[str, int, int, dict, int, bool, float]) -> tuple[str, int, dict, float]:
+def _job(args: tuple[str, int, int, dict, int, bool, float]) -> tuple[str, int, dict, tuple[float, float]]:
     strategy, seed, budget, options, streak, latency_oracle, noise = args
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = run_search(_ORACLE, strategy, seed, budget, options, streak, latency_oracle, noise)  # type: ignore[arg-type]
-    return strategy, seed, out, time.perf_counter() - t0
+    # CPU time as well as wall: on a machine shared with other work the wall time of a job says little
+    return strategy, seed, out, (time.process_time() - c0, time.perf_counter() - t0)
 
 
 def _run_all(oracle: Oracle, work: list[tuple[str, int, int, dict, int, bool, float]], jobs: int,
-             progress: Callable[[int, int], None] | None) -> list[tuple[str, int, dict, float]]:
+             progress: Callable[[int, int], None] | None) -> list[tuple[str, int, dict, tuple[float, float]]]:
     if jobs == 1:
         _init_worker(oracle)
         done = []
@@ -189,21 +194,24 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
              ", ".join(strategies), seeds, top, jobs)
     results: dict[str, dict[int, dict]] = {s: {} for s in strategies}
     seconds: dict[str, float] = {s: 0.0 for s in strategies}
+    walls: dict[str, float] = {s: 0.0 for s in strategies}
     t0 = time.perf_counter()
-    for s, seed, out, dt in _run_all(oracle, work, jobs, progress):
-        results[s][seed], seconds[s] = out, seconds[s] + dt
+    for s, seed, out, (cpu, dt) in _run_all(oracle, work, jobs, progress):
+        results[s][seed], seconds[s], walls[s] = out, seconds[s] + cpu, walls[s] + dt
     wall = time.perf_counter() - t0
     table = oracle.table
     return {
         "table": {"rows": len(table), "space_size": table.space.size, "accuracy": table.accuracy_column,
-                  "latency": table.latency_column, "accuracy_scale": table.accuracy_scale},
+                  "latency": table.latency_column, "accuracy_scale": table.accuracy_scale,
+                  "valid_accuracy": table.valid_column, "source": table.source},
         "reward": {"preset": oracle.cfg.preset, "alpha": oracle.cfg.alpha, "beta": oracle.cfg.beta,
-                   "target_ms": oracle.target_ms, "best_reward": oracle.best_reward},
+                   "target_quantile": oracle.target_quantile, "target_ms": oracle.target_ms,
+                   "best_reward": oracle.best_reward},
         "reference_point": {"latency_ms": oracle.ref[0], "error": oracle.ref[1]},
         "true_hypervolume": oracle.true_hv, "best_accuracy_under_target": oracle.best_constrained,
         "seeds": seeds, "max_duplicate_streak": max_duplicate_streak, "latency_oracle": latency_oracle, "options": opts,
         "latency_cost": latency_cost, "latency_noise": latency_noise,
-        "wall_s": wall, "jobs": jobs, "cpu_s": seconds,
+        "wall_s": wall, "jobs": jobs, "cpu_s": seconds, "job_wall_s": walls,
         "budgets": {str(b): _budget_block(oracle, results, b, latency_cost) for b in sorted(set(budgets))},
         "cost_budgets": {str(b): _budget_block(oracle, results, b, latency_cost, by_cost=True)
                          for b in sorted(set(budgets))}}

@@ -8,8 +8,9 @@ import gzip
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,21 @@ class Table:
     accuracy_column: str
     latency_column: str
     accuracy_scale: float  # what the table's column was divided by
+    # what a strategy is told when the table has a validation accuracy (searched on; regret is scored on
+    # ``accuracy``, the test accuracy); None: the strategy is told ``accuracy``
+    valid_accuracy: np.ndarray | None = None
+    valid_column: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # where it came from (a generated table's parameters)
+
+    @property
+    def told_accuracy(self) -> np.ndarray:
+        """The accuracy a strategy searches on: validation where the table has it, else the scored one."""
+        return self.accuracy if self.valid_accuracy is None else self.valid_accuracy
+
+    @property
+    def target_quantile(self) -> float | None:
+        """The latency quantile of T the table was made for (generated tables), else None."""
+        return self.source.get("target_quantile")
 
     def index(self, tokens: Sequence[int]) -> int:
         i = 0
@@ -45,12 +61,16 @@ class Table:
         return len(self.archs)
 
 
-def _pick(columns: list[str], given: str | None, suffix: str, what: str, path: Path) -> str:
+VALID_SUFFIXES = ("_valid_accuracy", "_val_accuracy", "_validation_accuracy")
+
+
+def _pick(columns: list[str], given: str | None, suffix: str | tuple[str, ...], what: str, path: Path,
+          exclude: tuple[str, ...] = ()) -> str:
     if given:
         if given not in columns:
             raise MnasError(f"table {path}: no column {given!r} (columns: {', '.join(columns)})")
         return given
-    found = [c for c in columns if c.endswith(suffix)]
+    found = [c for c in columns if c.endswith(suffix) and not c.endswith(exclude)]
     if len(found) != 1:
         raise MnasError(f"table {path}: {len(found)} columns end in {suffix!r}; name the {what} column "
                         f"with --{what} (columns: {', '.join(columns)})")
@@ -58,9 +78,14 @@ def _pick(columns: list[str], given: str | None, suffix: str, what: str, path: P
 
 
 def load_table(path: str | Path, accuracy: str | None = None, latency: str | None = None,
-               space: SearchSpace | None = None) -> Table:
+               space: SearchSpace | None = None, valid_accuracy: str | None = None) -> Table:
     """A CSV (``.csv.gz``: gzip-compressed) with an ``arch`` column (NAS-Bench-201 cell strings) plus
-    accuracy and latency columns. Accuracy above 1 anywhere is read as a percentage."""
+    accuracy and latency columns, and optionally a validation accuracy column (``valid_accuracy``;
+    default: the one column ending ``_valid_accuracy``, ``_val_accuracy`` or ``_validation_accuracy``, if
+    any; "": none), which strategies are then told while regret is scored on ``accuracy`` (the test
+    accuracy).
+    Accuracy above 1 anywhere is read as a percentage (both accuracy columns by the same scale).
+    ``mnas.search.bench.open_table`` also opens generated tables."""
     path = Path(path)
     space = space or Nb201Space()
     if not path.is_file():
@@ -74,27 +99,39 @@ def load_table(path: str | Path, accuracy: str | None = None, latency: str | Non
         raise MnasError(f"table {path} cannot be read: {e}") from None
     if "arch" not in columns:
         raise MnasError(f"table {path}: no 'arch' column (columns: {', '.join(columns)})")
-    acc_col = _pick(columns, accuracy, "_accuracy", "accuracy", path)
+    acc_col = _pick(columns, accuracy, "_accuracy", "accuracy", path, exclude=VALID_SUFFIXES)
     lat_col = _pick(columns, latency, "_latency_ms", "latency", path)
-    archs, accs, lats, tokens = [], [], [], []
+    val_col = None
+    if valid_accuracy:
+        val_col = _pick(columns, valid_accuracy, VALID_SUFFIXES, "valid-accuracy", path)
+    elif valid_accuracy is None and sum(c.endswith(VALID_SUFFIXES) for c in columns) == 1:
+        val_col = _pick(columns, None, VALID_SUFFIXES, "valid-accuracy", path)
+        val_col = None if val_col == acc_col else val_col  # --accuracy named it: searched and scored on it
+    if val_col == acc_col:
+        raise MnasError(f"table {path}: {acc_col!r} is both the accuracy and the validation accuracy column")
+    archs, accs, vals, lats, tokens = [], [], [], [], []
     for n, row in enumerate(rows, 2):
         try:
             a, ms = float(row[acc_col]), float(row[lat_col])
+            v = float(row[val_col]) if val_col else a
         except (TypeError, ValueError):
-            raise MnasError(f"table {path}, line {n}: {acc_col}/{lat_col} must be numbers") from None
-        if not (math.isfinite(a) and math.isfinite(ms) and ms > 0):
+            raise MnasError(f"table {path}, line {n}: {', '.join(c for c in (acc_col, val_col, lat_col) if c)} "
+                            "must be numbers") from None
+        if not (math.isfinite(a) and math.isfinite(v) and math.isfinite(ms) and ms > 0):
             raise MnasError(f"table {path}, line {n}: need a finite accuracy and a latency > 0")
         t = space.encode(space.parse(row["arch"]))
         archs.append(space.decode(t).canonical)
         accs.append(a)
+        vals.append(v)
         lats.append(ms)
         tokens.append(t)
     if not archs:
         raise MnasError(f"table {path} has no rows")
-    acc = np.array(accs)
-    scale = 100.0 if acc.max() > 1.0 else 1.0
+    acc, val = np.array(accs), np.array(vals)
+    scale = 100.0 if max(acc.max(), val.max()) > 1.0 else 1.0
     table = Table(space, archs, acc / scale, np.array(lats), np.full(space.size, -1, dtype=np.int64),
-                  acc_col, lat_col, scale)
+                  acc_col, lat_col, scale, valid_accuracy=val / scale if val_col else None,
+                  valid_column=val_col, source={"path": str(path)})
     for r, t in enumerate(tokens):
         i = table.index(t)
         if table.row_of[i] >= 0:
