@@ -10,7 +10,8 @@ total cost (trainings + latency queries at --latency-cost each), with the p-valu
 
     nice -n 10 python benchmarks/strategy_tables.py --out runs/strategy-bench [--seeds 30] [--jobs 2] \\
         [--tables main,unseen,generated or names] [--generated 6] [--generated-seed 2026] \\
-        [--strategies random,evolution,...] [--latency-cost 0.01] [--latency-noise 0.03] [--markdown FILE]
+        [--strategies random,evolution,...] [--latency-cost 0.001] [--latency-noise 0.03] [--extra-latency-costs 0.05] \\
+        [--markdown FILE] [--resume]
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--latency-cost", type=float, default=LATENCY_COST)
     ap.add_argument("--latency-noise", type=float, default=LATENCY_NOISE)
+    ap.add_argument("--extra-latency-costs", default="", help="also report equal total cost at these query "
+                    "prices (comma-separated; the same runs, counted differently)")
+    ap.add_argument("--resume", action="store_true", help="keep the tables whose report is already in --out "
+                    "(a killed run goes on from the table it was on)")
     ap.add_argument("--markdown", type=Path, help="also write each table's results as markdown tables")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -77,10 +82,18 @@ def main() -> None:
         ap.error(f"no table {', '.join(sorted(missing))} (groups: {', '.join(GROUPS)})")
     t0 = time.perf_counter()
     md: list[str] = []
+    extra = [float(c) for c in args.extra_latency_costs.split(",") if c]
     for name, spec in made.items():
-        rep = bench_strategies(Oracle.build(open_table(spec)), names, budgets, args.seeds, jobs=args.jobs,
-                               latency_cost=args.latency_cost, latency_noise=args.latency_noise)
-        (args.out / f"{name.replace(':', '-')}.json").write_text(json.dumps(rep, indent=1))
+        path = args.out / f"{name.replace(':', '-')}.json"
+        if args.resume and path.exists():
+            rep = json.loads(path.read_text())
+        else:
+            rep = bench_strategies(Oracle.build(open_table(spec)), names, budgets, args.seeds, jobs=args.jobs,
+                                   latency_cost=args.latency_cost, latency_noise=args.latency_noise,
+                                   extra_latency_costs=extra)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(rep, indent=1))
+            tmp.replace(path)  # a kill leaves no half-written report for --resume to keep
         md += markdown(name, rep)
         if args.markdown:
             args.markdown.write_text("\n".join(md) + "\n")
@@ -119,10 +132,11 @@ def markdown(name: str, rep: dict) -> list[str]:
     lines = [f"**{name}**{' (' + made + ')' if made else ''}: T = {rep['reward']['target_ms']:.4g} ms "
              f"({rep['reward']['target_quantile']:g} quantile); {rep['wall_s']:.0f} s wall on {rep['jobs']} "
              f"process(es), {sum(rep['cpu_s'].values()):.0f} CPU s", ""]
-    for key, what in (("budgets", "trainings"), ("cost_budgets", "total cost")):
+    at = [(rep["cost_budgets_at"][c], f"total cost, query = {c}") for c in rep.get("cost_budgets_at", {})]
+    for block_set, what in ((rep["budgets"], "trainings"), (rep["cost_budgets"], "total cost"), *at):
         lines += [f"| {what} | strategy | evals | latency queries | RR | RR / random (p) | RR / evolution (p) "
                   "| HV | CR |", "|---|---|---|---|---|---|---|---|---|"]
-        for b, block in rep[key].items():
+        for b, block in block_set.items():
             rnd = block.get("random", {}).get("reward_regret", {}).get("mean")
             evo = block.get("evolution", {}).get("reward_regret", {}).get("mean")
             for s, e in block.items():

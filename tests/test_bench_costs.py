@@ -64,6 +64,23 @@ def test_results_at_equal_total_cost_charge_the_queries(oracle):
     assert pred_cost["reward_regret"]["p_vs_evolution"] is not None
 
 
+def test_the_same_runs_are_reported_at_other_query_prices(oracle):
+    rep = bench_strategies(oracle, ["evolution", "predictor"], [20], seeds=2, jobs=1,
+                           options={"predictor": {"initial": 5, "candidates": 40}}, latency_cost=0.05,
+                           extra_latency_costs=[0.0, 0.05, 0.5])
+    at = rep["cost_budgets_at"]
+    assert set(at) == {"0", "0.05", "0.5"}
+    def runs(block):  # what the runs found, apart from the price charged for them
+        return {s: {k: v for k, v in e.items() if k != "total_cost_mean"} for s, e in block.items()}
+
+    assert runs(at["0"]["20"]) == runs(rep["budgets"]["20"])  # free queries: equal cost is equal trainings
+    assert at["0.05"]["20"] == rep["cost_budgets"]["20"]  # the main price, counted again
+    evals = [at[c]["20"]["predictor"]["evaluations_mean"] for c in ("0", "0.05", "0.5")]
+    assert evals[0] == 20 and evals[0] > evals[1] > evals[2]  # a dearer query leaves fewer trainings
+    with pytest.raises(Exception, match="latency-cost"):
+        bench_strategies(oracle, ["evolution"], [5], seeds=1, jobs=1, extra_latency_costs=[float("nan")])
+
+
 def test_cli_reports_the_cost_and_noise_it_used(oracle, tmp_path, capsys):
     path = synthetic_table(tmp_path / "s.csv", seed=1, missing=0.5)
     args = ["bench", "strategies", "--table", str(path), "--budget", "10", "--seeds", "2", "--strategies",

@@ -51,7 +51,12 @@ BASELINES = ("random", "evolution")  # every strategy is compared with these whe
 # Provisional defaults, not measured (docs/strategies.md says from what they should be): a latency query in
 # training units (about a second of onnxruntime conversion and timing against a proxy training of minutes;
 # a LiteRT-like backend, 10-20 s a timing, is nearer 0.1), and the spread of repeated timings (sigma of log).
-LATENCY_COST = 0.01
+# Measured 2026-12-06 (docs/results/2026-12-06-strategy-matrix.md): one onnxruntime query of a mnasnet-cifar
+# network at 32 px (configs/cifar10.yaml's latency) took 0.44 s median against about 400 s for that config's
+# 200-step proxy training on one CPU thread, a ratio of about 0.001; LiteRT timings (10-20 s) or proxies
+# trained on a GPU put it nearer 0.05 (report that with --extra-latency-costs 0.05).
+LATENCY_COST = 0.001
+# The same measurement: repeated timings of one network varied by 1.6-3.4 % (CV; median 2.7 %).
 LATENCY_NOISE = 0.03
 
 
@@ -173,10 +178,12 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
                      max_duplicate_streak: int = DUPLICATE_STREAK,
                      progress: Callable[[int, int], None] | None = None,
                      latency_oracle: bool = True, latency_cost: float = LATENCY_COST,
-                     latency_noise: float = LATENCY_NOISE) -> dict[str, Any]:
+                     latency_noise: float = LATENCY_NOISE,
+                     extra_latency_costs: Sequence[float] = ()) -> dict[str, Any]:
     """Run every strategy over seeds 0..seeds-1 to max(budgets); summarise each budget's prefix, at equal
     trainings (``budgets``) and at equal total cost (``cost_budgets``: a latency query costs
-    ``latency_cost`` trainings)."""
+    ``latency_cost`` trainings). The same runs at other query prices (the cost is counted after the run,
+    strategies never see it): ``cost_budgets_at[str(cost)]`` for each of ``extra_latency_costs``."""
     for s in strategies:
         STRATEGIES.get(s)  # an unknown name or a missing package fails here, not in a worker
     if not budgets or min(budgets) < 1 or seeds < 1:
@@ -185,7 +192,7 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
     top = max(budgets)
     if max_duplicate_streak < 1:
         raise MnasError("need max_duplicate_streak >= 1")
-    if latency_cost < 0 or latency_noise < 0:
+    if latency_cost < 0 or latency_noise < 0 or any(not c >= 0 for c in extra_latency_costs):
         raise MnasError(f"need --latency-cost >= 0 and --latency-noise >= 0, got {latency_cost} and {latency_noise}")
     work = [(s, seed, top, opts.get(s, {}), max_duplicate_streak, latency_oracle, latency_noise)
             for s in strategies for seed in range(seeds)]
@@ -214,7 +221,9 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
         "wall_s": wall, "jobs": jobs, "cpu_s": seconds, "job_wall_s": walls,
         "budgets": {str(b): _budget_block(oracle, results, b, latency_cost) for b in sorted(set(budgets))},
         "cost_budgets": {str(b): _budget_block(oracle, results, b, latency_cost, by_cost=True)
-                         for b in sorted(set(budgets))}}
+                         for b in sorted(set(budgets))},
+        "cost_budgets_at": {f"{c:g}": {str(b): _budget_block(oracle, results, b, c, by_cost=True)
+                                       for b in sorted(set(budgets))} for c in extra_latency_costs}}
 
 
 def cost_prefix(queried: Sequence[int], budget: float, latency_cost: float) -> int:
