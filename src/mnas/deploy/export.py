@@ -184,9 +184,10 @@ def check_finite_weights(model, source: str) -> None:
                             "export a checkpoint from before (e.g. best.pt) or retrain with a lower lr")
 
 
-def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = None) -> list[tuple[Path, str]]:
+def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = None,
+                  dataset: str | None = None) -> list[tuple[Path, str]]:
     """The files an export reads, which its --out may never be: the experiment's store, the checkpoint and
-    the checkpoints beside it (a training folder's best.pt and last.pt)."""
+    the checkpoints beside it (a training folder's best.pt and last.pt), the dataset file it verifies on."""
     from mnas.store.sqlite import store_files
 
     inputs: list[tuple[Path, str]] = []
@@ -200,6 +201,9 @@ def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = No
         path = Path(blob["path"])
         inputs.append((path, "the checkpoint exported"))
         inputs += [(path.with_name(n), "a checkpoint of the training folder") for n in (ckpt.BEST, ckpt.LAST)]
+        spec = dataset or ckpt.info(blob).dataset
+        if spec and spec.partition(":")[2]:  # NAME:PATH, e.g. npz:data.npz
+            inputs.append((Path(spec.partition(":")[2]), f"the dataset {spec}"))
     return inputs
 
 
@@ -293,7 +297,7 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     import torch
 
     out = Path(out)
-    check_outputs([out, _sidecar(out)], export_inputs(blob, directory))
+    check_outputs([out, _sidecar(out)], export_inputs(blob, directory, dataset if verify else None))
     val = validation_data(blob, dataset) if verify else None  # before writing: a missing dataset fails fast
     model, source, loaded = build_for_export(arch_text, settings, blob)
     if loaded:
