@@ -118,6 +118,12 @@ def test_non_finite_numbers_are_refused_by_the_cli_file_and_api(tmp_path, cli):
     assert config_from_dict(tiny(seed=SEED_MAX, **{"proxy.seed": SEED_MAX})).seed == SEED_MAX
 
 
+def test_bench_set_options_are_finite_and_bounded(cli):
+    small = ("bench", "strategies", "--strategies", "ppo", "--budget", "5", "--seeds", "1")
+    one_line(cli(*small, "--set", "ppo.lr=NaN"), "ppo.lr", "finite")
+    one_line(cli(*small, "--set", "ppo.lr=" + "[" * 100_000 + "]" * 100_000), "ppo.lr", "nested")
+
+
 def test_api_arguments_are_validated(tmp_path):
     fill_synthetic(tmp_path, n=12)
     exp = api.open_experiment(tmp_path)

@@ -165,7 +165,9 @@ def check_bounded(data: Any, source: str, max_values: int = MAX_VALUES, max_dept
     itself, or that holds a number that is not finite (NaN, infinity: also where a schema takes any value,
     as a strategy's settings). Linear in the distinct containers: nothing is expanded to count it."""
     if not isinstance(data, _CONTAINERS):
-        data = [data]
+        if isinstance(data, float) and not math.isfinite(data):
+            raise MnasError(f"{source}: {data!r} is not a number a config can hold: give a finite one")
+        return
     done: dict[int, tuple[int, int]] = {}  # id -> (values, depth) of a finished container
     open_: set[int] = set()
     stack: list[tuple[Any, bool, tuple[str, ...]]] = [(data, False, ())]
