@@ -124,6 +124,13 @@ def test_bench_set_options_are_finite_and_bounded(cli):
     one_line(cli(*small, "--set", "ppo.lr=" + "[" * 100_000 + "]" * 100_000), "ppo.lr", "nested")
 
 
+def test_report_targets_are_finite_and_positive(tmp_path, cli):
+    fill_synthetic(tmp_path, n=12)
+    for bad in ("nan", "inf", "-1", "0"):
+        one_line(cli("report", tmp_path, "--target", bad, "--no-plots", "--no-html"), "--target")
+    assert cli("report", tmp_path, "--target", "2.5", "--no-plots", "--no-html").code == 0
+
+
 def test_api_arguments_are_validated(tmp_path):
     fill_synthetic(tmp_path, n=12)
     exp = api.open_experiment(tmp_path)
