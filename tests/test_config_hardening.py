@@ -20,7 +20,8 @@ from mnas.report.synthetic import fill_synthetic
 from mnas.search.config import config_from_dict, load_config
 from mnas.space import Architecture
 from mnas.space.mnasnet import MnasNetSpace
-from mnas.testing import tiny, write_config
+from mnas.store import Store, TrialStatus
+from mnas.testing import scripted_search, tiny, write_config
 
 SEED_MAX = 2**32 - 1  # numpy's RandomState (Optuna's samplers) takes no more
 
@@ -116,6 +117,17 @@ def test_non_finite_numbers_are_refused_by_the_cli_file_and_api(tmp_path, cli):
     with pytest.raises(MnasError, match="seed"):
         api.train("mnasnet-a1", dataset="digits", seed=SEED_MAX + 1)
     assert config_from_dict(tiny(seed=SEED_MAX, **{"proxy.seed": SEED_MAX})).seed == SEED_MAX
+
+
+def test_a_reward_that_overflows_fails_its_trial_not_the_search(tmp_path):
+    # finite exponents, yet (LAT / T) ** 1e6 overflows: before, an OverflowError crashed the search
+    state = scripted_search(tmp_path / "run", [(0.5, 3.0), (0.5, 1.0)],
+                            reward={"preset": None, "alpha": 1e6, "beta": 1e6, "target_ms": 1.0})
+    assert state.total == 2 and state.failed == 1 and state.completed == 1
+    with Store(tmp_path / "run", readonly=True) as store:
+        trials = store.trials()
+    assert all(t.reward is None and "reward" in t.error for t in trials if t.status is TrialStatus.FAILED)
+    assert [t.reward for t in trials if t.status is TrialStatus.COMPLETED] == [0.5]
 
 
 def test_bench_set_options_are_finite_and_bounded(cli):
