@@ -110,6 +110,8 @@ def test_non_finite_numbers_are_refused_by_the_cli_file_and_api(tmp_path, cli):
     one_line(cli("search", tmp_path / "b", "--config", ok, "--set", "reward.alpha=nan"), "reward.alpha")
     one_line(cli("search", tmp_path / "c", "--config", ok, "--seed", str(2**63)), "seed")
     assert not any((tmp_path / d / "experiment.db").exists() for d in "abc")
+    for seed in ("-1", str(SEED_MAX + 1)):  # mnas data builds no TrainTask: the option itself is bounded
+        one_line(cli("data", "show", "digits", "--seed", seed), "--seed")
     with pytest.raises(MnasError, match="lr"):
         api.search(tiny(), tmp_path / "d", proxy__lr=math.inf)
     with pytest.raises(MnasError, match="seed"):
