@@ -141,3 +141,21 @@ def test_nan_weights_are_refused_before_anything_is_written(folder, tmp_path):
     state[name][0] = torch.inf
     ckpt.write(tmp_path / "inf.pt", blob)
     one_line_refusal(run_cli("export", "--weights", tmp_path / "inf.pt", "--out", out, *FAST), "infinite")
+
+
+def test_an_export_that_fails_its_check_leaves_the_previous_pair(folder, tmp_path, monkeypatch):
+    import mnas.deploy.export as deploy
+    from mnas import MnasError
+
+    out = tmp_path / "model.onnx"
+    assert run_cli("export", "--weights", folder, "--out", out, *FAST).code == 0
+    previous, previous_json = out.read_bytes(), Path(f"{out}.json").read_bytes()
+
+    def broken(path, fmt, settings):  # the written file does not load in its runtime
+        raise MnasError(f"{path} does not load in onnxruntime")
+
+    monkeypatch.setattr(deploy, "load_exported", broken)
+    r = run_cli("export", "--weights", folder, "--out", out, "--format", "torchscript", *FAST)
+    one_line_refusal(r, "does not load")
+    assert out.read_bytes() == previous and Path(f"{out}.json").read_bytes() == previous_json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json", "tiny"]

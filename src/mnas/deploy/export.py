@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -303,22 +304,31 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     if loaded:
         check_finite_weights(model, blob["path"])
     meta = metadata(arch_text, settings, blob, name)
-    write_model(model, arch_text, fmt, out, settings, meta)
-    infer, shape = load_exported(out, fmt, settings)
-    x = random_input(tuple(shape), seed=1)
-    with torch.inference_mode():
-        ref = model(torch.from_numpy(x)).numpy()
-    got = infer(x)
-    if got.shape != ref.shape:
-        raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
-    result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
-                          float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))),
-                          checkpoint=blob["path"] if blob is not None else None, metadata=meta)
-    if val is not None:
-        result.parity = verify_top1(model, infer, tuple(shape), fmt, *val, verify_limit)
+    # the file and FILE.json are written and checked under temporary names beside --out, then renamed over
+    # it together: a failure (a full disk, a file that does not match PyTorch) leaves the previous pair as is
+    staged = [out.with_name(f".{p.name}.{os.getpid()}.staged") for p in (out, _sidecar(out))]
+    try:
+        write_model(model, arch_text, fmt, staged[0], settings, meta)
+        infer, shape = load_exported(staged[0], fmt, settings)
+        x = random_input(tuple(shape), seed=1)
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = infer(x)
+        if got.shape != ref.shape:
+            raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
+        result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
+                              float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))),
+                              checkpoint=blob["path"] if blob is not None else None, metadata=meta)
+        if val is not None:
+            result.parity = verify_top1(model, infer, tuple(shape), fmt, *val, verify_limit)
+        _write(staged[1], json.dumps({**meta, "file": out.name, "format": fmt, "input_shape": list(shape),
+                                      "verified": result.parity}, indent=1) + "\n")
+        os.replace(staged[0], out)
+        os.replace(staged[1], _sidecar(out))
+    finally:
+        for p in staged:
+            p.unlink(missing_ok=True)
     result.sidecar = _sidecar(out)
-    _write(result.sidecar, json.dumps({**meta, "file": out.name, "format": fmt, "input_shape": list(shape),
-                                       "verified": result.parity}, indent=1) + "\n")
     if measure:
         result.measured, result.runtime = remeasure(out, fmt, settings, search_backend)
     return result
