@@ -106,3 +106,79 @@ def test_tensorboard_scalars_per_trial(tiny_search):
     best = [e.value for e in events.Scalars("trial/best_reward")]
     assert best == sorted(best) and best[-1] == pytest.approx(max(t.reward for t in trials.values()))
     assert len(events.Scalars("strategy/entropy")) == 3  # PPO reports its policy's entropy after each tell
+
+
+KILL_BEFORE_THE_LOG = """
+import os, signal, sys
+import mnas.search.tensorboard as tb
+
+add = tb.ScalarLog.add
+
+
+def add_or_die(self, trial, diagnostics=None):
+    if trial.id == 2:  # the store has committed trial 2; the log has not seen it: the worst moment
+        os.kill(os.getpid(), signal.SIGKILL)
+    add(self, trial, diagnostics)
+
+
+tb.ScalarLog.add = add_or_die
+sys.argv = ["mnas", *sys.argv[1:]]
+from mnas.cli import entry
+entry()
+"""
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_trials_a_kill_9_left_out_on_resume(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mnas.testing import tiny, write_config
+
+    cfg = write_config(tmp_path, tiny(trials=3, tensorboard=True, live_view=False))
+    run = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_THE_LOG, "search", str(run), "--config", str(cfg)],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr  # a real SIGKILL, after trial 2 was committed
+    with Store(run, readonly=True) as store:
+        assert [t.id for t in store.trials() if t.status is TrialStatus.COMPLETED] == [1, 2]
+    r = subprocess.run([sys.executable, "-m", "mnas", "search", str(run), "--config", str(cfg), "--resume"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    with Store(run, readonly=True) as store:
+        trials = {t.id: t for t in store.trials()}
+    assert len(trials) == 3 and all(t.status is TrialStatus.COMPLETED for t in trials.values())
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    reward = {e.step: e.value for e in events.Scalars("trial/reward")}
+    assert reward == pytest.approx({i: t.reward for i, t in trials.items()})
+    best = {e.step: e.value for e in events.Scalars("trial/best_reward")}
+    by_finish = sorted(trials.values(), key=lambda t: t.finished)
+    assert best == pytest.approx({t.id: max(u.reward for u in by_finish[:k + 1]) for k, t in enumerate(by_finish)})
+
+
+def test_tensorboard_sync_writes_only_what_the_log_lacks(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mnas.search.tensorboard import ScalarLog
+    from mnas.store import Trial
+
+    trials = [Trial(i, f"a{i}", TrialStatus.COMPLETED, accuracy=0.5, latency_ms=1.0, reward=r, finished=float(i))
+              for i, r in ((1, 0.3), (2, 0.5), (3, 0.4))] + [Trial(4, "a4", TrialStatus.FAILED, finished=4.0)]
+    first = ScalarLog(tmp_path)
+    for t in (trials[0], trials[2]):  # trial 2 finished in the store, killed before its log line
+        first.add(t)
+    first.close()
+    again = ScalarLog(tmp_path)
+    assert again.logged == {1, 3}
+    assert again.sync(trials) == 1 and again.best == 0.5
+    assert again.sync(trials) == 0
+    again.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert sorted(e.step for e in events.Scalars("trial/reward")) == [1, 2, 3]
+    assert {e.step: e.value for e in events.Scalars("trial/best_reward")}[2] == pytest.approx(0.5)

@@ -17,13 +17,25 @@ directory, its trials as Trial records or a DataFrame) and keyword arguments in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from pydantic import Field
 
 from mnas import MnasError
+from mnas.schema import Schema
 from mnas.search.config import ExperimentConfig, config_from_dict, load_config, stored_config
 from mnas.store import Store, Trial, TrialStatus
 
 __all__ = ["Experiment", "search", "open_experiment", "measure", "train", "architecture", "build"]
+
+
+class _Choice(Schema):
+    """The arguments of the functions below that no config schema holds, checked as the CLI's options are
+    (``mnas report --top``, ``mnas export --rank``, ``mnas trials --status``): one ``MnasError`` line."""
+
+    top: int = Field(10, ge=1)
+    rank: int = Field(1, ge=1)
+    status: Optional[TrialStatus] = None
 
 
 class Experiment:
@@ -44,6 +56,7 @@ class Experiment:
     def trials(self, as_frame: bool = True, status: TrialStatus | str | None = None) -> Any:
         """Every trial (or those with ``status``): a pandas DataFrame indexed by trial id when pandas is
         installed and ``as_frame``, else a list of ``mnas.store.Trial``."""
+        status = _Choice(status=status).status
         with self._store() as store:
             records = store.trials(status)
         if not as_frame:
@@ -76,6 +89,7 @@ class Experiment:
         """What ``mnas report --json`` prints, without writing plots or the HTML page."""
         from mnas.report.build import make_report
 
+        top = _Choice(top=top).top
         return make_report(self.dir, top=top, plots=False, html=False)
 
     def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False,
@@ -85,6 +99,7 @@ class Experiment:
         runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it."""
         from mnas.deploy.export import export_trial
 
+        rank = _Choice(rank=rank).rank
         if (weights is None) == (not random_weights):
             raise MnasError("export needs the trained weights (weights=CHECKPOINT) or, for a file to time only, "
                             "random_weights=True: exactly one of the two")
@@ -122,9 +137,11 @@ def architecture(name: str, width_multiplier: float = 1.0):
 
 def build(arch: Any, num_classes: int = 1000, in_chans: int = 3):
     """The PyTorch model of an architecture (or of a name ``architecture`` accepts)."""
+    from mnas.latency import LatencySettings
     from mnas.model import build as build_model
 
-    return build_model(_arch(arch), num_classes=num_classes, in_chans=in_chans)
+    checked = LatencySettings(num_classes=num_classes, in_chans=in_chans)  # the same bounds as everywhere
+    return build_model(_arch(arch), num_classes=checked.num_classes, in_chans=checked.in_chans)
 
 
 def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = None, **settings: Any):
@@ -140,7 +157,8 @@ def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any)
     """Proxy-train an architecture; ``proxy``: any TrainTask field (recipe, epochs, resolution, ...)."""
     from mnas.train import TrainTask, train_architecture
 
-    return train_architecture(_arch(arch), TrainTask(dataset=dataset, **proxy), seed)
+    task = TrainTask(dataset=dataset, seed=seed, **proxy)  # the seed validated with the rest
+    return train_architecture(_arch(arch), task, task.seed)
 
 
 def _arch(arch: Any):

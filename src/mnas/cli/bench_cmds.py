@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from mnas import MnasError
+from mnas.schema import check_bounded
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.search.loop import DUPLICATE_STREAK
@@ -34,8 +35,11 @@ def _parse_sets(items: list[str]) -> dict[str, dict]:
             raise MnasError(f"--set {item!r}: expected STRATEGY.OPTION=VALUE, e.g. ppo.lr=0.01")
         try:
             parsed = _json.loads(value)
+        except RecursionError:
+            raise MnasError(f"--set {key}: nested too deeply: flatten it") from None
         except ValueError:
             parsed = value
+        check_bounded(parsed, f"--set {key}")  # finite numbers (JSON's NaN, Infinity refused), bounded size
         out.setdefault(strat, {})[opt] = parsed
     return out
 
@@ -109,11 +113,12 @@ def bench_strategies_cmd(
         table_spec = str(REPO_TABLE)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     budgets = _ints(budget, "--budget")
+    options = _parse_sets(sets)  # before the table is read: a bad value fails at once
     if reward_preset not in ("soft", "hard"):
         raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
     oracle = Oracle.build(open_table(table_spec, accuracy, latency, valid_accuracy), reward_preset, target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
-        report = bench_strategies(oracle, names, budgets, seeds, _parse_sets(sets), jobs, max_duplicate_streak,
+        report = bench_strategies(oracle, names, budgets, seeds, options, jobs, max_duplicate_streak,
                                   progress=update, latency_oracle=latency_oracle, latency_cost=latency_cost,
                                   latency_noise=latency_noise)
     if json:

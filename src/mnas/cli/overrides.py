@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from mnas import MnasError
+from mnas.schema import YamlSyntaxError, load_yaml
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -16,8 +15,8 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise MnasError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. proxy.epochs=2")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+        try:  # bounded as a config file is: no alias bombs, no deep nesting
+            out[key.strip()] = load_yaml(value, f"--set {key.strip()}") if value.strip() else None
+        except YamlSyntaxError:
             out[key.strip()] = value
     return out

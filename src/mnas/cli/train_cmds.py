@@ -24,7 +24,11 @@ def _option(field: str, *names: str) -> Any:
     help_text = TrainTask.model_fields[field].description or ""
     if field in BASE:
         help_text = f"{help_text}; default: the recipe's" if help_text else "default: the recipe's"
-    return typer.Option(TrainTask.default(field), *names, help=help_text)
+    # the schema's inclusive bounds checked by the option too: commands that build no TrainTask (mnas data)
+    # pass the value straight on (a seed of -1 was a numpy traceback)
+    bounds = {type(m).__name__: m for m in TrainTask.model_fields[field].metadata}
+    limits = {k: getattr(bounds[m], a) for k, m, a in (("min", "Ge", "ge"), ("max", "Le", "le")) if m in bounds}
+    return typer.Option(TrainTask.default(field), *names, help=help_text, **limits)
 
 
 def _holdout_option() -> Any:

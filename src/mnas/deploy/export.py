@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from mnas import MnasError, __version__
+from mnas.fileio import atomic_write, check_outputs
 from mnas.latency import LatencyResult, LatencySettings, get_backend
 from mnas.latency.litert_backend import LiteRtBackend
 from mnas.latency.local import random_input
@@ -140,11 +142,11 @@ def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySet
     from mnas.model.export import export
 
     meta = meta or {}
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pytorch":
         # plain tensors, strings, numbers and lists only, so torch.load(..., weights_only=True) can read it
-        torch.save({"arch": arch_text, "num_classes": settings.num_classes, "in_chans": settings.in_chans,
-                    "resolution": settings.resolution, "metadata": meta, "state_dict": model.state_dict()}, out)
+        blob = {"arch": arch_text, "num_classes": settings.num_classes, "in_chans": settings.in_chans,
+                "resolution": settings.resolution, "metadata": meta, "state_dict": model.state_dict()}
+        _write(out, lambda f: torch.save(blob, f))
         return
     data = export(model, fmt, settings.input_shape())
     if fmt == "onnx":
@@ -159,7 +161,51 @@ def write_model(model, arch_text: str, fmt: str, out: Path, settings: LatencySet
         torch.jit.save(torch.jit.load(io.BytesIO(data), map_location="cpu"), buf,
                        _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
         data = buf.getvalue()
-    out.write_bytes(data)
+    _write(out, data)
+
+
+def _write(path: Path, data) -> None:
+    """``atomic_write``, a failure (a full disk) one line: the previous file at ``path`` stays as it was."""
+    try:
+        atomic_write(path, data)
+    except OSError as e:
+        raise MnasError(f"cannot write {path} ({e.strerror or e}): nothing was written there; free some space "
+                        "or give another --out") from None
+
+
+def check_finite_weights(model, source: str) -> None:
+    """Refuse weights (parameters and BatchNorm statistics) holding NaN or infinity: the file would compute
+    nothing but NaN."""
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise MnasError(f"{source}: {name} holds {bad} NaN or infinite value(s): the training diverged; "
+                            "export a checkpoint from before (e.g. best.pt) or retrain with a lower lr")
+
+
+def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = None,
+                  dataset: str | None = None) -> list[tuple[Path, str]]:
+    """The files an export reads, which its --out may never be: the experiment's store, the checkpoint and
+    the checkpoints beside it (a training folder's best.pt and last.pt), the dataset file it verifies on."""
+    from mnas.store.sqlite import store_files
+
+    inputs: list[tuple[Path, str]] = []
+    if directory is not None:
+        inputs += [(p, f"a file of the experiment {directory}") for p in store_files(directory)]
+        from mnas.search.mirror import MIRROR_NAME
+        inputs.append((Path(directory) / MIRROR_NAME, f"the live view of the experiment {directory}"))
+    if blob is not None:
+        from mnas.train import checkpoint as ckpt
+
+        path = Path(blob["path"])
+        inputs.append((path, "the checkpoint exported"))
+        inputs += [(path.with_name(n), "a checkpoint of the training folder") for n in (ckpt.BEST, ckpt.LAST)]
+        spec = dataset or ckpt.info(blob).dataset
+        if spec and spec.partition(":")[2]:  # NAME:PATH, e.g. npz:data.npz
+            inputs.append((Path(spec.partition(":")[2]), f"the dataset {spec}"))
+    return inputs
 
 
 def read_metadata(path: str | Path, fmt: str) -> dict[str, Any]:
@@ -240,10 +286,11 @@ def remeasure(path: Path, fmt: str, settings: LatencySettings, search_backend: s
 def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySettings,
                 search_backend: str | None = None, blob: dict[str, Any] | None = None, measure: bool = True,
                 verify: bool | None = None, dataset: str | None = None, verify_limit: int | None = None,
-                name: str = "") -> ExportResult:
+                name: str = "", directory: str | Path | None = None) -> ExportResult:
     """Write ``arch_text`` (with the checkpoint ``blob``'s weights, else freshly initialised) as ``fmt``, its
     metadata inside and in ``out.json``; compare the file with PyTorch on a random input, and with ``verify``
-    (default: when there are weights) on the validation split; with ``measure``, time the file."""
+    (default: when there are weights) on the validation split; with ``measure``, time the file. ``out`` may be
+    none of the files read (the checkpoint, ``directory``'s store); every file is written atomically."""
     fmt = check_format(fmt)
     verify = blob is not None if verify is None else verify
     if verify and blob is None:
@@ -251,25 +298,37 @@ def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySett
     import torch
 
     out = Path(out)
+    check_outputs([out, _sidecar(out)], export_inputs(blob, directory, dataset if verify else None))
     val = validation_data(blob, dataset) if verify else None  # before writing: a missing dataset fails fast
     model, source, loaded = build_for_export(arch_text, settings, blob)
+    if loaded:
+        check_finite_weights(model, blob["path"])
     meta = metadata(arch_text, settings, blob, name)
-    write_model(model, arch_text, fmt, out, settings, meta)
-    infer, shape = load_exported(out, fmt, settings)
-    x = random_input(tuple(shape), seed=1)
-    with torch.inference_mode():
-        ref = model(torch.from_numpy(x)).numpy()
-    got = infer(x)
-    if got.shape != ref.shape:
-        raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
-    result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
-                          float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))),
-                          checkpoint=blob["path"] if blob is not None else None, metadata=meta)
-    if val is not None:
-        result.parity = verify_top1(model, infer, tuple(shape), fmt, *val, verify_limit)
-    result.sidecar = Path(f"{out}.json")
-    result.sidecar.write_text(json.dumps({**meta, "file": out.name, "format": fmt, "input_shape": list(shape),
-                                          "verified": result.parity}, indent=1) + "\n")
+    # the file and FILE.json are written and checked under temporary names beside --out, then renamed over
+    # it together: a failure (a full disk, a file that does not match PyTorch) leaves the previous pair as is
+    staged = [out.with_name(f".{p.name}.{os.getpid()}.staged") for p in (out, _sidecar(out))]
+    try:
+        write_model(model, arch_text, fmt, staged[0], settings, meta)
+        infer, shape = load_exported(staged[0], fmt, settings)
+        x = random_input(tuple(shape), seed=1)
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = infer(x)
+        if got.shape != ref.shape:
+            raise MnasError(f"exported {fmt} output has shape {got.shape}, PyTorch gives {ref.shape}")
+        result = ExportResult(out, fmt, arch_text, tuple(shape), settings.num_classes, source, loaded,
+                              float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))),
+                              checkpoint=blob["path"] if blob is not None else None, metadata=meta)
+        if val is not None:
+            result.parity = verify_top1(model, infer, tuple(shape), fmt, *val, verify_limit)
+        _write(staged[1], json.dumps({**meta, "file": out.name, "format": fmt, "input_shape": list(shape),
+                                      "verified": result.parity}, indent=1) + "\n")
+        os.replace(staged[0], out)
+        os.replace(staged[1], _sidecar(out))
+    finally:
+        for p in staged:
+            p.unlink(missing_ok=True)
+    result.sidecar = _sidecar(out)
     if measure:
         result.measured, result.runtime = remeasure(out, fmt, settings, search_backend)
     return result
@@ -317,11 +376,15 @@ def export_trial(directory: str | Path, rank: int | None, fmt: str, out: str | P
         settings, name = checkpoint_settings(blob, settings), meta.name
     settings = _with_runs(settings, runs)
     res = export_arch(trial.arch, fmt, out, settings, latency.get("backend"), blob, measure, verify, dataset,
-                      verify_limit, name or f"trial {trial.id}")
+                      verify_limit, name or f"trial {trial.id}", directory)
     res.info.update({"trial": trial.id, "rank": ranked.rank, "searched_latency_ms": trial.latency_ms,
                      "search_backend": latency.get("backend"), "searched_resolution": searched.resolution,
                      "settings": settings.to_dict()})
     return ranked, res
+
+
+def _sidecar(out: Path) -> Path:
+    return Path(f"{out}.json")
 
 
 def _with_runs(settings: LatencySettings, runs: int | None) -> LatencySettings:

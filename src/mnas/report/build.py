@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from mnas import MnasError
 from mnas.report.retrained import summarize_retrained
 from mnas.report.summary import open_store, summarize
 from mnas.store.query import token_matrix, trial_table
@@ -15,6 +17,9 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
                 html_rows: int = 1000, formats: tuple[str, ...] = ("svg", "pdf")) -> dict[str, Any]:
     """Summary dict (what ``--json`` prints) plus ``plots`` / ``html`` paths when written."""
     directory = Path(directory)
+    for t in targets or []:
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise MnasError(f"--target {t}: a latency target is a finite number of milliseconds > 0")
     with open_store(directory) as store:
         table = trial_table(store)
         summary = summarize(store, table, top=top, targets=targets)

@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from mnas.fileio import atomic_write
 from mnas.report.retrained import TABLE_COLUMNS, comparison_line, fidelity_line, goal_lines, table_rows
 from mnas.report.summary import caption_text
 from mnas.store.query import TrialTable
@@ -90,5 +91,5 @@ def _retrained(r: dict[str, Any], figures: list[dict[str, str]]) -> dict[str, An
 def write_html(path: Path, summary: dict[str, Any], table: TrialTable, plots: dict[str, Path],
                limit: int = 1000) -> Path:
     path = Path(path)
-    path.write_text(render(summary, table, plots, limit), encoding="utf-8")
+    atomic_write(path, render(summary, table, plots, limit))  # a reader (a browser) never sees half a page
     return path

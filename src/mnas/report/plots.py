@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mnas.fileio import atomic_write
 from mnas.report.pareto import pareto_front
 from mnas.store.query import TrialTable
 
@@ -222,9 +223,10 @@ def _save(fig, path: Path, formats: tuple[str, ...] = ()) -> Path:
     import matplotlib.pyplot as plt
     path.parent.mkdir(parents=True, exist_ok=True)
     # fixed margins: tight_layout would render the whole figure once more just to measure the labels
-    fig.savefig(path, dpi=PNG_DPI)
+    # atomically: a failure (a full disk) or a kill never leaves half a figure where the last one was
+    atomic_write(path, lambda f: fig.savefig(f, dpi=PNG_DPI, format="png"))
     for fmt in formats:
-        fig.savefig(path.with_suffix(f".{fmt}"))
+        atomic_write(path.with_suffix(f".{fmt}"), lambda f, fmt=fmt: fig.savefig(f, format=fmt))
     plt.close(fig)
     return path
 

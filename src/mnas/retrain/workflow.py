@@ -131,7 +131,18 @@ def recipe_config(store: Store, recipe: str, dataset: str | None, cache: str | N
     """The one training task every model is trained with: ``recipe`` and the overrides, on the search's dataset unless
     another is given, evaluated on the source's own test/val split (never the images the search held out)."""
     exp = stored_config(store)
+    overrides = dict(overrides)
+    # --set dataset=... / cache=... are the same as --dataset / --cache (they were silently replaced)
+    for key, given in (("dataset", dataset), ("cache", cache)):
+        if key in overrides and given is not None and overrides[key] != given:
+            raise MnasError(f"--{key} {given} and --set {key}={overrides[key]} disagree: give one of them")
+    dataset = dataset if dataset is not None else overrides.pop("dataset", None)
+    cache = cache if cache is not None else overrides.pop("cache", None)
+    overrides.pop("dataset", None), overrides.pop("cache", None)
     spec = dataset or exp.proxy.dataset
+    if not isinstance(spec, str) or (cache is not None and not isinstance(cache, str)):
+        raise MnasError(f"--set dataset / cache: expected a dataset SPEC and a folder (text), got {spec!r} and "
+                        f"{cache!r}")
     if cache is None and spec.split(":", 1)[0] == "imagefolder":  # decode once, not every epoch
         res = overrides.get("resolution") or TrainTask(recipe=recipe).resolution
         cache = str((store.dir / "retrain" / f"data-{res}px").resolve())

@@ -10,13 +10,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from pydantic import Field, model_validator
 
 from mnas import MnasError
 from mnas.latency import LatencyConfig
 from mnas.run import ExecutorConfig
-from mnas.schema import Schema, renamed, validate
+from mnas.schema import Schema, Seed, check_bounded, read_yaml_file, renamed, validate
 from mnas.search.loop import DUPLICATE_STREAK
 from mnas.search.reward import RewardConfig
 from mnas.space.registry import DEFAULT_SPACE_NAME
@@ -36,7 +35,7 @@ class StrategyConfig(Schema):
 
 class ExperimentConfig(Schema):
     name: str = "search"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     space: str = Field(DEFAULT_SPACE_NAME, description="a registered space name or a space YAML file")
     trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0)
@@ -67,14 +66,7 @@ class ExperimentConfig(Schema):
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise MnasError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise MnasError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    except UnicodeDecodeError as e:
-        raise MnasError(f"config file {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
+    raw = read_yaml_file(path, "config file") or {}  # bounded: size, nesting, aliases
     if not isinstance(raw, dict):
         raise MnasError(f"config file {path} must hold a mapping of settings")
     return raw
@@ -87,6 +79,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
 def config_from_dict(raw: dict[str, Any], source: str = "config",
                      overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """``overrides``: dotted keys (``proxy.epochs``) replacing or adding values of ``raw``."""
+    if not isinstance(raw, dict):
+        raise MnasError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+    check_bounded(raw, source)  # a dict from Python (mnas.api) is bounded as a YAML file is
+    check_bounded(overrides or {}, f"{source} (overrides)")
     raw = dict(raw)
     for dotted, value in (overrides or {}).items():
         node = raw

@@ -131,6 +131,8 @@ class Search:
         if checkpoint is not None:
             self.loop.load_state_dict(checkpoint.get("loop", {}))
         self.mirror = open_mirror(store.dir, self.space, trials) if cfg.live_view else None
+        if self.scalars is not None:  # what a kill -9 left out of the log, as the mirror does
+            self.scalars.sync(trials)
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool = False,

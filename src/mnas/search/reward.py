@@ -39,7 +39,11 @@ def exponent_for_tradeoff(relative_accuracy_gain: float = 0.05, latency_factor: 
 def _factor(value: float, target: float, alpha: float, beta: float) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise MnasError(f"reward: cost value {value!r} must be a positive finite number")
-    return (value / target) ** (alpha if value <= target else beta)
+    try:
+        return (value / target) ** (alpha if value <= target else beta)
+    except OverflowError:  # finite settings, e.g. an exponent of 1e6: the trial fails, not the search
+        raise MnasError(f"reward: ({value!r} / {target!r}) ** {alpha if value <= target else beta!r} overflows: the "
+                        "reward's exponents are too large") from None
 
 
 class Constraint(Schema):
@@ -111,4 +115,7 @@ def reward(acc: float, lat_ms: float, cfg: RewardConfig, params: float | None = 
         if v is None:
             raise MnasError(f"reward: a {c.metric} constraint is configured but no {c.metric} was given")
         r *= _factor(float(v), c.target, c.alpha, c.beta)
+    if not math.isfinite(r):  # finite inputs, yet e.g. (LAT/T) ** 1e6 overflows: no reward to rank by
+        raise MnasError(f"reward: {r!r} is not finite (accuracy {acc!r}, latency {lat_ms!r} ms): the exponents "
+                        f"alpha {cfg.alpha!r}, beta {cfg.beta!r} are too large for these values")
     return r

@@ -8,7 +8,8 @@ also accepts an explicit ``stem32s2``, which it writes back as ``stem32``.
 Each block field is a letter key followed by its value, like the TPU block strings, plus a leading
 op code (``cv`` regular conv, ``ds`` depthwise-separable, ``ir`` MBConv) because the TPU strings cannot
 name a regular conv. ``i`` is the *declared* input width: the residual rule and the expansion width use
-it, as the reference does (it differs from the real input only in mnasnet-small's first block).
+it, as the reference does (it differs from the real input only in mnasnet-small's first block). A declared
+``i`` may differ from the real input only where it changes nothing but the residual rule (expansion 1, no SE).
 The skip op is ``identity`` unless the block says ``noskip`` or ``poolskip`` (mnas's reading of the
 paper's pooling skip, which neither published dialect can write: docs/search-space.md, "Ops").
 """
@@ -127,6 +128,13 @@ class Architecture:
             if b.shortcut(0) == "identity" and width != b.out_ch:
                 raise MnasError(f"block {n} ({b.to_string()}) adds its input to its output, but its input has "
                                 f"{width} channels, not {b.out_ch}: fix i, or mark the block noskip")
+            # a declared i other than the real input is the reference's way to turn a residual off
+            # (mnasnet-small's first block); where it would also size layers (the expansion, SE), the
+            # string means two networks at once: refused
+            if b.in_ch != width and (b.expansion != 1 or b.se):
+                sized = "expansion" if b.expansion != 1 else "squeeze-excite"
+                raise MnasError(f"block {n} ({b.to_string()[:80]}) declares i{b.in_ch} but its input has {width} "
+                                f"channels, and its {sized} width would come from i: write i{width}")
             width = b.out_ch
 
     @property

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mnas import MnasError
+from mnas.schema import read_yaml_file
 from mnas.space.arch import Architecture, Block, round_filters
 from mnas.space.decisions import Decision, SearchSpace
 
@@ -34,7 +34,7 @@ Skip = Literal["none", "identity", "pool"]
 
 
 class _Choices(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     op: Union[Scalar, list[Scalar]] = None  # type: ignore[assignment]
     kernel: Union[int, list[int]] = None  # type: ignore[assignment]
     se: Union[float, list[float]] = None  # type: ignore[assignment]
@@ -50,7 +50,7 @@ class _BlockSpec(_Choices):
 
 
 class _SpaceSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = "mnasnet"
     note: str = ""  # what the space is and why it has its size; `mnas space show` prints it
     stem: int = Field(32, gt=0)
@@ -114,12 +114,7 @@ class MnasNetSpace(SearchSpace):
     @classmethod
     def load(cls, path: str | Path | None = None) -> MnasNetSpace:
         path = Path(path) if path else DEFAULT_SPACE
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise MnasError(f"space file {path} does not exist") from None
-        except yaml.YAMLError as e:
-            raise MnasError(f"space file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raw = read_yaml_file(path, "space file")  # bounded: size, nesting, aliases
         if not isinstance(raw, dict) or raw.get("name", "mnasnet") == "nb201":
             if isinstance(raw, dict):
                 raise MnasError(f"space file {path} describes {raw.get('name')!r}, not a MnasNet space")

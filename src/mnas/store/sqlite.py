@@ -24,13 +24,22 @@ from typing import Any
 from urllib.parse import quote
 
 from mnas import MnasError
-from mnas.store.lock import LOCK_NAME, DirectoryLock
+from mnas.store.lock import LOCK_NAME, RETRAIN_LOCK_NAME, DirectoryLock
 from mnas.store.records import ExperimentMeta, Retrained, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "experiment.db"
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def store_files(directory: str | Path) -> list[Path]:
+    """Every file the store keeps in an experiment directory: the database, SQLite's journal files and the
+    writers' locks (what no command may write over)."""
+    d = Path(directory)
+    db = d / DB_NAME
+    return [db, *(db.with_name(db.name + s) for s in SQLITE_SIDE_FILES), d / LOCK_NAME, d / RETRAIN_LOCK_NAME]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mnas.data.base import DEFAULT_HOLDOUT
-from mnas.schema import Schema, old_name, renamed
+from mnas.schema import Schema, Seed, old_name, renamed
 from mnas.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_values
 
 FRACTION = {"ge": 0, "lt": 1}  # a fraction in [0, 1)
@@ -66,7 +66,7 @@ class TrainConfig(Schema):
                                            "ln(classes))")
     bn_momentum: Optional[float] = Field(None, ge=0, le=1, description="PyTorch convention; 0: the "
                                          "builder's (TF 0.99 = 0.01)")
-    seed: int = Field(0, ge=0, description="model init, dropout, batch order, augmentation and the held-out split")
+    seed: Seed = Field(0, description="model init, dropout, batch order, augmentation and the held-out split")
     holdout: Optional[Union[int, float]] = Field(
         None, description="validation images held out of the training images, stratified and seeded: a "
         f"count or a fraction; none: the source's val/ or test/ folder if it has one, else {DEFAULT_HOLDOUT}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnas import MnasError
+from mnas.fileio import atomic_write
 from mnas.latency.settings import LatencySettings
 from mnas.latency.lut.layers import LayerSpec, arch_layers, check_in_space, space_layers
 from mnas.schema import validate
@@ -202,9 +203,7 @@ class LatencyTable:
         """Atomic write, so an interrupted build or a concurrent reader never sees half a file."""
         path = Path(path or self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
         self.path = path
         return path
 
