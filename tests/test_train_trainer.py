@@ -33,6 +33,15 @@ def test_tiny_run_learns_digits_and_reports():
     assert {"top1", "train_images_per_s", "seconds", "epochs", "params", "status", "error", "loss_curve"} <= d.keys()
 
 
+def test_result_records_its_speed_choices():
+    """Every result says how it was made fast (or not): a throughput is meaningless without them."""
+    r = train_proxy(TINY, "digits", quick(epochs=0.2, batch_size=5000, channels_last=False))
+    d = r.to_dict()
+    assert {k: d[k] for k in ("device", "amp", "compile", "channels_last", "batch_size")} == \
+        {"device": "cpu", "amp": "off", "compile": False, "channels_last": False, "batch_size": r.train_images}
+    assert r.batch_size < 5000 and r.started > 0  # capped at the training images it had
+
+
 def test_same_seed_same_result():
     a = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))
     b = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))

@@ -73,6 +73,12 @@ class TrainResult:
     device: str = ""
     threads: int = 0
     amp: str = "off"                        # the precision the run trained in: off | bf16 | fp16
+    # the other speed choices the run trained with (results stored before they were recorded lack them:
+    # a reader takes them from ``config``, which every result holds)
+    compile: bool = False                   # the model ran through torch.compile
+    channels_last: bool = False             # weights and batches in channels-last memory format
+    batch_size: int = 0                     # the batch it trained with (the config's, capped at the images)
+    started: float = 0.0                    # when the training began (time.time()): overlap of parallel trials
     train_images: int = 0
     val_images: int = 0
     skipped_images: int = 0                 # streamed images that did not decode
@@ -131,6 +137,8 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         result = TrainResult("ok", None, 0.0, [], 0.0, 0.0, cfg.epochs, count_params(run.model),
                              dataset=data.name, arch=run.arch.canonical, device=str(device),
                              threads=torch.get_num_threads(), amp=_dtype_name(run.amp_dtype),
+                             compile=cfg.compile, channels_last=cfg.channels_last, batch_size=run.batch_size,
+                             started=time.time(),
                              train_images=run.feed.n_train, val_images=data.n_val, split=data.split,
                              config=cfg.model_dump())
         log.debug("training %s on %s: %d steps, %s, %d thread(s)", result.arch, data.name, run.total_steps,
