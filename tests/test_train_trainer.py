@@ -56,6 +56,24 @@ def test_nan_loss_is_a_failed_result_not_an_exception():
     assert r.error.startswith("loss became") and " at epoch " in r.error and " step " in r.error
 
 
+def test_losses_read_in_blocks_give_the_same_curve_and_the_same_first_nan_step(monkeypatch):
+    """Without a progress callback the trainer reads the losses every few steps (a GPU then runs ahead of
+    Python); the curve, and the step a divergence is reported at, are those of reading every step."""
+    from mnas.train import trainer
+
+    monkeypatch.setattr(trainer, "READ_LOSS_EVERY", 4)
+    seen = []
+    ok = quick(epochs=1, seed=2)
+    watched = train_proxy(TINY, "digits", ok, progress=lambda step, total, loss: seen.append(loss))
+    blocks = train_proxy(TINY, "digits", ok)
+    assert blocks.loss_curve == watched.loss_curve and blocks.top1 == watched.top1
+    assert blocks.steps == watched.steps == len(seen) == 44  # 1,437 images in batches of 32
+    bad = quick(epochs=2, lr=1e12, optimizer="sgd", warmup_epochs=0)
+    diverged = train_proxy(TINY, "digits", bad, progress=lambda *a: None)
+    assert diverged.error == "loss became NaN at epoch 1 step 3"  # inside the first block of 4
+    assert train_proxy(TINY, "digits", bad).error == diverged.error
+
+
 def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():
     """The paper preset end to end (RMSProp TF, warm-up, staircase decay, EMA) on a small subset; at
     28 px A1's feature map reaches 1x1 and still trains."""
