@@ -122,4 +122,4 @@ def test_a_gpu_trained_model_scores_the_same_on_onnxruntime_cpu(tmp_path, digits
     p = d["parity"]
     assert p["runtime"] == "onnxruntime" and p["images"] == p["images_total"] == len(digits.y_val)
     assert abs(p["diff_points"]) <= p["max_diff_points"], p
-    assert abs(p["pytorch_top1"] - r.best_top1) <= 0.02, (p, r.best_top1)  # CPU float32 vs the GPU's bf16 eval
+    assert abs(p["pytorch_top1"] - r.best_top1) <= 0.03, (p, r.best_top1)  # CPU float32 vs the GPU's bf16 eval
