@@ -62,7 +62,7 @@ DEFAULT_ZIP = "/work/shared/datasets/cifar10-jpeg.zip"
 DEFAULT_PACK = "gpu-data/cifar10-jpeg.npz"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # the shares of --budget each section may use; converge takes whatever is left
-SHARES = {"tests": 0.14, "throughput": 0.12, "compile": 0.14, "real_vs_synthetic": 0.04, "trials_per_hour": 0.26}
+SHARES = {"tests": 0.18, "throughput": 0.12, "compile": 0.12, "real_vs_synthetic": 0.05, "trials_per_hour": 0.24}
 SECTIONS = ("tests", "throughput", "real_vs_synthetic", "trials_per_hour", "converge")
 
 
@@ -318,15 +318,19 @@ def environment(device) -> dict[str, Any]:
 def run_tests(check: Check, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         xml = Path(d) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={xml}",
+        cmd = [sys.executable, "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={xml}",
                str(ROOT / "tests" / "test_gpu.py")]
         try:
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                                env={**os.environ, "PYTHONPATH": _pythonpath()})
         except subprocess.TimeoutExpired as e:
-            return {"error": f"stopped at the section's deadline ({timeout:.0f} s)",
-                    "output_tail": (e.stdout or b"")[-3000:].decode(errors="replace") if isinstance(e.stdout, bytes)
-                    else (e.stdout or "")[-3000:]}
+            text = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            # the outcomes pytest -v printed before the deadline
+            done = [{"name": line.split("::", 1)[1].split()[0], "outcome": word.lower()}
+                    for line in text.splitlines() if "::" in line
+                    for word in ("PASSED", "FAILED", "SKIPPED", "ERROR") if f" {word}" in line]
+            return {"error": f"stopped at the section's deadline ({timeout:.0f} s)", "tests": done,
+                    "output_tail": text[-3000:]}
         tests = []
         if xml.exists():
             for case in ET.parse(xml).getroot().iter("testcase"):
@@ -343,7 +347,7 @@ def run_tests(check: Check, timeout: float) -> dict[str, Any]:
     return {"returncode": r.returncode, "summary": summary, "tests": tests,
             "passed": sum(t["outcome"] == "passed" for t in tests), "failed": sum(t["outcome"] in ("failed", "error")
                                                                                   for t in tests),
-            "skipped": sum(t["outcome"] == "skipped" for t in tests), "output_tail": r.stdout[-3000:]}
+            "skipped": sum(t["outcome"] == "skipped" for t in tests), "output_tail": r.stdout[-6000:]}
 
 
 def zoo_models() -> dict[str, str]:

@@ -208,6 +208,9 @@ def _serve(parent: int) -> None:
     import mnas.train.trainer  # noqa: F401 - torch and the trainer loaded before the first job arrives
     from mnas.run.trial import train_proxy_job
 
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search's to handle: it stops the workers
     _watch_parent(parent)
     inbox, outbox = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a print in a library must not garble the replies
