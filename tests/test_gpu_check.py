@@ -49,6 +49,10 @@ def test_the_pack_keeps_every_image_with_its_label_and_split(gpu_check, tmp_path
     assert sorted(images["y_train"].tolist()) == sorted(list(range(10)) * 2)
     for x, y in zip(images["x_train"], images["y_train"]):  # the colour decodes back to its class (JPEG: +-3)
         assert np.abs(x.reshape(-1, 3).mean(0) - colours[int(y)]).max() < 4
+    sub = gpu_check.decode_pack(gpu_check.subset_pack(str(tmp_path / "pack.npz"), str(tmp_path / "s.npz"), 5, 3))
+    assert len(sub["y_train"]) == 5 and len(sub["y_test"]) == 3
+    for x, y in zip(sub["x_test"], sub["y_test"]):
+        assert np.abs(x.reshape(-1, 3).mean(0) - colours[int(y)]).max() < 4
     data = gpu_check.cifar_dataset(images)
     assert (data.n_train, data.n_val, tuple(data.x_train.shape[1:])) == (20, 20, (3, 32, 32))
 
