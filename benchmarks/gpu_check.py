@@ -8,7 +8,8 @@ so whatever happens later, what was measured is on disk:
 2. ``throughput``: training images/s of mnas's trainer (its own step loop: ``build_run`` + ``train_epoch``)
    for MobileNetV2 and MnasNet-A1 at 32 px (the zoo's CIFAR-stem variants where the zoo has them, else the
    ImageNet-stem models; ``models`` records which) and 224 px, synthetic data on the device, float32 vs bf16
-   vs bf16 + ``torch.compile`` (compiled runs in a child process, killed at the deadline); the anchor: a
+   vs bf16 + ``torch.compile`` (and bf16 with ``cudnn.benchmark`` for MobileNetV2: both in a child process,
+   killed at the deadline); the anchor: a
    plain PyTorch AMP (bf16) channels-last loop over timm's ``mobilenetv2_100`` (and ``semnasnet_100``,
    MnasNet-A1) at the same batch and resolution.
 3. ``real_vs_synthetic``: the same training step (the cifar recipe's flips) fed the CIFAR-10 training
@@ -252,6 +253,10 @@ def _child(kind: str, args: dict[str, Any]) -> None:
     from mnas.train import TrainConfig
 
     if kind == "mnas":
+        if args.get("cudnn_benchmark"):
+            import torch
+
+            torch.backends.cudnn.benchmark = True  # autotuned convolutions: for this process only
         data = synthetic_dataset(args["n"], args["resolution"])
         out = mnas_images_per_s(args["arch"], data, TrainConfig(**args["cfg"]), args["warm"], args["steps"])
     else:
@@ -383,22 +388,27 @@ def throughput(check: Check, device, smoke: bool) -> dict[str, Any]:
     for res, bs in sizes.items():
         for base in cifar:
             arch = cifar[base] if res == 32 else base
-            for mode in ("fp32", "bf16", "bf16+compile"):
-                plan.append((res, bs, base, arch, mode))
-    # compiled runs last: each costs a compile, and they have their own share of the budget
-    plan.sort(key=lambda p: p[4] == "bf16+compile")
+            for mode in ("fp32", "bf16", "bf16+cudnn.benchmark", "bf16+compile"):
+                if mode != "bf16+cudnn.benchmark" or base == "mobilenet-v2":
+                    plan.append((res, bs, base, arch, mode))
+            if arch != base:  # the anchor's model (ImageNet stem) at this size too, for the like-for-like ratio
+                plan.append((res, bs, base, base, "bf16"))
+    # the runs in a child process last (compiled ones at the very end: each costs a compile); they have
+    # their own share of the budget
+    plan.sort(key=lambda p: ("+" in p[4], p[4] == "bf16+compile"))
     for res, bs, base, arch, mode in plan:
         row: dict[str, Any] = {"model": arch, "resolution": res, "batch_size": bs, "mode": mode}
         cfg = dict(recipe="cifar", batch_size=bs, resolution=res, width_multiplier=1.0, device=str(device),
                    amp="off" if mode == "fp32" else "bf16", compile=mode == "bf16+compile", channels_last=True,
                    ema_decay=0.0, hflip=False, crop_min_area=0.0, dropout=0.0, epochs=1.0)
         n = bs * max(warm, steps)
-        if mode == "bf16+compile":
-            if smoke:
-                row["skipped"] = "smoke: torch.compile's C++ build takes minutes on a CPU"
-            else:
-                row.update(in_child("mnas", {"arch": arch, "n": n, "resolution": res, "cfg": cfg, "warm": 3,
-                                             "steps": steps}, compile_deadline - time.monotonic()))
+        if mode == "bf16+compile" and smoke:
+            row["skipped"] = "smoke: torch.compile's C++ build takes minutes on a CPU"
+        elif "+" in mode:  # a compile, or a process-wide flag: in a child process, killed at the deadline
+            row.update(in_child("mnas", {"arch": arch, "n": n, "resolution": res, "cfg": cfg,
+                                         "warm": 3 if mode == "bf16+compile" else warm, "steps": steps,
+                                         "cudnn_benchmark": mode == "bf16+cudnn.benchmark"},
+                                compile_deadline - time.monotonic()))
         elif time.monotonic() > deadline:
             row["skipped"] = "stopped at the section's deadline"
         else:
