@@ -111,8 +111,9 @@ class LocalExecutor:
                 code = slot.proc.wait()
                 slot.close()
                 self._slots[index] = _Slot.start()
-                trial = failed(run.job, f"WorkerDied: the training process exited with code {code} "
-                               "(out of memory?)", run.started, worker=f"train:{slot.name}")
+                why = "killed: out of memory?" if code == -9 else "its error is on the search's stderr"
+                trial = failed(run.job, f"WorkerDied: the training process exited with code {code} ({why})",
+                               run.started, worker=f"train:{slot.name}")
             elif "error" in reply:
                 trial = failed(run.job, reply["error"], run.started, worker=f"train:{slot.name}")
             else:
