@@ -230,6 +230,19 @@ def timm_images_per_s(model_name: str, resolution: int, batch: int, warm: int, s
             "channels_last": True, "batch_size": batch, "timm": timm.__version__, "device": str(device)}
 
 
+def guarded(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One measurement; its error (out of memory, a model this timm lacks) recorded instead of raised, so
+    the rest of its section still runs."""
+    try:
+        return measure()
+    except Exception as e:  # noqa: BLE001
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+
+
 def in_child(kind: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     """One measurement in a child process, killed at ``timeout`` (a compile cannot be stopped otherwise)."""
     if timeout <= 5:
@@ -412,7 +425,8 @@ def throughput(check: Check, device, smoke: bool) -> dict[str, Any]:
         elif time.monotonic() > deadline:
             row["skipped"] = "stopped at the section's deadline"
         else:
-            row.update(mnas_images_per_s(arch, synthetic_dataset(n, res), TrainConfig(**cfg), warm, steps))
+            row.update(guarded(lambda: mnas_images_per_s(arch, synthetic_dataset(n, res), TrainConfig(**cfg), warm,
+                                                         steps)))
         out["runs"].append(row)
         check.write()
     out["anchor"] = []
@@ -424,10 +438,8 @@ def throughput(check: Check, device, smoke: bool) -> dict[str, Any]:
             elif time.monotonic() > deadline + 30:
                 row["skipped"] = "stopped at the section's deadline"
             else:
-                try:
-                    row.update(timm_images_per_s(name, res, bs, warm, steps, str(device), amp=device.type == "cuda"))
-                except Exception as e:  # noqa: BLE001 - e.g. a model name this timm lacks
-                    row["error"] = f"{type(e).__name__}: {e}"
+                row.update(guarded(lambda: timm_images_per_s(name, res, bs, warm, steps, str(device),
+                                                             amp=device.type == "cuda")))
             out["anchor"].append(row)
     # the goal's ratio: mnas bf16 against the anchor, same model, batch and resolution (ImageNet stem)
     ratios = []
@@ -466,8 +478,9 @@ def real_vs_synthetic(check: Check, device, images: dict[str, np.ndarray] | None
     deadline = check.deadline(SHARES["real_vs_synthetic"])
     if time.monotonic() < deadline:
         with tempfile.TemporaryDirectory() as d:
-            stream = load_dataset(f"imagefolder:{pack_to_zip(pack, str(Path(d) / 'cifar10.zip'))}", 32)
-            out["streamed"] = mnas_images_per_s(arch, stream, cfg, warm, steps)
+            out["streamed"] = guarded(lambda: mnas_images_per_s(
+                arch, load_dataset(f"imagefolder:{pack_to_zip(pack, str(Path(d) / 'cifar10.zip'))}", 32), cfg,
+                warm, steps))
     else:
         out["streamed"] = {"skipped": "stopped at the section's deadline"}
     syn = out["synthetic"]["images_per_s"]
