@@ -86,6 +86,35 @@ def test_a_worker_that_dies_fails_its_trial_only(monkeypatch):
     assert all(s.proc.poll() is not None for s in [slot])
 
 
+@pytest.mark.slow
+def test_latencies_timed_elsewhere_need_no_window(monkeypatch):
+    """A device agent's latency (remote:URL) is not timed here, so a trial starts training as soon as a
+    worker is free, while another still trains; with a local backend it would wait for that one."""
+    from mnas.run import local
+
+    lat = local.LatencyMeasurement({}, 1.0, 1, 1)
+    monkeypatch.setattr(local, "measure_latency", lambda arch, job: lat)
+    arch = zoo.get("mnasnet-small").canonical
+    task = dict(dataset="digits", resolution=16, width_multiplier=0.25, device="cpu", batch_size=32)
+    short, long = TrainTask(**task, epochs=1, train_limit=64), TrainTask(**task, epochs=25, train_limit=512)
+    remote = LatencyJob("remote:http://device.invalid:8765", None)
+    assert not local.times_here(TrialJob(1, arch, remote, short)) and local.times_here(
+        TrialJob(1, arch, LatencyJob("onnxruntime", None), short))
+    ex = LocalExecutor(ExecutorConfig(workers=2))
+    try:
+        ex.submit(TrialJob(1, arch, remote, short))
+        ex.submit(TrialJob(2, arch, remote, long))
+        (first,) = ex.wait()
+        assert first.id == 1, first.error
+        ex.submit(TrialJob(3, arch, remote, short))
+        trials = {t.id: t for t in ex.wait() + ex.wait()}
+    finally:
+        ex.shutdown()
+    assert {t.status for t in trials.values()} == {"completed"}, [t.error for t in trials.values()]
+    third, second = training_span(trials[3]), training_span(trials[2])
+    assert third[0] < second[1], (third, second)  # trained while trial 2 still trained
+
+
 def children(pid: int) -> set[int]:
     out = set()
     for d in Path("/proc").iterdir():

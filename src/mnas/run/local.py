@@ -7,7 +7,9 @@ share it: small proxy trainings do not fill a GPU). Processes, not threads: each
 and its own interpreter lock. Latency is measured in this process, in windows when no worker trains: the
 trials submitted while trainings run wait until every running training has finished, are then timed one
 after the other on a quiet machine, and start training together. So trainings overlap only each other,
-never a timing; the cost is waiting for the slowest training of a wave before the next one starts.
+never a timing; the cost is waiting for the slowest training of a wave before the next one starts. A
+backend that times nothing here (a device agent, ``remote:URL``; a lookup table, ``lut:PATH``) needs no
+window: each trial is measured and starts training as soon as a worker is free.
 
 A worker process that dies (out of memory, a crash in a native library) fails only the trial it was
 training, and is replaced. Worker processes watch their parent: when the search process is killed
@@ -58,7 +60,7 @@ class LocalExecutor:
         deadline = None if timeout is None else time.monotonic() + timeout
         done: list[Trial] = []
         while True:
-            if self._queue and not self._running:
+            if self._queue and (not self._running or not times_here(self._queue[0])):
                 done += self._latency_window()
             if done or not self._running:
                 return done
@@ -68,9 +70,10 @@ class LocalExecutor:
                 return done
 
     def _latency_window(self) -> list[Trial]:
-        """Nothing trains: time every queued trial here, then start the trainings of those that were timed."""
+        """Nothing trains (or the latencies are not timed here): measure every queued trial that has a free
+        worker, then start their trainings."""
         failures, timed = [], []
-        while self._queue and len(timed) < self.capacity:
+        while self._queue and len(timed) + len(self._running) < self.capacity:
             job = self._queue.popleft()
             started = time.time()
             _phase(job.trial_id, "measuring")
@@ -129,6 +132,16 @@ class LocalExecutor:
         for slot in self._slots:
             slot.close()
         self._slots = []
+
+
+# Latency backends that time nothing on this machine: a device agent's (remote:URL) measures on its own
+# device, a lookup table (lut:PATH) predicts. Their trials start as soon as a worker is free.
+NOT_TIMED_HERE = ("remote", "lut")
+
+
+def times_here(job: TrialJob) -> bool:
+    """Whether the trial's latency is timed on this machine (then never while a training runs here)."""
+    return job.latency.backend.partition(":")[0] not in NOT_TIMED_HERE
 
 
 @dataclass
