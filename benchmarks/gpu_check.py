@@ -397,6 +397,7 @@ def throughput(check: Check, device, smoke: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"models_32px": cifar, "models_224px": {b: b for b in cifar},
                            "note": "synthetic uint8 images on the device; no EMA, no flips (the anchor has neither)",
                            "runs": []}
+    check.out["sections"]["throughput"] = out  # partial until the section ends: each run is written as it ends
     timm_ok = environment(device).get("timm") is not None
     timm_names = {"mobilenet-v2": "mobilenetv2_100", "mnasnet-a1": "semnasnet_100"}
     plan = []
@@ -527,6 +528,7 @@ def trials_per_hour(check: Check, device, images: dict[str, np.ndarray] | None, 
                            "latency": "stubbed out: trials/hour of the training alone. windows false: a backend "
                                       "timed elsewhere (a device agent), trials start as workers free up; true: "
                                       "one timed here, each wave waits for its slowest training", "runs": []}
+    check.out["sections"]["trials_per_hour"] = out  # partial until the section ends
     try:
         for n, windows in [(n, False) for n in counts] + [(windowed, True)]:
             out["runs"].append(_trials_at(n, archs, proxy, windows, time.monotonic() + share, check))
