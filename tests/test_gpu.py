@@ -56,7 +56,8 @@ def test_two_local_workers_share_the_gpu(tmp_path):
     from mnas.search.driver import Search
     from mnas.testing import tiny
 
-    cfg = config_from_dict(tiny(trials=4, executor={"kind": "local", "workers": 2},
+    # no live view: the GPU machine's image has no optuna (the search would go on without it, with a warning)
+    cfg = config_from_dict(tiny(trials=4, executor={"kind": "local", "workers": 2}, live_view=False,
                                 **{"proxy.device": "cuda", "proxy.epochs": 3}))
     with Search.open(cfg, tmp_path / "run") as exp:
         state = exp.run()
