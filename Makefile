@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup test test-fast demo clean gpu-prep gpu-smoke gpu-check
 
 setup: $(STAMP)
 
@@ -38,6 +38,25 @@ demo: setup
 	@echo "ranking means something, see configs/cifar10.yaml and docs/training.md."
 	$(VENV)/bin/mnas search $(DEMO_OUT) --config configs/demo.yaml
 	$(VENV)/bin/mnas report $(DEMO_OUT) --top 3
+
+# The GPU check (docs/training.md, "The GPU path"). gpu-prep, here: the CIFAR-10 pack (gpu-data/, ~54 MiB) and
+# the wheels the GPU machine's Python 3.12 lacks (.whl/); both are ignored by git and carried there.
+# gpu-check, there: every measurement in one call, one JSON ($OUT/gpu_check.json where OUT is set).
+GPU_WHEELS := pydantic==2.11.10 pydantic-core==2.33.2 annotated-types==0.7.0 typing-inspection==0.4.2
+gpu-prep: setup
+	$(PY) benchmarks/gpu_check.py prep
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    -d .whl $(GPU_WHEELS)
+
+gpu-smoke: setup
+	$(PY) benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
+
+gpu-check:
+	test ! -d .whl || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+	    --target /tmp/site .whl/*.whl
+	PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:src python3 benchmarks/gpu_check.py --data gpu-data/cifar10-jpeg.npz \
+	    --out $${OUT:-.}/gpu_check.json --budget $${GPU_BUDGET:-510}
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -236,3 +236,43 @@ def test_a_device_no_live_node_offers_is_refused_at_start(cluster, tmp_path):
     proc = search(cluster, ray_config(tmp_path, cluster, 2, device_resource="device:test"), tmp_path / "run")
     _, err = finish(cluster, proc, tmp_path / "run", code=2)
     assert "device:test" in err and len(err.strip().splitlines()) == 1, err[-2000:]
+
+
+def test_a_quarter_gpu_per_trial_trains_four_trials_at_once_on_one_gpu(tmp_path, caplog):
+    """Ray Tune's habit, ``num_gpus=1/N`` per trial, is ``gpus_per_trial: 1/N``: on a node with one GPU,
+    0.25 trains 4 trials at once. Ray believes the GPUs a node declares, so one is declared here on a
+    machine without CUDA: the trials run on the CPU (device auto) and the driver says so once."""
+    import ray
+
+    from mnas.search.config import config_from_dict
+    from mnas.search.driver import Search
+
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING", object_store_memory=100_000_000)
+    try:
+        @ray.remote(num_cpus=1, num_gpus=0.25)
+        def warm() -> tuple[int, list]:  # 4 worker processes with torch loaded, so the trials start together
+            import mnas.train.trainer  # noqa: F401
+
+            time.sleep(1.0)
+            return os.getpid(), ray.get_gpu_ids()
+
+        warmed = ray.get([warm.remote() for _ in range(4)])
+        assert len({pid for pid, _ in warmed}) == 4 and all(ids == [0] for _, ids in warmed)
+        cfg = config_from_dict(dict(tiny(trials=4, **{"proxy.train_limit": 512, "proxy.epochs": 3}),
+                                    latency=TINY["latency"],
+                                    executor={"kind": "ray", "workers": 4, "cpus_per_trial": 1,
+                                              "gpus_per_trial": 0.25}))
+        with caplog.at_level("WARNING", logger="mnas"), Search.open(cfg, tmp_path / "run") as exp:
+            state = exp.run()
+            trials = exp.store.trials()
+        assert ray.is_initialized()  # not the executor's instance: left running
+    finally:
+        ray.shutdown()
+    assert state.completed == 4, [t.error for t in trials]
+    spans = [(t.train["started"], t.train["started"] + t.train["train_seconds"] + t.train["eval_seconds"])
+             for t in trials]
+    assert max(sum(s <= start < e for s, e in spans) for start, _ in spans) == 4, spans
+    assert {t.train["device"] for t in trials} == {"cpu"}
+    said = [r.getMessage() for r in caplog.records if "sees no CUDA device" in r.getMessage()]
+    assert len(said) == 1 and "0.25 GPU" in said[0], said

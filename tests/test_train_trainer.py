@@ -33,6 +33,15 @@ def test_tiny_run_learns_digits_and_reports():
     assert {"top1", "train_images_per_s", "seconds", "epochs", "params", "status", "error", "loss_curve"} <= d.keys()
 
 
+def test_result_records_its_speed_choices():
+    """Every result says how it was made fast (or not): a throughput is meaningless without them."""
+    r = train_proxy(TINY, "digits", quick(epochs=0.2, batch_size=5000, channels_last=False))
+    d = r.to_dict()
+    assert {k: d[k] for k in ("device", "amp", "compile", "channels_last", "batch_size")} == \
+        {"device": "cpu", "amp": "off", "compile": False, "channels_last": False, "batch_size": r.train_images}
+    assert r.batch_size < 5000 and r.started > 0  # capped at the training images it had
+
+
 def test_same_seed_same_result():
     a = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))
     b = train_proxy(TINY, "digits", quick(epochs=1, seed=3, hflip=True))
@@ -45,6 +54,24 @@ def test_nan_loss_is_a_failed_result_not_an_exception():
     r = train_proxy(TINY, "digits", quick(epochs=2, lr=1e12, optimizer="sgd", warmup_epochs=0))
     assert r.status == "failed" and r.top1 == 0.0
     assert r.error.startswith("loss became") and " at epoch " in r.error and " step " in r.error
+
+
+def test_losses_read_in_blocks_give_the_same_curve_and_the_same_first_nan_step(monkeypatch):
+    """Without a progress callback the trainer reads the losses every few steps (a GPU then runs ahead of
+    Python); the curve, and the step a divergence is reported at, are those of reading every step."""
+    from mnas.train import trainer
+
+    monkeypatch.setattr(trainer, "READ_LOSS_EVERY", 4)
+    seen = []
+    ok = quick(epochs=1, seed=2)
+    watched = train_proxy(TINY, "digits", ok, progress=lambda step, total, loss: seen.append(loss))
+    blocks = train_proxy(TINY, "digits", ok)
+    assert blocks.loss_curve == watched.loss_curve and blocks.top1 == watched.top1
+    assert blocks.steps == watched.steps == len(seen) == 44  # 1,437 images in batches of 32
+    bad = quick(epochs=2, lr=1e12, optimizer="sgd", warmup_epochs=0)
+    diverged = train_proxy(TINY, "digits", bad, progress=lambda *a: None)
+    assert diverged.error == "loss became NaN at epoch 1 step 3"  # inside the first block of 4
+    assert train_proxy(TINY, "digits", bad).error == diverged.error
 
 
 def test_mnasnet_a1_on_28px_with_paper_recipe_and_ema():

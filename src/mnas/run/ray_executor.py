@@ -19,6 +19,7 @@ Ray gives up, the trial comes back failed with Ray's error: the driver records i
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -32,6 +33,8 @@ from mnas.run.trial import (LatencyJob, TrialJob, combine, error_line, failed, m
                             worker_name)
 from mnas.store import Trial
 from mnas.train import TrainTask
+
+log = logging.getLogger(__name__)
 
 # Light Ray defaults for a local instance: this project runs on small shared machines.
 LOCAL_OBJECT_STORE_BYTES = 100_000_000
@@ -116,6 +119,7 @@ class RayExecutor:
         self._trials: dict[int, _Trial] = {}
         self._held: deque[int] = deque()  # submitted, training not started (a latency window is due)
         self._need_latency: list[int] = []  # trained, waiting for the next latency window
+        self._warned_cpu = False
 
     # -- connection
     def _connect(self) -> None:
@@ -259,8 +263,22 @@ class RayExecutor:
                               worker=f"{'train' if part is tr.train else 'latency'}:{part['where']}")
         if tr.train is None or tr.lat is None:
             return None
+        self._check_gpu_used(tr)
         worker = f"train:{tr.train['where']} latency:{tr.lat['where']}"
         return combine(tr.job, tr.lat["lat"], tr.train["train"], tr.started, worker=worker)
+
+    def _check_gpu_used(self, tr: _Trial) -> None:
+        """A trial given a GPU share that trained on a CPU: Ray schedules by the GPUs a node declares, and a
+        node may declare GPUs that torch cannot use (none there, or a CPU-only torch). The device ``auto``
+        then trains on the CPU, slowly but correctly; the driver says so once (``device: cuda`` would fail
+        such trials instead)."""
+        device = tr.train["train"].get("device", "")
+        if self.cfg.gpus_per_trial and not device.startswith("cuda") and not self._warned_cpu:
+            self._warned_cpu = True
+            log.warning("trial %d was given %g GPU by Ray but trained on %s at %s: torch there sees no CUDA "
+                        "device (Ray counts the GPUs a node declares); set proxy.device: cuda to fail such "
+                        "trials instead", tr.job.trial_id, self.cfg.gpus_per_trial, device or "the CPU",
+                        tr.train["where"])
 
     def _cancel(self, tr: _Trial) -> None:
         """Stop the half of a trial still running (the other half failed, or the search stops)."""

@@ -207,9 +207,11 @@ class Search:
         the local executor the measurement lands in the latency cache, so the trial that follows reuses it)."""
         from mnas.run.trial import error_line, measure_latency
 
-        # other executors may be training beside this process now: such a number is good enough to screen
-        # with, but must not be cached and become the trial's own latency (the trial is timed on a quiet machine)
-        job = self.latency_job if self.cfg.executor.kind == "local" else replace(self.latency_job, cache=None)
+        # other executors (and local workers) may be training beside this process now: such a number is good
+        # enough to screen with, but must not be cached and become the trial's own latency (the trial is timed
+        # on a quiet machine)
+        alone = self.cfg.executor.kind == "local" and self.cfg.executor.workers == 1
+        job = self.latency_job if alone else replace(self.latency_job, cache=None)
         out: list[float | None] = []
         for tokens in candidates:
             try:

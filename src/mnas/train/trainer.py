@@ -73,6 +73,12 @@ class TrainResult:
     device: str = ""
     threads: int = 0
     amp: str = "off"                        # the precision the run trained in: off | bf16 | fp16
+    # the other speed choices the run trained with (results stored before they were recorded lack them:
+    # a reader takes them from ``config``, which every result holds)
+    compile: bool = False                   # the model ran through torch.compile
+    channels_last: bool = False             # weights and batches in channels-last memory format
+    batch_size: int = 0                     # the batch it trained with (the config's, capped at the images)
+    started: float = 0.0                    # when the training began (time.time()): overlap of parallel trials
     train_images: int = 0
     val_images: int = 0
     skipped_images: int = 0                 # streamed images that did not decode
@@ -131,6 +137,8 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         result = TrainResult("ok", None, 0.0, [], 0.0, 0.0, cfg.epochs, count_params(run.model),
                              dataset=data.name, arch=run.arch.canonical, device=str(device),
                              threads=torch.get_num_threads(), amp=_dtype_name(run.amp_dtype),
+                             compile=cfg.compile, channels_last=cfg.channels_last, batch_size=run.batch_size,
+                             started=time.time(),
                              train_images=run.feed.n_train, val_images=data.n_val, split=data.split,
                              config=cfg.model_dump())
         log.debug("training %s on %s: %d steps, %s, %d thread(s)", result.arch, data.name, run.total_steps,
@@ -244,12 +252,31 @@ def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None) -> tuple[l
     return curve, done, None
 
 
+# Steps between reads of the loss when no one watches each step: a read waits for the device to finish
+# every step queued so far, so reading each step's loss keeps a GPU from running ahead of Python.
+READ_LOSS_EVERY = 32
+
+
 def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
                 progress: Progress | None) -> tuple[list[float], str | None]:
     """Up to ``steps`` batches of the feed's next epoch: each step's loss, and the error that stopped the
-    epoch (a non-finite loss)."""
+    epoch (a non-finite loss). With ``progress`` every step's loss is read at once and a non-finite one
+    stops before its update; without, the losses are read every ``READ_LOSS_EVERY`` steps and at the end,
+    so a few updates may follow a non-finite loss (the run fails either way, naming the first such step)."""
     losses: list[float] = []
+    pending: list[torch.Tensor] = []
     device_type = "cuda" if run.amp_dtype is not None else "cpu"
+
+    def read() -> str | None:
+        values = torch.stack(pending).tolist() if pending else []
+        pending.clear()
+        for value in values:
+            if not math.isfinite(value):
+                what = "NaN" if math.isnan(value) else "inf"
+                return f"loss became {what} at epoch {epoch + 1} step {len(losses) + 1}"
+            losses.append(value)
+        return None
+
     for k, (xb, yb) in enumerate(run.feed.epoch(run.batch_size, steps)):
         step = epoch * run.steps_per_epoch + k
         f = lr_factor(step, run.total_steps, run.warmup_steps, cfg.schedule, cfg.decay_rate, run.decay_steps)
@@ -257,11 +284,11 @@ def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
             g["lr"] = lr * f
         with torch.autocast(device_type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             loss = F.cross_entropy(run.forward(xb), yb, label_smoothing=cfg.label_smoothing)
-        value = loss.item()
-        if not math.isfinite(value):
-            what = "NaN" if math.isnan(value) else "inf"
-            return losses, f"loss became {what} at epoch {epoch + 1} step {k + 1}"
-        losses.append(value)
+        pending.append(loss.detach().float())
+        if progress is not None or len(pending) >= READ_LOSS_EVERY:
+            error = read()
+            if error is not None:
+                return losses, error
         run.optimizer.zero_grad(set_to_none=True)
         if run.scaler is not None:
             run.scaler.scale(loss).backward()
@@ -273,8 +300,8 @@ def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
         if run.ema is not None:
             run.ema.update_parameters(run.model)
         if progress is not None:
-            progress(step + 1, run.total_steps, value)
-    return losses, None
+            progress(step + 1, run.total_steps, losses[-1])
+    return losses, read()
 
 
 def evaluate(model: nn.Module, run: Run) -> tuple[float, float]:
