@@ -152,3 +152,25 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(data, tmp_pat
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     monkeypatch.setattr(torch, "save", save)  # space freed
     assert train(data, out, "--resume", epochs=2).returncode == 0 and ckpt.read(out, ckpt.LAST)["epoch"] == 2
+
+
+def test_a_run_resumes_through_its_cache_moved_to_another_folder(tmp_path):
+    """The cache is a runtime setting (``full.RUNTIME_FIELDS``): the folder's record of the run's data must
+    not hold its path, or moving the cache refuses the run's own resume."""
+    from test_data_imagefolder import make_tree
+
+    spec = f"imagefolder:{make_tree(tmp_path / 'tree', per_class=4, broken=False)}"
+    first, moved, out = tmp_path / "cache-a", tmp_path / "cache-b", tmp_path / "run"
+    assert mnas("data", "cache", spec, "--resolution", "12", "--dir", first, "--holdout", "3",
+                "--workers", "0").returncode == 0
+
+    def run(cache, *extra):
+        return mnas("train", TINY, "--dataset", spec, "--cache", cache, "--holdout", "3", "--recipe", "cifar",
+                    "--resolution", "12", "--batch-size", "9", "--epochs", "1", "--threads", "1", "--device",
+                    "cpu", "--workers", "0", "--dir", out, *extra)
+
+    assert run(first).returncode == 0
+    first.rename(moved)
+    r = run(moved, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / IDENTITY).read_text())["split"] == {"holdout": 3, "seed": 0, "cache": True}

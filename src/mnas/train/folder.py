@@ -123,12 +123,21 @@ def identity_of(arch: str, data: Any, recipe: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs the same run: the network, the data (classes, channels, spec, split) and the
     recipe's learning settings (``recipe``: the runtime ones already left out)."""
     return {"arch": arch, "num_classes": int(data.num_classes), "in_chans": int(data.in_chans),
-            "dataset": data.name, "split": json.loads(json.dumps(dict(data.split))),
+            "dataset": data.name, "split": _split(data.split),
             "classes": [str(c) for c in data.classes], "recipe": json.loads(json.dumps(recipe))}
+
+
+def _split(split: Any) -> Any:
+    """A split as the run's identity holds it: whether it was read through a cache, not the cache's path (a
+    resume may read the same cache from where it was moved to; ``full.RUNTIME_FIELDS``)."""
+    if not isinstance(split, dict):
+        return split
+    return json.loads(json.dumps({k: (True if k == "cache" else v) for k, v in split.items()}))
 
 
 def _compare(path: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
     where = f"{path} was first used to train"
+    have = {**have, "split": _split(have.get("split"))}  # a record written while it kept the cache's path
     if have.get("arch") != want["arch"]:
         raise MnasError(f"{where} another architecture ({str(have.get('arch'))[:60]}...), not "
                         f"{want['arch'][:60]}...: train into another --dir folder")
