@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -27,6 +26,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from mnas import MnasError, __version__
+from mnas.fileio import atomic_write
 from mnas.schema import Schema, renamed, validate
 
 FORMAT = "mnas-checkpoint"
@@ -285,42 +285,21 @@ def in_virtual_fs(path: str) -> bool:
 
 
 def write(path: Path, blob: dict[str, Any]) -> None:
-    """Write ``blob`` to ``path`` so that a kill at any moment leaves the old file or the new one, never half;
-    a full disk (or any OSError) leaves the old one too, and is one MnasError line."""
+    """Write ``blob`` to ``path`` so that a kill at any moment leaves the old file or the new one, never half
+    (``mnas.fileio.atomic_write``); a full disk (or any OSError) leaves the old one too, and is one MnasError
+    line."""
+    content = {"format": FORMAT, "format_version": FORMAT_VERSION, "mnas_version": __version__, **blob}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared run's checkpoints private
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "mnas_version": __version__, **blob}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(content, f))
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) or isinstance(e.__cause__, OSError) or "write" in type(e).__name__.lower():
             raise _write_error(path, e) from None
         raise
-    _fsync_dir(path.parent)
 
 
 def _write_error(path: Path, e: BaseException) -> MnasError:
     return MnasError(f"cannot write {path} ({first_line(e)}); the previous checkpoint is kept: free space or "
                      "fix the folder, then continue with --resume")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def weights(blob: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -15,13 +15,12 @@ The checkpoints themselves are written by ``mnas.train.full`` in an order that l
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mnas import MnasError, __version__
+from mnas.fileio import atomic_write
 from mnas.store.lock import DirectoryLock
 from mnas.train import checkpoint as ckpt
 
@@ -158,18 +157,9 @@ def _compare(path: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Atomically (temp file + rename); a full disk is one MnasError line and leaves the old file."""
-    tmp = None
+    """Atomically (``mnas.fileio.atomic_write``); a full disk is one MnasError line and leaves the old file."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise MnasError(f"cannot write {path} ({e.strerror or type(e).__name__}); the previous one is kept: "
                         "free space or fix the folder, then continue with --resume") from None
