@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,20 @@ def test_loading_runs_no_code_from_the_file(blob, tmp_path):
     one_line(mnas("export", "--weights", tmp_path / "e", "--out", tmp_path / "m.onnx", "--no-measure"), "readable")
     one_line(mnas("train", TINY, *TRAIN, "--dir", tmp_path / "r", "--resume"), "readable")
     assert not marker.exists()
+
+
+def test_a_foreign_pickle_is_refused_without_torchs_warning_before_the_line(blob, tmp_path):
+    """A process shows torch's warning about the pickle protocol on stderr before mnas's one line (pytest
+    records warnings instead of showing them, so they are caught here as a process would print them)."""
+    folder = tmp_path / "e"
+    folder.mkdir()
+    with open(folder / ckpt.BEST, "wb") as f:
+        torch.save({**blob, "extra": RunsCode()}, f, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = mnas("export", "--weights", folder, "--out", tmp_path / "m.onnx", "--no-measure")
+    one_line(r, "readable")
+    assert [str(w.message)[:60] for w in caught] == []
 
 
 # -- fuzzing: any value of any type in any field of a real checkpoint

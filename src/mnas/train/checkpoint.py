@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -216,8 +217,11 @@ def _load(p: Path) -> Any:
     try:
         if p.stat().st_size == 0:
             raise EOFError("the file is empty (0 bytes)")
-        # mmap (zip files only: what torch.save writes): the weights are read when used, not here
-        return torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+        with warnings.catch_warnings():
+            # torch warns (on stderr, before the one line below) of a pickle protocol it may not read
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            # mmap (zip files only: what torch.save writes): the weights are read when used, not here
+            return torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except Exception as e:  # a truncated, empty or foreign file: pickle, zip and torch errors alike
         raise MnasError(f"{p} is not a readable checkpoint ({first_line(e)}): it is damaged or was not written "
                         "by mnas; train again (mnas train ARCH --dir DIR)") from None
