@@ -59,6 +59,16 @@ def test_export_refuses_to_write_over_the_checkpoints_it_reads(folder, target):
     assert ckpt.read(folder / target)["model_info"]  # still a checkpoint
 
 
+@pytest.mark.parametrize("out", ["run.json", "run", "train.lock"])
+def test_export_refuses_to_write_over_the_training_folders_record_and_lock(folder, out):
+    """``--out DIR/run`` writes its FILE.json over ``run.json``, the folder's record of its run (mnas.train.folder):
+    a later ``--resume`` would be refused; a new ``train.lock`` would let a second training lock the folder."""
+    before = {n: (folder / n).read_bytes() for n in ("run.json", "train.lock")}
+    r = run_cli("export", "--weights", folder, "--format", "onnx", "--out", folder / out, *FAST)
+    one_line_refusal(r, "destroy")
+    assert {n: (folder / n).read_bytes() for n in before} == before
+
+
 def test_export_refuses_to_write_over_the_experiment_store(tiny_search_copy, folder):
     run = tiny_search_copy
     db = run / "experiment.db"

@@ -188,7 +188,8 @@ def check_finite_weights(model, source: str) -> None:
 def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = None,
                   dataset: str | None = None) -> list[tuple[Path, str]]:
     """The files an export reads, which its --out may never be: the experiment's store, the checkpoint and
-    the checkpoints beside it (a training folder's best.pt and last.pt), the dataset file it verifies on."""
+    the checkpoints beside it (a training folder's best.pt and last.pt, its run.json and train.lock), the
+    dataset file it verifies on."""
     from mnas.store.sqlite import store_files
 
     inputs: list[tuple[Path, str]] = []
@@ -198,10 +199,14 @@ def export_inputs(blob: dict[str, Any] | None, directory: str | Path | None = No
         inputs.append((Path(directory) / MIRROR_NAME, f"the live view of the experiment {directory}"))
     if blob is not None:
         from mnas.train import checkpoint as ckpt
+        from mnas.train import folder
 
         path = Path(blob["path"])
         inputs.append((path, "the checkpoint exported"))
         inputs += [(path.with_name(n), "a checkpoint of the training folder") for n in (ckpt.BEST, ckpt.LAST)]
+        # the folder's record of its run and its lock (mnas.train.folder): a resume checks the one, a second
+        # training is kept out by the other
+        inputs += [(path.with_name(n), "a file of the training folder") for n in (folder.IDENTITY, folder.LOCK_NAME)]
         spec = dataset or ckpt.info(blob).dataset
         if spec and spec.partition(":")[2]:  # NAME:PATH, e.g. npz:data.npz
             inputs.append((Path(spec.partition(":")[2]), f"the dataset {spec}"))
