@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from mnas import MnasError
 from mnas.cli import main
 from mnas.search.bench import Oracle, bench_strategies, load_table, synthetic_table
 from mnas.search.bench.runner import LATENCY_COST, LATENCY_NOISE, _TableEvaluations, cost_prefix
@@ -98,3 +99,16 @@ def test_cli_reports_the_cost_and_noise_it_used(oracle, tmp_path, capsys):
     help_text = re.sub(r"[\s│]+", " ", capsys.readouterr().out)  # the help's frame and wrapping removed
     assert f"default {LATENCY_COST}," in help_text and f"default {LATENCY_NOISE}," in help_text
     assert main([*args, "--latency-cost", "-1"]) == 2
+
+
+@pytest.mark.parametrize("option", ["--latency-cost", "--latency-noise"])
+def test_an_infinite_price_or_noise_is_one_line_before_anything_runs(oracle, option, tmp_path, capsys):
+    """As every number a config takes (issue 30): inf passed the options' >= 0 check and the report held
+    Infinity and NaN, which strict JSON readers refuse."""
+    path = synthetic_table(tmp_path / "s.csv", seed=1)
+    args = ["bench", "strategies", "--table", str(path), "--budget", "5", "--seeds", "1", "--strategies", "random"]
+    assert main([*args, option, "inf", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "finite" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(MnasError, match="finite"):
+        bench_strategies(oracle, ["random"], [5], 1, extra_latency_costs=[float("inf")])

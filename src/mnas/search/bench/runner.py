@@ -28,6 +28,7 @@ Semantics (docs/strategies.md has the reasoning): a run is the search driver's l
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -192,8 +193,9 @@ def bench_strategies(oracle: Oracle, strategies: Sequence[str], budgets: Sequenc
     top = max(budgets)
     if max_duplicate_streak < 1:
         raise MnasError("need max_duplicate_streak >= 1")
-    if latency_cost < 0 or latency_noise < 0 or any(not c >= 0 for c in extra_latency_costs):
-        raise MnasError(f"need --latency-cost >= 0 and --latency-noise >= 0, got {latency_cost} and {latency_noise}")
+    if not all(0 <= x < math.inf for x in (latency_cost, latency_noise, *extra_latency_costs)):
+        raise MnasError(f"need finite --latency-cost >= 0 and --latency-noise >= 0 (and extra costs), got "
+                        f"{latency_cost}, {latency_noise} and {list(extra_latency_costs)}")
     work = [(s, seed, top, opts.get(s, {}), max_duplicate_streak, latency_oracle, latency_noise)
             for s in strategies for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
