@@ -146,3 +146,19 @@ def test_retrain_runs_beside_a_search_but_not_beside_another_retrain(experiment)
             other.release()
     finally:
         search.release()
+
+
+def test_the_default_references_follow_the_experiments_stem(experiment, tmp_path):
+    from mnas.retrain.config import RetrainConfig
+    from mnas.retrain.workflow import references_for_space
+
+    cifar = references_for_space("mnasnet-cifar")
+    assert cifar == RetrainConfig.default("cifar_references") and all("-cifar" in r for r in cifar)
+    assert references_for_space("mnasnet") == references_for_space("mnasnet-paper") == \
+        RetrainConfig.default("references")
+    assert references_for_space(str(tmp_path / "moved.yaml")) == RetrainConfig.default("references")
+    # the session's tiny search is in an ImageNet-stem space: its plan retrains the ImageNet references
+    r = mnas("retrain", experiment, "--top", "0", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    labels = [p["label"] for p in json.loads(r.stdout)]
+    assert labels == ["mobilenet-v2@0.5", "mobilenet-v2@0.75", "mobilenet-v2@1", "mnasnet-a1"]  # widths as stored

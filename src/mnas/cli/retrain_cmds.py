@@ -27,8 +27,10 @@ def retrain(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="ex
                                                  "(e.g. a latency-spanning set to measure the proxy's ranking)"),
             spread_n: int = typer.Option(RetrainConfig.default("spread"), "--spread", min=0,
                                          help=RetrainConfig.model_fields["spread"].description),
-            references: str = typer.Option(",".join(RetrainConfig.default("references")), "--references",
-                                           help="zoo models NAME[@WIDTH], comma-separated; 'none' for none"),
+            references: Optional[str] = typer.Option(
+                None, "--references", help="zoo models NAME[@WIDTH], comma-separated; 'none' for none (default: "
+                f"the space's: {','.join(RetrainConfig.default('references'))}; in a stride-1-stem space "
+                f"{','.join(RetrainConfig.default('cifar_references'))})"),
             recipe: str = typer.Option(RetrainConfig.default("recipe"), "--recipe",
                                        help=RetrainConfig.model_fields["recipe"].description),
             preset: Optional[str] = typer.Option(None, "--preset", hidden=True, help="deprecated: --recipe"),
@@ -57,7 +59,8 @@ def retrain(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="ex
 
     recipe = deprecated_option("--preset", preset, "--recipe", recipe)
     ids = [_trial_id(t) for t in (trials or "").split(",") if t.strip()]
-    refs = [] if references.strip().lower() in ("", "none") else [r for r in references.split(",") if r.strip()]
+    refs = None if references is None else [] if references.strip().lower() in ("", "none") else \
+        [r for r in references.split(",") if r.strip()]
     overrides = {**parse_sets(sets), "threads": threads, "device": device}
     if epochs is not None:
         overrides["epochs"] = epochs

@@ -28,6 +28,7 @@ from mnas.search.config import stored_config
 from mnas.search.driver import latency_job
 from mnas.store import Retrained, Store, TrialStatus
 from mnas.store.lock import RETRAIN_LOCK_NAME
+from mnas.space import load_space
 from mnas.store.query import ranked_trials
 from mnas.train.config import TrainTask
 from mnas.train.full import RUNTIME_FIELDS
@@ -37,6 +38,17 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_REFERENCES: tuple[str, ...] = RetrainConfig.default("references")
+
+
+def references_for_space(space: str) -> tuple[str, ...]:
+    """The references a search in ``space`` is compared with: the stem's own (the CIFAR variants for a
+    stride-1 stem, so that a 32-px search never faces networks that reach 1x1 by their last stage)."""
+    try:
+        stride = getattr(load_space(space), "stem_stride", 2)
+    except MnasError as e:  # a space file moved since the search: the references are only a default
+        log.warning("the experiment's space %s does not load (%s): retraining the ImageNet-stem references", space, e)
+        stride = 2
+    return RetrainConfig.default("cifar_references" if stride == 1 else "references")
 DEFAULT_RECIPE: str = RetrainConfig.default("recipe")
 
 Event = Callable[[str, Retrained], None]  # ("start" | "done" | "skip" | "timed" | "proxy", row) for each model
@@ -158,14 +170,15 @@ def recipe_digest(cfg: TrainTask) -> str:
 
 
 def retrain(directory: str | Path, top: int = RetrainConfig.default("top"), trial_ids: Sequence[int] = (),
-            references: Sequence[str] = DEFAULT_REFERENCES, recipe: str = DEFAULT_RECIPE,
+            references: Sequence[str] | None = None, recipe: str = DEFAULT_RECIPE,
             dataset: str | None = None, cache: str | None = None, overrides: dict[str, Any] | None = None,
             measure: bool = True, event: Event | None = None, progress: StepProgress | None = None,
             dry_run: bool = False, remeasure: bool = False, spread_n: int = RetrainConfig.default("spread"),
             score_proxy: bool = False) -> list[Retrained] | list[Planned]:
     """Train every candidate in full (resumably) and record it; returns the rows of this recipe (with
     ``dry_run``, the plan). With ``remeasure``, train nothing: time every recorded candidate afresh (no
-    cache) and keep each timing."""
+    cache) and keep each timing. ``references=None``: those of the experiment's space
+    (``references_for_space``)."""
     from mnas.train import load_proxy_data
 
     directory = Path(directory)
@@ -175,6 +188,8 @@ def retrain(directory: str | Path, top: int = RetrainConfig.default("top"), tria
           Store(directory, create=False, lock_name=RETRAIN_LOCK_NAME)) as store:
         cfg = recipe_config(store, recipe, dataset, cache, overrides or {})
         digest = recipe_digest(cfg)
+        if references is None:
+            references = references_for_space(stored_config(store).space)
         todo = candidates(store, top, trial_ids, references, spread_n)
         if not todo:
             raise MnasError(f"nothing to retrain in {directory}: no completed trial and no reference")
