@@ -1,6 +1,7 @@
 """The CIFAR variant: a stem stride in the architecture grammar (written only when it is not 2), the
 mnasnet-cifar space, the -cifar zoo models and configs/cifar10.yaml, which times what it trains."""
 
+import json
 import random
 from pathlib import Path
 
@@ -161,6 +162,10 @@ def test_cli_shows_the_cifar_space_and_macs_at_32_px(cli):
     assert r.code == 0 and '"space": "mnasnet-cifar"' in r.stdout and "block 5: width" in r.stdout
     r = cli("arch", "show", "mobilenet-v2", "--json")
     assert r.code == 0 and '"space": "mnasnet"' in r.stdout and '"in_space": true' in r.stdout
+    assert json.loads(r.stdout)["tpu"] and json.loads(r.stdout)["timm"]
+    # block strings have no stem: read back they would give a stride-2 stem, so none are shown for stride 1
+    shown = json.loads(cli("arch", "show", "mobilenet-v2-cifar", "--json").stdout)
+    assert shown["tpu"] is None and shown["timm"] is None and "stem" in shown["timm_inexact_because"]
     r = cli("arch", "show", "stem32s5:ds_r1_k3_s1_e1_i32_o16:head1280")
     assert r.code == 2 and "bad stem stride 5" in r.stderr
 

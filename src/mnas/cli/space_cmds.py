@@ -83,7 +83,10 @@ def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, 
 
 
 def _dialect(convert, arch):
-    """The block strings, or None where the dialect cannot write an op (regular conv, pooling skip)."""
+    """The block strings, or None where the dialect cannot write an op (regular conv, pooling skip) or the
+    stem (block strings have none: read back, they give the reference's stride-2 stem)."""
+    if arch.stem_stride != 2:
+        return None
     try:
         return convert(arch)
     except MnasError:
@@ -92,6 +95,9 @@ def _dialect(convert, arch):
 
 def _timm(arch):
     """timm's block strings and None, or None and why timm would build another network from any string."""
+    if arch.stem_stride != 2:
+        return None, (f"a stride-{arch.stem_stride} stem: timm's block strings have no stem, and timm builds "
+                      "a stride-2 one")
     try:
         return arch_to_timm(arch), None
     except MnasError as e:
