@@ -5,7 +5,8 @@ in the test suite).
     exp = mnas.search("configs/demo.yaml", "runs/x")      # run (or resume=True) a search
     exp.trials()                                         # every trial, a pandas DataFrame when pandas is installed
     exp.best(), exp.pareto()                             # the rank-1 trial, the accuracy/latency Pareto front
-    exp.export("best.onnx", rank=1)                      # write a trial's model in a runtime's format
+    exp.train("runs/x/best", rank=1)                     # train the rank-1 trial as deployed (full training)
+    exp.export("best.onnx", rank=1, weights="runs/x/best")  # write a trial's model in a runtime's format
     mnas.measure("mnasnet-a1", backend="onnxruntime")    # real latency of an architecture
     mnas.train("mnasnet-a1", dataset="digits", epochs=1)   # proxy training
 
@@ -105,6 +106,22 @@ class Experiment:
                             "random_weights=True: exactly one of the two")
         _, result = export_trial(self.dir, rank, fmt, out, measure=measure, weights=weights)
         return result.to_dict()
+
+    def train(self, out: str | Path, rank: int | None = None, trial: int | None = None, resume: bool = False,
+              **task: Any):
+        """Train the trial at ``rank`` (default 1) or with id ``trial`` as it is deployed (as ``mnas train
+        EXPERIMENT --rank K --dir OUT``): the searched architecture at width 1.0, on the search's dataset, at
+        the resolution its latency was measured at, with the full-training recipe of ``mnas retrain``, into
+        the folder ``out`` (a checkpoint per epoch; ``resume`` continues it). ``task``: any TrainTask field
+        (epochs, lr, ...). Returns the ``FitResult``; ``export(..., weights=out)`` exports it."""
+        from mnas.retrain.winner import trial_training
+        from mnas.train import load_proxy_data
+        from mnas.train.full import train_full
+
+        rank = None if rank is None else _Choice(rank=rank).rank
+        chosen = trial_training(self.dir, rank, trial, **task)
+        cfg = chosen.task
+        return train_full(chosen.arch, load_proxy_data(cfg, cfg.seed), cfg, out, name=chosen.label, resume=resume)
 
 
 def search(config: str | Path | dict[str, Any], out: str | Path, resume: bool = False,
