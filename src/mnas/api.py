@@ -146,7 +146,8 @@ def open_experiment(directory: str | Path) -> Experiment:
 
 
 def architecture(name: str, width_multiplier: float = 1.0):
-    """A zoo name, canonical string or TPU/timm block strings -> ``mnas.space.Architecture``."""
+    """A zoo name (``NAME@WIDTH``: at that width), canonical string or TPU/timm block strings ->
+    ``mnas.space.Architecture``."""
     from mnas.space import resolve_arch
 
     return resolve_arch(name, width_multiplier)[1]
@@ -172,8 +173,12 @@ def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = 
 
 def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any):
     """Proxy-train an architecture; ``proxy``: any TrainTask field (recipe, epochs, resolution, ...)."""
+    from mnas.space import resolve_arch, split_width
     from mnas.train import TrainTask, train_architecture
 
+    if isinstance(arch, str) and split_width(arch)[1] is not None:  # NAME@WIDTH: trained at that width
+        arch = resolve_arch(arch, proxy.pop("width_multiplier", None) or 1.0)[1]
+        proxy["width_multiplier"] = 1.0
     task = TrainTask(dataset=dataset, seed=seed, **proxy)  # the seed validated with the rest
     return train_architecture(_arch(arch), task, task.seed)
 

@@ -1,4 +1,5 @@
-"""``mnas train NAME|STRING --dataset D``, ``mnas train EXPERIMENT --rank K|--trial ID``, ``mnas data list``, ``mnas data show``, ``mnas data cache``."""
+"""``mnas train NAME|STRING --dataset D``, ``mnas train EXPERIMENT --rank K|--trial ID``,
+``mnas data list``, ``mnas data show``, ``mnas data cache``."""
 
 from __future__ import annotations
 
@@ -131,11 +132,13 @@ def train(name: str = typer.Argument(..., help="zoo name[@WIDTH], canonical stri
 
 def _named_training(name: str, given: dict[str, Any]) -> tuple[str, Any, TrainTask]:
     """A zoo name (``NAME@WIDTH``: at that width), a canonical string or block strings, and its task."""
-    from mnas.space import resolve_arch
+    from mnas.space import resolve_arch, split_width
 
-    label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
-    if "@" in name and given.get("width_multiplier") is None:
-        given = {**given, "width_multiplier": 1.0}  # NAME@WIDTH is the width it trains at
+    if split_width(name)[1] is None:
+        label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
+    else:  # NAME@WIDTH is the width it trains at; a --width-multiplier besides it is refused
+        label, arch = resolve_arch(name, given.get("width_multiplier") or 1.0)
+        given = {**given, "width_multiplier": 1.0}
     return label, arch, TrainTask(**given)
 
 
