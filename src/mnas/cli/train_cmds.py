@@ -48,7 +48,7 @@ def _count_or_fraction(text: str | None) -> int | float | None:
 
 
 @app.command("train")
-def train(name: str = typer.Argument(..., help="zoo name[@WIDTH], canonical string, TPU/timm block strings, or "
+def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canonical string, TPU/timm block strings, or "
                                      "an experiment directory (its trial at --rank / --trial, as deployed)"),
           rank: Optional[int] = typer.Option(None, "--rank", min=1, help="with EXPERIMENT: the trial at this rank "
                                              "(1, the default: the highest reward)"),
