@@ -60,6 +60,10 @@ def test_train_rank_then_export_it_as_that_trial(tiny_search, cli, tmp_path):
             "--verify-limit", "20", "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["trial"] == best.id and (tmp_path / "w.onnx").is_file()
+    # another trial's checkpoint: the refusal names the training that fits (the seeded search's trials differ)
+    other = next(t for t in ranked(tiny_search) if t.arch != best.arch)
+    r = cli("export", tiny_search, "--trial", other.id, "--weights", into, "--out", tmp_path / "o.onnx")
+    one_line_error(r, f"mnas train {tiny_search} --trial {other.id} --dir DIR")
 
 
 def test_trial_choice_errors(tiny_search, cli):
