@@ -39,6 +39,7 @@ def test_the_task_is_the_deployed_network_not_the_proxy(tiny_search):
     # the caller's settings win
     t = trial_training(tiny_search, rank=1, recipe="fast", resolution=16, epochs=2)
     assert t.ranked.rank == 1 and (t.task.recipe, t.task.resolution, t.task.epochs) == ("fast", 16, 2)
+    assert trial_training(tiny_search).ranked.rank == 1  # neither given: the winner
     with pytest.raises(MnasError, match="not both"):
         trial_training(tiny_search, rank=1, trial_id=last.id)
 
