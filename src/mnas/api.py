@@ -5,7 +5,8 @@ in the test suite).
     exp = mnas.search("configs/demo.yaml", "runs/x")      # run (or resume=True) a search
     exp.trials()                                         # every trial, a pandas DataFrame when pandas is installed
     exp.best(), exp.pareto()                             # the rank-1 trial, the accuracy/latency Pareto front
-    exp.export("best.onnx", rank=1)                      # write a trial's model in a runtime's format
+    exp.train("runs/x/best", rank=1)                     # train the rank-1 trial as deployed (full training)
+    exp.export("best.onnx", rank=1, weights="runs/x/best")  # write a trial's model in a runtime's format
     mnas.measure("mnasnet-a1", backend="onnxruntime")    # real latency of an architecture
     mnas.train("mnasnet-a1", dataset="digits", epochs=1)   # proxy training
 
@@ -106,6 +107,22 @@ class Experiment:
         _, result = export_trial(self.dir, rank, fmt, out, measure=measure, weights=weights)
         return result.to_dict()
 
+    def train(self, out: str | Path, rank: int | None = None, trial: int | None = None, resume: bool = False,
+              **task: Any):
+        """Train the trial at ``rank`` (default 1) or with id ``trial`` as it is deployed (as ``mnas train
+        EXPERIMENT --rank K --dir OUT``): the searched architecture at width 1.0, on the search's dataset, at
+        the resolution its latency was measured at, with the full-training recipe of ``mnas retrain``, into
+        the folder ``out`` (a checkpoint per epoch; ``resume`` continues it). ``task``: any TrainTask field
+        (epochs, lr, ...). Returns the ``FitResult``; ``export(..., weights=out)`` exports it."""
+        from mnas.retrain.winner import trial_training
+        from mnas.train import load_proxy_data
+        from mnas.train.full import train_full
+
+        rank = None if rank is None else _Choice(rank=rank).rank
+        chosen = trial_training(self.dir, rank, trial, **task)
+        cfg = chosen.task
+        return train_full(chosen.arch, load_proxy_data(cfg, cfg.seed), cfg, out, name=chosen.label, resume=resume)
+
 
 def search(config: str | Path | dict[str, Any], out: str | Path, resume: bool = False,
            retry_failed: bool = False, **overrides: Any) -> Experiment:
@@ -129,7 +146,8 @@ def open_experiment(directory: str | Path) -> Experiment:
 
 
 def architecture(name: str, width_multiplier: float = 1.0):
-    """A zoo name, canonical string or TPU/timm block strings -> ``mnas.space.Architecture``."""
+    """A zoo name (``NAME@WIDTH``: at that width), canonical string or TPU/timm block strings ->
+    ``mnas.space.Architecture``."""
     from mnas.space import resolve_arch
 
     return resolve_arch(name, width_multiplier)[1]
@@ -155,8 +173,12 @@ def measure(arch: Any, backend: str = "onnxruntime", cache: str | Path | None = 
 
 def train(arch: Any, dataset: str = "animal-mnist", seed: int = 0, **proxy: Any):
     """Proxy-train an architecture; ``proxy``: any TrainTask field (recipe, epochs, resolution, ...)."""
+    from mnas.space import resolve_arch, split_width
     from mnas.train import TrainTask, train_architecture
 
+    if isinstance(arch, str) and split_width(arch)[1] is not None:  # NAME@WIDTH: trained at that width
+        arch = resolve_arch(arch, proxy.pop("width_multiplier", None) or 1.0)[1]
+        proxy["width_multiplier"] = 1.0
     task = TrainTask(dataset=dataset, seed=seed, **proxy)  # the seed validated with the rest
     return train_architecture(_arch(arch), task, task.seed)
 

@@ -13,13 +13,23 @@ Entries come from three places, in this order of precedence:
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from mnas import MnasError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the choice closest to a mistyped ``name``, or "" when none is close: the
+    one suggestion every unknown-name error gives (registries, the zoo, training recipes)."""
+    text = str(name).strip().lower()
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(text, list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -54,7 +64,8 @@ class Registry(Generic[T]):
             return self._loaded[name]
         if name not in self:
             hint = f" {self.hint}" if self.hint else ""
-            raise MnasError(f"unknown {self.kind} {name!r}: expected one of {', '.join(self.names())}.{hint}")
+            raise MnasError(f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}: expected one of "
+                            f"{', '.join(self.names())}.{hint}")
         target = self._targets[name]
         if isinstance(target, str):
             module, _, attr = target.partition(":")

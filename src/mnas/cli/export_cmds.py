@@ -39,9 +39,11 @@ def check_choice(directory: Path | None, rank: int | None, trial: int | None, we
             raise MnasError("--rank and --trial pick a trial of an experiment: give its directory too "
                             "(mnas export EXPERIMENT --trial ID --weights ...)")
     elif weights is None and not random_weights:
+        pick = f"--trial {trial}" if trial is not None else f"--rank {rank or 1}"
         raise MnasError(f"{directory}: the search trained only a small proxy, so there are no weights to export: "
-                        "give a trained checkpoint of this architecture with --weights DIR|CKPT, or export it "
-                        "untrained with --random-weights")
+                        f"train the trial as deployed (mnas train {directory} {pick} --dir DIR), then export it "
+                        "(mnas export --weights DIR --format F --out FILE), or export it untrained with "
+                        "--random-weights")
 
 
 @app.command("export")

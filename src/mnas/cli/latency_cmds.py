@@ -19,7 +19,8 @@ def _help(field: str) -> str:
 
 
 @app.command("latency")
-def latency(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
+def latency(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canonical string, or TPU/timm "
+                                                 "block strings"),
             backend: Optional[str] = typer.Option(None, "--backend", "-b", help=f"{_help('backend')} "
                                                   f"(default {LatencyConfig.default('backend')})"),
             threads: int = typer.Option(LatencySettings.default("threads"), "--threads", help=_help("threads")),

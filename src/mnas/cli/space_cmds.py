@@ -45,7 +45,8 @@ def space_show(space: Optional[str] = SpaceOpt, json: bool = typer.Option(False,
 
 
 @arch_app.command("show")
-def arch_show(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
+def arch_show(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canonical string, or TPU/timm "
+                                                   "block strings"),
               width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
               resolution: int = typer.Option(224, "--resolution", min=8),
               num_classes: int = typer.Option(1000, "--num-classes", min=1),

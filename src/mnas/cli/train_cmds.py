@@ -1,4 +1,5 @@
-"""``mnas train NAME|STRING --dataset D``, ``mnas data list``, ``mnas data show``, ``mnas data cache``."""
+"""``mnas train NAME|STRING --dataset D``, ``mnas train EXPERIMENT --rank K|--trial ID``,
+``mnas data list``, ``mnas data show``, ``mnas data cache``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from mnas import MnasError
 from mnas.cli.output import console, deprecated_option, print_json, table
 from mnas.cli.progress import progress_bar
 from mnas.train import TrainTask, TrainConfig
-from mnas.train.recipes import BASE
+from mnas.train.recipes import BASE, RECIPES
+from mnas.retrain.winner import DEPLOYED_RECIPE, is_experiment, trial_training
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
@@ -46,9 +48,18 @@ def _count_or_fraction(text: str | None) -> int | float | None:
 
 
 @app.command("train")
-def train(name: str = typer.Argument(..., help="zoo name, canonical string, or TPU/timm block strings"),
-          dataset: str = _option("dataset", "--dataset", "-d"),
-          recipe: str = _option("recipe", "--recipe"),
+def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canonical string, TPU/timm block strings, or "
+                                     "an experiment directory (its trial at --rank / --trial, as deployed)"),
+          rank: Optional[int] = typer.Option(None, "--rank", min=1, help="with EXPERIMENT: the trial at this rank "
+                                             "(1, the default: the highest reward)"),
+          trial: Optional[int] = typer.Option(None, "--trial", min=1, help="with EXPERIMENT: the trial with this "
+                                              "id (mnas trials) instead of a rank"),
+          dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="NAME or NAME:PATH (mnas data "
+                                                f"list); default: {TrainTask.default('dataset')}, or with "
+                                                "EXPERIMENT the search's"),
+          recipe: Optional[str] = typer.Option(None, "--recipe", help=f"the training recipe: {' | '.join(RECIPES)}; "
+                                               f"default: {TrainTask.default('recipe')}, or with EXPERIMENT "
+                                               f"{DEPLOYED_RECIPE} (full training)"),
           preset: Optional[str] = typer.Option(None, "--preset", hidden=True, help="deprecated: --recipe"),
           epochs: Optional[float] = _option("epochs", "--epochs"),
           resolution: Optional[int] = _option("resolution", "--resolution"),
@@ -70,20 +81,30 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
           resume: bool = typer.Option(False, "--resume", help="continue the training in --dir from its last "
                                       "epoch"),
           json: bool = typer.Option(False, "--json")) -> None:
-    """Train an architecture and report validation top-1; with --dir, checkpointed and resumable."""
-    from mnas.space import resolve_arch
+    """Train an architecture and report validation top-1; with --dir, checkpointed and resumable. With an
+    experiment directory: its trial at --rank (default 1) or --trial, as deployed (width 1.0, the search's
+    dataset, the resolution its latency was measured at, a full-training recipe)."""
     from mnas.train import load_proxy_data, train_proxy
 
     recipe = deprecated_option("--preset", preset, "--recipe", recipe)
     out = deprecated_option("--out", out, "--dir", into)
-
-    label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
-    cfg = TrainTask(dataset=dataset, recipe=recipe, epochs=epochs, resolution=resolution,
-                      width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
-                      threads=threads, device=device, amp=amp, compile=compile_model)
+    given = dict(dataset=dataset, recipe=recipe, epochs=epochs, resolution=resolution,
+                 width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                 seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
+                 threads=threads, device=device, amp=amp, compile=compile_model)
+    if is_experiment(name):
+        chosen = trial_training(name, rank, trial, **given)
+        label, arch, cfg = chosen.label, chosen.arch, chosen.task
+    else:
+        if rank is not None or trial is not None:
+            raise MnasError(f"--rank and --trial pick a trial of an experiment: {name[:60]!r} is not an experiment "
+                            "directory (mnas train EXPERIMENT --rank 1)")
+        label, arch, cfg = _named_training(name, given)
     if resume and out is None:
         raise MnasError("--resume continues a training in a folder: give it with --dir DIR")
+    if not json:  # what is trained, before the data loads (--json: the same fields in the result)
+        print(f"training {label} at width {cfg.width_multiplier:g}, {cfg.resolution} px, on {cfg.dataset} "
+              f"(recipe {cfg.recipe}, {cfg.epochs:g} epochs)", flush=True)
     if out is not None:
         from mnas.train.folder import TrainFolder
 
@@ -109,6 +130,18 @@ def train(name: str = typer.Argument(..., help="zoo name, canonical string, or T
         raise typer.Exit(1)
 
 
+def _named_training(name: str, given: dict[str, Any]) -> tuple[str, Any, TrainTask]:
+    """A zoo name (``NAME@WIDTH``: at that width), a canonical string or block strings, and its task."""
+    from mnas.space import resolve_arch, split_width
+
+    if split_width(name)[1] is None:
+        label, arch = resolve_arch(name, 1.0)  # the config applies the width multiplier
+    else:  # NAME@WIDTH is the width it trains at; a --width-multiplier besides it is refused
+        label, arch = resolve_arch(name, given.get("width_multiplier") or 1.0)
+        given = {**given, "width_multiplier": 1.0}
+    return label, arch, TrainTask(**given)
+
+
 def _train_into(label: str, arch, data, cfg: TrainTask, folder, resume: bool, json: bool) -> None:
     from mnas.train.full import train_full
 
@@ -117,7 +150,8 @@ def _train_into(label: str, arch, data, cfg: TrainTask, folder, resume: bool, js
         r = train_full(arch, data, cfg, out, name=label, resume=resume,
                        progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"), folder=folder)
     if json:
-        print_json(r.to_dict())
+        print_json({**r.to_dict(), "name": label, "dataset": cfg.dataset, "resolution": cfg.resolution,
+                    "width_multiplier": cfg.width_multiplier, "recipe": cfg.recipe})
     else:
         rows = [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['val_top1']:.4f}", f"{h['val_loss']:.4f}",
                  f"{h['lr']:.4g}", f"{h['seconds']:.0f}"] for h in r.history]

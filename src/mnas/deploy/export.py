@@ -376,8 +376,9 @@ def export_trial(directory: str | Path, rank: int | None, fmt: str, out: str | P
         meta = ckpt.info(blob)
         if meta.arch != trial.arch:
             raise MnasError(f"{blob['path']} holds {meta.name} ({_short(meta.arch)}), not trial {trial.id}'s "
-                            f"architecture ({_short(trial.arch)}): train that one (mnas train ARCH --dir DIR) or "
-                            "export the checkpoint alone (mnas export --weights PATH)")
+                            f"architecture ({_short(trial.arch)}): train that one as deployed (mnas train {directory} "
+                            f"--trial {trial.id} --dir DIR, then mnas export --weights DIR ...) or export the "
+                            "checkpoint alone (mnas export --weights PATH)")
         settings, name = checkpoint_settings(blob, settings), meta.name
     settings = _with_runs(settings, runs)
     res = export_arch(trial.arch, fmt, out, settings, latency.get("backend"), blob, measure, verify, dataset,

@@ -12,6 +12,17 @@ from mnas.latency.local import Infer, LocalBackend, static_shape
 from mnas.latency.agent.model_files import check_onnx
 from mnas.latency.settings import LatencySettings
 
+_INSTALL = "pip install 'mnas[latency]'  (OpenVINO)"
+
+
+def _openvino() -> Any:
+    """The openvino module, or one line naming the extra that installs it."""
+    try:
+        import openvino
+    except ImportError:
+        raise MnasError(f"the openvino backend needs OpenVINO, which is not installed: {_INSTALL}") from None
+    return openvino
+
 
 class OpenVinoBackend(LocalBackend):
     name = "openvino"
@@ -22,11 +33,10 @@ class OpenVinoBackend(LocalBackend):
         self._precision = ""
 
     def runtime_version(self) -> str:
-        import openvino as ov
-        return ov.get_version()
+        return _openvino().get_version()
 
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
-        import openvino as ov
+        ov = _openvino()
 
         check_onnx(data, self.max_tensor_bytes)
         core = ov.Core()

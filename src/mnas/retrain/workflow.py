@@ -79,22 +79,20 @@ class Candidate:
 
 def parse_reference(text: str) -> Candidate:
     """``NAME`` or ``NAME@WIDTH`` of a zoo model."""
-    from mnas.space import resolve_arch, zoo
+    from mnas.registry import did_you_mean
+    from mnas.space import resolve_arch, split_width, zoo
 
-    name, _, width_text = text.strip().partition("@")
-    name = name.strip().lower()
-    if name not in zoo.ZOO:
-        raise MnasError(f"--references: {name!r} is not a zoo model ({', '.join(zoo.names())}); write NAME or "
-                        "NAME@WIDTH, e.g. mobilenet-v2@0.75")
     try:
-        width = float(width_text) if width_text else 1.0
-    except ValueError:
-        raise MnasError(f"--references: {text!r}: the width after @ must be a number, e.g. mobilenet-v2@0.75") \
-            from None
-    if width <= 0:
-        raise MnasError(f"--references: {text!r}: the width must be > 0")
-    _, arch = resolve_arch(name, width)
-    return Candidate(f"{name}@{width:g}" if width_text else name, "reference", arch.canonical, zoo=name, width=width)
+        name, given = split_width(text)
+    except MnasError as e:
+        raise MnasError(f"--references: {e}") from None
+    name = name.lower()
+    if name not in zoo.ZOO:
+        raise MnasError(f"--references: {name!r} is not a zoo model{did_you_mean(name, zoo.names())} "
+                        f"({', '.join(zoo.names())}); write NAME or NAME@WIDTH, e.g. mobilenet-v2@0.75")
+    width = 1.0 if given is None else given
+    label, arch = resolve_arch(text)
+    return Candidate(label, "reference", arch.canonical, zoo=name, width=width)
 
 
 def spread(store: Store, n: int) -> list[int]:

@@ -33,6 +33,10 @@ def preflight(cfg: ExperimentConfig) -> None:
     space = load_space(cfg.space)
     make_strategy(cfg.strategy.name, space, seed=cfg.seed, **cfg.strategy.settings)  # unknown options: one line
     EXECUTORS.get(cfg.executor.kind)  # an unknown kind, or Ray not installed: one line, before anything is stored
+    if cfg.tensorboard:  # the run would refuse without it: so does a dry run
+        from mnas.search.tensorboard import require
+
+        require()
     with _one_line(f"latency backend {cfg.latency.backend!r} is not usable"):
         get_backend(cfg.latency.backend).identity(cfg.latency.settings())
     if cfg.executor.kind == "local":  # other executors train on their own machines' devices

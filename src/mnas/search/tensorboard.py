@@ -23,14 +23,20 @@ LOG_DIR = "tensorboard"
 INSTALL = "pip install 'mnas[tensorboard]'"
 
 
+def require() -> Any:
+    """torch's ``SummaryWriter``, or the one line a search refuses with (``preflight``: a dry run too)."""
+    try:
+        import tensorboard  # noqa: F401  (SummaryWriter needs it, and says so less clearly)
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MnasError(f"tensorboard: true needs the tensorboard package: {INSTALL}, or set tensorboard: "
+                        "false") from None
+    return SummaryWriter
+
+
 class ScalarLog:
     def __init__(self, directory: str | Path) -> None:
-        try:
-            import tensorboard  # noqa: F401  (SummaryWriter needs it, and says so less clearly)
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MnasError(f"tensorboard: true needs the tensorboard package: {INSTALL}, or set tensorboard: "
-                            "false") from None
+        SummaryWriter = require()
         self.log_dir = Path(directory) / LOG_DIR
         self.logged = logged_trials(self.log_dir)  # before this writer adds its own (empty) event file
         self.writer = SummaryWriter(log_dir=str(self.log_dir))

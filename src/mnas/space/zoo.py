@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mnas import MnasError
+from mnas.registry import did_you_mean
 from mnas.space.arch import Architecture
 from mnas.space.blockstr import arch_from_tpu
 
@@ -62,7 +63,8 @@ def get(name: str, width_multiplier: float = 1.0) -> Architecture:
     try:
         entry = ZOO[name.lower()]
     except KeyError:
-        raise MnasError(f"unknown model {name!r}: choose one of {', '.join(ZOO)}") from None
+        raise MnasError(f"unknown model {name!r}{did_you_mean(name, ZOO)}: choose one of {', '.join(ZOO)}") \
+            from None
     return entry.arch(width_multiplier)
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from mnas.data.base import DEFAULT_HOLDOUT
+from mnas.registry import did_you_mean
 from mnas.schema import Schema, Seed, old_name, renamed
 from mnas.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_values
 
@@ -113,8 +114,8 @@ class TrainConfig(Schema):
     @classmethod
     def _known_recipe(cls, name: str) -> str:
         if name not in RECIPES:
-            raise PydanticCustomError("unknown_recipe", "unknown training recipe: expected one of {names}",
-                                      {"names": ", ".join(RECIPES)})
+            raise PydanticCustomError("unknown_recipe", "unknown training recipe{hint}: expected one of {names}",
+                                      {"names": ", ".join(RECIPES), "hint": did_you_mean(name, RECIPES)})
         return name
 
     @property

@@ -9,6 +9,7 @@ docs/results/2026-11-25-training-speed.md).
 from __future__ import annotations
 
 from mnas import MnasError
+from mnas.registry import did_you_mean
 from mnas.schema import old_name
 
 # Values every recipe starts from; a recipe replaces what it names.
@@ -127,7 +128,8 @@ def recipe_values(name: str) -> dict:
     """BASE overlaid with the recipe (without its description)."""
     p = RECIPES.get(name)
     if p is None:
-        raise MnasError(f"unknown training recipe {name!r}: expected one of {', '.join(RECIPES)}")
+        raise MnasError(f"unknown training recipe {name!r}{did_you_mean(name, RECIPES)}: expected one of "
+                        f"{', '.join(RECIPES)}")
     values = dict(BASE)
     values.update({k: v for k, v in p.items() if k != "description"})
     return values
