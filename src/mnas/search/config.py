@@ -23,7 +23,9 @@ from mnas.train import TrainTask
 
 
 class StrategyConfig(Schema):
-    name: str = Field("ppo", description="a registered strategy (mnas bench strategies lists them)")
+    # Evolution: the only strategy whose reward regret was no worse than its own on all 13 tables of the
+    # benchmark at equal total cost (docs/results/2026-12-06-strategy-matrix.md); ppo lost on 10 of them
+    name: str = Field("evolution", description="a registered strategy (mnas bench strategies lists them)")
     settings: dict[str, Any] = Field(default_factory=dict, description="the strategy's own keyword settings "
                                      "(e.g. ppo's profile, lr, batch_size)")
 
