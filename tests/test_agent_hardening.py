@@ -122,6 +122,7 @@ def test_requests_over_the_caps_get_400_naming_the_cap(agent, model_file):
     assert still_serving(agent, model_file)
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_a_measurement_over_the_time_limit_is_abandoned_and_the_slot_freed(model_file):
     with running_agent(max_seconds=3) as server:
         assert still_serving(server, model_file)  # the measuring process is up: its start is not timed

@@ -86,6 +86,7 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
         assert bad.returncode == 2 and needle in bad.stderr and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_a_piped_search_logs_one_line_per_finished_trial(tmp_path):
     path = write_config(tmp_path, TINY)
     r = mnas("search", tmp_path / "run", "-c", path)  # stdout is not a terminal here, as under nohup

@@ -170,6 +170,7 @@ CIFAR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar
 
 
 @pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason="needs the shared CIFAR-10 JPEG archive (../shared/datasets)")
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_the_cifar10_jpeg_archive_streams():
     data = load_dataset(f"imagefolder:{CIFAR_ZIP}", 32)
     assert data.split == {"folder": "test"} and (data.n_train, data.n_val, data.num_classes) == (50000, 10000, 10)

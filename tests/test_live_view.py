@@ -33,6 +33,7 @@ def test_every_trial_is_mirrored_with_its_values(tiny_search_copy):
         assert [m.params[d.name] for d in load_space().decisions] == t.tokens
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_a_mirror_missing_trials_is_completed_on_resume(tiny_search_copy, tiny_search_config):
     (tiny_search_copy / "optuna.db").unlink()  # e.g. deleted, or a kill -9 before the mirror was written
     with Search.open(config_from_dict(dict(tiny_search_config, trials=4)), tiny_search_copy, resume=True) as run:

@@ -3,6 +3,8 @@ line in mnas, and the CLI runs it."""
 
 import json
 
+import pytest
+
 from mnas.testing import install_plugin, plugins_on_path, run_cli as mnas, tiny, write_config
 
 TOY_EXECUTOR = '''
@@ -49,6 +51,7 @@ def test_a_plugin_space_is_shown_by_name(tmp_path):
     assert info["name"] == "toy" and info["size"] == 2  # block 2's kernel is the only open decision
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_a_plugin_executor_runs_a_search_through_the_cli(tmp_path):
     root = install_plugin(tmp_path / "site", "toy_executor", TOY_EXECUTOR,
                           {"mnas.executors": {"toy": "toy_executor:ToyExecutor"}})

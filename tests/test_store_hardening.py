@@ -319,6 +319,7 @@ def small_disk(target: Path, size: str):
         subprocess.run(["umount", str(target)], check=True)
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_a_full_disk_stops_the_search_in_one_line_and_resume_continues(tmp_path):
     plugin = install_plugin(tmp_path / "site", "filler", FILLER, {"mnas.executors": {"filler": "filler:Filler"}})
     cfg = write_config(tmp_path, tiny(trials=60, **{"executor.kind": "filler"}))

@@ -220,6 +220,7 @@ def test_weights_of_another_architecture_are_refused():
         to_timm_state_dict(build(conv_se))
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_no_random_architecture_gets_a_timm_string_that_builds_another_network():
     inexact = 0
     for arch in RANDOM_ARCHS:

@@ -44,6 +44,7 @@ def test_the_task_is_the_deployed_network_not_the_proxy(tiny_search):
         trial_training(tiny_search, rank=1, trial_id=last.id)
 
 
+@pytest.mark.slow  # seconds: kept out of make test-fast
 def test_train_rank_then_export_it_as_that_trial(tiny_search, cli, tmp_path):
     best = ranked(tiny_search)[0]
     into = tmp_path / "winner"
