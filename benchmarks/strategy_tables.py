@@ -1,5 +1,5 @@
 """The strategy benchmark of docs/strategies.md over several tables: the in-repo NAS-Bench-201 table (the same
-file as /work/shared/benchmarks/nb201/cifar10_pixel3.csv: its README gives the SHA-256), its ops permuted
+file as the project's shared nb201/cifar10_pixel3.csv: its README gives the SHA-256), its ops permuted
 (seed 11) and a synthetic table (seed 5, 10 % cells missing); the tables of other generator seeds no setting
 was chosen on (permuted 23 and 37, synthetic 8 with 10 % missing and 13 complete); and ``--generated N``
 tables generated from ``--generated-seed`` (``generated:FAMILY:SEED``, each family in turn: accuracy and

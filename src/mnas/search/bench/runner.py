@@ -53,11 +53,11 @@ BASELINES = ("random", "evolution")  # every strategy is compared with these whe
 # training units (about a second of onnxruntime conversion and timing against a proxy training of minutes;
 # a LiteRT-like backend, 10-20 s a timing, is nearer 0.1), and the spread of repeated timings (sigma of log).
 # Measured 2026-12-06 (docs/results/2026-12-06-strategy-matrix.md): one onnxruntime query of a mnasnet-cifar
-# network at 32 px (configs/cifar10.yaml's latency) took 0.44 s median against about 400 s for that config's
-# 200-step proxy training on one CPU thread, a ratio of about 0.001; LiteRT timings (10-20 s) or proxies
-# trained on a GPU put it nearer 0.05 (report that with --extra-latency-costs 0.05).
+# network at 32 px (configs/cifar10.yaml's latency) took 0.39-0.44 s median against 224-400 s for that
+# config's 200-step proxy training on one CPU thread (two measurements), a ratio of 0.001-0.0017; LiteRT
+# timings (10-20 s) or proxies trained on a GPU put it nearer 0.05 (--extra-latency-costs 0.05).
 LATENCY_COST = 0.001
-# The same measurement: repeated timings of one network varied by 1.6-3.4 % (CV; median 2.7 %).
+# The same measurements: repeated timings of one network varied by 1.5-3.4 % (CV; median 2.0-2.7 %).
 LATENCY_NOISE = 0.03
 
 
