@@ -87,6 +87,25 @@ def test_report_json_on_synthetic_store(synthetic):
     assert (synthetic / "report.html").stat().st_size > 10_000
 
 
+def test_report_writes_every_trial_as_csv_with_its_rank(synthetic):
+    import csv
+
+    s = json.loads(mnas("report", synthetic, "--json", "--no-plots", "--no-html").stdout)
+    assert "csv" not in s  # nothing is written when neither plots nor the page are
+    s = json.loads(mnas("report", synthetic, "--json", "--no-html").stdout)
+    with open(s["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    with Store(synthetic, create=False) as store:
+        trials = {t.id: t for t in store.trials()}
+    assert [int(r["id"]) for r in rows] == sorted(trials) and len(rows) == 120
+    by_rank = {int(r["rank"]): r for r in rows if r["rank"]}
+    assert sorted(by_rank) == list(range(1, 109))  # the 108 completed, ranked; the failed have none
+    assert int(by_rank[1]["id"]) == s["best"]["id"] and by_rank[1]["arch"] == s["best"]["arch"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 12 and all(r["rank"] == "" and "synthetic failure" in r["error"] for r in failed)
+    assert float(by_rank[1]["reward"]) == pytest.approx(trials[s["best"]["id"]].reward)
+
+
 def test_report_table_and_compare(synthetic, tmp_path):
     hard = fill_synthetic(tmp_path / "hard", n=40, seed=4, alpha=0.0, beta=-1.0, target_ms=20.0)
     p = mnas("report", synthetic, "--compare", hard, "--target", "12", "--no-html")

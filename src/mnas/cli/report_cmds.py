@@ -105,4 +105,6 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
         console.print("plots: " + ", ".join(s["plots"].values()))
     if s.get("html"):
         console.print(f"page: {s['html']}")
+    if s.get("csv"):
+        console.print(f"every trial: {s['csv']}")
 

@@ -36,6 +36,7 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
             summary["compare"] = [{k: s[k] for k in ("dir", "trials", "completed", "failed", "target_ms", "alpha",
                                                       "beta", "best")} for _, _, s in others]
         if plots or html:
+            summary["csv"] = str(write_trials_csv(directory / "trials.csv", table))
             from mnas.report.plots import write_plots
             meta = store.meta()
             paths = write_plots(directory / "plots", table, summary["target_ms"], store.diagnostics(),
@@ -52,6 +53,26 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
                 from mnas.report.html import write_html
                 summary["html"] = str(write_html(directory / "report.html", summary, table, paths, html_rows))
     return summary
+
+
+def write_trials_csv(path: Path, table) -> Path:
+    """Every trial, one row each in id order, with the columns of ``--json``'s rows: the table a result
+    commits beside its numbers (a spreadsheet or pandas reads it as is)."""
+    import csv
+    import io
+
+    from mnas.fileio import atomic_write
+
+    rows = [table.row(i) for i in range(len(table))]
+    rank = {int(table.id[i]): r + 1 for r, i in enumerate(table.ranking())}
+    columns = ["id", "rank", *[k for k in (rows[0] if rows else {}) if k != "id"]]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns or ["id", "rank"], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "rank": rank.get(r["id"], "")})
+    atomic_write(path, buf.getvalue().encode())
+    return path
 
 
 def _label(path: Path, summary: dict[str, Any]) -> str:
