@@ -11,7 +11,8 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import configure_logging
-from mnas.cli.output import console, deprecated_option, print_json, table
+from mnas.cli.output import (ARCH_HINT, ARCH_WIDTH, console, deprecated_option, print_json, ranked_table, table,
+                             wide_console)
 from mnas.cli.overrides import parse_sets
 from mnas.cli.progress import progress_bar
 from mnas.run.trial import phases
@@ -125,15 +126,19 @@ def _dry_run(cfg, json: bool) -> None:
 
 
 def _show_top(out: Path, k: int) -> None:
+    """The top of ``mnas report``'s tables, the same table: one look for ranked trials."""
     from mnas.store import Store
     from mnas.store.query import ranked_trials
 
     with Store(out, readonly=True) as store:
         done = ranked_trials(store, k)
-    rows = [[i + 1, t.id, _f(t.reward, 4), f"{t.accuracy:.3f}", f"{t.latency_ms:.2f}",
-             f"{(t.params or 0) / 1e6:.2f}M", t.arch] for i, t in enumerate(done)]
-    console.print(table(f"top {k} of {out}", ["rank", "trial", "reward", "accuracy", "latency ms", "params",
-                                                 "architecture"], rows))
+    items = [{"rank": i + 1, "id": t.id, "accuracy": t.accuracy, "latency_ms": t.latency_ms, "reward": t.reward,
+              "params": t.params, "macs": t.macs, "arch": t.arch} for i, t in enumerate(done)]
+    wide = wide_console()
+    cut = wide.is_terminal
+    wide.print(ranked_table(f"top {len(items)} architectures by reward", items, cut))
+    if cut and any(len(t.arch) > ARCH_WIDTH for t in done):
+        wide.print(ARCH_HINT.format(json=f"mnas report {out} --json"), markup=False, highlight=False)
 
 
 @app.command("trials")

@@ -99,6 +99,9 @@ def latency_job(cfg: ExperimentConfig, store: Store) -> LatencyJob:
     return LatencyJob.from_config(cfg.latency, str(store.dir / "latency-cache.sqlite"))
 
 
+SCREEN_LOG_S = 5.0  # a screen's timing of candidates logs its progress this often
+
+
 class Search:
     """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in. The bookkeeping of
     asks, tells, duplicates and the stopping rule is the ``AskTellLoop``'s; this class runs its trials on
@@ -205,7 +208,7 @@ class Search:
     def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
         """Latency of each candidate, None where it cannot be measured: timing is cheap next to training (with
         the local executor the measurement lands in the latency cache, so the trial that follows reuses it)."""
-        from mnas.run.trial import error_line, measure_latency
+        from mnas.run.trial import _phase, error_line, measure_latency
 
         # other executors (and local workers) may be training beside this process now: such a number is good
         # enough to screen with, but must not be cached and become the trial's own latency (the trial is timed
@@ -213,12 +216,23 @@ class Search:
         alone = self.cfg.executor.kind == "local" and self.cfg.executor.workers == 1
         job = self.latency_job if alone else replace(self.latency_job, cache=None)
         out: list[float | None] = []
-        for tokens in candidates:
-            try:
-                out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
-            except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
-                log.info("candidate not measurable: %s", error_line(e))
-                out.append(None)
+        # what the screen does is shown (timing 50 candidates can take a minute): the progress bar's phase of
+        # the trial it chooses, and a log line every few seconds (the output of a search without a terminal)
+        nxt, n = self.loop.trials + 1, len(candidates)
+        start = said = time.monotonic()
+        try:
+            for i, tokens in enumerate(candidates):
+                _phase(nxt, f"screening: timing candidate {i + 1}/{n}")
+                try:
+                    out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
+                except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
+                    log.info("candidate not measurable: %s", error_line(e))
+                    out.append(None)
+                if time.monotonic() - said >= SCREEN_LOG_S:
+                    said = time.monotonic()
+                    log.info("screening for trial %d: %d/%d candidates timed in %.0f s", nxt, i + 1, n, said - start)
+        finally:
+            _phase(nxt, "done")
         return out
 
     def _checkpoint(self, conn: Any) -> None:
