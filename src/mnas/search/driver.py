@@ -102,6 +102,22 @@ def latency_job(cfg: ExperimentConfig, store: Store) -> LatencyJob:
 SCREEN_LOG_S = 5.0  # a screen's timing of candidates logs its progress this often
 
 
+class _Screening:
+    """What a screen timing candidates for the next trial has done (50 candidates can take a minute): shown
+    as that trial's phase on the bar, and logged every ``SCREEN_LOG_S`` (the output without a terminal)."""
+
+    def __init__(self, trial: int = 0) -> None:
+        self.trial, self.timed = trial, 0
+        self.start = self.said = time.monotonic()
+
+    def count(self) -> None:
+        self.timed += 1
+        now = time.monotonic()
+        if now - self.said >= SCREEN_LOG_S:
+            self.said = now
+            log.info("screening for trial %d: %d candidates timed in %.0f s", self.trial, self.timed, now - self.start)
+
+
 class Search:
     """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in. The bookkeeping of
     asks, tells, duplicates and the stopping rule is the ``AskTellLoop``'s; this class runs its trials on
@@ -116,6 +132,7 @@ class Search:
         self.latency_job = latency_job(cfg, store)
         self.scalars = ScalarLog(store.dir) if cfg.tensorboard else None  # before anything is stored: may refuse
         self.executor = executor
+        self._screening = _Screening()
         if not store.meta().config:
             self._record_new()
         checkpoint = store.latest_checkpoint()
@@ -216,23 +233,20 @@ class Search:
         alone = self.cfg.executor.kind == "local" and self.cfg.executor.workers == 1
         job = self.latency_job if alone else replace(self.latency_job, cache=None)
         out: list[float | None] = []
-        # what the screen does is shown (timing 50 candidates can take a minute): the progress bar's phase of
-        # the trial it chooses, and a log line every few seconds (the output of a search without a terminal)
-        nxt, n = self.loop.trials + 1, len(candidates)
-        start = said = time.monotonic()
+        shown = self._screening
+        if shown.trial != self.loop.trials + 1:  # the candidates for the next trial, over all the calls it takes
+            self._screening = shown = _Screening(self.loop.trials + 1)
         try:
-            for i, tokens in enumerate(candidates):
-                _phase(nxt, f"screening: timing candidate {i + 1}/{n}")
+            for tokens in candidates:
+                _phase(shown.trial, f"screening: timing candidate {shown.timed + 1}")
                 try:
                     out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
                 except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
                     log.info("candidate not measurable: %s", error_line(e))
                     out.append(None)
-                if time.monotonic() - said >= SCREEN_LOG_S:
-                    said = time.monotonic()
-                    log.info("screening for trial %d: %d/%d candidates timed in %.0f s", nxt, i + 1, n, said - start)
+                shown.count()
         finally:
-            _phase(nxt, "done")
+            _phase(shown.trial, "done")
         return out
 
     def _checkpoint(self, conn: Any) -> None:
