@@ -77,14 +77,22 @@ def test_optuna_dashboard_lists_the_trials_in_a_browser(tiny_search_copy, tmp_pa
                            poll_s=0.3, what="optuna-dashboard to answer")
         assert isinstance(studies, dict), "optuna-dashboard exited"
         sid = next(s["study_id"] for s in studies["study_summaries"] if s["study_name"] == STUDY_NAME)
-        page = run_chromium(exe, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
-                            f"{base}/dashboard/studies/{sid}/trials").stdout
-        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", page, flags=re.S)))
+        def page(query=""):
+            html = run_chromium(exe, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
+                                f"{base}/dashboard/studies/{sid}/trials{query}").stdout
+            return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", html, flags=re.S)))
+
+        detail = json.loads(urllib.request.urlopen(f"{base}/api/studies/{sid}", timeout=30).read())
+        assert detail["objective_names"] == ["accuracy", "latency_ms"]  # named objectives, not "Objective 0"
+        assert detail["directions"] == ["maximize", "minimize"] and detail["best_trials"]  # the Pareto front
+        text = page()
         assert "4 Trials" in text, text[:500]  # trial 0 is the placeholder that aligns the numbers with the ids
         assert all(f"Trial {n} Complete" in text for n in (1, 2, 3))
+        assert "mnas trial ids start at 1" in text  # the first trial shown says what it is
         with Store(run, readonly=True) as store:
             first = store.trial(1)
-        assert first.arch in text and "latency_ms" in text  # the selected (first) trial shows our attributes
+        text = page("?numbers=1")  # Optuna's trial 1 is mnas trial 1, with our attributes and named objectives
+        assert "Trial 1 (trial_id=" in text and first.arch in text and "latency_ms" in text, text[:800]
     finally:
         server.terminate()
         server.wait(timeout=30)

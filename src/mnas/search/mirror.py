@@ -145,10 +145,10 @@ class OptunaMirror:
     def _frozen(self, t: Trial) -> Any:
         T = self._optuna.trial
         done = t.status is TrialStatus.COMPLETED and t.accuracy is not None and t.latency_ms is not None
-        attrs: dict[str, Any] = {ID_ATTR: t.id, "arch": t.arch, "reward": t.reward, "params": t.params,
-                                 "macs": t.macs, "worker": t.worker, "attempts": t.attempts}
-        if not done:  # no objective values: what was measured stays readable
-            attrs.update(accuracy=t.accuracy, latency_ms=t.latency_ms)
+        # accuracy and latency again as attributes: a trial's page shows its values unnamed, attributes named
+        attrs: dict[str, Any] = {ID_ATTR: t.id, "arch": t.arch, "accuracy": t.accuracy, "latency_ms": t.latency_ms,
+                                 "reward": t.reward, "params": t.params, "macs": t.macs, "worker": t.worker,
+                                 "attempts": t.attempts}
         if t.error:
             attrs["error"] = t.error[:500]
         params = ({d.name: d.choices[int(v)] for d, v in zip(self.space.decisions, t.tokens)}
