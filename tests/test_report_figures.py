@@ -67,6 +67,12 @@ def test_figures_have_integer_ticks_captions_outside_legends_and_no_controller_p
         assert fig.axes[0].get_legend() is None and len(fig.legends) == 1, name  # below the axes, not over points
         assert any(t.get_text().replace("\n", " ") == plots.READ[name if name != "entropy" else "entropy_sampled"]
                    for t in fig.texts), name  # what to read on it
+    ax = pareto.axes[0]  # trial-id labels: real text extents, none over another, none over the legend
+    renderer = pareto.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    legend = pareto.legends[0].get_window_extent(renderer)
+    assert len(boxes) >= 3 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(b.overlaps(legend) for b in boxes)
     texts = [entropy.axes[0].get_title(), entropy.axes[0].get_xlabel(),
              *(t.get_text() for t in entropy.legends[0].get_texts())]
     assert not any("controller" in t.lower() for t in texts), texts  # no controller, no controller panel

@@ -272,19 +272,23 @@ def _finish(fig, ax, caption: str, handles: list | None = None) -> None:
 
 
 def _label_points(ax, xs, ys, texts: list[str], color: str, fontsize: float = 7) -> None:
-    """Each text beside its point, right or left, below or above, wherever it covers no label placed before
-    it; a label that fits nowhere is left out (the tables name every trial). Boxes are estimated from the
-    font size, in points on the page, so no rendering is needed."""
+    """Each text beside its point, right or left, below or above, wherever it stays inside the axes and
+    covers neither a labelled point nor a label placed before it; a label that fits nowhere is left out (the
+    tables name every trial). Boxes are estimated from the font size, in points on the page, so no rendering
+    is needed."""
     ax.get_xlim(), ax.get_ylim()  # the limits autoscaling gives, before they are used
     to_pt = ax.transData.transform  # pixels at the figure's dpi; the axes keep their size in _finish
     scale = 72.0 / ax.figure.dpi
-    placed: list[tuple[float, float, float, float]] = []
-    for x, y, text in zip(xs, ys, texts):
-        px, py = (v * scale for v in to_pt((x, y)))
+    x0, y0, x1, y1 = (v * scale for v in ax.bbox.extents)
+    at = [tuple(v * scale for v in to_pt((x, y))) for x, y in zip(xs, ys)]
+    placed: list[tuple[float, float, float, float]] = [(px - 3, py - 3, px + 3, py + 3) for px, py in at]
+    for x, y, (px, py), text in zip(xs, ys, at, texts):
         w, h = 0.65 * fontsize * len(text) + 1, fontsize + 1
-        for dx, dy in ((3, -9), (3, 3), (-3 - w, -9), (-3 - w, 3)):
+        for dx, dy in ((4, -10), (4, 4), (-4 - w, -10), (-4 - w, 4)):
             box = (px + dx, py + dy, px + dx + w, py + dy + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            inside = x0 <= box[0] and box[2] <= x1 and y0 <= box[1] and box[3] <= y1
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                                  for b in placed):
                 placed.append(box)
                 ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
                             color=color)
