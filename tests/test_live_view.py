@@ -241,6 +241,7 @@ def test_a_trial_that_finishes_early_waits_for_the_one_before_it(tmp_path):
     from mnas.search.mirror import OptunaMirror
 
     first, running, third = _trials()
+    (tmp_path / "gap").mkdir()
     mirror = OptunaMirror(tmp_path, load_space())
     mirror.sync([first, replace_status(running, TrialStatus.RUNNING)])
     mirror.add(third)  # finished while trial 2 still runs
@@ -251,6 +252,11 @@ def test_a_trial_that_finishes_early_waits_for_the_one_before_it(tmp_path):
     study = _study(tmp_path)
     assert [t.user_attrs.get("mnas_trial_id") for t in study.get_trials()] == [None, 1, 2, 3]
     assert study.trials[2].state == optuna.trial.TrialState.COMPLETE and study.trials[2].values[0] == 0.7
+
+    gap = OptunaMirror(tmp_path / "gap", load_space())  # a store without trial 1: a placeholder, no stall
+    assert gap.sync([running, third]) == 2
+    assert [t.user_attrs.get("mnas_trial_id") for t in gap.study.get_trials()] == [None, None, 2, 3]
+    gap.close()
 
 
 def replace_status(t, status, **fields):

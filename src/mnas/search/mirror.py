@@ -119,9 +119,11 @@ class OptunaMirror:
         self._flush()
 
     def _ready(self, n: int) -> bool:
+        if n == 0:  # the placeholder goes in with trial 1, at its time
+            return self._ready(1)
         if n in self._gaps:
             return True
-        t = self._records.get(n if n else 1)  # the placeholder goes in with trial 1, at its time
+        t = self._records.get(n)
         return t is not None and t.status is not TrialStatus.RUNNING
 
     def _flush(self) -> int:
@@ -130,7 +132,7 @@ class OptunaMirror:
             n = self._next
             self.study.add_trial(self._placeholder(n) if n == 0 or n in self._gaps else self._frozen(self._records[n]))
             self._next += 1
-            added += n > 0
+            added += n > 0 and n not in self._gaps
         return added
 
     def _placeholder(self, n: int) -> Any:
