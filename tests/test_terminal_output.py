@@ -40,6 +40,10 @@ def test_the_search_ends_with_the_reports_top_table_one_line_per_trial(experimen
     assert len(rows) == 3 and all("…" in r for r in rows)  # cut, never folded
     assert rows == _rows(reported, title)  # the same table, column for column
     assert "the full strings in mnas report" in searched
+    from mnas.cli.search_cmds import trials_cmd
+
+    trials_cmd(experiment, json=False)  # mnas trials: one line per trial too
+    assert len(_rows(term.export_text(), str(experiment))) == 12
 
 
 def test_piped_output_keeps_whole_architecture_strings_on_one_line(experiment, capsys):

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mnas import MnasError
 
@@ -19,12 +20,15 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+def table(title: str, columns: list[str], rows: list[list[Any]], cut_last: bool = False) -> Table:
+    """``cut_last``: the last column (an architecture string) on one line, ellipsized past ``ARCH_WIDTH``."""
     t = Table(title=title)
-    for c in columns:
+    for c in columns[:-1] if cut_last else columns:
         t.add_column(c, overflow="fold")
+    if cut_last:
+        t.add_column(columns[-1], no_wrap=True, overflow="ellipsis", max_width=ARCH_WIDTH)
     for r in rows:
-        t.add_row(*(str(x) for x in r))
+        t.add_row(*(x if isinstance(x, Text) else str(x) for x in r))
     return t
 
 

@@ -154,9 +154,16 @@ def trials_cmd(out: Path = typer.Argument(..., metavar="EXPERIMENT", help="exper
                   "worker", "attempts", "seconds")
         print_json([{k: v for k, v in t.to_dict().items() if k in fields} for t in records])
         return
-    rows = [[t.id, t.status, _f(t.reward, 4), _f(t.accuracy, 3), _f(t.latency_ms, 2), t.error or t.arch]
-            for t in records]
-    console.print(table(str(out), ["id", "status", "reward", "accuracy", "latency ms", "arch / error"], rows))
+    from rich.text import Text
+
+    # architectures: whole on one line when piped, cut to one line on a terminal; errors always whole
+    rows = [[t.id, t.status, _f(t.reward, 4), _f(t.accuracy, 3), _f(t.latency_ms, 2),
+             Text(t.error, overflow="fold", no_wrap=False) if t.error else t.arch] for t in records]
+    wide = wide_console()
+    wide.print(table(str(out), ["id", "status", "reward", "accuracy", "latency ms", "arch / error"], rows,
+                     cut_last=wide.is_terminal))
+    if wide.is_terminal and any(len(t.arch) > ARCH_WIDTH for t in records if not t.error):
+        wide.print(ARCH_HINT.format(json=f"mnas trials {out} --json"), markup=False, highlight=False)
 
 
 def _f(x: float | None, digits: int) -> str:
