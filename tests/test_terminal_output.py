@@ -77,7 +77,7 @@ def test_the_screen_shows_its_candidate_timing_as_it_goes(monkeypatch, caplog):
         for c in candidates:  # a screen asks one candidate at a time: one count over the calls
             assert driver.Search._latencies(search, [c]) == [2.0]
     assert seen[-2:] == [(7, "screening: timing candidate 3"), (7, "done")]  # the trial it screens for
-    assert "screening for trial 7: 3 candidates timed" in caplog.text
+    assert "screening for trial 7: 3 candidate(s) timed" in caplog.text
 
 
 def test_train_writes_each_epoch_to_a_log_file_as_it_ends(tmp_path, capsys):

@@ -46,7 +46,7 @@ def ranked_table(title: str, items: list[dict[str, Any]], cut: bool = True) -> T
     """``items``: trials as ``mnas report --json`` gives them (rank, id, accuracy, latency_ms, reward, params,
     macs, arch). With ``cut``, each architecture string stays on one line, ellipsized past ``ARCH_WIDTH``
     (a wrapped one filled a dozen lines); without, it is shown whole (piped output, where width is free)."""
-    t = Table(title=title)
+    t = Table(title=title, title_justify="left")
     for c in RANKED_COLUMNS[:-1]:
         t.add_column(c, overflow="fold")
     t.add_column(RANKED_COLUMNS[-1], no_wrap=cut, overflow="ellipsis" if cut else "fold",

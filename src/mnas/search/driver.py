@@ -115,7 +115,8 @@ class _Screening:
         now = time.monotonic()
         if now - self.said >= SCREEN_LOG_S:
             self.said = now
-            log.info("screening for trial %d: %d candidates timed in %.0f s", self.trial, self.timed, now - self.start)
+            log.info("screening for trial %d: %d candidate(s) timed in %.0f s", self.trial, self.timed,
+                     now - self.start)
 
 
 class Search:

@@ -24,6 +24,7 @@ Optuna cannot change a finished trial).
 from __future__ import annotations
 
 import logging
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,9 @@ class OptunaMirror:
             optuna.delete_study(study_name=self.name, storage=self.storage)
             self.rebuilt = True
         study = optuna.create_study(storage=self.storage, study_name=self.name, directions=list(DIRECTIONS))
-        study.set_metric_names(list(METRICS))
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(METRICS))
         study.set_user_attr(VERSION_ATTR, MIRROR_VERSION)
         study.set_user_attr("numbers", "Optuna trial N is mnas trial N (trial 0 is a placeholder)")
         study.set_user_attr("reward", "mnas's reward of each trial is its user attribute 'reward'")
