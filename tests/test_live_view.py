@@ -194,10 +194,17 @@ def test_tensorboard_sync_writes_only_what_the_log_lacks(tmp_path):
 
 # -- the mirror as an Optuna user reads it: a real Optuna SQLite study, written from trial records
 
-def _trials() -> list:
+def _small_space():
+    """Two of mnasnet's decisions: each parameter of a mirrored trial is a row Optuna writes on its own."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(decisions=load_space().decisions[:2])
+
+
+def _trials(space=None) -> list:
     from mnas.store import Trial
 
-    space = load_space()
+    space = space or load_space()
     t0 = 1_800_000_000.0
     tokens = [[(i + k) % len(d) for k, d in enumerate(space.decisions)] for i in range(3)]
     return [Trial(1, "a1", TrialStatus.COMPLETED, tokens[0], accuracy=0.6, latency_ms=3.0, reward=0.55,
@@ -240,9 +247,10 @@ def test_the_mirror_has_named_objectives_labels_aligned_numbers_and_real_times(t
 def test_a_trial_that_finishes_early_waits_for_the_one_before_it(tmp_path):
     from mnas.search.mirror import OptunaMirror
 
-    first, running, third = _trials()
+    space = _small_space()
+    first, running, third = _trials(space)
     (tmp_path / "gap").mkdir()
-    mirror = OptunaMirror(tmp_path, load_space())
+    mirror = OptunaMirror(tmp_path, space)
     mirror.sync([first, replace_status(running, TrialStatus.RUNNING)])
     mirror.add(third)  # finished while trial 2 still runs
     assert [t.number for t in mirror.study.get_trials()] == [0, 1]
@@ -253,7 +261,7 @@ def test_a_trial_that_finishes_early_waits_for_the_one_before_it(tmp_path):
     assert [t.user_attrs.get("mnas_trial_id") for t in study.get_trials()] == [None, 1, 2, 3]
     assert study.trials[2].state == optuna.trial.TrialState.COMPLETE and study.trials[2].values[0] == 0.7
 
-    gap = OptunaMirror(tmp_path / "gap", load_space())  # a store without trial 1: a placeholder, no stall
+    gap = OptunaMirror(tmp_path / "gap", space)  # a store without trial 1: a placeholder, no stall
     assert gap.sync([running, third]) == 2
     assert [t.user_attrs.get("mnas_trial_id") for t in gap.study.get_trials()] == [None, None, 2, 3]
     gap.close()
@@ -268,7 +276,8 @@ def replace_status(t, status, **fields):
 def test_an_older_mirror_is_rebuilt_and_a_broken_one_is_skipped_in_one_line(tmp_path, caplog):
     from mnas.search.mirror import close_mirror, open_mirror
 
-    space, trials = load_space(), _trials()
+    space = _small_space()
+    trials = _trials(space)
     old = optuna.create_study(storage=storage_url(tmp_path), study_name=STUDY_NAME, direction="maximize")
     indices = optuna.distributions.CategoricalDistribution(list(range(len(space.decisions[0]))))
     for t in trials:  # as mnas wrote it before: the reward only, token indices, Optuna number = id - 1
@@ -280,7 +289,7 @@ def test_an_older_mirror_is_rebuilt_and_a_broken_one_is_skipped_in_one_line(tmp_
     study = _study(tmp_path)
     assert study.metric_names == ["accuracy", "latency_ms"] and len(study.directions) == 2
     assert [t.user_attrs.get("mnas_trial_id") for t in study.get_trials()] == [None, 1, 2, 3]
-    assert study.trials[1].params["b1.op"] == space.values(trials[0].tokens)["b1.op"]
+    assert study.trials[1].params == {"b1.op": "conv", "b1.kernel": 5}  # labels of tokens (0, 1)
 
     broken = tmp_path / "broken"
     broken.mkdir()
