@@ -38,3 +38,41 @@ def test_compare_draws_each_runs_own_target_as_densities(tmp_path):
     make_report(a, plots=True, html=False, compare=[b])
     hist = _svg(a, "latency_hist")
     assert "T=20 ms" in hist and "T=12.5 ms" in hist and "density of models" in hist
+
+
+def test_figures_have_integer_ticks_captions_outside_legends_and_no_controller_panel_without_one(tmp_path,
+                                                                                              monkeypatch):
+    """The figure objects themselves (not pixels): a synthetic evolution-like run with no policy entropy."""
+    from matplotlib.ticker import MaxNLocator
+
+    import mnas.report.plots as plots
+    from mnas.store.query import token_matrix, trial_table
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path, formats=(): figures.setdefault(path.stem, fig) and path)
+    run = fill_synthetic(tmp_path / "run", n=30, seed=2, target_ms=20.0)
+    with Store(run, readonly=True) as store:
+        table, tokens = trial_table(store), token_matrix(store)
+    plots.write_plots(tmp_path / "plots", table, 20.0, [], tokens, cardinalities=[4] * tokens.shape[1])
+
+    def integer(locator):
+        return isinstance(locator, MaxNLocator) and locator._integer
+
+    reward, pareto, hist, entropy = (figures[n] for n in ("reward", "pareto", "latency_hist", "entropy"))
+    assert integer(reward.axes[0].xaxis.get_major_locator())  # trial ids
+    assert integer(pareto.axes[1].yaxis.get_major_locator())  # the colour bar of trial ids
+    assert integer(hist.axes[0].yaxis.get_major_locator())  # counts of models
+    assert integer(entropy.axes[0].xaxis.get_major_locator())
+    for name, fig in figures.items():
+        assert fig.axes[0].get_legend() is None and len(fig.legends) == 1, name  # below the axes, not over points
+        assert any(t.get_text().replace("\n", " ") == plots.READ[name if name != "entropy" else "entropy_sampled"]
+                   for t in fig.texts), name  # what to read on it
+    ax = pareto.axes[0]  # trial-id labels: real text extents, none over another, none over the legend
+    renderer = pareto.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    legend = pareto.legends[0].get_window_extent(renderer)
+    assert len(boxes) >= 3 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(b.overlaps(legend) for b in boxes)
+    texts = [entropy.axes[0].get_title(), entropy.axes[0].get_xlabel(),
+             *(t.get_text() for t in entropy.legends[0].get_texts())]
+    assert not any("controller" in t.lower() for t in texts), texts  # no controller, no controller panel

@@ -122,8 +122,8 @@ def test_spread_picks_trials_across_the_latency_range(experiment):
 def test_retrain_input_errors_are_one_line(experiment, tmp_path):
     for args, words in [(["--references", "resnet-50"], "not a zoo model"),
                         (["--references", "mobilenet-v2@wide"], "must be a number"),
-                        (["--trials", "x"], "trial ids"),
-                        (["--trials", "999"], "no trial 999")]:
+                        (["--trial-ids", "x"], "trial ids"),
+                        (["--trial-ids", "999"], "no trial 999")]:
         r = mnas("retrain", experiment, *args, "--dry-run")
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
     r = mnas("retrain", tmp_path / "nothing", "--dry-run")

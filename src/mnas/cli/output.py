@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mnas import MnasError
 
@@ -19,13 +20,47 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+def table(title: str, columns: list[str], rows: list[list[Any]], cut_last: bool = False) -> Table:
+    """``cut_last``: the last column (an architecture string) on one line, ellipsized past ``ARCH_WIDTH``."""
     t = Table(title=title)
-    for c in columns:
+    for c in columns[:-1] if cut_last else columns:
         t.add_column(c, overflow="fold")
+    if cut_last:
+        t.add_column(columns[-1], no_wrap=True, overflow="ellipsis", max_width=ARCH_WIDTH)
     for r in rows:
-        t.add_row(*(str(x) for x in r))
+        t.add_row(*(x if isinstance(x, Text) else str(x) for x in r))
     return t
+
+
+# The one table of ranked trials: the end of ``mnas search``, ``mnas report``'s top and Pareto tables.
+RANKED_COLUMNS = ["rank", "trial", "accuracy", "latency ms", "reward", "params M", "MACs M", "architecture"]
+ARCH_WIDTH = 48  # on a terminal, architecture strings are cut here, on one line (the full ones: --json)
+ARCH_HINT = "architectures cut to fit: the full strings in {json}"
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def ranked_table(title: str, items: list[dict[str, Any]], cut: bool = True) -> Table:
+    """``items``: trials as ``mnas report --json`` gives them (rank, id, accuracy, latency_ms, reward, params,
+    macs, arch). With ``cut``, each architecture string stays on one line, ellipsized past ``ARCH_WIDTH``
+    (a wrapped one filled a dozen lines); without, it is shown whole (piped output, where width is free)."""
+    t = Table(title=title, title_justify="left")
+    for c in RANKED_COLUMNS[:-1]:
+        t.add_column(c, overflow="fold")
+    t.add_column(RANKED_COLUMNS[-1], no_wrap=cut, overflow="ellipsis" if cut else "fold",
+                 max_width=ARCH_WIDTH if cut else None)
+    for r in items:
+        t.add_row(str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f"),
+                  _num(r["reward"], ".4f"), _num(r["params"] and r["params"] / 1e6, ".2f"),
+                  _num(r["macs"] and r["macs"] / 1e6, ".1f"), r["arch"])
+    return t
+
+
+def wide_console() -> Console:
+    """Piped output has no width (rich would fold at 80 columns); give architecture strings room instead."""
+    return console if console.is_terminal else Console(width=400)
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

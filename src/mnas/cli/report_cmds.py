@@ -8,29 +8,18 @@ from typing import List, Optional
 import typer
 
 from mnas import MnasError
-from mnas.cli.output import console as _console
-from mnas.cli.output import print_json, table
+from mnas.cli.output import ARCH_HINT, ARCH_WIDTH, print_json, ranked_table, table, wide_console
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
-def _wide_console():
-    """Piped output has no width (rich would fold at 80 columns); give architecture strings room instead."""
-    from rich.console import Console
-    return _console if _console.is_terminal else Console(width=400)
+def _rows(items: list[dict]) -> list[list[str]]:
+    return [[str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f")]
+            for r in items]
 
 
 def _num(v, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
-
-
-def _rows(items: list[dict]) -> list[list[str]]:
-    return [[str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f"),
-             _num(r["reward"], ".4f"), _num(r["params"] and r["params"] / 1e6, ".2f"),
-             _num(r["macs"] and r["macs"] / 1e6, ".1f"), r["arch"]] for r in items]
-
-
-COLS = ["rank", "trial", "accuracy", "latency ms", "reward", "params M", "MACs M", "architecture"]
 
 
 def _print_retrained(console, r: dict) -> None:
@@ -70,7 +59,7 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
     """Top architectures, Pareto front, counts, best under latency targets; plots and report.html."""
     from mnas.report.build import make_report
 
-    console = _wide_console()
+    console = wide_console()
 
     try:
         s = make_report(directory, top=top, targets=target, plots=plots, html=html, compare=compare,
@@ -87,10 +76,11 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
                   f"{s['running']} running; {s['unique_architectures']} unique architectures")
     console.print(f"reward: T = {s['target_ms']} ms, alpha = {s['alpha']}, beta = {s['beta']}; "
                   f"latency backend {s['backend']} at {s['latency_settings'].get('resolution', '?')} px")
-    console.print(table(f"top {len(s['top'])} architectures by reward", COLS, _rows(s["top"])))
-    console.print(table(f"Pareto front, accuracy against latency ({len(s['pareto'])} models)", COLS,
-                        _rows(s["pareto"])))
-    trows = [[f"{t['target_ms']:g}", *(_rows([t["best"]])[0][:4] if t["best"] else ["-", "none this fast", "", ""])]
+    cut = console.is_terminal
+    console.print(ranked_table(f"top {len(s['top'])} architectures by reward", s["top"], cut))
+    console.print(ranked_table(f"Pareto front, accuracy against latency ({len(s['pareto'])} models)", s["pareto"],
+                               cut))
+    trows = [[f"{t['target_ms']:g}", *(_rows([t["best"]])[0] if t["best"] else ["-", "none this fast", "", ""])]
              for t in s["targets"]]
     console.print(table("most accurate model under each latency target", ["target ms", "rank", "trial",
                                                                            "accuracy", "latency ms"], trows))
@@ -101,6 +91,8 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
                       f"beta = {c['beta']}")
     if s.get("retrained"):
         _print_retrained(console, s["retrained"])
+    if cut and any(len(r["arch"]) > ARCH_WIDTH for r in s["top"] + s["pareto"]):
+        console.print(ARCH_HINT.format(json=f"mnas report {directory} --json"), markup=False, highlight=False)
     if s.get("plots"):
         console.print("plots: " + ", ".join(s["plots"].values()))
     if s.get("html"):

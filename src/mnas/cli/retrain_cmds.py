@@ -23,8 +23,9 @@ def retrain(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="ex
                                             "EXPERIMENT)"),
             top: int = typer.Option(RetrainConfig.default("top"), "--top", min=0,
                                     help=RetrainConfig.model_fields["top"].description),
-            trials: Optional[str] = typer.Option(None, "--trials", help="more trial ids, comma-separated "
-                                                 "(e.g. a latency-spanning set to measure the proxy's ranking)"),
+            trial_ids: Optional[str] = typer.Option(None, "--trial-ids", help="more trial ids, comma-separated "
+                                                    "(e.g. a latency-spanning set to measure the proxy's ranking)"),
+            old_trials: Optional[str] = typer.Option(None, "--trials", hidden=True, help="renamed: --trial-ids"),
             spread_n: int = typer.Option(RetrainConfig.default("spread"), "--spread", min=0,
                                          help=RetrainConfig.model_fields["spread"].description),
             references: Optional[str] = typer.Option(
@@ -57,8 +58,10 @@ def retrain(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="ex
     """Train the top-K searched architectures and reference models under one recipe (resumable)."""
     from mnas.retrain.workflow import retrain as run_retrain
 
+    if old_trials is not None:  # in mnas search --trials is a budget: one name, one meaning
+        raise MnasError(f"retrain takes trial ids as --trial-ids {old_trials} (--trials is a search's budget)")
     recipe = deprecated_option("--preset", preset, "--recipe", recipe)
-    ids = [_trial_id(t) for t in (trials or "").split(",") if t.strip()]
+    ids = [_trial_id(t) for t in (trial_ids or "").split(",") if t.strip()]
     refs = None if references is None else [] if references.strip().lower() in ("", "none") else \
         [r for r in references.split(",") if r.strip()]
     overrides = {**parse_sets(sets), "threads": threads, "device": device}
@@ -105,7 +108,7 @@ def _trial_id(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise MnasError(f"--trials {text!r}: expected trial ids separated by commas, e.g. --trials 3,17,42") \
+        raise MnasError(f"--trial-ids {text!r}: expected trial ids separated by commas, e.g. --trial-ids 3,17,42") \
             from None
 
 

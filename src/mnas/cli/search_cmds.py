@@ -11,7 +11,8 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import configure_logging
-from mnas.cli.output import console, deprecated_option, print_json, table
+from mnas.cli.output import (ARCH_HINT, ARCH_WIDTH, console, deprecated_option, print_json, ranked_table, table,
+                             wide_console)
 from mnas.cli.overrides import parse_sets
 from mnas.cli.progress import progress_bar
 from mnas.run.trial import phases
@@ -125,15 +126,19 @@ def _dry_run(cfg, json: bool) -> None:
 
 
 def _show_top(out: Path, k: int) -> None:
+    """The top of ``mnas report``'s tables, the same table: one look for ranked trials."""
     from mnas.store import Store
     from mnas.store.query import ranked_trials
 
     with Store(out, readonly=True) as store:
         done = ranked_trials(store, k)
-    rows = [[i + 1, t.id, _f(t.reward, 4), f"{t.accuracy:.3f}", f"{t.latency_ms:.2f}",
-             f"{(t.params or 0) / 1e6:.2f}M", t.arch] for i, t in enumerate(done)]
-    console.print(table(f"top {k} of {out}", ["rank", "trial", "reward", "accuracy", "latency ms", "params",
-                                                 "architecture"], rows))
+    items = [{"rank": i + 1, "id": t.id, "accuracy": t.accuracy, "latency_ms": t.latency_ms, "reward": t.reward,
+              "params": t.params, "macs": t.macs, "arch": t.arch} for i, t in enumerate(done)]
+    wide = wide_console()
+    cut = wide.is_terminal
+    wide.print(ranked_table(f"top {len(items)} architectures by reward", items, cut))
+    if cut and any(len(t.arch) > ARCH_WIDTH for t in done):
+        wide.print(ARCH_HINT.format(json=f"mnas report {out} --json"), markup=False, highlight=False)
 
 
 @app.command("trials")
@@ -149,9 +154,16 @@ def trials_cmd(out: Path = typer.Argument(..., metavar="EXPERIMENT", help="exper
                   "worker", "attempts", "seconds")
         print_json([{k: v for k, v in t.to_dict().items() if k in fields} for t in records])
         return
-    rows = [[t.id, t.status, _f(t.reward, 4), _f(t.accuracy, 3), _f(t.latency_ms, 2), t.error or t.arch]
-            for t in records]
-    console.print(table(str(out), ["id", "status", "reward", "accuracy", "latency ms", "arch / error"], rows))
+    from rich.text import Text
+
+    # architectures: whole on one line when piped, cut to one line on a terminal; errors always whole
+    rows = [[t.id, t.status, _f(t.reward, 4), _f(t.accuracy, 3), _f(t.latency_ms, 2),
+             Text(t.error, overflow="fold", no_wrap=False) if t.error else t.arch] for t in records]
+    wide = wide_console()
+    wide.print(table(str(out), ["id", "status", "reward", "accuracy", "latency ms", "arch / error"], rows,
+                     cut_last=wide.is_terminal))
+    if wide.is_terminal and any(len(t.arch) > ARCH_WIDTH for t in records if not t.error):
+        wide.print(ARCH_HINT.format(json=f"mnas trials {out} --json"), markup=False, highlight=False)
 
 
 def _f(x: float | None, digits: int) -> str:

@@ -1,11 +1,15 @@
 """Plots of a search (matplotlib Agg, whole-array calls only, so 10,000 trials plot in well under a second).
 
 Each plot is written as PNG (print resolution) and, with ``formats``, also as SVG and PDF for slides and
-papers. Accuracy is shown in %, points are labelled with the trial ids the tables use.
+papers. Accuracy is shown in %, points are labelled with the trial ids the tables use (where a label would
+cover another, it is left out), counts and trial ids get integer ticks, legends sit below the axes (never
+over the points), and a line under each figure says what to read on it (``READ``).
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,23 @@ from mnas.store.query import TrialTable
 
 PLOT_NAMES = {"reward": "reward.png", "pareto": "pareto.png", "latency_hist": "latency_hist.png",
               "entropy": "entropy.png"}
+
+# What to read on each figure: its caption, drawn under it.
+READ = {
+    "reward": "Each dot is one trial's reward, in the order the trials were started. The red moving average rises "
+              "when the search learns (a random search stays flat); the black steps are the best reward so far.",
+    "pareto": "Each dot is a trial (colour: when it was sampled, late = yellow). The red staircase is the Pareto "
+              "front: no trial is both faster and more accurate than a point on it. Labels are trial ids "
+              "(mnas report, mnas export --trial); left of the dashed line is faster than the target T.",
+    "latency_hist": "How many sampled models had each latency. A soft reward spreads the samples around T; a hard "
+                    "one piles them up just under it (compare runs with mnas report --compare).",
+    "entropy": "The controller's policy entropy (left axis) and the entropy of the choices it sampled (right). "
+               "Falling means the search concentrates on fewer architectures; at the dotted maximum it still "
+               "samples uniformly.",
+    "entropy_sampled": "The entropy of the choices the strategy sampled, per decision, in windows of trials (this "
+                       "strategy has no controller policy to report). Falling means it concentrates on fewer "
+                       "architectures; at the dotted maximum it samples uniformly.",
+}
 
 
 def _plt():
@@ -58,13 +79,14 @@ def plot_reward(table: TrialTable, path: Path, title: str = "", formats: tuple[s
         ax.scatter(x, y, lw=0, label="reward of each trial", **_dots(done.size))
         ax.plot(x, moving_average(y, w), color="C3", lw=2, label=f"moving average ({w} trials)")
         ax.step(x, np.maximum.accumulate(y), where="post", color="k", lw=1.2, label="best so far")
-        ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", transform=ax.transAxes)
     ax.set_xlabel("trial id")
+    ax.xaxis.set_major_locator(_integers())
     ax.set_ylabel("reward  ACC·(LAT/T)^w")
     ax.set_title(title or "Reward over the search")
     ax.grid(alpha=0.3)
+    _finish(fig, ax, READ["reward"])
     return _save(fig, path, formats)
 
 
@@ -79,28 +101,23 @@ def plot_pareto(table: TrialTable, path: Path, target_ms: float | None, title: s
     if done.size:
         lat, acc = table.latency_ms[done], 100 * table.accuracy[done]
         sc = ax.scatter(lat, acc, c=table.id[done], cmap="viridis", lw=0, **_dots(done.size))
-        fig.colorbar(sc, ax=ax, label="trial id")
+        fig.colorbar(sc, ax=ax, label="trial id", ticks=_integers())
         front = pareto_front(lat, acc)
         ax.step(lat[front], acc[front], where="post", color="C3", lw=1.5)
         ax.scatter(lat[front], acc[front], s=30, facecolors="none", edgecolors="C3",
                    label=f"Pareto front ({front.size})")
-        gap, last = 0.04 * (lat.max() - lat.min() or 1.0), -np.inf
-        for i in front:  # the ids the tables use, on front points far enough apart to stay readable
-            if lat[i] - last >= gap:
-                ax.annotate(str(table.id[done[i]]), (lat[i], acc[i]), xytext=(3, -9), textcoords="offset points",
-                            fontsize=7, color="C3")
-                last = lat[i]
     else:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", transform=ax.transAxes)
     _draw_references(ax, references or [])
     if target_ms:
         ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:.4g} ms")
-    if done.size or target_ms or references:
-        ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("accuracy (%, proxy task)")
     ax.set_title(title or "Accuracy against latency")
     ax.grid(alpha=0.3)
+    if done.size:  # the ids the tables use, on the front points whose labels fit
+        _label_points(ax, lat[front], acc[front], [str(table.id[done[i]]) for i in front], color="C3")
+    _finish(fig, ax, READ["pareto"])
     return _save(fig, path, formats)
 
 
@@ -133,7 +150,6 @@ def plot_latency_hist(runs: list[tuple[str, TrialTable, float | None]], path: Pa
         for k, ((label, _, _), lat) in enumerate(zip(runs, lats)):
             ax.hist(lat, bins=bins, alpha=0.55 if several else 0.85, density=several, color=f"C{k}",
                     label=f"{label} ({lat.size})")
-        ax.legend(loc="upper right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no measured latencies yet", ha="center", transform=ax.transAxes)
     for k, (_, _, target) in enumerate(runs):
@@ -143,7 +159,10 @@ def plot_latency_hist(runs: list[tuple[str, TrialTable, float | None]], path: Pa
                     color=f"C{k}" if several else "k")
     ax.set_xlabel("latency of sampled model (ms)")
     ax.set_ylabel("density of models" if several else "models")
+    if not several:
+        ax.yaxis.set_major_locator(_integers())
     ax.set_title(title or "Latencies of the sampled models")
+    _finish(fig, ax, READ["latency_hist"])
     return _save(fig, path, formats)
 
 
@@ -197,15 +216,16 @@ def plot_entropy(diagnostics: list[dict[str, Any]], tokens: np.ndarray, path: Pa
             handles.append(ax2.axhline(logs.mean(), color="C1", ls=":", lw=1,
                                        label="its maximum (uniform choices)"))
             ax2.set_ylim(0, logs.mean() * 1.05)
-    if handles:  # entropies start near their maximum and fall: the lower left is the empty corner
-        ax.legend(handles=handles, loc="lower left", fontsize=8)
-    else:
+    if not handles:
         ax.text(0.5, 0.5, "no entropy recorded", ha="center", transform=ax.transAxes)
     ax.ticklabel_format(axis="y", useOffset=False)
-    ax.set_xlabel("trials told to the controller")
+    ax.xaxis.set_major_locator(_integers())
+    # a strategy without a controller (random, evolution) reports no policy entropy: no controller panel
+    ax.set_xlabel("trials told to the controller" if pts else "trials")
     ax.set_ylabel("entropy (nats)")
-    ax.set_title(title or "Controller entropy over time")
+    ax.set_title(title or ("Controller entropy over time" if pts else "Entropy of the sampled choices over time"))
     ax.grid(alpha=0.3)
+    _finish(fig, ax, READ["entropy" if pts else "entropy_sampled"], handles)
     return _save(fig, path, formats)
 
 
@@ -213,6 +233,66 @@ def _figure(plt, right: float = 0.97, height: float = 4.0, left: float = 0.11):
     fig, ax = plt.subplots(figsize=(7, height))
     fig.subplots_adjust(left=left, right=right, bottom=0.13, top=0.91)
     return fig, ax
+
+
+def _integers():
+    """Ticks at whole numbers only (counts, trial ids): no "trial 2.5"."""
+    from matplotlib.ticker import MaxNLocator
+    return MaxNLocator(integer=True)
+
+
+CAPTION_WRAP = 125  # characters per caption line at 7 pt on a 7-inch figure
+_IN_PER_CHAR = 0.062  # the width of a legend character at 8 pt, in inches (a generous estimate)
+
+
+def _finish(fig, ax, caption: str, handles: list | None = None) -> None:
+    """The legend below the axes, in as many columns as fit, and ``caption`` under it: the figure grows
+    by what they take, so the axes keep their size and nothing is drawn over a point. Fixed margins:
+    no second layout pass (tight_layout would render the figure once more just to measure it)."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    labels = [h.get_label() for h in handles]
+    width, height = fig.get_size_inches()
+    sub = fig.subplotpars
+    bottom_in, top_in = sub.bottom * height, (1 - sub.top) * height
+    lines = textwrap.wrap(caption, CAPTION_WRAP)
+    caption_in = 0.13 * len(lines) + 0.1 if lines else 0.0
+    legend_in, cols = 0.0, 1
+    if labels:
+        widest = 0.5 + _IN_PER_CHAR * max(len(t) for t in labels)
+        cols = max(1, min(len(labels), int((width - 0.3) // widest)))
+        legend_in = 0.2 * math.ceil(len(labels) / cols) + 0.12
+    total = height + legend_in + caption_in
+    fig.set_size_inches(width, total)
+    fig.subplots_adjust(bottom=(bottom_in + legend_in + caption_in) / total, top=1 - top_in / total)
+    if labels:
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, caption_in / total), ncols=cols,
+                   fontsize=8, frameon=False)
+    if lines:
+        fig.text(0.015, 0.05 / total, "\n".join(lines), fontsize=7, color="0.3", ha="left", va="bottom")
+
+
+def _label_points(ax, xs, ys, texts: list[str], color: str, fontsize: float = 7) -> None:
+    """Each text beside its point, right or left, below or above, wherever it stays inside the axes and
+    covers neither a labelled point nor a label placed before it; a label that fits nowhere is left out (the
+    tables name every trial). Boxes are estimated from the font size, in points on the page, so no rendering
+    is needed."""
+    ax.get_xlim(), ax.get_ylim()  # the limits autoscaling gives, before they are used
+    to_pt = ax.transData.transform  # pixels at the figure's dpi; the axes keep their size in _finish
+    scale = 72.0 / ax.figure.dpi
+    x0, y0, x1, y1 = (v * scale for v in ax.bbox.extents)
+    at = [tuple(v * scale for v in to_pt((x, y))) for x, y in zip(xs, ys)]
+    placed: list[tuple[float, float, float, float]] = [(px - 3, py - 3, px + 3, py + 3) for px, py in at]
+    for x, y, (px, py), text in zip(xs, ys, at, texts):
+        w, h = 0.65 * fontsize * len(text) + 1, fontsize + 1
+        for dx, dy in ((4, -10), (4, 4), (-4 - w, -10), (-4 - w, 4)):
+            box = (px + dx, py + dy, px + dx + w, py + dy + h)
+            inside = x0 <= box[0] and box[2] <= x1 and y0 <= box[1] and box[3] <= y1
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                                  for b in placed):
+                placed.append(box)
+                ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                            color=color)
+                break
 
 
 PNG_DPI = 200  # print resolution: a 7-inch-wide figure is 1400 px

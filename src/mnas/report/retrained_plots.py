@@ -6,10 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mnas.report.plots import _figure, _plt, _save
+from mnas.report.plots import _figure, _finish, _label_points, _plt, _save
 from mnas.report.retrained import GOAL_POINTS, GOAL_SAVING, ISSUE_TAU_N, MIN_TAU_N
 
 RETRAINED_PLOT_NAMES = {"retrained": "retrained.png", "proxy_fidelity": "proxy_fidelity.png"}
+READ_RETRAINED = {
+    "retrained": "Top-1 after full training against measured latency. Each reference line is one model at several "
+                 "widths; a searched model (red, labelled with its trial id) above the dashed or left of the "
+                 "dotted goal line beats that reference by the issue's margin.",
+    "proxy_fidelity": "Each point is one model: its proxy accuracy in the search against its top-1 after full "
+                      "training. Points rising to the right (Kendall tau near 1) mean the proxy ranks models "
+                      "as full training does.",
+}
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -51,9 +59,6 @@ def plot_retrained(r: dict[str, Any], path: Path, formats: tuple[str, ...] = ())
     if mine:
         ax.scatter([m["latency_ms"] for m in mine], [100 * m["top1"] for m in mine], s=30, color="C3", zorder=4,
                    label="searched models (trial id)")
-        for m in mine:
-            ax.annotate(_name(m), (m["latency_ms"], 100 * m["top1"]), xytext=(4, 3), textcoords="offset points",
-                        fontsize=7, color="C3")
         met = {c["key"] for c in r["comparisons"] if c["meets_goal"]}
         hits = [m for m in mine if m["key"] in met]
         if hits:
@@ -61,8 +66,6 @@ def plot_retrained(r: dict[str, Any], path: Path, formats: tuple[str, ...] = ())
                        edgecolors="C3", lw=1.2, zorder=4, label="meets the goal")
     if not (mine or others or r["curves"]):
         ax.text(0.5, 0.5, "no completed retrained models yet", ha="center", transform=ax.transAxes)
-    else:
-        ax.legend(loc="lower right", fontsize=7)
     # the dataset's file name, not its path: a path would run off the figure
     datasets = sorted({Path(str((row.get("data") or {}).get("dataset")).split(":", 1)[-1]).name
                        for row in r["rows"] if _done(row)})
@@ -70,6 +73,10 @@ def plot_retrained(r: dict[str, Any], path: Path, formats: tuple[str, ...] = ())
     ax.set_ylabel(f"top-1 (%, retrained{', ' + ', '.join(datasets) if datasets else ''})")
     ax.set_title("Retrained models: top-1 against measured latency")
     ax.grid(alpha=0.3)
+    if mine:  # where a label would cover another, it is left out (the table names every model)
+        _label_points(ax, [m["latency_ms"] for m in mine], [100 * m["top1"] for m in mine],
+                      [_name(m) for m in mine], color="C3")
+    _finish(fig, ax, READ_RETRAINED["retrained"])
     return _save(fig, path, formats)
 
 
@@ -80,8 +87,6 @@ def plot_proxy_fidelity(fid: dict[str, Any], path: Path, formats: tuple[str, ...
     x = [100 * p["proxy_accuracy"] for p in pts]
     y = [100 * p["top1"] for p in pts]
     ax.scatter(x, y, s=30, color="C0", zorder=3)
-    for p, xi, yi in zip(pts, x, y):
-        ax.annotate(_name(p), (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7, color="C0")
     tau = "undefined" if fid["tau"] is None else f"{fid['tau']:.2f}"
     pval = f", p = {fid['p_value']:.2g}" if fid.get("p_value") is not None else ""
     few = f"; below the issue's {ISSUE_TAU_N}" if fid["below_issue_minimum"] else ""
@@ -89,6 +94,8 @@ def plot_proxy_fidelity(fid: dict[str, Any], path: Path, formats: tuple[str, ...
     ax.set_xlabel("proxy accuracy (%, search)")
     ax.set_ylabel("top-1 (%, retrained)")
     ax.grid(alpha=0.3)
+    _label_points(ax, x, y, [_name(p) for p in pts], color="C0")
+    _finish(fig, ax, READ_RETRAINED["proxy_fidelity"])
     return _save(fig, path, formats)
 
 

@@ -99,6 +99,26 @@ def latency_job(cfg: ExperimentConfig, store: Store) -> LatencyJob:
     return LatencyJob.from_config(cfg.latency, str(store.dir / "latency-cache.sqlite"))
 
 
+SCREEN_LOG_S = 5.0  # a screen's timing of candidates logs its progress this often
+
+
+class _Screening:
+    """What a screen timing candidates for the next trial has done (50 candidates can take a minute): shown
+    as that trial's phase on the bar, and logged every ``SCREEN_LOG_S`` (the output without a terminal)."""
+
+    def __init__(self, trial: int = 0) -> None:
+        self.trial, self.timed = trial, 0
+        self.start = self.said = time.monotonic()
+
+    def count(self) -> None:
+        self.timed += 1
+        now = time.monotonic()
+        if now - self.said >= SCREEN_LOG_S:
+            self.said = now
+            log.info("screening for trial %d: %d candidate(s) timed in %.0f s", self.trial, self.timed,
+                     now - self.start)
+
+
 class Search:
     """One experiment's loop. ``Search.open(cfg, out, resume)`` is the usual way in. The bookkeeping of
     asks, tells, duplicates and the stopping rule is the ``AskTellLoop``'s; this class runs its trials on
@@ -113,6 +133,7 @@ class Search:
         self.latency_job = latency_job(cfg, store)
         self.scalars = ScalarLog(store.dir) if cfg.tensorboard else None  # before anything is stored: may refuse
         self.executor = executor
+        self._screening = _Screening()
         if not store.meta().config:
             self._record_new()
         checkpoint = store.latest_checkpoint()
@@ -205,7 +226,7 @@ class Search:
     def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
         """Latency of each candidate, None where it cannot be measured: timing is cheap next to training (with
         the local executor the measurement lands in the latency cache, so the trial that follows reuses it)."""
-        from mnas.run.trial import error_line, measure_latency
+        from mnas.run.trial import _phase, error_line, measure_latency
 
         # other executors (and local workers) may be training beside this process now: such a number is good
         # enough to screen with, but must not be cached and become the trial's own latency (the trial is timed
@@ -213,12 +234,20 @@ class Search:
         alone = self.cfg.executor.kind == "local" and self.cfg.executor.workers == 1
         job = self.latency_job if alone else replace(self.latency_job, cache=None)
         out: list[float | None] = []
-        for tokens in candidates:
-            try:
-                out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
-            except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
-                log.info("candidate not measurable: %s", error_line(e))
-                out.append(None)
+        shown = self._screening
+        if shown.trial != self.loop.trials + 1:  # the candidates for the next trial, over all the calls it takes
+            self._screening = shown = _Screening(self.loop.trials + 1)
+        try:
+            for tokens in candidates:
+                _phase(shown.trial, f"screening: timing candidate {shown.timed + 1}")
+                try:
+                    out.append(measure_latency(self.space.decode(tokens).canonical, job).latency_ms)
+                except Exception as e:  # noqa: BLE001 - as a trial's latency step would fail: not this candidate
+                    log.info("candidate not measurable: %s", error_line(e))
+                    out.append(None)
+                shown.count()
+        finally:
+            _phase(shown.trial, "done")
         return out
 
     def _checkpoint(self, conn: Any) -> None:

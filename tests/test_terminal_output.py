@@ -1,0 +1,100 @@
+"""What a person reads in a terminal or a log file: one table of ranked trials (the end of ``mnas search`` is
+the top of ``mnas report``), architecture strings on one line, the screen's candidate timing shown as it
+goes, ``mnas train`` writing each epoch to a log file as it ends, one meaning per option name."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+import mnas.cli.output as output
+from mnas.cli import main
+from mnas.cli.search_cmds import _show_top
+from mnas.report.synthetic import fill_synthetic
+from mnas.testing import run_cli
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    return fill_synthetic(tmp_path_factory.mktemp("terminal") / "exp", n=12, seed=3, fail_every=0)
+
+
+def _rows(text: str, title: str) -> list[str]:
+    """The body rows of the table titled ``title`` in ``text``."""
+    block = text.split(title, 1)[1].split("└", 1)[0]
+    return [ln for ln in block.splitlines() if ln.startswith("│")]
+
+
+def test_the_search_ends_with_the_reports_top_table_one_line_per_trial(experiment, monkeypatch):
+    term = Console(width=120, force_terminal=True, color_system=None, record=True)
+    monkeypatch.setattr(output, "console", term)  # a 120-column terminal
+    _show_top(experiment, 3)
+    searched = term.export_text()
+    assert run_cli("report", experiment, "--top", "3", "--no-plots", "--no-html").code == 0
+    reported = term.export_text()
+    title = "top 3 architectures by reward"
+    rows = _rows(searched, title)
+    assert len(rows) == 3 and all("…" in r for r in rows)  # cut, never folded
+    assert rows == _rows(reported, title)  # the same table, column for column
+    assert "the full strings in mnas report" in searched
+    from mnas.cli.search_cmds import trials_cmd
+
+    trials_cmd(experiment, json=False)  # mnas trials: one line per trial too
+    assert len(_rows(term.export_text(), str(experiment))) == 12
+
+
+def test_piped_output_keeps_whole_architecture_strings_on_one_line(experiment, capsys):
+    from mnas.store import Store
+    from mnas.store.query import ranked_trials
+
+    _show_top(experiment, 2)  # stdout is captured: not a terminal
+    out = capsys.readouterr().out
+    with Store(experiment, readonly=True) as store:
+        best = ranked_trials(store, 2)
+    assert len(best[0].arch) > 150
+    assert all(any(t.arch in line for line in out.splitlines()) for t in best)
+
+
+def test_the_screen_shows_its_candidate_timing_as_it_goes(monkeypatch, caplog):
+    import logging
+
+    import mnas.run.trial as trial
+    import mnas.search.driver as driver
+    from mnas.space import load_space
+
+    monkeypatch.setattr(trial, "measure_latency", lambda arch, job: SimpleNamespace(latency_ms=2.0))
+    monkeypatch.setattr(driver, "SCREEN_LOG_S", 0.0)
+    space = load_space()
+    search = SimpleNamespace(space=space, latency_job=None, loop=SimpleNamespace(trials=6),
+                             cfg=SimpleNamespace(executor=SimpleNamespace(kind="local", workers=1)),
+                             _screening=driver._Screening())
+    seen: list[tuple[int, str]] = []
+    candidates = [space.sample_tokens(__import__("random").Random(i)) for i in range(3)]
+    with trial.phases(lambda tid, phase: seen.append((tid, phase))), caplog.at_level(logging.INFO, "mnas"):
+        for c in candidates:  # a screen asks one candidate at a time: one count over the calls
+            assert driver.Search._latencies(search, [c]) == [2.0]
+    assert seen[-2:] == [(7, "screening: timing candidate 3"), (7, "done")]  # the trial it screens for
+    assert "screening for trial 7: 3 candidate(s) timed" in caplog.text
+
+
+def test_train_writes_each_epoch_to_a_log_file_as_it_ends(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 8, 8), dtype=np.uint8)
+    y = np.arange(64) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code = main(["train", "stem8:ds_r1_k3_s1_e1_i8_o8:head16", "--dataset", f"npz:{tmp_path / 'd.npz'}",
+                 "--epochs", "2", "--resolution", "8", "--width-multiplier", "1", "--batch-size", "16",
+                 "--dir", str(tmp_path / "run")])
+    out = capsys.readouterr().out  # stdout is not a terminal: the bar draws nothing
+    assert code == 0, out
+    epochs = [out.index(f"epoch {k}/2: loss") for k in (1, 2)]
+    assert epochs[0] < epochs[1] < out.index("┏")  # each as it ended, before the final table
+
+
+def test_retrain_trials_names_trial_ids_in_one_line(tmp_path):
+    r = run_cli("retrain", tmp_path / "exp", "--trials", "3,17")
+    assert r.code == 2 and r.stderr.count("\n") == 1
+    assert "--trial-ids 3,17" in r.stderr and "budget" in r.stderr
