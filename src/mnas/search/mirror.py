@@ -67,8 +67,11 @@ class OptunaMirror:
         if t.id in self._mirrored:  # a retried trial: Optuna cannot update the earlier entry, so mark this one
             attrs["attempt"] = t.attempts
         params = {d.name: int(v) for d, v in zip(self.space.decisions, t.tokens)} if t.tokens else {}
+        curve = ((t.train or {}).get("pruning") or {}).get("intermediate") or []  # pruning's accuracy per step
+        state = T.TrialState.COMPLETE if done else T.TrialState.PRUNED if t.status is TrialStatus.PRUNED \
+            else T.TrialState.FAIL
         self.study.add_trial(T.create_trial(
-            state=T.TrialState.COMPLETE if done else T.TrialState.FAIL, value=t.reward if done else None,
+            state=state, value=t.reward if done else None, intermediate_values={int(k): v for k, v in curve},
             params=params, distributions={k: self._distributions[k] for k in params}, user_attrs=attrs))
         self._mirrored.add(t.id)
 
