@@ -163,8 +163,8 @@ def test_the_search_loop_gives_each_trial_the_curves_and_stores_pruned_ones(tmp_
     executor = _PruningExecutor(prune={2})
     store, cfg = claim_experiment(cfg, tmp_path / "run")  # Search.open less its preflight (seconds)
     with Search(store, cfg, 1.0, executor) as search:
-        search.run()
-        assert search.strategy.n_failed == 1
+        state = search.run()
+        assert search.strategy.n_failed == 1 and (state.completed, state.pruned, state.failed) == (2, 1, 0)
     first, second, third = (job.pruning for job in executor.jobs)
     assert first.pruner.name == "asha" and first.history == ()
     assert [c.state for c in third.history] == ["completed", "pruned"]

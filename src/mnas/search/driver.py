@@ -52,6 +52,7 @@ class SearchState:
     best: Trial | None = None
     budget: int | None = None
     stopped_because: str = ""
+    pruned: int = 0  # stopped early by the pruner
 
 
 def claim_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False) -> tuple[Store, ExperimentConfig]:
@@ -261,7 +262,7 @@ class Search:
 
         counts = self.store.counts()
         return SearchState(counts["total"], counts["completed"], counts["failed"], self.loop.duplicates,
-                           best_trial(self.store), self.cfg.trials)
+                           best_trial(self.store), self.cfg.trials, pruned=counts["pruned"])
 
 
 class _Trials:
