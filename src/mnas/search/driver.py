@@ -270,7 +270,7 @@ class _Trials:
     transaction with the checkpoint it leads to."""
 
     def __init__(self, search: Search, executor: Executor | None) -> None:
-        """``executor`` None: trials evaluated by the caller (``mnas.api.Study``), one at a time."""
+        """``executor`` None: trials evaluated by the caller (``mnas.study.Study``), one at a time."""
         self.search, self.store, self.executor = search, search.store, executor
         self.capacity = executor.capacity if executor is not None else 1
         self.running: dict[int, Proposal] = {}  # trial id -> what it evaluates

@@ -159,7 +159,7 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         result.loss_curve, result.steps, result.error = train_loop(run, cfg, progress, watcher)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        result.train_seconds = time.perf_counter() - t_train
+        result.train_seconds = time.perf_counter() - t_train - result.eval_seconds  # less a watch's evaluations
         result.train_images_per_s = result.steps * run.batch_size / result.train_seconds \
             if result.train_seconds > 0 else 0.0
         if watcher is not None and watcher.pruned:
