@@ -207,6 +207,7 @@ def test_a_version_1_store_takes_pruned_trials_after_a_writer_opens_it(tmp_path)
         assert store.trial(1).status is TrialStatus.PRUNED and store.get_meta("schema_version") == 2
 
 
+@pytest.mark.slow  # two real latency measurements and the dashboard mirror: seconds
 def test_the_ask_tell_example_of_the_api_page_runs_and_opens_in_report_and_the_dashboard():
     text = DOC.read_text()
     section = text[text.index("## Ask/tell"):]
