@@ -9,6 +9,7 @@ in the test suite).
     exp.export("best.onnx", rank=1, weights="runs/x/best")  # write a trial's model in a runtime's format
     mnas.measure("mnasnet-a1", backend="onnxruntime")    # real latency of an architecture
     mnas.train("mnasnet-a1", dataset="digits", epochs=1)   # proxy training
+    study = mnas.create_study("runs/mine", target=20.0)  # ask/tell with your own training (mnas.study)
 
 This layer sits above ``mnas.deploy`` and ``mnas.retrain`` and below ``mnas.cli``. Beside calling the workflows
 it adds what a Python user needs and a command does not: ``Experiment`` (a read-only handle on an experiment
@@ -27,7 +28,10 @@ from mnas.schema import Schema
 from mnas.search.config import ExperimentConfig, config_from_dict, load_config, stored_config
 from mnas.store import Store, Trial, TrialStatus
 
-__all__ = ["Experiment", "search", "open_experiment", "measure", "train", "architecture", "build"]
+from mnas.study import Study, StudyTrial, create_study, load_study
+
+__all__ = ["Experiment", "search", "open_experiment", "measure", "train", "architecture", "build", "create_study",
+           "load_study", "Study", "StudyTrial"]
 
 
 class _Choice(Schema):

@@ -72,8 +72,9 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
     if json:
         print_json(s)
         return
+    pruned = f"{s['pruned']} pruned, " if s.get("pruned") else ""
     console.print(f"[bold]{s['dir']}[/]: {s['trials']} trials, {s['completed']} completed, {s['failed']} failed, "
-                  f"{s['running']} running; {s['unique_architectures']} unique architectures")
+                  f"{pruned}{s['running']} running; {s['unique_architectures']} unique architectures")
     console.print(f"reward: T = {s['target_ms']} ms, alpha = {s['alpha']}, beta = {s['beta']}; "
                   f"latency backend {s['backend']} at {s['latency_settings'].get('resolution', '?')} px")
     cut = console.is_terminal

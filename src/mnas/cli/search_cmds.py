@@ -67,7 +67,8 @@ def search(experiment: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT
                 state = run.run(retry_failed=retry_failed, progress=bar.on_state)
     finally:
         run.close()
-    console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed")
+    pruned = f", {state.pruned} pruned" if state.pruned else ""
+    console.print(f"stopped: {state.stopped_because}; {state.completed} completed, {state.failed} failed{pruned}")
     _show_top(out, 5)
 
 
@@ -96,7 +97,7 @@ class _SearchBar:
         # trials in this process say their phase; those on Ray workers are counted as in flight
         now = ", ".join(f"trial {k} {v}" for k, v in sorted(self.running.items())) or \
             f"{self.run.executor.in_flight() if self.run.executor else 0} in flight"
-        self.update(st.completed + st.failed if st else 0,
+        self.update(st.completed + st.failed + st.pruned if st else 0,
                     description=f"failed {st.failed if st else 0}, dup {st.duplicates if st else 0} | {now} | {best}")
 
 

@@ -95,7 +95,7 @@ class LocalExecutor:
             slot.close()
             slot = self._slots[index] = _Slot.start()
         try:
-            slot.send((run.job.arch, run.job.proxy, run.job.seed))
+            slot.send((run.job.arch, run.job.proxy, run.job.seed, run.job.pruning))
         except OSError:  # died just now: _collect reads the EOF and fails the trial
             pass
         self._running[index] = run
@@ -233,9 +233,9 @@ def _serve(parent: int) -> None:
         job = _read(inbox)
         if job is None:
             return
-        arch, proxy, seed = job
+        arch, proxy, seed, pruning = job
         try:
-            reply = {"train": train_proxy_job(arch, proxy, seed)}
+            reply = {"train": train_proxy_job(arch, proxy, seed, pruning)}
         except Exception as exc:  # noqa: BLE001 - the trial's error, one line (tracebacks stay here)
             reply = {"error": error_line(exc)}
         _write(outbox, reply)

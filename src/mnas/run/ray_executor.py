@@ -59,13 +59,13 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _train_remote(arch: str, proxy: TrainTask, seed: int, threads: int) -> dict[str, Any]:
+def _train_remote(arch: str, proxy: TrainTask, seed: int, threads: int, pruning: Any = None) -> dict[str, Any]:
     """Runs in a Ray worker. Our own exceptions are returned, not raised, so Ray retries only system failures
     (a dead node or worker process), never a trial that fails by itself."""
     started = time.time()
     _threads(threads)
     try:
-        return {"train": train_proxy_job(arch, proxy, seed), "where": _where(), "started": started}
+        return {"train": train_proxy_job(arch, proxy, seed, pruning), "where": _where(), "started": started}
     except Exception as exc:  # noqa: BLE001 - the trial's error (made here: tracebacks do not pickle)
         return {"error": error_line(exc), "where": _where(), "started": started}
 
@@ -181,7 +181,7 @@ class RayExecutor:
         fit = {"threads": self.threads, "workers": max(0, math.floor(self.cfg.cpus_per_trial) - 1)}
         proxy = job.proxy.model_copy(update={k: v for k, v in fit.items()
                                              if getattr(job.proxy, k) == TrainTask.default(k)})
-        trial.train_ref = self._train_fn.remote(job.arch, proxy, job.seed, self.threads)
+        trial.train_ref = self._train_fn.remote(job.arch, proxy, job.seed, self.threads, job.pruning)
 
     def in_flight(self) -> int:
         return len(self._trials)

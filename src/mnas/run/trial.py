@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnas.latency import LatencyConfig, LatencySettings
+from mnas.run.pruning import PrunerConfig, TrialCurve
 from mnas.store import Trial, TrialStatus
 from mnas.train import TrainTask
 
@@ -63,12 +64,22 @@ class LatencyMeasurement:
 
 
 @dataclass(frozen=True)
+class PruneJob:
+    """How a trial's proxy training may be stopped early: the rule and the other trials' curves
+    (mnas.run.pruning) as they were when the trial was submitted."""
+
+    pruner: PrunerConfig
+    history: tuple[TrialCurve, ...] = ()
+
+
+@dataclass(frozen=True)
 class TrialJob:
     trial_id: int
     arch: str  # canonical
     latency: LatencyJob
     proxy: TrainTask
     seed: int = 0
+    pruning: PruneJob | None = None  # None: the proxy trains to the end
 
 
 def worker_name() -> str:
@@ -87,12 +98,27 @@ def measure_latency(arch_text: str, job: LatencyJob) -> LatencyMeasurement:
     return LatencyMeasurement(result.to_dict(), result.median_ms, prof.params, prof.macs)
 
 
-def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int) -> dict[str, Any]:
-    """Train the proxy model; a NaN loss comes back as status 'failed' from the trainer itself."""
+def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int, pruning: PruneJob | None = None) -> dict[str, Any]:
+    """Train the proxy model; a NaN loss comes back as status 'failed' from the trainer itself, a training
+    the pruner stopped as status 'pruned' (its curve and rungs under "pruning")."""
     from mnas.space import Architecture
     from mnas.train import train_architecture
 
-    return train_architecture(Architecture.parse(arch_text), proxy, seed).to_dict()
+    arch = Architecture.parse(arch_text)
+    if pruning is None or not pruning.pruner.enabled:
+        return train_architecture(arch, proxy, seed).to_dict()
+    from mnas.run.pruning import Decider
+    from mnas.train.trainer import Watch
+
+    decider = Decider(pruning.pruner, list(pruning.history))
+
+    def report(step: int, top1: float) -> bool:
+        decider.report(step, top1)
+        return decider.should_prune()
+
+    result = train_architecture(arch, proxy, seed, Watch(pruning.pruner.every, report)).to_dict()
+    result["pruning"] = {"intermediate": result["intermediate"], "rungs": decider.rungs}
+    return result
 
 
 def error_line(exc: BaseException) -> str:
@@ -109,8 +135,10 @@ def failed(job: TrialJob, error: str, started: float, worker: str | None = None)
 
 def combine(job: TrialJob, lat: LatencyMeasurement, train: dict[str, Any], started: float,
             worker: str | None = None) -> Trial:
-    ok = train.get("status", "ok") == "ok"
-    return Trial(job.trial_id, job.arch, TrialStatus.COMPLETED if ok else TrialStatus.FAILED,
+    status = train.get("status", "ok")
+    ok = status in ("ok", "pruned")  # a pruned trial keeps its last intermediate accuracy
+    return Trial(job.trial_id, job.arch, TrialStatus.PRUNED if status == "pruned" else
+                 TrialStatus.COMPLETED if ok else TrialStatus.FAILED,
                  accuracy=train.get("top1") if ok else None, latency_ms=lat.latency_ms, latency=lat.latency,
                  train=train, params=lat.params, macs=lat.macs,
                  error=None if ok else train.get("error") or "training failed",
@@ -124,7 +152,7 @@ def run_trial(job: TrialJob) -> Trial:
         _phase(job.trial_id, "measuring")
         lat = measure_latency(job.arch, job.latency)
         _phase(job.trial_id, "training")
-        train = train_proxy_job(job.arch, job.proxy, job.seed)
+        train = train_proxy_job(job.arch, job.proxy, job.seed, job.pruning)
     except Exception as exc:  # a trial that fails is recorded with its error; the search goes on
         return failed(job, error_line(exc), started)
     finally:

@@ -97,12 +97,14 @@ def check_result(trial: Trial) -> None:
     """A completed trial whose accuracy is not in [0, 1] or whose latency is not a positive finite number
     becomes failed with the reason (the bad number is not kept): an executor, a device agent or a plugin
     may send anything, and such a number must never be rewarded or ranked."""
-    if trial.status is not TrialStatus.COMPLETED:
+    if trial.status not in (TrialStatus.COMPLETED, TrialStatus.PRUNED):
         return
     problems = []
     accuracy: float | None = _real(trial.accuracy)
     latency: float | None = _real(trial.latency_ms)
-    if not 0.0 <= accuracy <= 1.0:  # NaN fails every comparison
+    if trial.status is TrialStatus.PRUNED and trial.accuracy is None:  # stopped before any report: no number
+        accuracy = None
+    elif not 0.0 <= accuracy <= 1.0:  # NaN fails every comparison
         problems.append(f"accuracy {trial.accuracy!r} is not in [0, 1]")
         accuracy = None
     if not 0.0 < latency < math.inf:

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from mnas import MnasError
 from mnas.latency import LatencyConfig
 from mnas.run import ExecutorConfig
+from mnas.run.pruning import PrunerConfig
 from mnas.schema import Schema, Seed, check_bounded, read_yaml_file, renamed, validate
 from mnas.search.loop import DUPLICATE_STREAK
 from mnas.search.reward import RewardConfig
@@ -53,6 +54,9 @@ class ExperimentConfig(Schema):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     proxy: TrainTask = Field(default_factory=TrainTask)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig, description="stop proxy trainings early from "
+                                 "their intermediate accuracy (none | median | asha); a pruned trial is told to "
+                                 "the strategy as a failed one")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @model_validator(mode="after")

@@ -24,6 +24,8 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.run import Executor, LatencyJob, TrialJob, make_executor
+from mnas.run.pruning import TrialCurve, curve_of
+from mnas.run.trial import PruneJob
 from mnas.search.checks import check_result, preflight
 from mnas.search.config import ExperimentConfig, config_from_stored
 from mnas.search.loop import AskTellLoop, Outcome, Proposal, Result, StopRule
@@ -50,6 +52,7 @@ class SearchState:
     best: Trial | None = None
     budget: int | None = None
     stopped_because: str = ""
+    pruned: int = 0  # stopped early by the pruner
 
 
 def claim_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False) -> tuple[Store, ExperimentConfig]:
@@ -144,8 +147,11 @@ class Search:
         for t in trials:
             if t.status is TrialStatus.COMPLETED:
                 done[t.arch] = (t.reward, {"accuracy": t.accuracy, "latency_ms": t.latency_ms})
-            elif t.status is TrialStatus.FAILED:
+            elif t.status in (TrialStatus.FAILED, TrialStatus.PRUNED):
                 done.setdefault(t.arch, (None, None))
+        self.curves: dict[int, TrialCurve] = {}  # trial id -> its intermediate accuracies (the pruner's history)
+        for t in trials:
+            self._keep_curve(t)
         rule = StopRule(cfg.trials, cfg.time_budget_s, cfg.max_duplicate_streak)
         self.loop = AskTellLoop(self.strategy, self._key, rule, trials=len(trials), done=done,
                                 latency_oracle=self._latencies)
@@ -193,6 +199,32 @@ class Search:
         if self.cfg.references:  # after the config, so a failure here never leaves a store without one
             log.info("timing the reference models on %s", self.latency_job.backend)
             self.store.set_meta("references", measure_references(self.latency_job, references_for(self.space)))
+
+    def _keep_curve(self, trial: Trial) -> None:
+        if trial.status in (TrialStatus.COMPLETED, TrialStatus.PRUNED):
+            curve = curve_of(trial.status.value, trial.train, trial.accuracy)
+            if curve is not None:
+                self.curves[trial.id] = curve
+
+    def pruning(self) -> PruneJob | None:
+        """What a trial submitted now needs to be pruned: the rule and the curves finished so far."""
+        if not self.cfg.pruner.enabled:
+            return None
+        return PruneJob(self.cfg.pruner, tuple(self.curves[k] for k in sorted(self.curves)))
+
+    def score(self, proposal: Proposal, trial: Trial) -> Result:
+        """A finished trial checked and rewarded (a result that fails either fails its trial). A pruned trial
+        keeps its last intermediate accuracy in the store but has no reward, and its strategy is told it as a
+        failed trial (reward None): its accuracy is not a full proxy's and must not be learnt as one."""
+        objectives = None
+        check_result(trial)
+        if trial.status is TrialStatus.COMPLETED:
+            try:
+                trial.reward = reward(trial.accuracy, trial.latency_ms, self.reward_cfg, trial.params, trial.macs)
+                objectives = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms}
+            except MnasError as e:
+                trial.status, trial.error = TrialStatus.FAILED, f"reward: {e}"
+        return Result(proposal, trial.reward, objectives, trial)
 
     def _key(self, tokens: tuple[int, ...]) -> str:
         return self.space.decode(tokens).canonical
@@ -259,16 +291,17 @@ class Search:
 
         counts = self.store.counts()
         return SearchState(counts["total"], counts["completed"], counts["failed"], self.loop.duplicates,
-                           best_trial(self.store), self.cfg.trials)
+                           best_trial(self.store), self.cfg.trials, pruned=counts["pruned"])
 
 
 class _Trials:
     """The loop's evaluator in a search: trials on the executor, every step written to the store in one
     transaction with the checkpoint it leads to."""
 
-    def __init__(self, search: Search, executor: Executor) -> None:
+    def __init__(self, search: Search, executor: Executor | None) -> None:
+        """``executor`` None: trials evaluated by the caller (``mnas.study.Study``), one at a time."""
         self.search, self.store, self.executor = search, search.store, executor
-        self.capacity = executor.capacity
+        self.capacity = executor.capacity if executor is not None else 1
         self.running: dict[int, Proposal] = {}  # trial id -> what it evaluates
 
     def in_flight(self) -> int:
@@ -281,10 +314,14 @@ class _Trials:
         self._submit(trial.id, proposal)
 
     def start(self, proposal: Proposal) -> None:
+        self._submit(self.add(proposal), proposal)
+
+    def add(self, proposal: Proposal) -> int:
+        """A new trial of ``proposal`` in the store (running), with the checkpoint it leads to; its id."""
         with self.store.transaction() as c:
             trial_id = self.store.add_trial(proposal.key, proposal.tokens, c)
             self.search._checkpoint(c)
-        self._submit(trial_id, proposal)
+        return trial_id
 
     def repeated(self, proposal: Proposal) -> None:
         with self.store.transaction() as c:
@@ -293,22 +330,12 @@ class _Trials:
     def _submit(self, trial_id: int, proposal: Proposal) -> None:
         s = self.search
         self.running[trial_id] = proposal
-        self.executor.submit(TrialJob(trial_id, proposal.key, s.latency_job, s.cfg.proxy, s.cfg.seed))
+        self.executor.submit(TrialJob(trial_id, proposal.key, s.latency_job, s.cfg.proxy, s.cfg.seed, s.pruning()))
 
     def wait(self) -> Iterator[Result]:
         """Each finished trial, checked and rewarded (a result that fails either fails its trial)."""
         for trial in self.executor.wait():
-            proposal = self.running.pop(trial.id)
-            objectives = None
-            check_result(trial)
-            if trial.status is TrialStatus.COMPLETED:
-                try:
-                    trial.reward = reward(trial.accuracy, trial.latency_ms, self.search.reward_cfg, trial.params,
-                                          trial.macs)
-                    objectives = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms}
-                except MnasError as e:
-                    trial.status, trial.error = TrialStatus.FAILED, f"reward: {e}"
-            yield Result(proposal, trial.reward, objectives, trial)
+            yield self.search.score(self.running.pop(trial.id), trial)
 
     def record(self, result: Result) -> None:
         s, trial = self.search, result.detail
@@ -319,6 +346,7 @@ class _Trials:
             if diag:
                 self.store.add_diagnostics(diag, s.loop.told, c)
         trial.tokens = list(result.proposal.tokens)
+        s._keep_curve(trial)
         mirror_trial(s.mirror, trial)
         if s.scalars is not None:
             s.scalars.add(trial, diag)

@@ -158,9 +158,12 @@ class OptunaMirror:
             attrs["error"] = t.error[:500]
         params = ({d.name: d.choices[int(v)] for d, v in zip(self.space.decisions, t.tokens)}
                   if len(t.tokens) == len(self.space.decisions) else {})
-        frozen = T.create_trial(state=T.TrialState.COMPLETE if done else T.TrialState.FAIL,
-                                values=[t.accuracy, t.latency_ms] if done else None, params=params,
+        curve = ((t.train or {}).get("pruning") or {}).get("intermediate") or []  # pruning's accuracy per step
+        state = T.TrialState.COMPLETE if done else T.TrialState.PRUNED if t.status is TrialStatus.PRUNED \
+            else T.TrialState.FAIL
+        frozen = T.create_trial(state=state, values=[t.accuracy, t.latency_ms] if done else None, params=params,
                                 distributions={k: self._distributions[k] for k in params},
+                                intermediate_values={int(k): v for k, v in curve},
                                 user_attrs={k: v for k, v in attrs.items() if v is not None})
         start = _when(t.started, t.created)
         end = _when(t.finished) or start

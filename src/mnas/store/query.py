@@ -15,7 +15,7 @@ from mnas import MnasError
 from mnas.store.records import Trial, TrialStatus
 from mnas.store.sqlite import Store
 
-STATUS_CODES = {TrialStatus.RUNNING: 0, TrialStatus.COMPLETED: 1, TrialStatus.FAILED: 2}
+STATUS_CODES = {TrialStatus.RUNNING: 0, TrialStatus.COMPLETED: 1, TrialStatus.FAILED: 2, TrialStatus.PRUNED: 3}
 _STATUS_OF_CODE = {v: k for k, v in STATUS_CODES.items()}
 
 

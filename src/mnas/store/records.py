@@ -12,6 +12,7 @@ class TrialStatus(str, Enum):
     RUNNING = "running"  # asked and submitted; on resume it is run again
     COMPLETED = "completed"
     FAILED = "failed"
+    PRUNED = "pruned"  # stopped early by the pruner: ``accuracy`` is its last intermediate value
 
     def __str__(self) -> str:
         return self.value

@@ -29,7 +29,7 @@ from mnas.store.records import ExperimentMeta, Retrained, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trial status 'pruned' (a version-1 store is migrated when a writer opens it)
 DB_NAME = "experiment.db"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS trials (
     id INTEGER PRIMARY KEY,
     arch TEXT NOT NULL,
     tokens TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'pruned')),
     accuracy REAL, latency_ms REAL, reward REAL, params INTEGER, macs INTEGER,
     latency TEXT, train TEXT, error TEXT, worker TEXT,
     attempts INTEGER NOT NULL DEFAULT 1,
@@ -122,6 +122,7 @@ class Store:
             if not new:
                 self._require_experiment()
                 self._require_intact()
+                self._migrate()
             with self._sqlite_errors():
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -198,6 +199,22 @@ class Store:
         if version > SCHEMA_VERSION:
             raise MnasError(f"{self.path} was written by a newer mnas (store schema {version}, this one reads "
                             f"{SCHEMA_VERSION}): upgrade mnas")
+
+    def _migrate(self) -> None:
+        """Bring a store of an older schema up to this one, in one transaction (1 -> 2: the trials table
+        rebuilt to accept status 'pruned'; SQLite cannot change a CHECK constraint in place)."""
+        if self.get_meta("schema_version") >= SCHEMA_VERSION:
+            return
+        old = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'trials'").fetchone()[0]
+        new = old.replace("'running', 'completed', 'failed')", "'running', 'completed', 'failed', 'pruned')")
+        with self.transaction() as c:
+            c.execute("ALTER TABLE trials RENAME TO trials_v1")
+            c.execute(new)
+            c.execute("INSERT INTO trials SELECT * FROM trials_v1")
+            c.execute("DROP TABLE trials_v1")
+            c.execute("CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch)")
+            c.execute("CREATE INDEX IF NOT EXISTS trials_status ON trials (status)")
+            self.set_meta("schema_version", SCHEMA_VERSION, c)
 
     def _require_intact(self) -> None:
         """The writer checks every page before it adds to the file (~50 ms for 10,000 trials)."""

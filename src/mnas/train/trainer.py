@@ -41,6 +41,16 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss) after every step
 
 
+@dataclass
+class Watch:
+    """Intermediate evaluations of a training (pruning): every ``every`` epochs (rounded to whole optimizer
+    steps) the held-out top-1 is measured and given to ``report(step, top1)``, step k after k intervals; it
+    returns True to stop the training there (the result's status is then "pruned", its top1 that value)."""
+
+    every: float
+    report: Callable[[int, float], bool]
+
+
 def load_proxy_data(proxy: TrainTask, seed: int) -> Dataset | Stream:
     """A search trial's data: ``proxy.dataset`` split by ``seed``; with ``proxy.cache``, that cache,
     built on first use."""
@@ -80,6 +90,7 @@ class TrainResult:
     batch_size: int = 0                     # the batch it trained with (the config's, capped at the images)
     started: float = 0.0                    # when the training began (time.time()): overlap of parallel trials
     train_images: int = 0
+    intermediate: list = field(default_factory=list)  # [[step, top1], ...] of a watched training (Watch)
     val_images: int = 0
     skipped_images: int = 0                 # streamed images that did not decode
     split: dict = field(default_factory=dict)
@@ -114,17 +125,17 @@ class Run:
     generator: torch.Generator | None = None  # batch order and augmentation (a checkpoint saves its state)
 
 
-def train_architecture(arch: Architecture, proxy: TrainTask, seed: int) -> TrainResult:
+def train_architecture(arch: Architecture, proxy: TrainTask, seed: int, watch: Watch | None = None) -> TrainResult:
     """One search trial's training: ``proxy.dataset`` (loaded once per process, or its cache) split and
-    trained with ``seed`` in place of ``proxy.seed``."""
-    return train_proxy(arch, load_proxy_data(proxy, seed), proxy.model_copy(update={"seed": seed}))
+    trained with ``seed`` in place of ``proxy.seed`` (``watch``: see ``train_proxy``)."""
+    return train_proxy(arch, load_proxy_data(proxy, seed), proxy.model_copy(update={"seed": seed}), watch=watch)
 
 
 def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainConfig | None = None,
-                progress: Progress | None = None) -> TrainResult:
+                progress: Progress | None = None, watch: Watch | None = None) -> TrainResult:
     """Train ``arch`` (scaled by config.width_multiplier) on ``data`` (a Dataset, a Stream or a spec
     string) and return held-out top-1. A non-finite loss ends the trial with status "failed", not an
-    exception."""
+    exception; ``watch`` evaluates it on the way and may stop it (status "pruned")."""
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     if isinstance(data, str):
@@ -144,19 +155,24 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
         log.debug("training %s on %s: %d steps, %s, %d thread(s)", result.arch, data.name, run.total_steps,
                   device, result.threads)
         t_train = time.perf_counter()
-        result.loss_curve, result.steps, result.error = train_loop(run, cfg, progress)
+        watcher = _Watcher(watch, run, result) if watch is not None else None
+        result.loss_curve, result.steps, result.error = train_loop(run, cfg, progress, watcher)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        result.train_seconds = time.perf_counter() - t_train
+        result.train_seconds = time.perf_counter() - t_train - result.eval_seconds  # less a watch's evaluations
         result.train_images_per_s = result.steps * run.batch_size / result.train_seconds \
             if result.train_seconds > 0 else 0.0
-        if result.error is None:
+        if watcher is not None and watcher.pruned:
+            result.status, result.top1 = "pruned", result.intermediate[-1][1]
+        elif result.error is None:
             t_eval = time.perf_counter()
             net = run.ema.module if run.ema is not None else run.forward
             result.top1, result.val_loss = evaluate(net, run)
             result.eval_seconds = time.perf_counter() - t_eval
             if not math.isfinite(result.val_loss):
                 result.error, result.top1 = "validation loss is not finite (weights diverged)", 0.0
+            elif watcher is not None:  # the last step: the final value, as the pruner's history needs it
+                result.intermediate.append([watcher.final_step, result.top1])
         if result.error is not None:
             result.status = "failed"
         result.skipped_images = run.feed.skipped
@@ -235,19 +251,46 @@ def _dtype_name(dtype: torch.dtype | None) -> str:
     return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None) -> tuple[list[float], int, str | None]:
+class _Watcher:
+    """A ``Watch`` applied to one run: which optimizer steps evaluate, and whether it was told to stop."""
+
+    def __init__(self, watch: Watch, run: Run, result: TrainResult) -> None:
+        self.watch, self.run, self.result = watch, run, result
+        self.interval = max(1, round(watch.every * run.steps_per_epoch))
+        self.pruned = False
+        self.last_step = 0  # the last intermediate step reported
+        self.final_step = math.ceil(run.total_steps / self.interval)  # the final evaluation's step
+
+    def due(self, done: int) -> bool:
+        return done % self.interval == 0 and done < self.run.total_steps  # the last one is the final evaluation
+
+    def check(self, done: int) -> bool:
+        """Evaluate after ``done`` optimizer steps and ask the watch; True: stop the training."""
+        run = self.run
+        t = time.perf_counter()
+        top1, _ = evaluate(run.ema.module if run.ema is not None else run.forward, run)
+        self.result.eval_seconds += time.perf_counter() - t
+        run.model.train()
+        self.last_step = done // self.interval
+        self.result.intermediate.append([self.last_step, top1])
+        self.pruned = bool(self.watch.report(self.last_step, top1))
+        return self.pruned
+
+
+def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None,
+               watcher: _Watcher | None = None) -> tuple[list[float], int, str | None]:
     """Every epoch of the run: the mean loss of each (a partial epoch counts), the optimizer steps done,
-    and the error that stopped training early (None when it ran to the end)."""
+    and the error that stopped training early (None when it ran to the end or a watch stopped it)."""
     run.model.train()
     curve: list[float] = []
     done = 0
     for epoch in range(math.ceil(run.total_steps / run.steps_per_epoch)):
         steps = min(run.steps_per_epoch, run.total_steps - done)
-        losses, error = train_epoch(run, cfg, epoch, steps, progress)
+        losses, error = train_epoch(run, cfg, epoch, steps, progress, watcher)
         done += len(losses)
         if losses:
             curve.append(sum(losses) / len(losses))
-        if error is not None:
+        if error is not None or (watcher is not None and watcher.pruned):
             return curve, done, error
     return curve, done, None
 
@@ -257,8 +300,8 @@ def train_loop(run: Run, cfg: TrainConfig, progress: Progress | None) -> tuple[l
 READ_LOSS_EVERY = 32
 
 
-def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
-                progress: Progress | None) -> tuple[list[float], str | None]:
+def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int, progress: Progress | None,
+                watcher: _Watcher | None = None) -> tuple[list[float], str | None]:
     """Up to ``steps`` batches of the feed's next epoch: each step's loss, and the error that stopped the
     epoch (a non-finite loss). With ``progress`` every step's loss is read at once and a non-finite one
     stops before its update; without, the losses are read every ``READ_LOSS_EVERY`` steps and at the end,
@@ -301,6 +344,10 @@ def train_epoch(run: Run, cfg: TrainConfig, epoch: int, steps: int,
             run.ema.update_parameters(run.model)
         if progress is not None:
             progress(step + 1, run.total_steps, losses[-1])
+        if watcher is not None and watcher.due(step + 1):
+            error = read()
+            if error is not None or watcher.check(step + 1):
+                return losses, error
     return losses, read()
 
 
