@@ -94,6 +94,19 @@ def test_eval_against_real_measurements(built):
     assert res["references"] == 4 and res["speed_factor"] > 0 and 0 <= res["unscaled"]["within_10pct"] <= 1
     arch = Architecture.parse(res["samples"][0]["arch"])
     assert res["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch) * res["speed_factor"], abs=1e-4)
+    # three views side by side: the table as built, as a search scales it (the references timed by
+    # themselves first, as at a search's start), and rescaled by the references among the networks
+    views = res["views"]
+    assert views["rescaled"]["within_10pct"] == res["within_10pct"]
+    assert views["unscaled"]["within_10pct"] == res["unscaled"]["within_10pct"]
+    assert res["search_speed"]["factor"] > 0 and res["search_speed"]["references"] == 4
+    for view in views.values():
+        assert view["n"] == 4 and 0 <= view["within_10pct_ci95"][0] <= view["within_10pct"] <= \
+            view["within_10pct_ci95"][1] <= 1
+    assert res["samples"][0]["unscaled_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
+    # the eval's networks come from their own stream, never the calibration's, and say so
+    assert res["seed"] == 1 and res["seed_source"] == "given" and res["stream"] == "eval"
+    assert res["calibration_seed"] == 0 and res["calibration_stream"] == "calibrate" and res["seen_by_design"]
     plain = evaluate(table, samples=1, seed=1, rescale=False)
     assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
     assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
@@ -160,8 +173,13 @@ def test_lut_backend_predicts(built, space_file):
     arch = MnasNetSpace.load(space_file).sample(random.Random(5))
     r = measure(arch, be, settings())
     assert r.backend == "lut:onnxruntime" and r.extra["predicted"] is True and r.median_ms > 0
-    assert r.median_ms == pytest.approx(table.predict(arch))
+    # the table's reference models were timed again here: the prediction is scaled by their speed factor
+    assert r.extra["speed_scaled"] is True and r.extra["speed_references"] == 4 and r.extra["speed_factor"] > 0
+    assert r.extra["unscaled_ms"] == pytest.approx(table.predict(arch))
+    assert r.median_ms == pytest.approx(table.predict(arch) * r.extra["speed_factor"])
     assert table.predict(arch, calibrated=False) > 0
+    off = get_backend(f"lut:{out}?speed=off").measure(arch, settings())
+    assert off.median_ms == pytest.approx(table.predict(arch)) and off.extra["speed_scaled"] is False
 
 
 def test_refusals(built, space_file, tmp_path):
@@ -205,11 +223,24 @@ def test_missing_entries_refused_or_measured(space_file, tmp_path):
 
 
 def test_cli_build_eval_and_errors(built, space_file):
-    out, _, _ = built
+    out, _, table = built
     r = run_cli("lut", "eval", str(out), "--samples", "2", "--seed", "4", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 2 and res["backend"] == "onnxruntime" and "kendall_tau" in res and "samples" not in res
+    # the terminal shows the figures as the search sees them beside the rescaled ones; T measured for real;
+    # without --seed, a seed drawn now and printed
+    target = table.space.sample(random.Random(11)).canonical
+    r = run_cli("lut", "eval", str(out), "--samples", "2", "--target", target, env={"COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    for column in ("unscaled (table as built)", "as the search sees it", "rescaled (factor among"):
+        assert column in flat
+    assert "within ±10 % [95 % CI]" in flat and "order accuracy near T" in flat
+    seed = int(flat.split("eval seed ")[1].split()[0])
+    assert seed >= 1000 and f"--seed {seed}" in flat and f"{seed} (drawn; stream 'eval'" in flat
+    r = run_cli("lut", "eval", str(out), "--samples", "1", "--target", "-3ms")
+    assert r.returncode == 2 and "positive number" in r.stderr
     r = run_cli("lut", "eval", str(out), "--backend", "torch", "--samples", "1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "built on backend" in r.stderr
     r = run_cli("lut", "eval", str(out), "--resolution", "224", "--samples", "1")
@@ -311,3 +342,101 @@ def test_profile_charges_every_node_to_its_layer(built, capsys):
     assert main(["lut", "profile", str(out), "-n", "1", "--runs", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert len(res["profiles"]) == 1 and len(res["load_average"]["start"]) == 3
+
+
+def test_clopper_pearson_bounds():
+    from mnas.latency.lut.evaluate import clopper_pearson, metrics
+
+    lo, hi = clopper_pearson(50, 50)
+    assert lo == pytest.approx(0.025 ** (1 / 50), abs=1e-9) and round(lo, 3) == 0.929 and hi == 1.0
+    assert clopper_pearson(0, 10) == pytest.approx([0.0, 1 - 0.025 ** (1 / 10)])
+    lo, hi = clopper_pearson(190, 200)  # 95 % of 200: the bounds straddle the goal
+    assert lo == pytest.approx(0.9099, abs=1e-4) and hi == pytest.approx(0.9757, abs=1e-4)
+    m = metrics([1.0, 2.0, 3.3], [1.0, 2.0, 3.0])  # two within ±5 %, all three within ±10 %
+    assert m["within_5pct_ci95"] == pytest.approx(clopper_pearson(2, 3))
+    assert m["within_10pct_ci95"] == pytest.approx(clopper_pearson(3, 3))
+
+
+def test_pairwise_order_accuracy_near_target():
+    from mnas.latency.lut.evaluate import pairwise_near
+
+    measured = [9.5, 10.0, 10.4, 10.9, 20.0, 5.0, 12.0]
+    # near T = 10 (±10 %): the first four, 6 pairs; 10.0 and 10.4 predicted in the wrong order, and the far
+    # networks predicted wildly wrong, which must not count
+    predicted = [9.4, 10.5, 10.2, 11.2, 1.0, 30.0, 9.0]
+    r = pairwise_near(predicted, measured, 10.0)
+    assert r["networks"] == 4 and r["pairs"] == 6 and r["order_accuracy"] == pytest.approx(5 / 6)
+    tie = pairwise_near([9.4, 10.3, 10.3, 11.2], measured[:4], 10.0)  # a tie in the prediction counts half
+    assert tie["order_accuracy"] == pytest.approx(5.5 / 6)
+    assert pairwise_near(predicted, measured, 100.0) == {"t_ms": 100.0, "band": 0.1, "networks": 0, "pairs": 0,
+                                                         "order_accuracy": None}
+
+
+def test_eval_never_draws_a_calibration_network(built):
+    from mnas.latency.lut.evaluate import draw
+
+    _, _, table = built
+    cal = {s["arch"] for s in table.calibration["samples"]}
+    # the tiny space is small enough that 1,500 draws of the eval stream meet the calibration networks
+    rng = random.Random("eval:7")
+    assert cal & {table.space.sample(rng).canonical for _ in range(1500)}
+    archs, _ = draw(table, 1500, 7, partial=False)
+    assert len(archs) == 1500 and not cal & {a.canonical for a in archs}
+
+
+def _fake_training(monkeypatch):
+    monkeypatch.setattr("mnas.run.trial.train_proxy_job", lambda arch, proxy, seed: {"status": "ok", "top1": 0.5})
+
+
+def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_file, tmp_path, monkeypatch):
+    """lut:PATH in a search: the references timed at its start and again every N predictions; each trial
+    records the factor and the unscaled figure; a table from another machine is used unscaled, flagged."""
+    import mnas.latency.lut.backend as lut_backend
+    from mnas.search.config import config_from_dict
+    from mnas.search.driver import Search
+    from mnas.testing import tiny
+
+    out, _, table = built
+    timings = []
+
+    def fake_references(tbl):
+        timings.append(tbl.path)
+        return {"factor": 1.25, "references": 4, "ratios": [1.25] * 4, "time": f"t{len(timings)}"}
+
+    monkeypatch.setattr(lut_backend, "time_references", fake_references)
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    _fake_training(monkeypatch)
+    latency = {"resolution": 32, "num_classes": 10, "runs": 3, "warmup": 1}
+    cfg = config_from_dict(tiny(trials=3, space=str(space_file), live_view=False,
+                                latency={**latency, "backend": f"lut:{out}?every=2"}))
+    with Search.open(cfg, tmp_path / "run") as search:
+        search.run()
+        trials = search.store.trials()
+    assert [t.status.value for t in trials] == ["completed"] * 3
+    assert len(timings) == 2  # at the start, then after 2 predictions
+    for t in trials:
+        extra = t.latency["extra"]
+        assert extra["speed_scaled"] is True and extra["speed_factor"] == 1.25
+        assert t.latency_ms == pytest.approx(extra["unscaled_ms"] * 1.25)
+        assert extra["unscaled_ms"] == pytest.approx(table.predict(Architecture.parse(t.arch)))
+    assert sorted(t.latency["extra"]["speed_time"] for t in trials) == ["t1", "t1", "t2"]
+
+    # the same table as if built on another machine: no real backend for it here, the figure unscaled
+    from mnas.run.trial import LatencyJob, TrialJob, run_trial
+
+    elsewhere = tmp_path / "elsewhere.json"
+    data = json.loads(out.read_text())
+    elsewhere.write_text(json.dumps({**data, "device": {**data["device"], "id": "another", "cpu": "a phone"}}))
+    job = TrialJob(1, trials[0].arch, LatencyJob(f"lut:{elsewhere}", settings()), cfg.proxy)
+    t = run_trial(job)
+    extra = t.latency["extra"]
+    assert len(timings) == 2 and extra["speed_scaled"] is False and extra["speed_factor"] is None
+    assert "built on 'a phone'" in extra["speed_note"] and t.latency_ms == pytest.approx(extra["unscaled_ms"])
+
+
+def test_speed_options_are_checked(built):
+    out, _, _ = built
+    for spec, why in ((f"lut:{out}?speed=maybe", "choose on or off"), (f"lut:{out}?every=0", "at least 1"),
+                      (f"lut:{out}?minutes=soon", "give a number")):
+        with pytest.raises(MnasError, match=why):
+            get_backend(spec)
