@@ -107,7 +107,7 @@ def test_eval_against_real_measurements(built):
     # the eval's networks come from their own stream, never the calibration's, and say so
     assert res["seed"] == 1 and res["seed_source"] == "given" and res["stream"] == "eval"
     assert res["calibration_seed"] == 0 and res["calibration_stream"] == "calibrate" and res["seen_by_design"]
-    plain = evaluate(table, samples=1, seed=1, rescale=False)
+    plain = evaluate(table, samples=1, seed=1, rescale=False, search_view=False)
     assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
     assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
 
@@ -137,7 +137,7 @@ def test_eval_is_read_only(built, tmp_path):
         evaluate(LatencyTable.load(partial), samples=2, seed=1)
     assert main(["lut", "eval", str(partial), "--samples", "2"]) == 2
     r = run_cli("lut", "eval", str(partial), "--samples", "3", "--seed", "2", "--partial", "--json",
-                "--show-samples")
+                "--show-samples", "--target", "1ms")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["partial"] is True and res["n"] == 3 and res["drawn"] >= 3
@@ -160,10 +160,10 @@ def test_noisy_measurements_are_flagged_and_counted(built):
 
     _, _, table = built
     strict = replace(table, settings=table.settings.replace(cv_threshold=1e-12), path=None)
-    res = evaluate(strict, samples=2, seed=3)
+    res = evaluate(strict, samples=2, seed=3, search_view=False)
     assert res["noisy"] == 2 and all(s["noisy"] for s in res["samples"]) and res["quiet"] is None
     lenient = replace(table, settings=table.settings.replace(cv_threshold=1e9), path=None)
-    res = evaluate(lenient, samples=2, seed=3)
+    res = evaluate(lenient, samples=2, seed=3, search_view=False)
     assert res["noisy"] == 0 and "quiet" not in res and not any(s["noisy"] for s in res["samples"])
 
 
@@ -228,6 +228,7 @@ def test_cli_build_eval_and_errors(built, space_file):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 2 and res["backend"] == "onnxruntime" and "kendall_tau" in res and "samples" not in res
+    assert res["near_target"]["target"] == "mnasnet-a1" and res["near_target"]["t_ms"] > 0  # T by default
     # the terminal shows the figures as the search sees them beside the rescaled ones; T measured for real;
     # without --seed, a seed drawn now and printed
     target = table.space.sample(random.Random(11)).canonical
@@ -255,6 +256,16 @@ def test_cli_build_eval_and_errors(built, space_file):
     assert r.returncode == 2 and "holds a table built for other settings" in r.stderr
     r = run_cli(*build, str(out) + ".x", "--backend", f"lut:{out}")
     assert r.returncode == 2 and "real backend" in r.stderr
+    # --set: another latency setting (a backend's, such as int8) stored with the table, which its evals use
+    # and refuse to change where it changes what a layer costs
+    r = run_cli(*build, str(out) + ".set", "--limit", "0", "--calibrate", "0", "--set", "cv_threshold=0.2")
+    assert r.returncode == 0, r.stderr
+    assert LatencyTable.load(str(out) + ".set").settings.cv_threshold == 0.2
+    r = run_cli("lut", "eval", str(out), "--set", "threads=2", "--samples", "1")
+    assert r.returncode == 2 and "threads=1, asked for threads=2" in r.stderr
+    for bad, why in (("colour=red", "not a latency setting"), ("runs", "give KEY=VALUE")):
+        r = run_cli("lut", "eval", str(out), "--set", bad, "--samples", "1")
+        assert r.returncode == 2 and why in r.stderr and r.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("damage, why", [
@@ -293,9 +304,20 @@ def test_calibration_is_judged_on_models_it_was_not_fitted_on(built):
     """The correction is kept only if, left out one model at a time, it beats the plain sum."""
     from dataclasses import replace
 
+    from mnas.latency.lut.table import SE_BIG_CHOICES
+
     _, _, table = built
     cal = table.calibration
     assert cal["n"] == 4 and len(cal["samples"]) == 4 and cal["loo_mape"] > 0 and cal["plain_mape"] > 0
+    # the se_big threshold is chosen on the calibration networks alone, by the same leave-one-out error
+    assert cal["stream"] == "calibrate" and set(cal["se_big_loo_mape"]) == {str(t) for t in SE_BIG_CHOICES}
+    assert cal["loo_mape"] == pytest.approx(min(cal["se_big_loo_mape"].values()), abs=1e-6)
+    assert cal["se_big_bytes"] in SE_BIG_CHOICES and table.se_big_bytes == cal["se_big_bytes"]
+    se_arch = next(a for a in (table.space.sample(random.Random(i)) for i in range(100))
+                   if any(s.se > 0 for s in table.layers(a) if s.kind == "layer"))
+    low = replace(table, calibration={**cal, "se_big_bytes": 1}, path=None)  # every SE layer counts as big
+    se_sum = sum(table.entries[s.key]["ms"] for s in table.layers(se_arch) if s.kind == "layer" and s.se > 0)
+    assert low.features(se_arch)["se_big_ms"] == pytest.approx(se_sum) and se_sum > 0
     assert cal["applied"] == (cal["loo_mape"] < cal["plain_mape"])
     arch = table.space.sample(random.Random(5))
     plain = table.predict(arch, calibrated=False)
@@ -303,7 +325,7 @@ def test_calibration_is_judged_on_models_it_was_not_fitted_on(built):
     for applied in (True, False):
         t = replace(table, calibration={**cal, "applied": applied}, path=None)
         assert t.predict(arch) == pytest.approx(fitted if applied else plain)
-        assert evaluate(t, samples=2, seed=6)["calibrated"] is applied
+        assert evaluate(t, samples=2, seed=6, search_view=False)["calibrated"] is applied
 
 
 def test_a_table_of_sequentially_timed_entries_is_not_resumed(built, space_file, tmp_path):

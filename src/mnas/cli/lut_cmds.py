@@ -99,6 +99,9 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="measure 10 of the table's "
                                           "calibration models again and scale predictions by the machine's "
                                           "speed now against then"),
+             sets: list[str] = typer.Option([], "--set", help="a latency setting KEY=VALUE for the real "
+                                             "measurements (repeatable): refused unless the table was built "
+                                             "with it where it changes what a layer costs"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
@@ -109,6 +112,10 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     tbl = LatencyTable.load(path)
     tbl.check(backend=backend, space_yaml=_space_text(space) if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
+    if sets:
+        wanted = with_settings(tbl.settings, sets)
+        tbl.check(settings=wanted)
+        tbl.settings = wanted  # in memory only: the eval never writes the table
     drawn = seed is None
     if seed is None:
         from mnas.latency.lut.evaluate import fresh_seed

@@ -32,6 +32,7 @@ FORMAT = "mnas-lut/1"
 # settings that change what a layer costs; a table answers only for these exact values
 # ("quantize": the int8 setting of newer mnas versions; a version without it reads None on both sides)
 MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes", "quantize")
+CLI_OPTIONS = ("resolution", "batch", "threads", "num_classes")  # options of 'mnas lut build'; others: --set
 FEATURES = ("sum_ms", "se_big_ms", "layers", "const")
 # squeeze-excite on an expanded tensor this large: onnxruntime computes the SE's mean and product in plain
 # NCHW, so inside a network the tensor is reordered out of the blocked layout and back, and those layers
@@ -144,8 +145,10 @@ class LatencyTable:
             for name in MATCH_FIELDS:
                 mine, theirs = getattr(self.settings, name, None), getattr(settings, name, None)
                 if mine != theirs:
+                    option = (f"--{name.replace('_', '-')} {theirs}" if name in CLI_OPTIONS
+                              else f"--set {name}={theirs}")
                     raise MnasError(f"{where} for {name}={mine}, asked for {name}={theirs}: build a table "
-                                    f"with 'mnas lut build --{name.replace('_', '-')} {theirs}'")
+                                    f"with 'mnas lut build {option}'")
         if backend is not None and backend.split(":")[0].lower() not in (self.backend, "lut"):
             raise MnasError(f"{where} on backend {self.backend!r}, asked for {backend!r}: build one on that "
                             "backend")
