@@ -442,15 +442,29 @@ def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_fil
         assert t.latency_ms == pytest.approx(extra["unscaled_ms"] * 1.25)
         assert extra["unscaled_ms"] == pytest.approx(table.predict(Architecture.parse(t.arch)))
     assert sorted(t.latency["extra"]["speed_time"] for t in trials) == ["t1", "t1", "t2"]
-
-    # the same table as if built on another machine: no real backend for it here, the figure unscaled
+    # the local executor keeps trainings off the machine only while the references are due to be timed
+    from mnas.run import local
     from mnas.run.trial import LatencyJob, TrialJob, run_trial
 
+    def job(spec):
+        return TrialJob(9, trials[0].arch, LatencyJob(spec, settings()), cfg.proxy)
+    assert not local.times_here(job(f"lut:{out}?every=2"))  # 1 prediction since the last timing
+    assert local.times_here(job(f"lut:{out}?every=1")) and not local.times_here(job(f"lut:{out}?speed=off"))
+    # a latency screen's many predictions use the factor in force, neither re-timing nor counting
+    from mnas.latency.lut.backend import hold_speed
+
+    held = get_backend(hold_speed(f"lut:{out}?every=2"))
+    for _ in range(3):
+        r = held.measure(Architecture.parse(trials[0].arch), settings())
+    assert len(timings) == 2 and r.extra["speed_time"] == "t2" and r.extra["speed_factor"] == 1.25
+    assert not local.times_here(job(f"lut:{out}?every=2"))
+    assert hold_speed("onnxruntime") == "onnxruntime" and hold_speed(f"lut:{out}?speed=off").endswith("speed=off")
+
+    # the same table as if built on another machine: no real backend for it here, the figure unscaled
     elsewhere = tmp_path / "elsewhere.json"
     data = json.loads(out.read_text())
     elsewhere.write_text(json.dumps({**data, "device": {**data["device"], "id": "another", "cpu": "a phone"}}))
-    job = TrialJob(1, trials[0].arch, LatencyJob(f"lut:{elsewhere}", settings()), cfg.proxy)
-    t = run_trial(job)
+    t = run_trial(job(f"lut:{elsewhere}"))
     extra = t.latency["extra"]
     assert len(timings) == 2 and extra["speed_scaled"] is False and extra["speed_factor"] is None
     assert "built on 'a phone'" in extra["speed_note"] and t.latency_ms == pytest.approx(extra["unscaled_ms"])
@@ -458,7 +472,7 @@ def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_fil
 
 def test_speed_options_are_checked(built):
     out, _, _ = built
-    for spec, why in ((f"lut:{out}?speed=maybe", "choose on or off"), (f"lut:{out}?every=0", "at least 1"),
+    for spec, why in ((f"lut:{out}?speed=maybe", "choose on, off or hold"), (f"lut:{out}?every=0", "at least 1"),
                       (f"lut:{out}?minutes=soon", "give a number")):
         with pytest.raises(MnasError, match=why):
             get_backend(spec)

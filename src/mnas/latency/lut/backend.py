@@ -10,7 +10,8 @@ now/at build; the references are timed again after ``every`` predictions or ``mi
 comes first. Each result records the factor, when it was measured and the unscaled figure. Where the
 references cannot be timed (a table built on another machine, one without calibration models, or
 ``speed=off``) the prediction is the table's own figure, flagged (``extra["speed_scaled"]`` false, with
-``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``."""
+``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``;
+``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING = ("measure", "refuse")
+# "hold": the factor in force, timed only if there is none yet in this process, and not counted towards
+# ``every``: what a search's latency screens use (``hold_speed``), which predict many candidates per trial,
+# possibly while trainings run beside them
+SPEED_MODES = ("on", "off", "hold")
 # the references are timed again after this many predictions or minutes, whichever comes first
 SPEED_EVERY = 50
 SPEED_MINUTES = 30.0
@@ -89,9 +94,9 @@ class LutBackend:
             if key == "missing":
                 opts["missing"] = value
             elif key == "speed":
-                if value not in ("on", "off"):
-                    raise MnasError(f"lut option speed={value!r}: choose on or off")
-                opts["speed"] = value == "on"
+                if value not in SPEED_MODES:
+                    raise MnasError(f"lut option speed={value!r}: choose on, off or hold")
+                opts["speed"] = value
             elif key == "every":
                 opts["every"] = _option(key, value, int, 1)
             elif key == "minutes":
@@ -101,10 +106,13 @@ class LutBackend:
                                 "every=N, minutes=M")
         return cls(path, **opts)
 
-    def __init__(self, table: LatencyTable | str, missing: str = "measure", speed: bool = True,
+    def __init__(self, table: LatencyTable | str, missing: str = "measure", speed: bool | str = "on",
                  every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES) -> None:
         if missing not in MISSING:
             raise MnasError(f"missing={missing!r}: choose measure or refuse")
+        speed = {True: "on", False: "off"}.get(speed, speed)  # type: ignore[call-overload]
+        if speed not in SPEED_MODES:
+            raise MnasError(f"speed={speed!r}: choose on, off or hold")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
         self.speed, self.every, self.minutes = speed, every, minutes
@@ -120,17 +128,17 @@ class LutBackend:
     def speed_due(self) -> bool:
         """Whether the next prediction times the references on this machine (an executor keeps trainings
         off the machine meanwhile)."""
-        if not self.speed:
+        if self.speed == "off":
             return False
         st = _SPEEDS.get(self._speed_key)
         if st is None:
             return True
-        return st.factor is not None and (st.predictions >= self.every
+        return self.speed == "on" and st.factor is not None and (st.predictions >= self.every
                                           or time.monotonic() - st.started >= self.minutes * 60)
 
     def current_speed(self) -> Speed | None:
         """The factor in use, timing the references first when due; None with ``speed=off``."""
-        if not self.speed:
+        if self.speed == "off":
             return None
         key = self._speed_key
         old = _SPEEDS.get(key)
@@ -195,7 +203,7 @@ class LutBackend:
         unscaled = self.table.predict(arch, check_space=False)
         spent = (time.perf_counter() - t0) * 1e3
         t = self.table
-        if speed is not None:
+        if speed is not None and self.speed == "on":
             speed.predictions += 1
         factor = speed.factor if speed is not None else None
         ms = unscaled * factor if factor else unscaled
@@ -218,3 +226,10 @@ class LutBackend:
     def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         raise MnasError(f"a latency table predicts architectures; time model files on a real backend "
                         f"({self.table.backend})")
+
+
+def hold_speed(spec: str) -> str:
+    """``spec`` for a latency screen: a ``lut:`` spec with ``speed=hold`` (any other spec as it is)."""
+    if spec.partition(":")[0].strip().lower() != "lut" or "speed=off" in spec:
+        return spec
+    return f"{spec}{'&' if '?' in spec else '?'}speed=hold"
