@@ -429,7 +429,9 @@ def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_fil
     monkeypatch.setattr(lut_backend, "_SPEEDS", {})
     _fake_training(monkeypatch)
     latency = {"resolution": 32, "num_classes": 10, "runs": 3, "warmup": 1}
+    # evolution-latency: its screen predicts each candidate before the trial does (speed=hold, not counted)
     cfg = config_from_dict(tiny(trials=3, space=str(space_file), live_view=False,
+                                strategy={"name": "evolution-latency"},
                                 latency={**latency, "backend": f"lut:{out}?every=2"}))
     with Search.open(cfg, tmp_path / "run") as search:
         search.run()
