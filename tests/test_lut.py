@@ -224,19 +224,27 @@ def test_missing_entries_refused_or_measured(space_file, tmp_path):
 
 def test_cli_build_eval_and_errors(built, space_file):
     out, _, table = built
-    r = run_cli("lut", "eval", str(out), "--samples", "2", "--seed", "4", "--json")
+    # without --seed: a seed drawn now, reported; the figures unscaled, as the search sees them, rescaled
+    r = run_cli("lut", "eval", str(out), "--samples", "2", "--target", "1ms", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 2 and res["backend"] == "onnxruntime" and "kendall_tau" in res and "samples" not in res
-    assert res["near_target"]["target"] == "mnasnet-a1" and res["near_target"]["t_ms"] > 0  # T by default
-    # the terminal shows the figures as the search sees them beside the rescaled ones; T measured for real;
-    # without --seed, a seed drawn now and printed
+    assert res["seed_source"] == "drawn" and res["seed"] >= 1000 and not res["seen_by_design"]
+    assert all(res["views"][k]["n"] == 2 for k in ("unscaled", "search", "rescaled"))
+    assert res["near_target"]["target"] == "1 ms" and res["near_target"]["t_ms"] == 1.0
+    # the terminal: the columns side by side (the rescaled one without --no-rescale), T measured for real
+    from mnas.cli.lut_cmds import view_rows
+    from mnas.latency.lut.evaluate import resolve_target
+
+    assert [h.split(" (")[0] for h in view_rows(res)[0]] == ["metric", "unscaled", "as the search sees it",
+                                                              "rescaled"]
+    assert resolve_target(table, "auto")[0] == "mnasnet-a1" and resolve_target(table, "12.5ms")[2] == 12.5
     target = table.space.sample(random.Random(11)).canonical
-    r = run_cli("lut", "eval", str(out), "--samples", "2", "--target", target, env={"COLUMNS": "250"})
+    r = run_cli("lut", "eval", str(out), "--samples", "1", "--no-rescale", "--target", target,
+                env={"COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     flat = " ".join(r.stdout.split())
-    for column in ("unscaled (table as built)", "as the search sees it", "rescaled (factor among"):
-        assert column in flat
+    assert "unscaled (table as built)" in flat and "as the search sees it (factor at start)" in flat
     assert "within ±10 % [95 % CI]" in flat and "order accuracy near T" in flat
     seed = int(flat.split("eval seed ")[1].split()[0])
     assert seed >= 1000 and f"--seed {seed}" in flat and f"{seed} (drawn; stream 'eval'" in flat
