@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import random
-import statistics
 import sys
 import time
 from pathlib import Path

@@ -46,6 +46,8 @@ SPEED_MODES = ("on", "off", "hold")
 # the references are timed again after this many predictions or minutes, whichever comes first
 SPEED_EVERY = 50
 SPEED_MINUTES = 30.0
+# a factor beyond this (or below its inverse) is applied, but said loudly
+FAR_FACTOR = 1.5
 
 
 @dataclass
@@ -153,8 +155,11 @@ class LutBackend:
                 why = f"the table's reference models could not be timed here ({e}): predictions are not rescaled"
             else:
                 st = Speed(r["factor"], None, r["time"], r["references"], time.monotonic(), 0, timings)
-                log.info("%s: speed factor %.3f from %d reference models", self.table.path, st.factor,
-                         st.references)
+                far = not 1 / FAR_FACTOR <= st.factor <= FAR_FACTOR
+                (log.warning if far else log.info)(
+                    "%s: speed factor %.3f from %d reference models%s", self.table.path, st.factor, st.references,
+                    ": far from 1, the machine is busy or not the one of the build; rebuild the table on a quiet "
+                    "machine ('mnas lut build' refits on a complete table)" if far else "")
         if why is not None:
             log.warning("%s: %s", self.table.path or "latency table", why)
             st = Speed(None, why, now_iso(), 0, time.monotonic(), 0, timings)
