@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mnas import MnasError
 from mnas.fileio import atomic_write
 from mnas.latency import LatencySettings, get_backend
 from mnas.latency.lut import LatencyTable, build_table, evaluate, space_layers
@@ -78,8 +79,8 @@ def settings_for(args: argparse.Namespace) -> LatencySettings:
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in LatencySettings.model_fields:
-            sys.exit(f"--set {key}: not a latency setting in this mnas (an int8 setting needs the int8 branch "
-                     "merged); choose from " + ", ".join(sorted(LatencySettings.model_fields)))
+            raise MnasError(f"--set {key}: not a latency setting in this mnas (quantize=int8 needs the int8 "
+                            "setting merged); choose from " + ", ".join(sorted(LatencySettings.model_fields)))
         changes[key] = value
     return s.replace(**changes) if changes else s
 
@@ -274,4 +275,8 @@ def run(args: argparse.Namespace, directory: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MnasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
