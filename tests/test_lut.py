@@ -94,7 +94,20 @@ def test_eval_against_real_measurements(built):
     assert res["references"] == 4 and res["speed_factor"] > 0 and 0 <= res["unscaled"]["within_10pct"] <= 1
     arch = Architecture.parse(res["samples"][0]["arch"])
     assert res["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch) * res["speed_factor"], abs=1e-4)
-    plain = evaluate(table, samples=1, seed=1, rescale=False)
+    # three views side by side: the table as built, as a search scales it (the references timed by
+    # themselves first, as at a search's start), and rescaled by the references among the networks
+    views = res["views"]
+    assert views["rescaled"]["within_10pct"] == res["within_10pct"]
+    assert views["unscaled"]["within_10pct"] == res["unscaled"]["within_10pct"]
+    assert res["search_speed"]["factor"] > 0 and res["search_speed"]["references"] == 4
+    for view in views.values():
+        assert view["n"] == 4 and 0 <= view["within_10pct_ci95"][0] <= view["within_10pct"] <= \
+            view["within_10pct_ci95"][1] <= 1
+    assert res["samples"][0]["unscaled_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
+    # the eval's networks come from their own stream, never the calibration's, and say so
+    assert res["seed"] == 1 and res["seed_source"] == "given" and res["stream"] == "eval"
+    assert res["calibration_seed"] == 0 and res["calibration_stream"] == "calibrate" and res["seen_by_design"]
+    plain = evaluate(table, samples=1, seed=1, rescale=False, search_view=False)
     assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
     assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
 
@@ -124,7 +137,7 @@ def test_eval_is_read_only(built, tmp_path):
         evaluate(LatencyTable.load(partial), samples=2, seed=1)
     assert main(["lut", "eval", str(partial), "--samples", "2"]) == 2
     r = run_cli("lut", "eval", str(partial), "--samples", "3", "--seed", "2", "--partial", "--json",
-                "--show-samples")
+                "--show-samples", "--target", "1ms")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["partial"] is True and res["n"] == 3 and res["drawn"] >= 3
@@ -147,10 +160,10 @@ def test_noisy_measurements_are_flagged_and_counted(built):
 
     _, _, table = built
     strict = replace(table, settings=table.settings.replace(cv_threshold=1e-12), path=None)
-    res = evaluate(strict, samples=2, seed=3)
+    res = evaluate(strict, samples=2, seed=3, search_view=False)
     assert res["noisy"] == 2 and all(s["noisy"] for s in res["samples"]) and res["quiet"] is None
     lenient = replace(table, settings=table.settings.replace(cv_threshold=1e9), path=None)
-    res = evaluate(lenient, samples=2, seed=3)
+    res = evaluate(lenient, samples=2, seed=3, search_view=False)
     assert res["noisy"] == 0 and "quiet" not in res and not any(s["noisy"] for s in res["samples"])
 
 
@@ -160,8 +173,13 @@ def test_lut_backend_predicts(built, space_file):
     arch = MnasNetSpace.load(space_file).sample(random.Random(5))
     r = measure(arch, be, settings())
     assert r.backend == "lut:onnxruntime" and r.extra["predicted"] is True and r.median_ms > 0
-    assert r.median_ms == pytest.approx(table.predict(arch))
+    # the table's reference models were timed again here: the prediction is scaled by their speed factor
+    assert r.extra["speed_scaled"] is True and r.extra["speed_references"] == 4 and r.extra["speed_factor"] > 0
+    assert r.extra["unscaled_ms"] == pytest.approx(table.predict(arch))
+    assert r.median_ms == pytest.approx(table.predict(arch) * r.extra["speed_factor"])
     assert table.predict(arch, calibrated=False) > 0
+    off = get_backend(f"lut:{out}?speed=off").measure(arch, settings())
+    assert off.median_ms == pytest.approx(table.predict(arch)) and off.extra["speed_scaled"] is False
 
 
 def test_refusals(built, space_file, tmp_path):
@@ -205,11 +223,33 @@ def test_missing_entries_refused_or_measured(space_file, tmp_path):
 
 
 def test_cli_build_eval_and_errors(built, space_file):
-    out, _, _ = built
-    r = run_cli("lut", "eval", str(out), "--samples", "2", "--seed", "4", "--json")
+    out, _, table = built
+    # without --seed: a seed drawn now, reported; the figures unscaled, as the search sees them, rescaled
+    r = run_cli("lut", "eval", str(out), "--samples", "2", "--target", "1ms", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n"] == 2 and res["backend"] == "onnxruntime" and "kendall_tau" in res and "samples" not in res
+    assert res["seed_source"] == "drawn" and res["seed"] >= 1000 and not res["seen_by_design"]
+    assert all(res["views"][k]["n"] == 2 for k in ("unscaled", "search", "rescaled"))
+    assert res["near_target"]["target"] == "1 ms" and res["near_target"]["t_ms"] == 1.0
+    # the terminal: the columns side by side (the rescaled one without --no-rescale), T measured for real
+    from mnas.cli.lut_cmds import view_rows
+    from mnas.latency.lut.evaluate import resolve_target
+
+    assert [h.split(" (")[0] for h in view_rows(res)[0]] == ["metric", "unscaled", "as the search sees it",
+                                                              "rescaled"]
+    assert resolve_target(table, "auto")[0] == "mnasnet-a1" and resolve_target(table, "12.5ms")[2] == 12.5
+    target = table.space.sample(random.Random(11)).canonical
+    r = run_cli("lut", "eval", str(out), "--samples", "1", "--no-rescale", "--target", target,
+                env={"COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    assert "unscaled (table as built)" in flat and "as the search sees it (factor at start)" in flat
+    assert "within ±10 % [95 % CI]" in flat and "order accuracy near T" in flat
+    seed = int(flat.split("eval seed ")[1].split()[0])
+    assert seed >= 1000 and f"--seed {seed}" in flat and f"{seed} (drawn; stream 'eval'" in flat
+    r = run_cli("lut", "eval", str(out), "--samples", "1", "--target", "-3ms")
+    assert r.returncode == 2 and "positive number" in r.stderr
     r = run_cli("lut", "eval", str(out), "--backend", "torch", "--samples", "1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "built on backend" in r.stderr
     r = run_cli("lut", "eval", str(out), "--resolution", "224", "--samples", "1")
@@ -224,6 +264,16 @@ def test_cli_build_eval_and_errors(built, space_file):
     assert r.returncode == 2 and "holds a table built for other settings" in r.stderr
     r = run_cli(*build, str(out) + ".x", "--backend", f"lut:{out}")
     assert r.returncode == 2 and "real backend" in r.stderr
+    # --set: another latency setting (a backend's, such as int8) stored with the table, which its evals use
+    # and refuse to change where it changes what a layer costs
+    r = run_cli(*build, str(out) + ".set", "--limit", "0", "--calibrate", "0", "--set", "cv_threshold=0.2")
+    assert r.returncode == 0, r.stderr
+    assert LatencyTable.load(str(out) + ".set").settings.cv_threshold == 0.2
+    r = run_cli("lut", "eval", str(out), "--set", "threads=2", "--samples", "1")
+    assert r.returncode == 2 and "threads=1, asked for threads=2" in r.stderr
+    for bad, why in (("colour=red", "not a latency setting"), ("runs", "give KEY=VALUE")):
+        r = run_cli("lut", "eval", str(out), "--set", bad, "--samples", "1")
+        assert r.returncode == 2 and why in r.stderr and r.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("damage, why", [
@@ -262,9 +312,20 @@ def test_calibration_is_judged_on_models_it_was_not_fitted_on(built):
     """The correction is kept only if, left out one model at a time, it beats the plain sum."""
     from dataclasses import replace
 
+    from mnas.latency.lut.table import SE_BIG_CHOICES
+
     _, _, table = built
     cal = table.calibration
     assert cal["n"] == 4 and len(cal["samples"]) == 4 and cal["loo_mape"] > 0 and cal["plain_mape"] > 0
+    # the se_big threshold is chosen on the calibration networks alone, by the same leave-one-out error
+    assert cal["stream"] == "calibrate" and set(cal["se_big_loo_mape"]) == {str(t) for t in SE_BIG_CHOICES}
+    assert cal["loo_mape"] == pytest.approx(min(cal["se_big_loo_mape"].values()), abs=1e-6)
+    assert cal["se_big_bytes"] in SE_BIG_CHOICES and table.se_big_bytes == cal["se_big_bytes"]
+    se_arch = next(a for a in (table.space.sample(random.Random(i)) for i in range(100))
+                   if any(s.se > 0 for s in table.layers(a) if s.kind == "layer"))
+    low = replace(table, calibration={**cal, "se_big_bytes": 1}, path=None)  # every SE layer counts as big
+    se_sum = sum(table.entries[s.key]["ms"] for s in table.layers(se_arch) if s.kind == "layer" and s.se > 0)
+    assert low.features(se_arch)["se_big_ms"] == pytest.approx(se_sum) and se_sum > 0
     assert cal["applied"] == (cal["loo_mape"] < cal["plain_mape"])
     arch = table.space.sample(random.Random(5))
     plain = table.predict(arch, calibrated=False)
@@ -272,7 +333,7 @@ def test_calibration_is_judged_on_models_it_was_not_fitted_on(built):
     for applied in (True, False):
         t = replace(table, calibration={**cal, "applied": applied}, path=None)
         assert t.predict(arch) == pytest.approx(fitted if applied else plain)
-        assert evaluate(t, samples=2, seed=6)["calibrated"] is applied
+        assert evaluate(t, samples=2, seed=6, search_view=False)["calibrated"] is applied
 
 
 def test_a_table_of_sequentially_timed_entries_is_not_resumed(built, space_file, tmp_path):
@@ -311,3 +372,117 @@ def test_profile_charges_every_node_to_its_layer(built, capsys):
     assert main(["lut", "profile", str(out), "-n", "1", "--runs", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert len(res["profiles"]) == 1 and len(res["load_average"]["start"]) == 3
+
+
+def test_clopper_pearson_bounds():
+    from mnas.latency.lut.evaluate import clopper_pearson, metrics
+
+    lo, hi = clopper_pearson(50, 50)
+    assert lo == pytest.approx(0.025 ** (1 / 50), abs=1e-9) and round(lo, 3) == 0.929 and hi == 1.0
+    assert clopper_pearson(0, 10) == pytest.approx([0.0, 1 - 0.025 ** (1 / 10)])
+    lo, hi = clopper_pearson(190, 200)  # 95 % of 200: the bounds straddle the goal
+    assert lo == pytest.approx(0.9099, abs=1e-4) and hi == pytest.approx(0.9757, abs=1e-4)
+    m = metrics([1.0, 2.0, 3.3], [1.0, 2.0, 3.0])  # two within ±5 %, all three within ±10 %
+    assert m["within_5pct_ci95"] == pytest.approx(clopper_pearson(2, 3))
+    assert m["within_10pct_ci95"] == pytest.approx(clopper_pearson(3, 3))
+
+
+def test_pairwise_order_accuracy_near_target():
+    from mnas.latency.lut.evaluate import pairwise_near
+
+    measured = [9.5, 10.0, 10.4, 10.9, 20.0, 5.0, 12.0]
+    # near T = 10 (±10 %): the first four, 6 pairs; 10.0 and 10.4 predicted in the wrong order, and the far
+    # networks predicted wildly wrong, which must not count
+    predicted = [9.4, 10.5, 10.2, 11.2, 1.0, 30.0, 9.0]
+    r = pairwise_near(predicted, measured, 10.0)
+    assert r["networks"] == 4 and r["pairs"] == 6 and r["order_accuracy"] == pytest.approx(5 / 6)
+    tie = pairwise_near([9.4, 10.3, 10.3, 11.2], measured[:4], 10.0)  # a tie in the prediction counts half
+    assert tie["order_accuracy"] == pytest.approx(5.5 / 6)
+    assert pairwise_near(predicted, measured, 100.0) == {"t_ms": 100.0, "band": 0.1, "networks": 0, "pairs": 0,
+                                                         "order_accuracy": None}
+
+
+def test_eval_never_draws_a_calibration_network(built):
+    from mnas.latency.lut.evaluate import draw
+
+    _, _, table = built
+    cal = {s["arch"] for s in table.calibration["samples"]}
+    # the tiny space is small enough that 1,500 draws of the eval stream meet the calibration networks
+    rng = random.Random("eval:7")
+    assert cal & {table.space.sample(rng).canonical for _ in range(1500)}
+    archs, _ = draw(table, 1500, 7, partial=False)
+    assert len(archs) == 1500 and not cal & {a.canonical for a in archs}
+
+
+def _fake_training(monkeypatch):
+    monkeypatch.setattr("mnas.run.trial.train_proxy_job", lambda arch, proxy, seed: {"status": "ok", "top1": 0.5})
+
+
+def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_file, tmp_path, monkeypatch):
+    """lut:PATH in a search: the references timed at its start and again every N predictions; each trial
+    records the factor and the unscaled figure; a table from another machine is used unscaled, flagged."""
+    import mnas.latency.lut.backend as lut_backend
+    from mnas.search.config import config_from_dict
+    from mnas.search.driver import Search
+    from mnas.testing import tiny
+
+    out, _, table = built
+    timings = []
+
+    def fake_references(tbl):
+        timings.append(tbl.path)
+        return {"factor": 1.25, "references": 4, "ratios": [1.25] * 4, "time": f"t{len(timings)}"}
+
+    monkeypatch.setattr(lut_backend, "time_references", fake_references)
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    _fake_training(monkeypatch)
+    latency = {"resolution": 32, "num_classes": 10, "runs": 3, "warmup": 1}
+    # evolution-latency: its screen predicts each candidate before the trial does (speed=hold, not counted)
+    cfg = config_from_dict(tiny(trials=3, space=str(space_file), live_view=False,
+                                strategy={"name": "evolution-latency"},
+                                latency={**latency, "backend": f"lut:{out}?every=2"}))
+    with Search.open(cfg, tmp_path / "run") as search:
+        search.run()
+        trials = search.store.trials()
+    assert [t.status.value for t in trials] == ["completed"] * 3
+    assert len(timings) == 2  # at the start, then after 2 predictions
+    for t in trials:
+        extra = t.latency["extra"]
+        assert extra["speed_scaled"] is True and extra["speed_factor"] == 1.25
+        assert t.latency_ms == pytest.approx(extra["unscaled_ms"] * 1.25)
+        assert extra["unscaled_ms"] == pytest.approx(table.predict(Architecture.parse(t.arch)))
+    assert sorted(t.latency["extra"]["speed_time"] for t in trials) == ["t1", "t1", "t2"]
+    # the local executor keeps trainings off the machine only while the references are due to be timed
+    from mnas.run import local
+    from mnas.run.trial import LatencyJob, TrialJob, run_trial
+
+    def job(spec):
+        return TrialJob(9, trials[0].arch, LatencyJob(spec, settings()), cfg.proxy)
+    assert not local.times_here(job(f"lut:{out}?every=2"))  # 1 prediction since the last timing
+    assert local.times_here(job(f"lut:{out}?every=1")) and not local.times_here(job(f"lut:{out}?speed=off"))
+    # a latency screen's many predictions use the factor in force, neither re-timing nor counting
+    from mnas.latency.lut.backend import hold_speed
+
+    held = get_backend(hold_speed(f"lut:{out}?every=2"))
+    for _ in range(3):
+        r = held.measure(Architecture.parse(trials[0].arch), settings())
+    assert len(timings) == 2 and r.extra["speed_time"] == "t2" and r.extra["speed_factor"] == 1.25
+    assert not local.times_here(job(f"lut:{out}?every=2"))
+    assert hold_speed("onnxruntime") == "onnxruntime" and hold_speed(f"lut:{out}?speed=off").endswith("speed=off")
+
+    # the same table as if built on another machine: no real backend for it here, the figure unscaled
+    elsewhere = tmp_path / "elsewhere.json"
+    data = json.loads(out.read_text())
+    elsewhere.write_text(json.dumps({**data, "device": {**data["device"], "id": "another", "cpu": "a phone"}}))
+    t = run_trial(job(f"lut:{elsewhere}"))
+    extra = t.latency["extra"]
+    assert len(timings) == 2 and extra["speed_scaled"] is False and extra["speed_factor"] is None
+    assert "built on 'a phone'" in extra["speed_note"] and t.latency_ms == pytest.approx(extra["unscaled_ms"])
+
+
+def test_speed_options_are_checked(built):
+    out, _, _ = built
+    for spec, why in ((f"lut:{out}?speed=maybe", "choose on, off or hold"), (f"lut:{out}?every=0", "at least 1"),
+                      (f"lut:{out}?minutes=soon", "give a number")):
+        with pytest.raises(MnasError, match=why):
+            get_backend(spec)

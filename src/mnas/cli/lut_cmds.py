@@ -42,7 +42,11 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
               calibrate: int = typer.Option(CALIBRATE, "--calibrate", min=0, help="fit a linear correction on N "
                                             "whole models, applied only if it beats the plain sum on models it "
                                             "was not fitted on (0: plain sum + overhead)"),
-              seed: int = typer.Option(0, "--seed", help="seed of the calibration models"),
+              seed: int = typer.Option(0, "--seed", help="seed of the calibration models (their own random "
+                                       "stream: no eval seed draws them)"),
+              sets: list[str] = typer.Option([], "--set", help="another latency setting KEY=VALUE (repeatable), "
+                                             "e.g. a backend's setting: stored with the table, used by its "
+                                             "evals and searches"),
               limit: Optional[int] = typer.Option(None, "--limit", min=0, help="stop after N new entries "
                                                   "(resume later)"),
               json: bool = typer.Option(False, "--json")) -> None:
@@ -51,6 +55,7 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
 
     settings = LatencySettings(resolution=resolution, threads=threads, batch=batch, num_classes=num_classes,
                                runs=runs, warmup=warmup, rounds=rounds)
+    settings = with_settings(settings, sets)
     t0 = time.perf_counter()
     if json:
         tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
@@ -78,7 +83,11 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
 @lut_app.command("eval")
 def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut build'"),
              samples: int = typer.Option(50, "--samples", "-n", min=1),
-             seed: int = typer.Option(0, "--seed"),
+             seed: Optional[int] = typer.Option(None, "--seed", help="seed of the eval's networks (default: "
+                                                "drawn now and printed; the table's design never saw it)"),
+             target: str = typer.Option("auto", "--target", "-t", help="T for the order accuracy near T: a zoo "
+                                        "model or architecture measured beside the networks, or a latency "
+                                        "in ms (12.5ms); auto: mnasnet-a1"),
              uncalibrated: bool = typer.Option(False, "--uncalibrated", help="ignore the table's calibration"),
              space: Optional[Path] = typer.Option(None, "--space", help="refuse unless the table is for this space "
                                                   "(a built-in name or a space YAML)"),
@@ -90,6 +99,9 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="measure 10 of the table's "
                                           "calibration models again and scale predictions by the machine's "
                                           "speed now against then"),
+             sets: list[str] = typer.Option([], "--set", help="a latency setting KEY=VALUE for the real "
+                                             "measurements (repeatable): refused unless the table was built "
+                                             "with it where it changes what a layer costs"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
@@ -100,35 +112,84 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     tbl = LatencyTable.load(path)
     tbl.check(backend=backend, space_yaml=_space_text(space) if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
+    if sets:
+        wanted = with_settings(tbl.settings, sets)
+        tbl.check(settings=wanted)
+        tbl.settings = wanted  # in memory only: the eval never writes the table
+    drawn = seed is None
+    if seed is None:
+        from mnas.latency.lut.evaluate import fresh_seed
+
+        seed = fresh_seed()
+        if not json:
+            console.print(f"eval seed {seed} (drawn now; repeat this eval with --seed {seed})")
     if json:
-        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale)
+        res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale,
+                       target=target)
     else:
         with progress_bar("measuring models") as update:
             res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update,
-                           rescale=rescale)
+                           rescale=rescale, target=target)
+    if drawn:
+        res["seed_source"] = "drawn"
     if not show_samples:
         res.pop("samples")
     if json:
         print_json(res)
         return
-    keys = ("n", "within_10pct", "within_5pct", "mape", "max_ape", "rmse_ms", "kendall_tau", "bias", "predict_ms")
-    rows = [[k, f"{res[k]:.4g}" if isinstance(res[k], float) else res[k]] for k in keys]
+    console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s), "
+                        f"{res['clock']} clock{' (calibrated)' if res['calibrated'] else ''}, {res['n']} networks, "
+                        f"seed {res['seed']}", *view_rows(res)))
+    rows = [["predict_ms", f"{res['predict_ms']:.4g}"]]
+    speed = res["search_speed"]
+    rows.append(["search's speed factor (references alone, first)",
+                 f"{speed['factor']:.3f} from {speed['references']} models" if speed["factor"]
+                 else speed.get("note", "not measured")])
     if res["speed_factor"] is not None:
-        rows.append(["machine speed factor (now / at build)", f"{res['speed_factor']:.3f} from {res['references']} "
-                     f"models; unscaled within_10pct {res['unscaled']['within_10pct']:.4g}"])
+        rows.append(["rescaled: speed factor (references among the networks)",
+                     f"{res['speed_factor']:.3f} from {res['references']} models"])
+    near = res["near_target"]
+    if near:
+        acc = "n/a" if near["order_accuracy"] is None else f"{near['order_accuracy']:.1%}"
+        rows.append([f"order accuracy near T (±{near['band']:.0%} of T = {near['t_ms']:.3g} ms, {near['target']})",
+                     f"{acc} of {near['pairs']} pairs among {near['networks']} networks"])
     rows.append(["noisy measurements", f"{res['noisy']} of {res['n']}"])
     if res.get("quiet"):
         rows.append(["within_10pct without them", f"{res['quiet']['within_10pct']:.4g}"])
     rows.append(["noisy table entries", f"{res['noisy_entries']} of {res['table_entries']}"])
-    console.print(table(f"{path} on {res['backend']} @ {res['resolution']}px, {res['threads']} thread(s), "
-                        f"{res['clock']} clock"
-                        f"{' (calibrated)' if res['calibrated'] else ''}", ["metric", "value"], rows))
+    rows.append(["seed", f"{res['seed']} ({res['seed_source']}; stream {res['stream']!r}, calibration "
+                 f"seed {res['calibration_seed']} on stream {res['calibration_stream']!r})"])
+    console.print(table("", ["", "value"], rows))
+    if res["seen_by_design"]:
+        console.print(f"[yellow]seed {res['seed']}[/]: the method was designed looking at this seed's networks; "
+                      "leave --seed out for an honest figure")
     load = res["load_average"]
     console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")
     if res["partial"]:
         console.print(f"[yellow]PARTIAL[/]: the table holds {res['table_entries']} of {res['space_entries']} "
                       f"entries; these figures cover only the {res['n']} of {res['drawn']} drawn architectures "
                       "whose layers it all holds, not the space")
+
+
+VIEWS = (("unscaled", "unscaled (table as built)"), ("search", "as the search sees it (factor at start)"),
+         ("rescaled", "rescaled (factor among the networks)"))
+
+
+def view_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    """The eval's figures side by side: the table as built, as a search scales it, and rescaled."""
+    views = [(label, res["views"][key]) for key, label in VIEWS if res["views"].get(key)]
+
+    def pct(m: dict, k: str) -> str:
+        lo, hi = m[f"{k}_ci95"]
+        return f"{m[k]:.1%} [{lo:.1%}, {hi:.1%}]"
+
+    rows = [["within ±10 % [95 % CI]", *(pct(m, "within_10pct") for _, m in views)],
+            ["within ±5 % [95 % CI]", *(pct(m, "within_5pct") for _, m in views)],
+            ["MAPE", *(f"{m['mape']:.1%}" for _, m in views)],
+            ["max error", *(f"{m['max_ape']:.1%}" for _, m in views)],
+            ["bias", *(f"{m['bias']:+.1%}" for _, m in views)],
+            ["Kendall tau", *(f"{m['kendall_tau']:.3f}" for _, m in views)]]
+    return ["metric", *(label for label, _ in views)], rows
 
 
 @lut_app.command("profile")
@@ -159,6 +220,21 @@ def lut_profile(path: Path = typer.Argument(..., help="onnxruntime table file fr
         console.print(table(p["arch"], ["layer", "entry ms", "in network ms", "ratio"], rows))
     load = res["load_average"]
     console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")
+
+
+def with_settings(settings: LatencySettings, sets: list[str]) -> LatencySettings:
+    """``settings`` with each ``KEY=VALUE`` of ``--set`` applied (validated like any setting)."""
+    changes = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise MnasError(f"--set {item!r}: give KEY=VALUE, e.g. --set rounds=8")
+        if key not in LatencySettings.model_fields:
+            raise MnasError(f"--set {key}: not a latency setting; choose from "
+                            f"{', '.join(sorted(LatencySettings.model_fields))}")
+        changes[key] = value
+    return settings.replace(**changes) if changes else settings
 
 
 def _space_text(space: Path) -> str:

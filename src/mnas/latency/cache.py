@@ -93,7 +93,7 @@ def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
     ``LatencyCache``, a path to one, or None for no cache."""
     settings = settings or LatencySettings()
     be = get_backend(backend or LatencyConfig.default("backend"))
-    if cache is None:
+    if cache is None or not getattr(be, "cacheable", True):  # e.g. lut:PATH, whose speed factor moves
         return be.measure(arch, settings)
     if not isinstance(cache, LatencyCache):
         cache = LatencyCache(cache)

@@ -140,8 +140,15 @@ NOT_TIMED_HERE = ("remote", "lut")
 
 
 def times_here(job: TrialJob) -> bool:
-    """Whether the trial's latency is timed on this machine (then never while a training runs here)."""
-    return job.latency.backend.partition(":")[0] not in NOT_TIMED_HERE
+    """Whether the trial's latency is timed on this machine (then never while a training runs here). A
+    lookup table times its reference models here when its speed factor is due (at the search's start and
+    then periodically)."""
+    prefix = job.latency.backend.partition(":")[0]
+    if prefix == "lut":
+        from mnas.latency import get_backend
+
+        return get_backend(job.latency.backend).speed_due()
+    return prefix not in NOT_TIMED_HERE
 
 
 @dataclass

@@ -258,6 +258,7 @@ class Search:
     def _latencies(self, candidates: list[tuple[int, ...]]) -> list[float | None]:
         """Latency of each candidate, None where it cannot be measured: timing is cheap next to training (with
         the local executor the measurement lands in the latency cache, so the trial that follows reuses it)."""
+        from mnas.latency.lut.backend import hold_speed
         from mnas.run.trial import _phase, error_line, measure_latency
 
         # other executors (and local workers) may be training beside this process now: such a number is good
@@ -265,6 +266,8 @@ class Search:
         # on a quiet machine)
         alone = self.cfg.executor.kind == "local" and self.cfg.executor.workers == 1
         job = self.latency_job if alone else replace(self.latency_job, cache=None)
+        # a lookup table's speed factor is timed again for trials, not for the many candidates a screen predicts
+        job = replace(job, backend=hold_speed(job.backend))
         out: list[float | None] = []
         shown = self._screening
         if shown.trial != self.loop.trials + 1:  # the candidates for the next trial, over all the calls it takes

@@ -1,11 +1,24 @@
 """``lut:PATH``: a latency table as a backend. ``measure`` predicts instead of timing, and says so
 (``extra["predicted"]``). It refuses settings and architectures the table was not built for; an entry the
 table lacks is measured on the table's own backend and device (and saved), or refused with
-``lut:PATH?missing=refuse``; it is never guessed."""
+``lut:PATH?missing=refuse``; it is never guessed.
+
+Speed factor: a table holds the machine's speed of the hour it was built, and a machine's speed drifts by
+more than the ±10 % a table aims at. So the first prediction in a process (a search's start) times the
+table's reference models again on its real backend, and every prediction is scaled by the median ratio
+now/at build; the references are timed again after ``every`` predictions or ``minutes`` minutes, whichever
+comes first. Each result records the factor, when it was measured and the unscaled figure. Where the
+references cannot be timed (a table built on another machine, one without calibration models, or
+``speed=off``) the prediction is the table's own figure, flagged (``extra["speed_scaled"]`` false, with
+``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``;
+``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting."""
 
 from __future__ import annotations
 
+import logging
+import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
@@ -13,6 +26,7 @@ from mnas.latency.base import LatencyResult, now_iso
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.lut.build import entry_settings, measure_entries
 from mnas.latency.lut.layers import check_in_space
+from mnas.latency.lut.speed import time_references, unavailable
 from mnas.latency.lut.table import LatencyTable
 from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencySettings
@@ -22,32 +36,135 @@ if TYPE_CHECKING:
 
     from mnas.space.arch import Architecture
 
+log = logging.getLogger(__name__)
+
 MISSING = ("measure", "refuse")
+# "hold": the factor in force, timed only if there is none yet in this process, and not counted towards
+# ``every``: what a search's latency screens use (``hold_speed``), which predict many candidates per trial,
+# possibly while trainings run beside them
+SPEED_MODES = ("on", "off", "hold")
+# the references are timed again after this many predictions or minutes, whichever comes first
+SPEED_EVERY = 50
+SPEED_MINUTES = 30.0
+# a factor beyond this (or below its inverse) is applied, but said loudly
+FAR_FACTOR = 1.5
+
+
+@dataclass
+class Speed:
+    """The speed factor in use: None when the references cannot be timed here (``note`` says why)."""
+
+    factor: float | None
+    note: str | None
+    time: str  # when the references were timed (ISO 8601 UTC)
+    references: int = 0
+    started: float = 0.0  # time.monotonic() then
+    predictions: int = 0  # made with this factor
+    timings: int = 0  # how often this process timed the references for this table
+
+
+# one speed factor per table file and process: a search creates a backend per trial, and the factor lasts
+# across them until it is due again
+_SPEEDS: dict[str, Speed] = {}
+
+
+def _option(key: str, value: str, cast: type, low: float) -> Any:
+    try:
+        out = cast(value)
+    except ValueError:
+        out = None
+    if out is None or not math.isfinite(out) or out < low:
+        raise MnasError(f"lut option {key}={value!r}: give a number of at least {low:g}, e.g. {key}="
+                        f"{SPEED_EVERY if key == 'every' else SPEED_MINUTES:g}")
+    return out
 
 
 class LutBackend:
     model_format = None  # predicts architectures; there is no model file to time
+    # a prediction costs less than a cache lookup, and a cached one would carry a speed factor of another hour
+    cacheable = False
 
     @classmethod
     def from_spec(cls, arg: str) -> LutBackend:
-        """``lut:PATH`` or ``lut:PATH?missing=refuse``."""
+        """``lut:PATH`` with options ``?missing=measure|refuse&speed=on|off&every=N&minutes=M``."""
         path, _, query = arg.partition("?")
         if not path:
             raise MnasError("lut backend needs a table file: lut:PATH (build one with 'mnas lut build')")
-        missing = "measure"
+        opts: dict[str, Any] = {}
         for part in filter(None, query.split("&")):
             key, _, value = part.partition("=")
-            if key != "missing":
-                raise MnasError(f"unknown lut option {key!r}: only missing=measure|refuse")
-            missing = value
-        return cls(path, missing)
+            if key == "missing":
+                opts["missing"] = value
+            elif key == "speed":
+                if value not in SPEED_MODES:
+                    raise MnasError(f"lut option speed={value!r}: choose on, off or hold")
+                opts["speed"] = value
+            elif key == "every":
+                opts["every"] = _option(key, value, int, 1)
+            elif key == "minutes":
+                opts["minutes"] = _option(key, value, float, 0)
+            else:
+                raise MnasError(f"unknown lut option {key!r}: choose from missing=measure|refuse, speed=on|off, "
+                                "every=N, minutes=M")
+        return cls(path, **opts)
 
-    def __init__(self, table: LatencyTable | str, missing: str = "measure") -> None:
+    def __init__(self, table: LatencyTable | str, missing: str = "measure", speed: bool | str = "on",
+                 every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES) -> None:
         if missing not in MISSING:
             raise MnasError(f"missing={missing!r}: choose measure or refuse")
+        speed = {True: "on", False: "off"}.get(speed, speed)  # type: ignore[call-overload]
+        if speed not in SPEED_MODES:
+            raise MnasError(f"speed={speed!r}: choose on, off or hold")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
+        self.speed, self.every, self.minutes = speed, every, minutes
         self.name = f"lut:{self.table.backend}"
+
+    # --- the speed factor ---------------------------------------------------------------------------
+    @property
+    def _speed_key(self) -> str:
+        t = self.table
+        where = str(t.path.resolve()) if t.path is not None else f"memory:{id(t)}"
+        return f"{where}|{t.created}|{t.space_sha}"
+
+    def speed_due(self) -> bool:
+        """Whether the next prediction times the references on this machine (an executor keeps trainings
+        off the machine meanwhile)."""
+        if self.speed == "off":
+            return False
+        st = _SPEEDS.get(self._speed_key)
+        if st is None:
+            return True
+        return self.speed == "on" and st.factor is not None and (st.predictions >= self.every
+                                          or time.monotonic() - st.started >= self.minutes * 60)
+
+    def current_speed(self) -> Speed | None:
+        """The factor in use, timing the references first when due; None with ``speed=off``."""
+        if self.speed == "off":
+            return None
+        key = self._speed_key
+        old = _SPEEDS.get(key)
+        if old is not None and not self.speed_due():
+            return old
+        timings = (old.timings if old else 0) + 1
+        why = unavailable(self.table)
+        if why is None:
+            try:
+                r = time_references(self.table)
+            except MnasError as e:
+                why = f"the table's reference models could not be timed here ({e}): predictions are not rescaled"
+            else:
+                st = Speed(r["factor"], None, r["time"], r["references"], time.monotonic(), 0, timings)
+                far = not 1 / FAR_FACTOR <= st.factor <= FAR_FACTOR
+                (log.warning if far else log.info)(
+                    "%s: speed factor %.3f from %d reference models%s", self.table.path, st.factor, st.references,
+                    ": far from 1, the machine is busy or not the one of the build; rebuild the table on a quiet "
+                    "machine ('mnas lut build' refits on a complete table)" if far else "")
+        if why is not None:
+            log.warning("%s: %s", self.table.path or "latency table", why)
+            st = Speed(None, why, now_iso(), 0, time.monotonic(), 0, timings)
+        _SPEEDS[key] = st
+        return st
 
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
         # the table file's content decides the numbers: a rebuilt table must not reuse cached predictions
@@ -86,16 +203,25 @@ class LutBackend:
         settings = self._settings(settings)
         check_in_space(self.table.space, arch)
         filled = self.fill_missing(arch)
+        speed = self.current_speed()
         t0 = time.perf_counter()
-        ms = self.table.predict(arch, check_space=False)
+        unscaled = self.table.predict(arch, check_space=False)
         spent = (time.perf_counter() - t0) * 1e3
         t = self.table
+        if speed is not None and self.speed == "on":
+            speed.predictions += 1
+        factor = speed.factor if speed is not None else None
+        ms = unscaled * factor if factor else unscaled
         return LatencyResult(median_ms=ms, mean_ms=ms, p10_ms=ms, p90_ms=ms, std_ms=0.0, cv=0.0, runs=0, warmup=0,
                              batch=settings.batch, resolution=settings.resolution, threads=settings.threads,
                              backend=self.name, runtime_version=t.runtime_version, device=t.device, time=now_iso(),
                              input_shape=settings.input_shape(), arch=arch.canonical,
                              extra={"predicted": True, "table": str(t.path or ""), "calibrated": t.calibration_applied,
-                                    "measured_on_demand": filled, "predict_ms": spent})
+                                    "measured_on_demand": filled, "predict_ms": spent,
+                                    "unscaled_ms": unscaled, "speed_scaled": bool(factor), "speed_factor": factor,
+                                    "speed_time": speed.time if speed else None,
+                                    "speed_references": speed.references if speed else 0,
+                                    "speed_note": speed.note if speed else "speed=off: the table's own figure"})
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],
                       settings: LatencySettings | None = None) -> LatencyResult:
@@ -105,3 +231,10 @@ class LutBackend:
     def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         raise MnasError(f"a latency table predicts architectures; time model files on a real backend "
                         f"({self.table.backend})")
+
+
+def hold_speed(spec: str) -> str:
+    """``spec`` for a latency screen: a ``lut:`` spec with ``speed=hold`` (any other spec as it is)."""
+    if spec.partition(":")[0].strip().lower() != "lut" or "speed=off" in spec:
+        return spec
+    return f"{spec}{'&' if '?' in spec else '?'}speed=hold"

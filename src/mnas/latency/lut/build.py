@@ -18,7 +18,7 @@ from mnas.latency.base import LatencyBackend, now_iso
 from mnas.latency.fingerprint import fingerprint
 from mnas.latency.local import LocalBackend, random_input
 from mnas.latency.lut.layers import LayerSpec, space_layers
-from mnas.latency.lut.table import FEATURES, LatencyTable
+from mnas.latency.lut.table import FEATURES, SE_BIG_BYTES, SE_BIG_CHOICES, LatencyTable
 from mnas.latency.protocol import Timing, time_interleaved
 from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencySettings
@@ -265,10 +265,23 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
     return table
 
 
+# the random streams of a table's design and of its evaluations: calibration networks (which fit the
+# correction and choose the se_big threshold) come from "calibrate:SEED", an eval's from "eval:SEED", so no
+# seed of one ever reproduces the other's draw (an eval also skips any calibration network it draws)
+CALIBRATION_STREAM = "calibrate"
+
+
+def calibration_archs(space: Any, n: int, seed: int) -> list:
+    rng = random.Random(f"{CALIBRATION_STREAM}:{seed}")
+    return [space.sample(rng) for _ in range(n)]
+
+
 def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: int = 0,
                     features: tuple[str, ...] = CALIBRATION_FEATURES) -> dict:
     """Least squares of measured latency on the table's features over ``n`` random whole models: corrects
-    what a sum of isolated layers misses (cache traffic between layers, graph-level fusions)."""
+    what a sum of isolated layers misses (cache traffic between layers, graph-level fusions). The
+    ``se_big`` threshold is chosen here, among SE_BIG_CHOICES, by the leave-one-out error on these same
+    calibration models: no network an eval judges has any say in the table's design."""
     import numpy as np
 
     if n < len(features):
@@ -276,26 +289,35 @@ def calibrate_table(table: LatencyTable, backend: LatencyBackend, n: int, seed: 
     unknown = set(features) - set(FEATURES)
     if unknown:
         raise MnasError(f"unknown calibration feature(s) {sorted(unknown)}: choose from {', '.join(FEATURES)}")
-    rng = random.Random(f"calibrate:{seed}")
-    archs = [table.space.sample(rng) for _ in range(n)]
+    archs = calibration_archs(table.space, n, seed)
     timed = measure_archs(backend, archs, table.settings, table.clock)
-    samples, plain_ms = [], []
-    for arch, measured in zip(archs, timed):
-        f = table.features(arch)
-        plain_ms.append(f["sum_ms"])
-        samples.append({"arch": arch.canonical, "measured_ms": round(measured.ms, 6), "noisy": measured.noisy,
-                        **{k: f[k] for k in features}})
-    x = np.array([[s[k] for k in features] for s in samples], dtype=float)
-    y = np.array([s["measured_ms"] for s in samples], dtype=float)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    fit = x @ coef
-    # judged on models it was not fitted on (leave one out), against the plain sum on the same models:
-    # a correction that does not beat the plain sum there is kept on record but not applied
-    loo = np.array([x[i] @ np.linalg.lstsq(np.delete(x, i, 0), np.delete(y, i), rcond=None)[0] for i in range(n)])
-    plain = np.array(plain_ms)
-    loo_mape, plain_mape = float(np.mean(np.abs(loo - y) / y)), float(np.mean(np.abs(plain - y) / y))
+    y = np.array([t.ms for t in timed], dtype=float)
+    layers = [table.layers(a) for a in archs]
+
+    def fit(threshold: int) -> tuple[list[dict], Any, Any, float]:
+        feats = [table.features(a, lay, se_big_bytes=threshold) for a, lay in zip(archs, layers)]
+        x = np.array([[f[k] for k in features] for f in feats], dtype=float)
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        # judged on models it was not fitted on (leave one out)
+        loo = np.array([x[i] @ np.linalg.lstsq(np.delete(x, i, 0), np.delete(y, i), rcond=None)[0]
+                        for i in range(n)])
+        return feats, x, coef, float(np.mean(np.abs(loo - y) / y))
+
+    choices = SE_BIG_CHOICES if "se_big_ms" in features else (SE_BIG_BYTES,)
+    fits = {th: fit(th) for th in choices}
+    threshold = min(choices, key=lambda th: fits[th][3])  # the first (SE_BIG_BYTES) on a tie
+    feats, x, coef, loo_mape = fits[threshold]
+    samples = [{"arch": a.canonical, "measured_ms": round(t.ms, 6), "noisy": t.noisy, **{k: f[k] for k in features}}
+               for a, t, f in zip(archs, timed, feats)]
+    fitted = x @ coef
+    # a correction that does not beat the plain sum on models it was not fitted on is kept on record but
+    # not applied
+    plain = np.array([f["sum_ms"] for f in feats])
+    plain_mape = float(np.mean(np.abs(plain - y) / y))
     table.calibration = {"features": list(features), "coef": [float(c) for c in coef], "n": n, "seed": seed,
-                         "fit_mape": float(np.mean(np.abs(fit - y) / y)), "loo_mape": loo_mape,
+                         "stream": CALIBRATION_STREAM, "se_big_bytes": threshold,
+                         "se_big_loo_mape": {str(th): round(f[3], 6) for th, f in fits.items()},
+                         "fit_mape": float(np.mean(np.abs(fitted - y) / y)), "loo_mape": loo_mape,
                          "plain_mape": plain_mape, "applied": bool(n > len(features) and loo_mape < plain_mape),
                          "samples": samples}
     return table.calibration

@@ -30,12 +30,17 @@ if TYPE_CHECKING:
 
 FORMAT = "mnas-lut/1"
 # settings that change what a layer costs; a table answers only for these exact values
-MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes")
+# ("quantize": the int8 setting of newer mnas versions; a version without it reads None on both sides)
+MATCH_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes", "quantize")
+CLI_OPTIONS = ("resolution", "batch", "threads", "num_classes")  # options of 'mnas lut build'; others: --set
 FEATURES = ("sum_ms", "se_big_ms", "layers", "const")
 # squeeze-excite on an expanded tensor this large: onnxruntime computes the SE's mean and product in plain
 # NCHW, so inside a network the tensor is reordered out of the blocked layout and back, and those layers
 # cost about a quarter more than their fastest isolated call (docs/latency-lut.md); a feature of its own
 SE_BIG_BYTES = 4_000_000
+# the thresholds a calibration chooses among, on its own calibration networks only (never on an eval's):
+# SE_BIG_BYTES first, so that it wins a tie; a table calibrated before this stores none and uses SE_BIG_BYTES
+SE_BIG_CHOICES = (SE_BIG_BYTES, 1_000_000, 2_000_000, 8_000_000, 16_000_000)
 
 
 class _Loose(BaseModel):
@@ -138,10 +143,12 @@ class LatencyTable:
         where = f"table {self.path or ''} was built".replace("  ", " ")
         if settings is not None:
             for name in MATCH_FIELDS:
-                mine, theirs = getattr(self.settings, name), getattr(settings, name)
+                mine, theirs = getattr(self.settings, name, None), getattr(settings, name, None)
                 if mine != theirs:
+                    option = (f"--{name.replace('_', '-')} {theirs}" if name in CLI_OPTIONS
+                              else f"--set {name}={theirs}")
                     raise MnasError(f"{where} for {name}={mine}, asked for {name}={theirs}: build a table "
-                                    f"with 'mnas lut build --{name.replace('_', '-')} {theirs}'")
+                                    f"with 'mnas lut build {option}'")
         if backend is not None and backend.split(":")[0].lower() not in (self.backend, "lut"):
             raise MnasError(f"{where} on backend {self.backend!r}, asked for {backend!r}: build one on that "
                             "backend")
@@ -170,15 +177,22 @@ class LatencyTable:
         (tables older than that check have no "applied" and use theirs)."""
         return bool(self.calibration) and self.calibration.get("applied", True)
 
-    def features(self, arch: Architecture, layers: list[LayerSpec] | None = None) -> dict[str, float]:
+    @property
+    def se_big_bytes(self) -> int:
+        """The ``se_big`` threshold: the one the calibration chose on its networks, else SE_BIG_BYTES."""
+        return int((self.calibration or {}).get("se_big_bytes") or SE_BIG_BYTES)
+
+    def features(self, arch: Architecture, layers: list[LayerSpec] | None = None,
+                 se_big_bytes: int | None = None) -> dict[str, float]:
         layers = self.layers(arch) if layers is None else layers
+        threshold = self.se_big_bytes if se_big_bytes is None else se_big_bytes
         try:
             total = sum(self.entries[spec.key]["ms"] for spec in layers)
         except KeyError as e:
             raise MnasError(f"the table has no entry {e.args[0]}: measure it (on-demand) or rebuild the "
                             "table") from None
         se_big = sum(self.entries[spec.key]["ms"] for spec in layers if spec.kind == "layer" and spec.se > 0
-                     and 4 * spec.in_ch * spec.expansion * spec.res * spec.res >= SE_BIG_BYTES)
+                     and 4 * spec.in_ch * spec.expansion * spec.res * spec.res >= threshold)
         return {"sum_ms": total + self.overhead_ms, "se_big_ms": se_big, "layers": float(len(layers)), "const": 1.0}
 
     def predict(self, arch: Architecture, calibrated: bool = True, check_space: bool = True) -> float:

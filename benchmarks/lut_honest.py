@@ -1,0 +1,282 @@
+"""An honest evaluation of latency tables (issue 32): fresh builds, each judged on networks from a seed
+drawn at run time, with the figures as a search sees them.
+
+    python benchmarks/lut_honest.py --dir lut-honest                 # the real measurement (hours)
+    python benchmarks/lut_honest.py --dir lut-honest-smoke --smoke   # tiny numbers: minutes
+    python benchmarks/lut_honest.py --dir lut-honest --set quantize=int8 --backends onnxruntime --tag int8
+
+For each backend (onnxruntime, then OpenVINO and LiteRT where installed): ``--builds`` fresh tables (2),
+each with its own calibration seed, built with ``mnas lut build``'s defaults at 224 px, 1 thread; each
+evaluated by ``mnas lut eval`` on ``--samples`` networks (200) from an eval seed drawn when the step first
+runs (and kept, so a resumed run judges the same networks), T = MnasNet-A1 measured beside them.
+Reported per eval: within ±10 % and ±5 % with Clopper-Pearson 95 % bounds for the three views (unscaled, as
+the search sees it, rescaled), Kendall tau, MAPE, the order accuracy of pairs near T, the speed factors,
+noisy counts and the load average. Against issue 32's goal: as the search sees it, ≥ 95 % within ±10 %,
+tau ≥ 0.9 and order accuracy near T ≥ 90 %.
+
+Resumable: every table resumes (``build_table``), every finished eval is kept in DIR/results.json
+(written atomically after each step), and rerunning the same command does only what is missing. One run at
+a time per DIR (a lock). DIR/results.md is the markdown table. Before any step, a short probe times a few
+entries and whole networks at the run's own settings and prints an estimate of the whole run's time.
+Run it on a quiet machine: the load average at each eval's start and end is in the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mnas import MnasError
+from mnas.fileio import atomic_write
+from mnas.latency import LatencySettings, get_backend
+from mnas.latency.lut import LatencyTable, build_table, evaluate, space_layers
+from mnas.latency.lut.build import CALIBRATE, ENTRY_RUNS, entry_settings, measure_archs, measure_entries
+from mnas.latency.lut.evaluate import fresh_seed
+from mnas.latency.lut.speed import REFERENCES
+from mnas.store.lock import DirectoryLock
+
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",),
+                   "litert": ("ai_edge_litert", "litert_torch")}
+BUILD_SEEDS = (101, 202, 303, 404)  # the calibration seed of build i
+# the smoke run: one block, a handful of entries at 32 px, a few networks, so that every step runs in seconds
+# (LiteRT converts each model in several seconds)
+SMOKE_SPACE = """
+name: smoke
+stem: 8
+head: 16
+choices:
+  op: [ds, mb3]
+  kernel: [3, 5]
+  se: [0, 0.25]
+  skip: [none]
+  width: [0.5, 1.0]
+  layers: [0]
+blocks:
+  - {width_base: 8, layers_base: 1, stride: 1}
+"""
+SMOKE = dict(samples=4, calibrate=4, entry_runs=3, resolution=32, num_classes=10, runs=6, warmup=1, rounds=2)
+GOAL = {"within_10pct": 0.95, "kendall_tau": 0.9, "order_accuracy": 0.9}
+
+
+def installed(backends: list[str]) -> tuple[list[str], list[str]]:
+    have, missing = [], []
+    for b in backends:
+        mods = RUNTIME_MODULES.get(b, (b,))
+        (have if all(importlib.util.find_spec(m) for m in mods) else missing).append(b)
+    return have, missing
+
+
+def settings_for(args: argparse.Namespace) -> LatencySettings:
+    s = LatencySettings(resolution=args.resolution, threads=1, num_classes=args.num_classes, runs=args.runs,
+                        warmup=args.warmup, rounds=args.rounds)
+    changes = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in LatencySettings.model_fields:
+            raise MnasError(f"--set {key}: not a latency setting in this mnas (quantize=int8 needs the int8 "
+                            "setting merged); choose from " + ", ".join(sorted(LatencySettings.model_fields)))
+        changes[key] = value
+    return s.replace(**changes) if changes else s
+
+
+def space_path(args: argparse.Namespace) -> str | None:
+    if not args.smoke:
+        return args.space
+    p = Path(args.dir) / "smoke-space.yaml"
+    if not p.exists():
+        atomic_write(p, SMOKE_SPACE)
+    return str(p)
+
+
+def target_for(args: argparse.Namespace, space: str | None) -> str:
+    if args.target:
+        return args.target
+    if args.smoke:  # a network of the smoke space, measured beside the eval's (A1 would cost LiteRT a minute)
+        from mnas.space import MnasNetSpace
+
+        return MnasNetSpace.load(space).sample(random.Random(0)).canonical
+    return "auto"
+
+
+# -- the estimate ----------------------------------------------------------------------------------
+
+def probe(backend: str, space: str | None, settings: LatencySettings, entry_runs: int, k: int = 4) -> dict:
+    """Seconds per table entry and per whole network at these settings: k entries spread over the space's
+    entries, and 2 random networks, each exported, loaded and timed as the real run does."""
+    from mnas.space.mnasnet import MnasNetSpace, space_file
+
+    sp = MnasNetSpace.load(space_file(space))
+    specs = space_layers(sp, settings.resolution, settings.in_chans, settings.num_classes)
+    be = get_backend(backend)
+    pick = [specs[int(i * (len(specs) - 1) / max(1, k - 1))] for i in range(k)]
+    t0 = time.perf_counter()
+    measure_entries(be, pick, entry_settings(settings, entry_runs), {})
+    per_entry = (time.perf_counter() - t0) / k
+    archs = [sp.sample(random.Random(f"probe:{i}")) for i in range(2)]
+    t0 = time.perf_counter()
+    measure_archs(be, archs, settings)
+    per_network = (time.perf_counter() - t0) / len(archs)
+    return {"entries": len(specs), "s_per_entry": per_entry, "s_per_network": per_network}
+
+
+def estimate(p: dict, builds: int, samples: int, calibrate: int) -> float:
+    """Seconds for the backend's whole share of the run: every build's entries and calibration networks, and
+    every eval's networks, references (twice: alone first, then among the networks) and T."""
+    build = p["entries"] * p["s_per_entry"] + calibrate * p["s_per_network"]
+    ev = (samples + 2 * min(REFERENCES, calibrate) + 1) * p["s_per_network"]
+    return builds * (build + ev)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def load_results(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {"evals": {}}
+
+
+def save(results: dict[str, Any], directory: Path) -> None:
+    atomic_write(directory / "results.json", json.dumps(results, indent=1, sort_keys=True))
+    atomic_write(directory / "results.md", markdown(results))
+
+
+def pct(view: dict | None, key: str = "within_10pct") -> str:
+    if not view:
+        return "–"
+    lo, hi = view[f"{key}_ci95"]
+    return f"{view[key]:.1%} [{lo:.1%}, {hi:.1%}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    head = ("| backend | build | eval seed | n | ±10 % unscaled | ±10 % as the search sees it | ±10 % rescaled | "
+            "±5 % as the search sees it | tau | MAPE | order near T (pairs) | search factor | rescale factor | "
+            "noisy | load start–end | build s | eval s | goal |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, r in sorted(results["evals"].items()):
+        v = r["views"]
+        search = v.get("search") or v["unscaled"]
+        near = r.get("near_target") or {}
+        order = "–" if near.get("order_accuracy") is None else f"{near['order_accuracy']:.1%} ({near['pairs']})"
+        load = r["load_average"]
+        goal = (search["within_10pct"] >= GOAL["within_10pct"] and search["kendall_tau"] >= GOAL["kendall_tau"]
+                and near.get("order_accuracy") is not None and near["order_accuracy"] >= GOAL["order_accuracy"])
+        factor = r["search_speed"].get("factor")
+        rows.append(
+            f"| {r['label']} | {r['build']} | {r['seed']} | {r['n']} | {pct(v['unscaled'])} | {pct(v.get('search'))} "
+            f"| {pct(v.get('rescaled'))} | {pct(v.get('search'), 'within_5pct')} | {search['kendall_tau']:.3f} "
+            f"| {search['mape']:.1%} | {order} | {'–' if factor is None else f'{factor:.3f}'} "
+            f"| {'–' if r['speed_factor'] is None else format(r['speed_factor'], '.3f')} | {r['noisy']} "
+            f"| {(load['start'] or ['?'])[0]}–{(load['end'] or ['?'])[0]} | {r['build_seconds']:.0f} "
+            f"| {r['eval_seconds']:.0f} | {'met' if goal else 'not met'} |")
+    notes = results.get("notes", [])
+    return ("# Latency tables, honest evaluation (benchmarks/lut_honest.py)\n\n"
+            + "".join(f"- {n}\n" for n in notes) + "\n" + "\n".join(rows) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", required=True, help="where tables and results go; rerun the same command to resume")
+    ap.add_argument("--backends", default="onnxruntime,openvino,litert")
+    ap.add_argument("--builds", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--calibrate", type=int, default=CALIBRATE)
+    ap.add_argument("--entry-runs", type=int, default=ENTRY_RUNS)
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--num-classes", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=LatencySettings.default("runs"))
+    ap.add_argument("--warmup", type=int, default=LatencySettings.default("warmup"))
+    ap.add_argument("--rounds", type=int, default=LatencySettings.default("rounds"))
+    ap.add_argument("--space", default=None, help="a space name or YAML (default: mnasnet)")
+    ap.add_argument("--target", default=None, help="T: a model, an architecture or 12.5ms (default: mnasnet-a1)")
+    ap.add_argument("--set", action="append", default=[], help="a latency setting KEY=VALUE for every build, "
+                    "e.g. quantize=int8 once the int8 setting is merged")
+    ap.add_argument("--tag", default="", help="a label for the tables and rows of this configuration (int8)")
+    ap.add_argument("--smoke", action="store_true", help="tiny numbers: a one-block space at 32 px, 4 networks")
+    ap.add_argument("--no-estimate", action="store_true", help="skip the probe that estimates the run's time")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(directory, "lut_honest.lock", "one lut_honest run per directory")
+    try:
+        return run(args, directory)
+    finally:
+        lock.release()
+
+
+def run(args: argparse.Namespace, directory: Path) -> int:
+    settings = settings_for(args)
+    space = space_path(args)
+    target = target_for(args, space)
+    backends, missing = installed([b.strip() for b in args.backends.split(",") if b.strip()])
+    results = load_results(directory / "results.json")
+    results["notes"] = [f"settings: {settings.resolution} px, {settings.threads} thread(s), batch {settings.batch}, "
+                        f"{settings.runs} runs / {settings.rounds} rounds per network, {args.entry_runs} calls per "
+                        f"entry, calibrate {args.calibrate}; {args.builds} builds x {args.samples} networks"
+                        + (f"; --set {' '.join(args.set)}" if args.set else "") + (" (SMOKE)" if args.smoke else "")]
+    results["notes"] += [f"{b}: not installed here, skipped" for b in missing]
+    if not args.no_estimate:
+        total = 0.0
+        for b in backends:
+            t0 = time.perf_counter()
+            p = probe(b, space, settings, args.entry_runs)
+            full = probe(b, None, LatencySettings(resolution=224, threads=1), ENTRY_RUNS) if args.smoke else p
+            est = estimate(p, args.builds, args.samples, args.calibrate)
+            est_full = estimate(full, 2, 200, CALIBRATE)
+            total += est
+            print(f"{b}: probe {time.perf_counter() - t0:.0f} s; {p['s_per_entry']:.2f} s/entry, "
+                  f"{p['s_per_network']:.2f} s/network -> this run ~{est / 60:.1f} min"
+                  + (f"; the full run (224 px, 2 builds x 200 networks) ~{est_full / 3600:.1f} h "
+                     f"({full['entries']} entries at {full['s_per_entry']:.2f} s, {full['s_per_network']:.2f} "
+                     "s/network)" if args.smoke else ""), flush=True)
+            results.setdefault("estimates", {})[b] = {"probe": p, "this_run_s": est, "full_run_s": est_full}
+        print(f"estimate for this run: ~{total / 60:.1f} min (what the probe measured; load changes it)", flush=True)
+    tag = f"-{args.tag}" if args.tag else ""
+    for b in backends:
+        for i in range(args.builds):
+            key = f"{b}{tag}-build{i + 1}"
+            if key in results["evals"]:
+                print(f"{key}: done before, kept", flush=True)
+                continue
+            table_path = directory / f"{key}.json"
+            t0 = time.perf_counter()
+            print(f"{key}: building {table_path} (calibration seed {BUILD_SEEDS[i % len(BUILD_SEEDS)] + i // 4})",
+                  flush=True)
+            table = build_table(table_path, space, b, settings, calibrate=args.calibrate,
+                                seed=BUILD_SEEDS[i % len(BUILD_SEEDS)] + i // 4, entry_runs=args.entry_runs)
+            built_s = time.perf_counter() - t0
+            if not table.complete:
+                print(f"{key}: table incomplete; rerun to resume", flush=True)
+                return 1
+            # the eval seed is drawn once and kept: a resumed run judges the same networks
+            seed = results.setdefault("seeds", {}).setdefault(key, fresh_seed())
+            save(results, directory)
+            print(f"{key}: evaluating on {args.samples} networks, eval seed {seed} (drawn at run time), T {target}",
+                  flush=True)
+            t0 = time.perf_counter()
+            res = evaluate(LatencyTable.load(table_path), args.samples, seed=seed, target=target)
+            res.update(seed_source="drawn", label=f"{b}{tag}", build=i + 1, table=table_path.name,
+                       build_seconds=table.build_seconds, this_run_build_s=built_s,
+                       eval_seconds=time.perf_counter() - t0)
+            results["evals"][key] = res
+            save(results, directory)
+            v = res["views"].get("search") or res["views"]["unscaled"]
+            print(f"{key}: as the search sees it {pct(v)} within ±10 %, tau {v['kendall_tau']:.3f}; "
+                  f"eval {res['eval_seconds']:.0f} s", flush=True)
+    save(results, directory)
+    print((directory / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MnasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
