@@ -415,7 +415,7 @@ def test_eval_never_draws_a_calibration_network(built):
 
 
 def _fake_training(monkeypatch):
-    monkeypatch.setattr("mnas.run.trial.train_proxy_job", lambda arch, proxy, seed: {"status": "ok", "top1": 0.5})
+    monkeypatch.setattr("mnas.run.trial.train_proxy_job", lambda arch, proxy, seed, *a, **k: {"status": "ok", "top1": 0.5})
 
 
 def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_file, tmp_path, monkeypatch):
