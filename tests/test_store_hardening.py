@@ -20,6 +20,7 @@ from mnas.search.config import config_from_dict
 from mnas.search.driver import Search
 from mnas.store import Store, Trial, TrialStatus
 from mnas.store.query import best_trial, ranked_trials
+from mnas.store.sqlite import SCHEMA_VERSION
 from mnas.testing import (ScriptedExecutor, cpu_seconds, install_plugin, plugins_on_path, run_cli as mnas,
                           scripted_search, tiny as _tiny, wait_for, write_config)
 
@@ -86,7 +87,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_kill_9_frees_the_direct
         holder.kill()  # SIGKILL: no clean-up code runs, the kernel alone drops the lock
         holder.wait()
     with Store(run, create=False) as store:
-        assert store.get_meta("schema_version") == 1
+        assert store.get_meta("schema_version") == SCHEMA_VERSION
 
 
 def test_the_lock_is_held_for_the_writers_life_only(tmp_path):

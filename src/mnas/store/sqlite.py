@@ -29,7 +29,7 @@ from mnas.store.records import ExperimentMeta, Retrained, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "experiment.db"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS trials (
     accuracy REAL, latency_ms REAL, reward REAL, params INTEGER, macs INTEGER,
     latency TEXT, train TEXT, error TEXT, worker TEXT,
     attempts INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL, started REAL, finished REAL, seconds REAL
+    created REAL NOT NULL, started REAL, finished REAL, seconds REAL,
+    latency_ratio REAL, latency_abs_ms REAL, retimed TEXT, retimed_ms REAL
 );
 CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch);
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
@@ -79,7 +80,14 @@ RETRAINED_COLUMNS = ("key", "label", "kind", "trial_id", "arch", "status", "top1
                      "macs", "latency_ms", "proxy_accuracy", "checkpoint", "data", "error", "started", "finished",
                      "seconds")
 
-_JSON_COLS = ("tokens", "latency", "train")
+_JSON_COLS = ("tokens", "latency", "train", "retimed")
+
+# What a writer adds to a store of an older schema (each version's statements, run in one transaction with the
+# new version number): stores only ever gain columns, so every older reader's query still reads them.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE trials ADD COLUMN latency_ratio REAL", "ALTER TABLE trials ADD COLUMN latency_abs_ms REAL",
+        "ALTER TABLE trials ADD COLUMN retimed TEXT", "ALTER TABLE trials ADD COLUMN retimed_ms REAL"),
+}
 
 
 class Store:
@@ -122,6 +130,7 @@ class Store:
             if not new:
                 self._require_experiment()
                 self._require_intact()
+                self._migrate()
             with self._sqlite_errors():
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -199,6 +208,23 @@ class Store:
             raise MnasError(f"{self.path} was written by a newer mnas (store schema {version}, this one reads "
                             f"{SCHEMA_VERSION}): upgrade mnas")
 
+    def _migrate(self) -> None:
+        """Bring a store of an older schema up to ``SCHEMA_VERSION`` (``MIGRATIONS``), each step all or nothing;
+        the version is read inside the transaction, so two writers (search and retrain) never both add."""
+        while True:
+            with self.transaction() as c:
+                version = int(self.get_meta("schema_version"))
+                if version >= SCHEMA_VERSION:
+                    return
+                for statement in MIGRATIONS.get(version + 1, ()):
+                    c.execute(statement)
+                self.set_meta("schema_version", version + 1, c)
+            log.info("%s: store schema %d -> %d", self.path, version, version + 1)
+
+    def columns(self, table: str = "trials") -> set[str]:
+        """The columns ``table`` has (a store of an older schema opened read-only lacks the newer ones)."""
+        return {r[1] for r in self._rows(f"PRAGMA table_info({table})")}
+
     def _require_intact(self) -> None:
         """The writer checks every page before it adds to the file (~50 ms for 10,000 trials)."""
         problems = [r[0] for r in self._rows("PRAGMA quick_check")]
@@ -272,7 +298,8 @@ class Store:
                               latency_ms=trial.latency_ms, reward=trial.reward, params=trial.params,
                               macs=trial.macs, latency=trial.latency, train=trial.train, error=trial.error,
                               worker=trial.worker, started=trial.started, finished=trial.finished,
-                              seconds=seconds)
+                              seconds=seconds, latency_ratio=trial.latency_ratio,
+                              latency_abs_ms=trial.latency_abs_ms)
 
     def set_trial_fields(self, trial_id: int, conn: sqlite3.Connection | None = None, **fields: Any) -> None:
         if "status" in fields:
