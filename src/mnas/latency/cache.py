@@ -92,8 +92,8 @@ def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
     settings, device). ``backend``: a spec or a backend (None: the config's default); ``cache``: a
     ``LatencyCache``, a path to one, or None for no cache. ``reference``: time ``arch`` interleaved with this
     model (``mnas.latency.relative``) where the backend can, the ratio in ``extra["relative"]``; a backend
-    that cannot (a remote agent, a table) measures ``arch`` alone. ``extra["load"]`` is the machine's load
-    before and after the timing."""
+    that cannot (a remote agent, a table) measures ``arch`` alone. ``extra["load"]``: this machine's load
+    before and after an in-process timing."""
     from mnas.latency import relative
 
     settings = settings or LatencySettings()
@@ -104,6 +104,8 @@ def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
     def timed() -> LatencyResult:
         if side_by_side:
             return relative.measure_relative(arch, reference, be, settings, spec)
+        if not relative.supports(be):  # timed elsewhere (a device agent) or not timed (a table): no load here
+            return be.measure(arch, settings)
         before = relative.load()
         r = be.measure(arch, settings)
         r.extra.setdefault("load", [before, relative.load()])
