@@ -151,7 +151,7 @@ def trials_cmd(out: Path = typer.Argument(..., metavar="EXPERIMENT", help="exper
         records = store.trials()
     if json:
         fields = ("id", "arch", "status", "accuracy", "latency_ms", "reward", "params", "macs", "error",
-                  "worker", "attempts", "seconds")
+                  "worker", "attempts", "seconds", "latency_ratio", "latency_abs_ms", "retimed_ms")
         print_json([{k: v for k, v in t.to_dict().items() if k in fields} for t in records])
         return
     from rich.text import Text
