@@ -139,8 +139,10 @@ def test_the_front_is_re_timed_at_the_end_and_on_report_remeasure(slowed_search,
             assert t.retimed_ms == pytest.approx(truth * target, rel=0.05)
             assert t.latency_ms == before[t.id].latency_ms  # the search-time figure is kept
         assert {row["id"]: row["retimed_ms"] for row in s["top"]} == {t.id: t.retimed_ms for t in store.trials()}
-    text = cli("report", slowed_search, "--no-plots", "--no-html")
+    text = cli("report", slowed_search, "--no-plots")
     assert "re-timed ms" in text.stdout and "against re-timed latency" in text.stdout
+    page = (slowed_search / "report.html").read_text()
+    assert "re-timed (ms)" in page and "2 trials, 4 timings: re-timed after the search" in page
 
 
 V1_TRIALS = """CREATE TABLE trials (
