@@ -200,11 +200,13 @@ def test_a_version_1_store_takes_pruned_trials_after_a_writer_opens_it(tmp_path)
         db.execute(sql.replace(", 'pruned')", ")"))
         db.execute("INSERT INTO trials SELECT * FROM old")
         db.execute("DROP TABLE old")
+        for column in ("latency_ratio", "latency_abs_ms", "retimed", "retimed_ms"):  # schema 3's
+            db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
     with Store(tmp_path / "run", create=False) as store:
         store.finish_trial(Trial(1, "a", TrialStatus.PRUNED, accuracy=0.1, latency_ms=1.0))
-        assert store.trial(1).status is TrialStatus.PRUNED and store.get_meta("schema_version") == 2
+        assert store.trial(1).status is TrialStatus.PRUNED and store.get_meta("schema_version") == 3
 
 
 @pytest.mark.slow  # two real latency measurements and the dashboard mirror: seconds

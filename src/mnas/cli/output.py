@@ -42,17 +42,20 @@ def _num(v: Any, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
 
 
-def ranked_table(title: str, items: list[dict[str, Any]], cut: bool = True) -> Table:
+def ranked_table(title: str, items: list[dict[str, Any]], cut: bool = True, retimed: bool = False) -> Table:
     """``items``: trials as ``mnas report --json`` gives them (rank, id, accuracy, latency_ms, reward, params,
     macs, arch). With ``cut``, each architecture string stays on one line, ellipsized past ``ARCH_WIDTH``
-    (a wrapped one filled a dozen lines); without, it is shown whole (piped output, where width is free)."""
+    (a wrapped one filled a dozen lines); without, it is shown whole (piped output, where width is free).
+    ``retimed``: a "re-timed ms" column (``retimed_ms``) beside the search-time latency."""
     t = Table(title=title, title_justify="left")
-    for c in RANKED_COLUMNS[:-1]:
+    columns = RANKED_COLUMNS[:4] + (["re-timed ms"] if retimed else []) + RANKED_COLUMNS[4:]
+    for c in columns[:-1]:
         t.add_column(c, overflow="fold")
-    t.add_column(RANKED_COLUMNS[-1], no_wrap=cut, overflow="ellipsis" if cut else "fold",
+    t.add_column(columns[-1], no_wrap=cut, overflow="ellipsis" if cut else "fold",
                  max_width=ARCH_WIDTH if cut else None)
     for r in items:
         t.add_row(str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f"),
+                  *([_num(r.get("retimed_ms"), ".3f")] if retimed else []),
                   _num(r["reward"], ".4f"), _num(r["params"] and r["params"] / 1e6, ".2f"),
                   _num(r["macs"] and r["macs"] / 1e6, ".1f"), r["arch"])
     return t

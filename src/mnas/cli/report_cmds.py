@@ -13,9 +13,9 @@ from mnas.cli.output import ARCH_HINT, ARCH_WIDTH, print_json, ranked_table, tab
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
 
-def _rows(items: list[dict]) -> list[list[str]]:
-    return [[str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f")]
-            for r in items]
+def _rows(items: list[dict], retimed: bool = False) -> list[list[str]]:
+    return [[str(r.get("rank") or ""), str(r["id"]), _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f"),
+             *([_num(r.get("retimed_ms"), ".3f")] if retimed else [])] for r in items]
 
 
 def _num(v, fmt: str) -> str:
@@ -55,12 +55,21 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
                                                         "in the latency histogram (repeatable)"),
            plots: bool = typer.Option(True, "--plots/--no-plots", help="write EXPERIMENT/plots/*.png"),
            html: bool = typer.Option(True, "--html/--no-html", help="write EXPERIMENT/report.html"),
-           html_rows: int = typer.Option(1000, "--html-rows", min=1, help="trials listed in report.html")) -> None:
+           html_rows: int = typer.Option(1000, "--html-rows", min=1, help="trials listed in report.html"),
+           remeasure: bool = typer.Option(False, "--remeasure", help="first time the Pareto front and the --top "
+                                          "trials again beside T's model on the search's backend (each timing "
+                                          "kept with the machine's load); the report then uses those figures")
+           ) -> None:
     """Top architectures, Pareto front, counts, best under latency targets; plots and report.html."""
     from mnas.report.build import make_report
 
     console = wide_console()
+    if remeasure:
+        from mnas.search.retime import retime_experiment
 
+        timed = retime_experiment(directory, top)
+        if not json:
+            console.print(f"re-timed {len(timed)} trials (the Pareto front and the top {top})")
     try:
         s = make_report(directory, top=top, targets=target, plots=plots, html=html, compare=compare,
                         html_rows=html_rows)
@@ -77,14 +86,23 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
                   f"{pruned}{s['running']} running; {s['unique_architectures']} unique architectures")
     console.print(f"reward: T = {s['target_ms']} ms, alpha = {s['alpha']}, beta = {s['beta']}; "
                   f"latency backend {s['backend']} at {s['latency_settings'].get('resolution', '?')} px")
+    rt = s.get("retimed")
+    if s.get("timed_beside_target"):
+        console.print(f"{s['timed_beside_target']} trials timed beside T's model: latency ms = LAT/T x the stored T")
+    if rt:
+        load = f", load {rt['load'][0]:g}-{rt['load'][1]:g}" if rt.get("load") else ""
+        console.print(f"re-timed ms: {rt['trials']} trials, {rt['timings']} timings{load}; {rt['label']}",
+                      markup=False, highlight=False)
     cut = console.is_terminal
-    console.print(ranked_table(f"top {len(s['top'])} architectures by reward", s["top"], cut))
-    console.print(ranked_table(f"Pareto front, accuracy against latency ({len(s['pareto'])} models)", s["pareto"],
-                               cut))
-    trows = [[f"{t['target_ms']:g}", *(_rows([t["best"]])[0] if t["best"] else ["-", "none this fast", "", ""])]
-             for t in s["targets"]]
-    console.print(table("most accurate model under each latency target", ["target ms", "rank", "trial",
-                                                                           "accuracy", "latency ms"], trows))
+    console.print(ranked_table(f"top {len(s['top'])} architectures by reward", s["top"], cut, bool(rt)))
+    console.print(ranked_table(f"Pareto front, accuracy against {'re-timed ' if rt else ''}latency "
+                               f"({len(s['pareto'])} models)", s["pareto"], cut, bool(rt)))
+    n = 5 if rt else 4
+    trows = [[f"{t['target_ms']:g}", *(_rows([t["best"]], bool(rt))[0] if t["best"] else
+                                       ["-", "none this fast", *[""] * (n - 2)])] for t in s["targets"]]
+    console.print(table("most accurate model under each latency target",
+                        ["target ms", "rank", "trial", "accuracy", "latency ms", *(["re-timed ms"] if rt else [])],
+                        trows))
     for e in s["errors"][:5]:
         console.print(f"[red]failed x{e['count']}[/]: {e['error']}")
     for c in s.get("compare", []):

@@ -57,9 +57,10 @@ def search(experiment: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT
         configure_logging(logging.getLevelName(level).lower(), stream=sys.stdout)
     run = Search.open(cfg, out, resume=resume)
     cfg, t = run.cfg, run.target_ms  # on --resume, the stored config
+    beside = " (each trial timed beside T's model)" if run.latency_job.reference else ""
     console.print(f"[bold]{cfg.name}[/]: strategy {cfg.strategy.name}, space {run.space.name} "
                   f"({run.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
-                  f"T = {f'{t:.2f} ms' if t else 'none'}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
+                  f"T = {f'{t:.2f} ms' if t else 'none'}{beside}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
     try:
         with progress_bar("search", total=cfg.trials) as update:
             bar = _SearchBar(update, run)
@@ -152,7 +153,7 @@ def trials_cmd(out: Path = typer.Argument(..., metavar="EXPERIMENT", help="exper
         records = store.trials()
     if json:
         fields = ("id", "arch", "status", "accuracy", "latency_ms", "reward", "params", "macs", "error",
-                  "worker", "attempts", "seconds")
+                  "worker", "attempts", "seconds", "latency_ratio", "latency_abs_ms", "retimed_ms")
         print_json([{k: v for k, v in t.to_dict().items() if k in fields} for t in records])
         return
     from rich.text import Text

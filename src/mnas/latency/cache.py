@@ -87,22 +87,43 @@ class LatencyCache:
 
 def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
             settings: LatencySettings | None = None, cache: LatencyCache | str | Path | None = None,
-            ) -> LatencyResult:
+            reference: Architecture | None = None) -> LatencyResult:
     """Measure an architecture's latency, reusing a cached result for the same (architecture, backend,
     settings, device). ``backend``: a spec or a backend (None: the config's default); ``cache``: a
-    ``LatencyCache``, a path to one, or None for no cache."""
+    ``LatencyCache``, a path to one, or None for no cache. ``reference``: time ``arch`` interleaved with this
+    model (``mnas.latency.relative``) where the backend can, the ratio in ``extra["relative"]``; a backend
+    that cannot (a remote agent, a table) measures ``arch`` alone. ``extra["load"]``: this machine's load
+    before and after an in-process timing."""
+    from mnas.latency import relative
+
     settings = settings or LatencySettings()
+    spec = backend if isinstance(backend, str) else ""
     be = get_backend(backend or LatencyConfig.default("backend"))
+    side_by_side = reference is not None and relative.supports(be)
+
+    def timed() -> LatencyResult:
+        if side_by_side:
+            return relative.measure_relative(arch, reference, be, settings, spec)
+        if not relative.supports(be):  # timed elsewhere (a device agent) or not timed (a table): no load here
+            return be.measure(arch, settings)
+        before = relative.load()
+        r = be.measure(arch, settings)
+        r.extra.setdefault("load", [before, relative.load()])
+        return r
+
     if cache is None or not getattr(be, "cacheable", True):  # e.g. lut:PATH, whose speed factor moves
-        return be.measure(arch, settings)
+        return timed()
     if not isinstance(cache, LatencyCache):
         cache = LatencyCache(cache)
-    key = cache_key(arch.canonical, be.identity(settings), settings)
+    identity = be.identity(settings)
+    if side_by_side:  # a ratio is only the same ratio against the same reference
+        identity = {**identity, "relative_to": reference.canonical}
+    key = cache_key(arch.canonical, identity, settings)
     hit = cache.get(key)
     if hit is not None:
         log.debug("latency of %s from the cache %s", arch.canonical, cache.path)
         hit.cached = True
         return hit
-    result = be.measure(arch, settings)
+    result = timed()
     cache.put(key, result)
     return result

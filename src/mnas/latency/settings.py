@@ -67,6 +67,12 @@ class LatencyConfig(LatencySettings):
     backend: str = Field("onnxruntime", description="latency backend spec: onnxruntime, torch, openvino, litert, "
                                                     "remote:URL[,URL], lut:PATH or a plugin's name")
     cache: bool = Field(True, description="reuse results measured before on the same backend and device")
+    # issue 32: a busy machine moved the absolute figures of a search by up to 2x; timed beside T in the same
+    # rounds, both move and the ratio stays
+    relative: bool = Field(True, description="time each trial interleaved with T's model (reward.target_model) "
+                                             "and reward its ratio x the stored T; in-process backends only")
+    retime_top: int = Field(5, ge=0, description="at the end of a search, re-time the Pareto front and the top "
+                                                 "K trials by reward interleaved with T's model (0: do not)")
 
     def settings(self) -> LatencySettings:
         """The measurement settings alone, without the backend and cache choice."""

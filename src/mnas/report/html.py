@@ -22,7 +22,8 @@ from mnas.store.query import TrialTable
 log = logging.getLogger(__name__)
 
 COLUMNS = [("rank", "rank", "num"), ("id", "trial", "num"), ("status", "status", "text"),
-           ("accuracy", "accuracy", "num"), ("latency_ms", "latency (ms)", "num"), ("reward", "reward", "num"),
+           ("accuracy", "accuracy", "num"), ("latency_ms", "latency (ms)", "num"),
+           ("retimed_ms", "re-timed (ms)", "num"), ("reward", "reward", "num"),
            ("params", "params (M)", "num"), ("macs", "MACs (M)", "num"), ("arch", "architecture", "text")]
 RETRAINED_PLOTS = ("retrained", "proxy_fidelity")  # shown in their own section, beside their table
 
@@ -35,8 +36,8 @@ def _fmt(value: Any, col: str) -> tuple[str, str]:
         return str(value), f"{value / 1e6:.2f}"
     if col == "accuracy":
         return repr(value), f"{value:.4f}"
-    if col in ("latency_ms", "reward"):
-        return repr(value), f"{value:.3f}" if col == "latency_ms" else f"{value:.4f}"
+    if col in ("latency_ms", "retimed_ms", "reward"):
+        return repr(value), f"{value:.4f}" if col == "reward" else f"{value:.3f}"
     return str(value), str(value)
 
 

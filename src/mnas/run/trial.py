@@ -44,11 +44,15 @@ def _phase(trial_id: int, phase: str) -> None:
 
 @dataclass(frozen=True)
 class LatencyJob:
-    """How to time a trial's deployed model: a backend spec, its settings and an optional cache file."""
+    """How to time a trial's deployed model: a backend spec, its settings and an optional cache file.
+    ``reference`` (a canonical architecture, T's model) and ``anchor_ms`` (the stored T): time the model
+    beside the reference where the backend can (``mnas.latency.relative``) and report ratio x anchor."""
 
     backend: str
     settings: LatencySettings
     cache: str | None = None
+    reference: str | None = None
+    anchor_ms: float | None = None
 
     @classmethod
     def from_config(cls, cfg: LatencyConfig, cache: str | None) -> LatencyJob:
@@ -58,9 +62,11 @@ class LatencyJob:
 @dataclass(frozen=True)
 class LatencyMeasurement:
     latency: dict[str, Any]  # LatencyResult.to_dict()
-    latency_ms: float
+    latency_ms: float  # ratio x anchor where timed beside the reference, else the absolute median
     params: int
     macs: int
+    ratio: float | None = None  # LAT / T, both timed in the same rounds
+    absolute_ms: float | None = None  # the model's own median in those rounds
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,16 @@ def measure_latency(arch_text: str, job: LatencyJob) -> LatencyMeasurement:
     from mnas.space import Architecture
 
     arch = Architecture.parse(arch_text)
-    result = measure(arch, job.backend, job.settings, cache=job.cache)
+    side_by_side = job.reference is not None and job.anchor_ms is not None
+    result = measure(arch, job.backend, job.settings, cache=job.cache,
+                     reference=Architecture.parse(job.reference) if side_by_side else None)
     prof = profile(build(arch, num_classes=job.settings.num_classes), job.settings.resolution)
-    return LatencyMeasurement(result.to_dict(), result.median_ms, prof.params, prof.macs)
+    relative = result.extra.get("relative") if side_by_side else None
+    if relative is None:  # no reference, or a backend that times one model at a time
+        return LatencyMeasurement(result.to_dict(), result.median_ms, prof.params, prof.macs)
+    ratio = float(relative["ratio"])
+    return LatencyMeasurement(result.to_dict(), ratio * float(job.anchor_ms), prof.params, prof.macs, ratio,
+                              result.median_ms)
 
 
 def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int, pruning: PruneJob | None = None) -> dict[str, Any]:
@@ -140,6 +153,7 @@ def combine(job: TrialJob, lat: LatencyMeasurement, train: dict[str, Any], start
     return Trial(job.trial_id, job.arch, TrialStatus.PRUNED if status == "pruned" else
                  TrialStatus.COMPLETED if ok else TrialStatus.FAILED,
                  accuracy=train.get("top1") if ok else None, latency_ms=lat.latency_ms, latency=lat.latency,
+                 latency_ratio=lat.ratio, latency_abs_ms=lat.absolute_ms,
                  train=train, params=lat.params, macs=lat.macs,
                  error=None if ok else train.get("error") or "training failed",
                  worker=worker or worker_name(), started=started, finished=time.time())

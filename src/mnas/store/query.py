@@ -36,12 +36,21 @@ class TrialTable:
     # completed with usable numbers (``_RANKABLE``: accuracy in [0, 1], latency > 0), as SQLite evaluates it
     completed: np.ndarray
     order: np.ndarray  # row indices of the completed trials in ``RANK_ORDER``, best first (SQLite's sort)
+    # issue 32: LAT/T timed in the same rounds, and the figure re-timed after the search (NaN where none)
+    latency_ratio: np.ndarray | None = None
+    retimed_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.id)
 
     def has_status(self, status: TrialStatus) -> np.ndarray:
         return self.status == STATUS_CODES[status]
+
+    def best_latency(self) -> np.ndarray:
+        """The latency a report ranks by: re-timed where a trial was, as the search recorded it elsewhere."""
+        if self.retimed_ms is None:
+            return self.latency_ms
+        return np.where(np.isfinite(self.retimed_ms), self.retimed_ms, self.latency_ms)
 
     def ranking(self) -> np.ndarray:
         """Row indices of the completed trials in ``RANK_ORDER``, best first."""
@@ -58,7 +67,9 @@ class TrialTable:
         return {"id": int(self.id[i]), "arch": self.arch[i], "status": status,
                 "accuracy": num(self.accuracy[i]), "latency_ms": num(self.latency_ms[i]),
                 "reward": num(self.reward[i]), "params": integer(self.params[i]),
-                "macs": integer(self.macs[i]), "error": self.error[i]}
+                "macs": integer(self.macs[i]), "error": self.error[i],
+                "latency_ratio": None if self.latency_ratio is None else num(self.latency_ratio[i]),
+                "retimed_ms": None if self.retimed_ms is None else num(self.retimed_ms[i])}
 
 
 # The one ranking of an experiment's trials, best first: by reward (none: last), then accuracy, then id.
@@ -113,10 +124,13 @@ def trial_by_id(store: Store, trial_id: int) -> RankedTrial:
 
 def trial_table(store: Store) -> TrialTable:
     # one query, so a search writing beside this reader can never make the mask and the order disagree
+    # a store of schema 1 opened read-only has no latency_ratio / retimed_ms columns
+    have = store.columns()
+    newer = ", ".join(c if c in have else "NULL" for c in ("latency_ratio", "retimed_ms"))
     rows = store.table_rows(f"id, status, accuracy, latency_ms, reward, params, macs, finished, arch, error, "
                             f"COALESCE({_RANKABLE}, 0), ROW_NUMBER() OVER (PARTITION BY COALESCE({_RANKABLE}, 0) "
-                            f"ORDER BY {RANK_ORDER}) FROM trials ORDER BY id")
-    cols = list(zip(*rows)) if rows else [()] * 12
+                            f"ORDER BY {RANK_ORDER}), {newer} FROM trials ORDER BY id")
+    cols = list(zip(*rows)) if rows else [()] * 14
     rankable = np.array(cols[10], dtype=bool)
     done = np.flatnonzero(rankable)
     position = np.array(cols[11], dtype=np.int64)
@@ -130,7 +144,8 @@ def trial_table(store: Store) -> TrialTable:
         accuracy=floats(cols[2]), latency_ms=floats(cols[3]), reward=floats(cols[4]),
         params=floats(cols[5]), macs=floats(cols[6]), finished=floats(cols[7]),
         arch=list(cols[8]), error=list(cols[9]), completed=rankable,
-        order=done[np.argsort(position[done], kind="stable")] if done.size else done)
+        order=done[np.argsort(position[done], kind="stable")] if done.size else done,
+        latency_ratio=floats(cols[12]), retimed_ms=floats(cols[13]))
 
 
 def token_matrix(store: Store, status: TrialStatus = TrialStatus.COMPLETED) -> np.ndarray:

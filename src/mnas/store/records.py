@@ -40,6 +40,11 @@ class Trial:
     started: float | None = None
     finished: float | None = None
     seconds: float | None = None
+    # issue 32 (store schema 2): the latency timed beside T's model in the same rounds
+    latency_ratio: float | None = None  # LAT / T; latency_ms is then this ratio x the stored T
+    latency_abs_ms: float | None = None  # the model's own median in those rounds (latency_ms's absolute twin)
+    retimed: list[dict[str, Any]] | None = None  # later re-timings, each with its load (mnas.search.retime)
+    retimed_ms: float | None = None  # the median re-timed figure (ratio x the stored T where T was timed)
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)

@@ -29,7 +29,7 @@ from mnas.store.records import ExperimentMeta, Retrained, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: trial status 'pruned' (a version-1 store is migrated when a writer opens it)
+SCHEMA_VERSION = 3  # 2: trial status 'pruned'; 3: latency beside T and re-timed (MIGRATIONS)
 DB_NAME = "experiment.db"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS trials (
     accuracy REAL, latency_ms REAL, reward REAL, params INTEGER, macs INTEGER,
     latency TEXT, train TEXT, error TEXT, worker TEXT,
     attempts INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL, started REAL, finished REAL, seconds REAL
+    created REAL NOT NULL, started REAL, finished REAL, seconds REAL,
+    latency_ratio REAL, latency_abs_ms REAL, retimed TEXT, retimed_ms REAL
 );
 CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch);
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
@@ -79,7 +80,25 @@ RETRAINED_COLUMNS = ("key", "label", "kind", "trial_id", "arch", "status", "top1
                      "macs", "latency_ms", "proxy_accuracy", "checkpoint", "data", "error", "started", "finished",
                      "seconds")
 
-_JSON_COLS = ("tokens", "latency", "train")
+_JSON_COLS = ("tokens", "latency", "train", "retimed")
+
+# What a writer adds to a store of an older schema (each version's statements, run in one transaction with the
+# new version number): stores only ever gain columns, so every older reader's query still reads them.
+def _allow_pruned(c) -> tuple[str, ...]:
+    """1 -> 2: the trials table rebuilt to accept status 'pruned' (SQLite cannot change a CHECK in place)."""
+    old = c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'trials'").fetchone()[0]
+    new = old.replace("'running', 'completed', 'failed')", "'running', 'completed', 'failed', 'pruned')")
+    return ("ALTER TABLE trials RENAME TO trials_v1", new, "INSERT INTO trials SELECT * FROM trials_v1",
+            "DROP TABLE trials_v1", "CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch)",
+            "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)")
+
+
+# each step: SQL statements, or a function of the cursor giving them; run in one transaction per step
+MIGRATIONS: dict[int, Any] = {
+    2: _allow_pruned,
+    3: ("ALTER TABLE trials ADD COLUMN latency_ratio REAL", "ALTER TABLE trials ADD COLUMN latency_abs_ms REAL",
+        "ALTER TABLE trials ADD COLUMN retimed TEXT", "ALTER TABLE trials ADD COLUMN retimed_ms REAL"),
+}
 
 
 class Store:
@@ -201,20 +220,22 @@ class Store:
                             f"{SCHEMA_VERSION}): upgrade mnas")
 
     def _migrate(self) -> None:
-        """Bring a store of an older schema up to this one, in one transaction (1 -> 2: the trials table
-        rebuilt to accept status 'pruned'; SQLite cannot change a CHECK constraint in place)."""
-        if self.get_meta("schema_version") >= SCHEMA_VERSION:
-            return
-        old = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'trials'").fetchone()[0]
-        new = old.replace("'running', 'completed', 'failed')", "'running', 'completed', 'failed', 'pruned')")
-        with self.transaction() as c:
-            c.execute("ALTER TABLE trials RENAME TO trials_v1")
-            c.execute(new)
-            c.execute("INSERT INTO trials SELECT * FROM trials_v1")
-            c.execute("DROP TABLE trials_v1")
-            c.execute("CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch)")
-            c.execute("CREATE INDEX IF NOT EXISTS trials_status ON trials (status)")
-            self.set_meta("schema_version", SCHEMA_VERSION, c)
+        """Bring a store of an older schema up to ``SCHEMA_VERSION`` (``MIGRATIONS``), each step all or nothing;
+        the version is read inside the transaction, so two writers (search and retrain) never both add."""
+        while True:
+            with self.transaction() as c:
+                version = int(self.get_meta("schema_version"))
+                if version >= SCHEMA_VERSION:
+                    return
+                step = MIGRATIONS.get(version + 1, ())
+                for statement in step(c) if callable(step) else step:
+                    c.execute(statement)
+                self.set_meta("schema_version", version + 1, c)
+            log.info("%s: store schema %d -> %d", self.path, version, version + 1)
+
+    def columns(self, table: str = "trials") -> set[str]:
+        """The columns ``table`` has (a store of an older schema opened read-only lacks the newer ones)."""
+        return {r[1] for r in self._rows(f"PRAGMA table_info({table})")}
 
     def _require_intact(self) -> None:
         """The writer checks every page before it adds to the file (~50 ms for 10,000 trials)."""
@@ -289,7 +310,8 @@ class Store:
                               latency_ms=trial.latency_ms, reward=trial.reward, params=trial.params,
                               macs=trial.macs, latency=trial.latency, train=trial.train, error=trial.error,
                               worker=trial.worker, started=trial.started, finished=trial.finished,
-                              seconds=seconds)
+                              seconds=seconds, latency_ratio=trial.latency_ratio,
+                              latency_abs_ms=trial.latency_abs_ms)
 
     def set_trial_fields(self, trial_id: int, conn: sqlite3.Connection | None = None, **fields: Any) -> None:
         if "status" in fields:

@@ -1,0 +1,183 @@
+"""Latency timed beside T's model (issue 32): a machine that slows down moves the absolute figures, not the
+ratio the reward uses; the front is re-timed at the end of a search and on ``mnas report --remeasure``; a
+store of schema 1 is migrated.
+
+The machine here is simulated: ``FakeMachine`` is an in-process backend whose model "runs" by spinning for a
+CPU time fixed by the architecture, times ``SLOWDOWN[0]`` (a busy machine), timed on the CPU clock
+(``clock: cpu``), so every expected figure is known however loaded the machine running the tests is."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from mnas.latency import register_backend
+from mnas.latency.local import LocalBackend
+from mnas.run.trial import measure_latency, phases
+from mnas.search.config import config_from_dict
+from mnas.search.driver import Search
+from mnas.space import Architecture, load_space, resolve_arch
+from mnas.store import Store, Trial, TrialStatus
+from mnas.store.query import trial_table
+from mnas.store.sqlite import SCHEMA_VERSION
+from mnas.testing import tiny
+
+SLOWDOWN = [1.0]
+FAST = {"runs": 3, "rounds": 3, "warmup": 0, "max_remeasures": 0, "cv_threshold": 0.5, "clock": "cpu"}
+
+
+def cost_ms(arch: Architecture) -> float:
+    """The simulated model's time on a quiet machine: 0.02 ms per layer and expansion step (MobileNetV2:
+    2.3 ms)."""
+    return 0.02 * sum(b.repeats * (1 + b.expansion) for b in arch.blocks)
+
+
+def spin(ms: float) -> None:
+    end = time.process_time_ns() + int(ms * 1e6)
+    while time.process_time_ns() < end:
+        pass
+
+
+class FakeMachine(LocalBackend):
+    name = "fake-machine"
+
+    def runtime_version(self) -> str:
+        return "0"
+
+    def runner(self, model, input_shape, settings):
+        ms = cost_ms(model)
+        return lambda x: spin(ms * SLOWDOWN[0])
+
+
+register_backend("fake-machine", lambda arg="", **options: FakeMachine(arg))
+
+T_MODEL = "mobilenet-v2"
+
+
+def config(**changes):
+    return config_from_dict(tiny(**{"trials": 2, "reward": {"preset": "soft", "target_model": T_MODEL},
+                                    "live_view": False, "latency.num_classes": 10,
+                                    "latency.backend": "fake-machine", "latency.cache": False,
+                                    **{f"latency.{k}": v for k, v in FAST.items()}, **changes}))
+
+
+@pytest.fixture(scope="module")
+def slowed_search(tmp_path_factory):
+    """A 2-trial search on the fake machine whose second trial is timed while the machine runs at half
+    speed; the front is re-timed at the end, on a quiet machine again. Returns the experiment, the search's
+    latency job and T."""
+    out = tmp_path_factory.mktemp("relative") / "exp"
+
+    def on_phase(trial_id: int, phase: str) -> None:
+        SLOWDOWN[0] = 2.0 if (trial_id, phase) == (2, "measuring") else 1.0
+
+    try:
+        with phases(on_phase), Search.open(config(), out) as search:
+            search.run()
+    finally:
+        SLOWDOWN[0] = 1.0
+    return out, search.latency_job, search.target_ms
+
+
+def t_ms() -> float:
+    return cost_ms(resolve_arch(T_MODEL)[1])
+
+
+def test_a_slowdown_moves_the_absolute_figure_not_the_ratio(slowed_search):
+    _, job, target = slowed_search  # how the search times its trials
+    space = load_space(config().space)
+    arch = space.decode([0] * len(space.decisions)).canonical  # a small network: its build is quick
+    try:
+        quiet = measure_latency(arch, job)
+        SLOWDOWN[0] = 2.0
+        busy = measure_latency(arch, job)
+    finally:
+        SLOWDOWN[0] = 1.0
+    assert busy.latency["median_ms"] > 1.6 * quiet.latency["median_ms"]  # the machine did slow down
+    # what the search records and rewards did not move with it (on main it doubled)
+    assert busy.latency_ms == pytest.approx(quiet.latency_ms, rel=0.05)
+    assert busy.ratio == pytest.approx(cost_ms(Architecture.parse(arch)) / t_ms(), rel=0.05)
+    assert busy.latency_ms == pytest.approx(busy.ratio * target)
+
+
+def test_trials_record_ratio_and_absolute_and_are_rewarded_by_the_ratio(slowed_search):
+    with Store(slowed_search[0], readonly=True) as store:
+        trials = store.trials("completed")
+        meta = store.meta()
+    assert len(trials) == 2
+    target = meta.target_ms
+    alpha = meta.reward["alpha"]
+    for t in trials:
+        truth = cost_ms(Architecture.parse(t.arch)) / t_ms()
+        assert t.latency_ratio == pytest.approx(truth, rel=0.05)
+        assert t.latency_ms == pytest.approx(t.latency_ratio * target)
+        assert t.reward == pytest.approx(t.accuracy * t.latency_ratio ** alpha)  # soft: alpha = beta
+        assert t.latency["extra"]["relative"]["ratio"] == pytest.approx(t.latency_ratio)
+        assert len(t.latency["extra"]["load"]) == 2
+    slowed = next(t for t in trials if t.id == 2)
+    assert slowed.latency_abs_ms == pytest.approx(2 * cost_ms(Architecture.parse(slowed.arch)), rel=0.05)
+
+
+def test_the_front_is_re_timed_at_the_end_and_on_report_remeasure(slowed_search, cli):
+    slowed_search = slowed_search[0]
+    with Store(slowed_search, readonly=True) as store:
+        before = {t.id: t for t in store.trials("completed")}
+    assert all(len(t.retimed) == 1 for t in before.values())  # the end of the search (retime_top 5)
+    r = cli("report", slowed_search, "--remeasure", "--json", "--no-plots", "--no-html")
+    assert r.code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["retimed"]["trials"] == 2 and s["retimed"]["timings"] == 4 and s["retimed"]["beside_target"]
+    assert "re-timed" in s["retimed"]["label"]
+    with Store(slowed_search, readonly=True) as store:
+        target = store.meta().target_ms
+        for t in store.trials("completed"):
+            assert len(t.retimed) == 2 and all(len(e["load"]) == 2 for e in t.retimed)
+            truth = cost_ms(Architecture.parse(t.arch)) / t_ms()
+            assert t.retimed_ms == pytest.approx(truth * target, rel=0.05)
+            assert t.latency_ms == before[t.id].latency_ms  # the search-time figure is kept
+        assert {row["id"]: row["retimed_ms"] for row in s["top"]} == {t.id: t.retimed_ms for t in store.trials()}
+    text = cli("report", slowed_search, "--no-plots")
+    assert "re-timed ms" in text.stdout and "against re-timed latency" in text.stdout
+    page = (slowed_search / "report.html").read_text()
+    assert "re-timed (ms)" in page and "2 trials, 4 timings: re-timed after the search" in page
+
+
+V1_TRIALS = """CREATE TABLE trials (
+    id INTEGER PRIMARY KEY, arch TEXT NOT NULL, tokens TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+    accuracy REAL, latency_ms REAL, reward REAL, params INTEGER, macs INTEGER,
+    latency TEXT, train TEXT, error TEXT, worker TEXT, attempts INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL, started REAL, finished REAL, seconds REAL)"""
+
+
+def test_a_schema_1_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
+    exp = tmp_path / "old"
+    exp.mkdir()
+    db = sqlite3.connect(exp / "experiment.db")
+    with db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(V1_TRIALS)
+        db.execute("CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, created REAL NOT NULL, trials_told INTEGER "
+                   "NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute("INSERT INTO trials (arch, tokens, status, accuracy, latency_ms, reward, created) "
+                   "VALUES ('a', '[0]', 'completed', 0.5, 2.0, 0.5, 0)")
+    db.close()
+    with Store(exp, readonly=True) as reader:  # a reader leaves it as it is
+        table = trial_table(reader)
+        assert table.row(0)["latency_ms"] == 2.0 and table.row(0)["retimed_ms"] is None
+        assert reader.trial(1).latency_ratio is None
+        assert "latency_ratio" not in reader.columns()
+    with Store(exp, create=False) as store:
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
+        assert {"latency_ratio", "latency_abs_ms", "retimed", "retimed_ms"} <= store.columns()
+        store.set_trial_fields(1, latency_ratio=0.9, retimed=[{"latency_ms": 1.9}], retimed_ms=1.9)
+        t = store.trial(1)
+        assert (t.accuracy, t.latency_ms, t.latency_ratio, t.retimed_ms) == (0.5, 2.0, 0.9, 1.9)
+        store.add_trial("b", [1])  # schema 2's status 'pruned' is accepted too
+        store.finish_trial(Trial(2, "b", TrialStatus.PRUNED, accuracy=0.1, latency_ms=1.0))
+    with Store(exp, create=False) as again:  # migrated once
+        assert again.get_meta("schema_version") == 3 and again.trial(1).retimed == [{"latency_ms": 1.9}]
