@@ -143,6 +143,7 @@ def _print_story(console, s: dict) -> None:
     if s.get("versus"):
         cols, rows = versus_table(s["versus"])
         console.print(table("the found model against MobileNetV2 at equal latency, on the proxy task", cols, rows))
+        console.print(s["versus"]["note"], markup=False, highlight=False)
     if s.get("next"):
         console.print("next:")
         for step in s["next"]:
