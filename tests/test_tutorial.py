@@ -21,7 +21,7 @@ SMALL = {
     "search": [f"--set={k}" for k in ("trials=2", "strategy.name=random", "proxy.resolution=16", "proxy.epochs=1",
                                       "proxy.batch_size=16", "latency.resolution=32", "latency.runs=3",
                                       "latency.warmup=1", "latency.cv_threshold=0.5", "references=false",
-                                      "live_view=false")],
+                                      "reward.target_model=null", "reward.target_ms=2", "live_view=false")],
     "report": ["--no-plots", "--no-html"],
     "train": ["--epochs", "1", "--batch-size", "16"],
     "export": ["--runs", "3"],
