@@ -15,17 +15,25 @@ from mnas.search.reward import RewardConfig, reward
 from mnas.store import Store
 from mnas.testing import run_cli, scripted_search, tiny
 
-# one MobileNetV2 width instead of the six references: the same code path at a sixth of the cost
-ONE = {"mobilenet-v2 0.5": ("mobilenet-v2", 0.5)}
 SCRIPT = [(0.30, 0.9), (0.40, 0.5), (0.20, 3.0)]  # (accuracy, latency ms) of the three trials
+
+
+def _timed(job, references):
+    """Two MobileNetV2 widths as ``measure_references`` records them, at made-up latencies around the
+    scripted winner's 0.5 ms (the timing itself is tested on the session's real search, test_report.py)."""
+    from mnas.space import resolve_arch
+
+    return [{"name": f"mobilenet-v2 {w}", "model": "mobilenet-v2", "width": w,
+             "arch": resolve_arch("mobilenet-v2", w)[1].canonical, "latency_ms": lat, "params": 10, "macs": 10}
+            for w, lat in ((0.5, 0.4), (1.0, 0.8))]
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    """A 3-trial scripted search whose reference was really timed and trained on its proxy."""
+    """A 3-trial scripted search whose two references were trained on its proxy for real."""
     out = tmp_path_factory.mktemp("story") / "exp"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(driver, "references_for", lambda space: ONE)
+        mp.setattr(driver, "measure_references", _timed)
         state = scripted_search(out, SCRIPT, references={"score": True}, **{"proxy.train_limit": 64})
     return out, state
 
@@ -39,22 +47,25 @@ def test_references_are_scored_on_the_proxy_and_are_not_trials(scored):
     s = json.loads(run_cli("report", out, "--json", "--no-plots", "--no-html", check=True).stdout)
     assert s["trials"] == len(SCRIPT)
     refs = {r["name"]: r for r in s["references"]}
-    assert set(refs) == set(ONE)
+    assert set(refs) == {"mobilenet-v2 0.5", "mobilenet-v2 1.0"}
     for r in refs.values():
         assert r["kind"] == "reference" and 0 <= r["accuracy"] <= 1 and r["latency_ms"] > 0 and r["seconds"] > 0
         assert r["reward"] == pytest.approx(reward(r["accuracy"], r["latency_ms"], reward_cfg))
-    assert s["references_scored"] == {"scored": 1, "failed": 0, "seconds": s["references_scored"]["seconds"],
+    assert s["references_scored"] == {"scored": 2, "failed": 0, "seconds": s["references_scored"]["seconds"],
                                       "counted_in_trial_budget": False}
-    # the winner against MobileNetV2: rank 1 is the trial of reward 0.4 at 0.5 ms
-    assert s["versus"]["found"]["latency_ms"] == 0.5 and s["versus"]["found"]["accuracy"] == 0.4
+    # the winner (rank 1: accuracy 0.4 at 0.5 ms) against MobileNetV2 interpolated at 0.5 ms
+    v, (a, b) = s["versus"], (refs["mobilenet-v2 0.5"], refs["mobilenet-v2 1.0"])
+    assert v["found"]["latency_ms"] == 0.5 and v["found"]["accuracy"] == 0.4 and v["equal_latency"]["interpolated"]
+    assert v["equal_latency"]["accuracy"] == pytest.approx(a["accuracy"] + (b["accuracy"] - a["accuracy"]) / 4)
 
 
 def test_the_report_ends_with_the_comparison_and_the_next_commands(scored):
     out, _ = scored
     r = run_cli("report", out, "--no-plots", "--no-html", "--top", "1", check=True)
     tail = r.stdout[r.stdout.index("the found model against MobileNetV2 at equal latency"):]
-    assert "found: trial 2 (rank 1)" in tail and "MobileNetV2 x" in tail and "margin" in tail
-    assert "scored on the same proxy: 1 in" in r.stdout  # the references' table says what they cost
+    assert "found: trial 2 (rank 1)" in tail and "MobileNetV2 at 0.5 ms (x0.5-x1, interpolated)" in tail
+    assert "margin: found - MobileNetV2 at equal latency" in tail
+    assert "scored on the same proxy: 2 in" in r.stdout  # the references' table says what they cost
     commands = [line.split(": ", 1)[1] for line in tail.splitlines() if line.startswith("  ")]
     assert commands == [c["command"] for c in next_commands(out)]
     train, export = (shlex.split(c) for c in commands[-2:])

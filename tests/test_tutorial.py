@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mnas.testing import run_cli
 
@@ -63,6 +64,7 @@ def tiny_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class: int 
     return root
 
 
+@pytest.mark.slow  # a search, a training and an export, each real: several seconds
 def test_the_tutorial_runs_as_written(tmp_path, monkeypatch):
     text = DOC.read_text()
     found = blocks(text)
