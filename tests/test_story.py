@@ -63,7 +63,7 @@ def test_the_report_ends_with_the_comparison_and_the_next_commands(scored):
     out, _ = scored
     r = run_cli("report", out, "--no-plots", "--no-html", "--top", "1", check=True)
     tail = r.stdout[r.stdout.index("the found model against MobileNetV2 at equal latency"):]
-    assert "found: trial 2 (rank 1)" in tail and "MobileNetV2 at 0.5 ms (x0.5-x1, interpolated)" in tail
+    assert "found: trial 2 (rank 1)" in tail and "MobileNetV2 at 0.5 ms (x0.5-x1.0, interpolated)" in tail
     assert "margin: found - MobileNetV2 at equal latency" in tail
     assert "scored on the same proxy: 2 in" in r.stdout  # the references' table says what they cost
     commands = [line.split(": ", 1)[1] for line in tail.splitlines() if line.startswith("  ")]

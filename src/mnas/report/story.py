@@ -134,7 +134,9 @@ def _reward(acc: float, lat: float, reward_meta: dict[str, Any]) -> float | None
 
 
 def _width(r: dict[str, Any]) -> str:
-    return f"x{r['width']:g}" if r.get("width") is not None else str(r["name"])
+    """x0.5, x0.75, x1.0, x1.4: the widths as the reference names write them."""
+    w = r.get("width")
+    return str(r["name"]) if w is None else f"x{w:.1f}" if float(w).is_integer() else f"x{w:g}"
 
 
 def _float(text: str) -> float | None:
