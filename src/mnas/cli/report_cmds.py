@@ -103,6 +103,7 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
     console.print(table("most accurate model under each latency target",
                         ["target ms", "rank", "trial", "accuracy", "latency ms", *(["re-timed ms"] if rt else [])],
                         trows))
+    _print_references(console, s)
     for e in s["errors"][:5]:
         console.print(f"[red]failed x{e['count']}[/]: {e['error']}")
     for c in s.get("compare", []):
@@ -118,4 +119,34 @@ def report(directory: Path = typer.Argument(..., metavar="EXPERIMENT", help="exp
         console.print(f"page: {s['html']}")
     if s.get("csv"):
         console.print(f"every trial: {s['csv']}")
+    _print_story(console, s)
+
+
+def _print_references(console, s: dict) -> None:
+    """The reference models, scored on the same proxy where the search did (references.score)."""
+    refs, n = s.get("references") or [], s.get("references_scored") or {}
+    if not refs:
+        return
+    rows = [[r["name"], _num(r["accuracy"], ".4f"), _num(r["latency_ms"], ".3f"), _num(r["reward"], ".4f"),
+             _num(r["params"] and r["params"] / 1e6, ".2f"), _num(r["macs"] and r["macs"] / 1e6, ".1f"),
+             (r.get("error") or "").splitlines()[0][:80] if r.get("error") else ""] for r in refs]
+    how = (f"scored on the same proxy: {n['scored']} in {n['seconds']:g} s, not trials (outside the trial budget)"
+           if n.get("scored") or n.get("failed") else "timed only (references.score: true scores them)")
+    console.print(table(f"reference models, {how}", ["reference", "accuracy", "latency ms", "reward", "params M",
+                                                      "MACs M", "error"], rows))
+
+
+def _print_story(console, s: dict) -> None:
+    """The report's end: the winner against MobileNetV2 at equal latency (one table), then what to run next."""
+    from mnas.report.story import versus_table
+
+    if s.get("versus"):
+        cols, rows = versus_table(s["versus"])
+        console.print(table("the found model against MobileNetV2 at equal latency, on the proxy task", cols, rows))
+        console.print(s["versus"]["note"], markup=False, highlight=False)
+    if s.get("next"):
+        console.print("next:")
+        for step in s["next"]:
+            console.print(f"  {step['what']}: {step.get('command') or step.get('path')}", markup=False,
+                          highlight=False)
 

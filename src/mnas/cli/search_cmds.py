@@ -62,6 +62,7 @@ def search(experiment: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT
                   f"({run.space.size:.2e} archs), latency on {cfg.latency.backend} @ {cfg.latency.resolution}px, "
                   f"T = {f'{t:.2f} ms' if t else 'none'}{beside}, proxy {cfg.proxy.dataset} @ {cfg.proxy.resolution}px")
     try:
+        _score_references(run)
         with progress_bar("search", total=cfg.trials) as update:
             bar = _SearchBar(update, run)
             with phases(bar.on_phase):
@@ -100,6 +101,20 @@ class _SearchBar:
             f"{self.run.executor.in_flight() if self.run.executor else 0} in flight"
         self.update(st.completed + st.failed + st.pruned if st else 0,
                     description=f"failed {st.failed if st else 0}, dup {st.duplicates if st else 0} | {now} | {best}")
+
+
+def _score_references(run) -> None:
+    """With references.score: the reference models trained on the proxy first, a line each (on a terminal;
+    piped, the log says the same), then one line of what they cost, outside the trial budget."""
+    tty = sys.stdout.isatty()
+    refs = run.score_references(announce=(lambda line: console.print(line, markup=False, highlight=False))
+                                if tty else None)
+    scored = [r for r in refs if "seconds" in r]
+    if run.cfg.references.score and scored:
+        failed = sum(1 for r in scored if r.get("error"))
+        console.print(f"references: {len(scored)} scored on the proxy in {sum(r['seconds'] for r in scored):.0f} s"
+                      f"{f', {failed} failed' if failed else ''} (not trials: outside the strategy's trial and "
+                      "time budget)", markup=False, highlight=False)
 
 
 def _dry_run(cfg, json: bool) -> None:

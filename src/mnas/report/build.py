@@ -8,6 +8,7 @@ from typing import Any
 
 from mnas import MnasError
 from mnas.report.retrained import summarize_retrained
+from mnas.report.story import next_commands
 from mnas.report.summary import open_store, summarize
 from mnas.store.query import token_matrix, trial_table
 
@@ -52,6 +53,7 @@ def make_report(directory: str | Path, top: int = 10, targets: list[float] | Non
             if html:
                 from mnas.report.html import write_html
                 summary["html"] = str(write_html(directory / "report.html", summary, table, paths, html_rows))
+    summary["next"] = next_commands(directory, summary.get("html"), winner=summary["best"] is not None)
     return summary
 
 

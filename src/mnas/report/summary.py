@@ -10,6 +10,7 @@ import numpy as np
 
 from mnas import __version__
 from mnas.report.pareto import best_under, pareto_front
+from mnas.report.story import reference_rows, references_scored, versus_reference
 from mnas.store import TrialStatus
 from mnas.store.query import TrialTable, best_trial, trial_table
 from mnas.store.sqlite import Store
@@ -120,6 +121,7 @@ def summarize(store: Store, table: TrialTable | None = None, top: int = 10,
         "errors": [{"error": k, "count": v} for k, v in sorted(errors.items(), key=lambda kv: -kv[1])],
         "timed_beside_target": int(np.isfinite(table.latency_ratio).sum()) if table.latency_ratio is not None else 0,
         "retimed": retimed_info(store, table),
+        **reference_summary(store, row(order[0]) if order.size else None),
     }
 
 
@@ -135,3 +137,12 @@ def retimed_info(store: Store, table: TrialTable) -> dict[str, Any] | None:
             "load": [min(loads), max(loads)] if loads else None,
             "label": "re-timed after the search" + (", interleaved with T's model (ratio x stored T)" if beside_t
                                                      else "") + "; the front and the targets use these figures"}
+
+
+def reference_summary(store: Store, best: dict[str, Any] | None) -> dict[str, Any]:
+    """The reference models (scored on the proxy where the search did, ``references.score``) and the winner
+    against MobileNetV2 at equal latency (``mnas.report.story``)."""
+    meta = store.meta()
+    refs = reference_rows(meta.references)
+    return {"references": refs, "references_scored": references_scored(refs),
+            "versus": versus_reference(best, refs, meta.reward or {})}

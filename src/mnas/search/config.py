@@ -36,6 +36,29 @@ class StrategyConfig(Schema):
         return renamed(data, {"options": "settings"}, "strategy")
 
 
+class ReferencesConfig(Schema):
+    """The reference models (MobileNetV2 x0.5-1.4, MnasNet-A1/B1; in a space with a stride-1 stem such as
+    mnasnet-cifar, their CIFAR variants). ``references: false`` is short for ``references: {enabled: false}``."""
+
+    enabled: bool = Field(True, description="time the reference models on the search's backend at the start, "
+                          "for the report's figures")
+    score: bool = Field(False, description="also train each reference with the search's own proxy training "
+                        "(the trials' task and seed), so the report draws them as points with an accuracy and a "
+                        "reward; counted and shown apart, outside the strategy's trial and time budget")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @model_validator(mode="after")
+    def _score_needs_timing(self) -> ReferencesConfig:
+        if self.score and not self.enabled:
+            raise ValueError("references.score needs the references timed: set references.enabled to true, "
+                             "or references.score to false")
+        return self
+
+
 class ExperimentConfig(Schema):
     name: str = "search"
     seed: Seed = 0
@@ -44,9 +67,8 @@ class ExperimentConfig(Schema):
     time_budget_s: Optional[float] = Field(None, gt=0)
     max_duplicate_streak: int = Field(DUPLICATE_STREAK, ge=1, description="stop after this many proposals in a row that "
                                       "were all evaluated before (the controller has converged)")
-    references: bool = Field(True, description="time MobileNetV2 (x0.5-1.4) and MnasNet-A1/B1 on the search's "
-                             "backend at the start, for the report's figures (in a space with a stride-1 stem, "
-                             "such as mnasnet-cifar, their CIFAR variants)")
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig,
+                                         description="the reference models: timed (and scored) at the start")
     live_view: bool = Field(True, description="mirror every trial into EXPERIMENT/optuna.db for optuna-dashboard")
     tensorboard: bool = Field(False, description="write reward, accuracy, latency and the strategy's entropy "
                               "per trial to EXPERIMENT/tensorboard (the tensorboard extra)")

@@ -31,7 +31,7 @@ from mnas.search.config import ExperimentConfig, config_from_stored
 from mnas.search.loop import AskTellLoop, Outcome, Proposal, Result, StopRule
 from mnas.search.mirror import close_mirror, mirror_trial, open_mirror
 from mnas.search.tensorboard import ScalarLog
-from mnas.search.references import measure_references, references_for
+from mnas.search.references import measure_references, references_for, score_references, unscored
 from mnas.search.retime import relative_job, retime_front
 from mnas.search.reward import RewardConfig, reward
 from mnas.search.strategies import make_strategy
@@ -197,7 +197,7 @@ class Search:
                                             "settings": self.latency_job.settings.to_dict()}, c)
             self.store.set_meta("space", self.space.describe(), c)
             self.store.set_meta("created", time.time(), c)
-        if self.cfg.references:  # after the config, so a failure here never leaves a store without one
+        if self.cfg.references.enabled:  # after the config, so a failure here never leaves a store without one
             log.info("timing the reference models on %s", self.latency_job.backend)
             self.store.set_meta("references", measure_references(self.latency_job, references_for(self.space)))
 
@@ -230,8 +230,20 @@ class Search:
     def _key(self, tokens: tuple[int, ...]) -> str:
         return self.space.decode(tokens).canonical
 
+    def score_references(self, announce: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """With ``references.score``: train each reference model not scored yet with the trials' own proxy
+        training, and store its accuracy and reward with it (the store's references, never a trial: no
+        strategy sees them, and they use none of the trial or time budget). ``run`` does it first; calling it
+        before (the CLI does, to print a line per model) leaves ``run`` nothing to do. Returns the references."""
+        refs = self.store.meta().references
+        if not (self.cfg.references.score and unscored(refs)):
+            return refs
+        return score_references(refs, self.cfg.proxy, self.cfg.seed, self.reward_cfg,
+                                lambda done: self.store.set_meta("references", done), announce)
+
     # -- the loop
     def run(self, retry_failed: bool = False, progress: ProgressFn | None = None) -> SearchState:
+        self.score_references()  # before the budget's clock starts: the references are not the strategy's
         start = time.monotonic()
         if self.executor is None:
             self.executor = make_executor(self.cfg.executor)

@@ -1,10 +1,14 @@
 """Reference models timed on the search's own backend at its start, so a report can draw the searched models
-against MobileNetV2 at several widths and the published MnasNets on the same device (their proxy accuracy is
-unknown until `mnas retrain` trains them on the same task; until then they are marks on the latency axis)."""
+against MobileNetV2 at several widths and the published MnasNets on the same device. With
+``references.score`` each is also trained with the search's own proxy training (``score_references``), so
+the report draws it as a point with an accuracy and a reward; without, it is a mark on the latency axis
+until `mnas retrain` trains it."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from mnas.run import LatencyJob
@@ -51,6 +55,50 @@ def measure_references(job: LatencyJob, references: dict[str, tuple[str, float]]
         except Exception as e:  # noqa: BLE001 - e.g. a remote device that is down: the search goes on
             log.warning("reference %s not measured: %s", name, e)
             continue
-        out.append({"name": name, "arch": arch.canonical, "latency_ms": m.latency_ms, "params": m.params,
-                    "macs": m.macs})
+        out.append({"name": name, "model": model, "width": width, "arch": arch.canonical,
+                    "latency_ms": m.latency_ms, "params": m.params, "macs": m.macs})
     return out
+
+
+def unscored(refs: list[dict[str, Any]]) -> list[int]:
+    """The indices of the references not yet scored (neither an accuracy nor a failed training)."""
+    return [i for i, r in enumerate(refs) if r.get("accuracy") is None and not r.get("error")]
+
+
+def score_reference(ref: dict[str, Any], proxy: Any, seed: int, reward_cfg: Any) -> dict[str, Any]:
+    """``ref`` (one of ``measure_references``) trained as a trial is, on the search's ``proxy`` task with its
+    ``seed``, and rewarded by the same ``reward_cfg``: a copy with "accuracy", "reward", "seconds" (of the
+    training) and "kind": "reference"; a failed training gives "error" instead (the search goes on)."""
+    from mnas.run.trial import error_line, train_proxy_job
+    from mnas.search.reward import reward
+
+    t0 = time.monotonic()
+    out = {**ref, "kind": "reference", "accuracy": None, "reward": None}
+    try:
+        r = train_proxy_job(ref["arch"], proxy, seed)
+        if r.get("status", "ok") != "ok":
+            raise RuntimeError(r.get("error") or "training failed")
+        out["accuracy"] = float(r["top1"])
+        out["reward"] = reward(out["accuracy"], ref["latency_ms"], reward_cfg, ref.get("params"), ref.get("macs"))
+    except Exception as e:  # noqa: BLE001 - a reference decorates the report; it never stops the search
+        log.warning("reference %s not scored: %s", ref["name"], error_line(e))
+        out["error"] = error_line(e)
+    out["seconds"] = round(time.monotonic() - t0, 3)
+    return out
+
+
+def score_references(refs: list[dict[str, Any]], proxy: Any, seed: int, reward_cfg: Any,
+                     save: Callable[[list[dict[str, Any]]], None],
+                     announce: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Score each reference of ``refs`` not scored yet (``score_reference``), calling ``save`` with the whole
+    list after each one, so a search stopped half-way keeps what was scored and a resume does the rest."""
+    refs = [dict(r) for r in refs]
+    todo = unscored(refs)
+    for n, i in enumerate(todo, 1):
+        line = f"scoring reference {refs[i]['name']} on the proxy ({n}/{len(todo)}, outside the trial budget)"
+        log.info(line)
+        if announce is not None:
+            announce(line)
+        refs[i] = score_reference(refs[i], proxy, seed, reward_cfg)
+        save(refs)
+    return refs
