@@ -130,6 +130,9 @@ class TrainTask(TrainConfig):
     dataset: str = Field("animal-mnist", description="NAME or NAME:PATH (mnas data list)")
     cache: Optional[str] = Field(None, description="a cache folder (mnas data cache): built from the dataset "
                                  "at the proxy resolution on first use, then read memory-mapped")
+    estimator: Optional[str] = Field(None, min_length=1, description="where a search trial's accuracy comes "
+                                     "from: none or train (proxy training) | supernet:DIR (a trained supernet's "
+                                     "sub-network, mnas supernet train)")
 
 
 def __getattr__(name: str):
