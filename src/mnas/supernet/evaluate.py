@@ -163,4 +163,5 @@ class SupernetEstimator:
 
     def evaluate(self, arch_text: str, proxy: TrainTask, seed: int) -> dict[str, Any]:
         device = "cpu" if proxy.device == "auto" and not torch.cuda.is_available() else proxy.device
-        return evaluator_for(self.path, device, proxy.threads).evaluate(Architecture.parse(arch_text))
+        result = evaluator_for(self.path, device, proxy.threads).evaluate(Architecture.parse(arch_text))
+        return {**result, "source": f"supernet:{self.path}"}  # as the config names it

@@ -17,9 +17,8 @@ What is shared, per layer slot (block i, layer j; a block's first k layers are i
 - **skip**: identity and none hold no weights; the pooling skip's 1x1 projection (first layer only) is
   sliced like a conv. BatchNorm affine weights and running statistics are sliced with their channels.
 
-A sub-network is computed by the standalone builder itself (``mnas.model.build``, built on the meta device,
-its weights supplied by ``torch.func.functional_call``): the supernet owns only the sharing, so the sliced
-state loads into ``build(arch)`` unchanged and the extracted model computes what the supernet computed.
+A sub-network is computed by the standalone builder itself (``mnas.model.build``, its weights supplied by
+``torch.func.functional_call``): the supernet owns only the sharing, so the sliced state loads into ``build(arch)`` unchanged and the extracted model computes what the supernet computed.
 Sub-networks are trained at the supernet's width multiplier (the proxy's, ``arch.scaled``), as proxy
 training trains them.
 """
@@ -140,6 +139,8 @@ def _op_size(op: Any) -> float:
     return {"ds": 0.0, "cv": 0.5}.get(code, float(e))
 
 
+TEMPLATES = 8  # cached sub-network builders: the largest and the smallest of every step, and a few more
+
 _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers": float}
 
 
@@ -211,15 +212,19 @@ class SuperNet(nn.Module):
         return state
 
     def template(self, arch: Architecture) -> nn.Module:
-        """``build(arch.scaled(w))`` on the meta device (no memory), cached: what runs a sub-network."""
+        """``build(arch.scaled(w))``, the last few cached: what runs a sub-network (its own weights are never
+        used). Built on the CPU, not the meta device: the meta device's first use costs seconds a process,
+        a small build milliseconds."""
         key = (arch.canonical, self.training)
         model = self._templates.pop(key, None)
         if model is None:
-            with torch.device("meta"):
+            # the init draws random numbers: not from the stream dropout draws from, or what is in the cache
+            # would change a run's random numbers (a resumed run would not continue the interrupted one)
+            with torch.random.fork_rng(devices=[]):
                 model = build(self.scaled(arch), self.num_classes, self.in_chans, self.dropout)
         model.train(self.training)
         self._templates[key] = model
-        while len(self._templates) > 64:
+        while len(self._templates) > TEMPLATES:
             self._templates.popitem(last=False)
         return model
 

@@ -224,7 +224,7 @@ def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, y
         kd.backward()
         kd_sum += float(kd.detach())
     opt.step()
-    return float(loss), kd_sum / max(1, len(students))
+    return float(loss.detach()), kd_sum / max(1, len(students))
 
 
 def _meta(space: MnasNetSpace, task: TrainTask, data: Any, net: SuperNet, steps: int, every: int,
@@ -232,7 +232,7 @@ def _meta(space: MnasNetSpace, task: TrainTask, data: Any, net: SuperNet, steps:
     mean, std = normalisation(data, task.normalize)
     ident = space_identity(space)
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "mnas_version": __version__,
-            "space": {"name": ident["name"], "sha": ident["sha"], "spec": space.spec.model_dump()},
+            "space": {"name": ident["name"], "sha": ident["sha"], "spec": space.spec.model_dump(exclude_none=True)},
             "task": task.model_dump(), "width_multiplier": net.width_multiplier, "dropout": net.dropout,
             "data": {"name": data.name, "num_classes": int(data.num_classes), "in_chans": int(data.in_chans),
                      "resolution": int(data.resolution), "classes": [str(c) for c in data.classes],
