@@ -1,5 +1,5 @@
 """The weight-sharing supernet (issue 29): inheritance, BatchNorm recalibration, kill -9 and resume, the
-estimator in the real search loop, a supernet of another space refused. Tiny spaces on 8-px digits."""
+estimator in the real search loop, a supernet of another space refused. Tiny spaces on 8-px images."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from mnas.supernet.net import decisions_covered
 from mnas.supernet.training import read_checkpoint, train_supernet
 from mnas.store import Store
 from mnas.testing import run_cli, tiny, wait_for, write_config
-from mnas.train import TrainTask
+from mnas.train import TrainTask, load_proxy_data
 from mnas.train import checkpoint as ckpt
 
 # Every choice of the paper's space on two small blocks: 4 ops x 2 kernels x 2 SE x 3 skips x 3 widths x 3
@@ -162,10 +162,29 @@ def test_extracted_checkpoint_is_a_standalone_training_checkpoint(trained, tmp_p
     torch.testing.assert_close(model(x), ev.model(arch)(x))
 
 
+def test_extracted_checkpoint_fine_tunes_with_init(trained, images, tmp_path):
+    space, folder = trained
+    arch = SuperNet(load_space(str(space)), 4).sample(random.Random(5)).canonical
+    out = tmp_path / "sub.pt"
+    r = run_cli("supernet", "extract", arch, folder, "--out", out)
+    assert r.code == 0, r.stderr
+    blob = ckpt.read(out)
+    cfg = TrainTask(**TASK, dataset=images, init=str(out))
+    from mnas.space import Architecture
+    from mnas.train.trainer import build_run
+
+    run = build_run(Architecture.parse(arch), load_proxy_data(cfg, 0), cfg, torch.device("cpu"))
+    assert all(torch.equal(v, blob["model"][k]) for k, v in run.model.state_dict().items())
+    common = ["-w", "1", "--init", out, "-d", images, "--resolution", "8", "--epochs", "0.25", "--holdout", "64"]
+    assert run_cli("train", arch, *common).code == 0
+    r = run_cli("train", "mnasnet-a1", *common)
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--init" in r.stderr
+
+
 def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path, images):
     space = space_file(tmp_path)
     folder = tmp_path / "sn"
-    args = ["supernet", "train", space, "--dir", folder, "--steps", "6", "--every", "1", "-d", images,
+    args = ["supernet", "train", space, "--dir", folder, "--steps", "4", "--every", "1", "-d", images,
             "--resolution", "8", "-w", "1", "--batch-size", "16", "--train-limit", "64", "--holdout", "64"]
     proc = subprocess.Popen([sys.executable, "-m", "mnas", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -179,14 +198,14 @@ def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path,
     lines = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("supernet step")]
     last_logged = int(lines[-1].split()[2].split("/")[0])
     kept = read_checkpoint(ck)["step"]
-    assert 2 <= kept < 6 and kept >= last_logged - 1  # a kill loses at most one interval (1 step here)
+    assert 2 <= kept < 4 and kept >= last_logged - 1  # a kill loses at most one interval (1 step here)
     again = run_cli(*args)
     assert again.code == 2 and "add --resume" in again.stderr  # no silent restart over the checkpoint
     r = run_cli(*args, "--resume", "--json")
     assert r.code == 0, r.stderr
-    assert f'"resumed_from": {kept}' in r.stdout and '"steps": 6' in r.stdout
+    assert f'"resumed_from": {kept}' in r.stdout and '"steps": 4' in r.stdout
     # the resumed run is the uninterrupted one: the same weights as a run that was never killed
-    ref = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "ref", 6, 1)
+    ref = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "ref", 4, 1)
     assert ref.status == "ok"
     a, b = read_checkpoint(ck)["model"], read_checkpoint(tmp_path / "ref")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -211,7 +230,7 @@ def test_a_supernet_of_another_space_is_refused_in_one_line(trained, tmp_path):
 
 def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tmp_path):
     space, folder = trained
-    cfg = tiny(**{"trials": 3, "space": str(space), "proxy.estimator": f"supernet:{folder}",
+    cfg = tiny(**{"trials": 2, "space": str(space), "proxy.estimator": f"supernet:{folder}",
                   "latency.resolution": 8, "proxy.dataset": images, "proxy.resolution": 8})
     out = tmp_path / "search"
     r = run_cli("search", out, "--config", write_config(tmp_path, cfg), "--json")
@@ -219,7 +238,7 @@ def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tm
     with Store(out, readonly=True) as store:
         trials = store.trials()
     done = [t for t in trials if t.status.value == "completed"]
-    assert len(done) == 3
+    assert len(done) == 2
     for t in done:
         assert t.train["source"] == f"supernet:{folder}" and t.train["steps"] == 0
         assert 0.0 <= t.accuracy <= 1.0

@@ -128,4 +128,6 @@ def supernet_extract(arch: str = typer.Argument(..., help="an architecture of th
     if json:
         print_json(result)
     else:
-        console.print(f"wrote {out}: {result['arch'][:80]} from {ev.path} (step {ev.blob['step']})")
+        console.print(f"wrote {out}: {result['arch'][:80]} from {ev.path} (step {ev.blob['step']}); fine-tune it "
+                      f"with mnas train '{result['arch']}' -w 1 --init {out}, ship it with mnas export --weights "
+                      f"{out}")
