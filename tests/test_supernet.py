@@ -181,6 +181,7 @@ def test_extracted_checkpoint_fine_tunes_with_init(trained, images, tmp_path):
     assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--init" in r.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path, images):
     space = space_file(tmp_path)
     folder = tmp_path / "sn"
@@ -228,6 +229,7 @@ def test_a_supernet_of_another_space_is_refused_in_one_line(trained, tmp_path):
     assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tmp_path):
     space, folder = trained
     cfg = tiny(**{"trials": 2, "space": str(space), "proxy.estimator": f"supernet:{folder}",

@@ -19,7 +19,6 @@ from torch import nn
 
 from mnas import MnasError
 from mnas.space.arch import Architecture
-from mnas.supernet.net import SuperNet
 from mnas.supernet.training import check_space, net_of, read_checkpoint
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainTask

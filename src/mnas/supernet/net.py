@@ -18,8 +18,8 @@ What is shared, per layer slot (block i, layer j; a block's first k layers are i
   sliced like a conv. BatchNorm affine weights and running statistics are sliced with their channels.
 
 A sub-network is computed by the standalone builder itself (``mnas.model.build``, its weights supplied by
-``torch.func.functional_call``): the supernet owns only the sharing, so the sliced state loads into ``build(arch)`` unchanged and the extracted model computes what the supernet computed.
-Sub-networks are trained at the supernet's width multiplier (the proxy's, ``arch.scaled``), as proxy
+``torch.func.functional_call``): the supernet owns only the sharing, so the sliced state loads into
+``build(arch)`` unchanged and the extracted model computes what the supernet computed. Sub-networks are trained at the supernet's width multiplier (the proxy's, ``arch.scaled``), as proxy
 training trains them.
 """
 

@@ -145,7 +145,13 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
         if blob["total_steps"] != steps:
             raise MnasError(f"{out} trains for {blob['total_steps']} steps, not {steps}: resume with "
                             f"--steps {blob['total_steps']}")
-        task = TrainTask.model_validate({**blob["task"], **_runtime(task)})
+        recorded = TrainTask.model_validate({**blob["task"], **_runtime(task)})
+        changed = sorted(k for k, v in recorded.model_dump().items() if v != getattr(task, k))
+        if changed:
+            k = changed[0]
+            raise MnasError(f"{out} trains with {k} = {getattr(recorded, k)!r}, not {getattr(task, k)!r}: resume "
+                            "with the same settings, or train into another --dir")
+        task = recorded
     elif resume:
         raise MnasError(f"--resume: {out} holds no {CHECKPOINT}, so there is nothing to continue: run without "
                         "--resume")
@@ -164,7 +170,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
         try:
             bs = min(task.batch_size, feed.n_train)
             steps_per_epoch = max(1, feed.n_train // bs)
-            opt = make_optimizer(net, task)
+            opt = _undecayed_transforms(make_optimizer(net, task), net)
             base_lrs = [g["lr"] for g in opt.param_groups]
             warmup = round(task.warmup_epochs * steps_per_epoch)
             decay_steps = max(1e-9, task.decay_epochs * steps_per_epoch)
@@ -207,6 +213,22 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
             feed.close()
     return SupernetRun(out, "failed" if error else "ok", error, state["step"], steps, resumed_from,
                        time.perf_counter() - t0, state["history"])
+
+
+def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.optim.Optimizer:
+    """The kernel transforms start at the identity: weight decay would pull them towards 0, not back to it."""
+    ids = {id(p) for name, p in net.named_parameters() if ".transforms." in name}
+    if not ids:
+        return opt
+    moved = [p for g in opt.param_groups for p in g["params"] if id(p) in ids]
+    for g in opt.param_groups:
+        g["params"] = [p for p in g["params"] if id(p) not in ids]
+    free = next((g for g in opt.param_groups if g["weight_decay"] == 0.0), None)
+    if free is not None:
+        free["params"].extend(moved)
+    else:
+        opt.add_param_group({"params": moved, "weight_decay": 0.0})
+    return opt
 
 
 def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
