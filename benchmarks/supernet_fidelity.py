@@ -8,6 +8,8 @@ weights, recalibrated BatchNorm) with the accuracy of the same architecture trai
 
 Resumable: the supernet checkpoints every --every steps (and is resumed), and every standalone training and
 supernet evaluation is written to OUT/results.json as it finishes; run the same command again after a kill.
+``--phase standalone`` and ``--phase supernet`` run the two halves as two processes side by side (each its own
+results file); ``--phase all`` (the default) then adds the summary.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
     if args.smoke:
@@ -52,16 +55,49 @@ def main() -> None:
     task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
                      batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed)
     space = load_space(args.space)
-    results_path = out / "results.json"
+    results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase")}
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
 
     def save() -> None:
         atomic_write(results_path, json.dumps(results, indent=1) + "\n")
 
-    # 1. the supernet (resumed after a kill)
+    # 1. the architectures: the largest, the smallest, seeded random ones (a supernet of the settings' space
+    # picks them without training: the same list in every phase)
+    from mnas.supernet import SuperNet
+
+    probe = SuperNet(space, 2, 1, args.width)
+    rng = random.Random(args.seed + 1)
+    archs = [probe.pick("largest"), probe.pick("smallest")]
+    while len(archs) < args.archs:
+        a = probe.sample(rng)
+        if a.canonical not in {x.canonical for x in archs}:
+            archs.append(a)
+    models = results.setdefault("models", {})
+    for other in ("supernet", "standalone"):  # what the side-by-side phases found
+        p = out / f"results-{other}.json"
+        if args.phase == "all" and p.exists():
+            for k, v in json.loads(p.read_text()).get("models", {}).items():
+                models.setdefault(k, {}).update(v)
+            if other == "supernet":
+                results.setdefault("supernet_train_seconds", json.loads(p.read_text()).get("supernet_train_seconds"))
+
+    # 2. standalone proxy trainings
+    if args.phase in ("all", "standalone"):
+        for i, a in enumerate(archs):
+            m = models.setdefault(a.canonical, {"index": i})
+            if "standalone_top1" not in m:
+                t = train_architecture(a, task, args.seed)
+                m.update(index=i, standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
+                save()
+            print(f"standalone {i + 1}/{len(archs)} {m['standalone_top1']:.4f} ({m['standalone_seconds']:.0f} s)",
+                  flush=True)
+        if args.phase == "standalone":
+            return
+
+    # 3. the supernet (resumed after a kill), then each architecture read from it
     sn = out / "supernet"
     if not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps:
         t0 = time.time()
@@ -77,29 +113,18 @@ def main() -> None:
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)
     results["supernet_train_seconds"] = sum(h["seconds"] for h in blob["history"])
+    results["supernet_history"] = blob["history"]
     save()
-
-    # 2. the architectures: the largest, the smallest, seeded random ones
     ev = SupernetEvaluator(sn, "cpu", 1)
-    rng = random.Random(args.seed + 1)
-    archs = [ev.net.pick("largest"), ev.net.pick("smallest")]
-    while len(archs) < args.archs:
-        a = ev.net.sample(rng)
-        if a.canonical not in {x.canonical for x in archs}:
-            archs.append(a)
-    models = results.setdefault("models", {})
     for i, a in enumerate(archs):
         m = models.setdefault(a.canonical, {"index": i})
         if "supernet_top1" not in m:
             r = ev.evaluate(a)
-            m.update(supernet_top1=r["top1"], supernet_seconds=r["seconds"])
+            m.update(index=i, supernet_top1=r["top1"], supernet_seconds=r["seconds"])
             save()
-        if "standalone_top1" not in m:
-            t = train_architecture(a, task, args.seed)
-            m.update(standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
-            save()
-        print(f"{i + 1}/{len(archs)} supernet {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s) standalone "
-              f"{m['standalone_top1']:.4f} ({m['standalone_seconds']:.0f} s)", flush=True)
+        print(f"supernet {i + 1}/{len(archs)} {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s)", flush=True)
+    if args.phase == "supernet" or any("standalone_top1" not in models[a.canonical] for a in archs):
+        return
     rows = [models[a.canonical] for a in archs]
     sup, alone = [r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows]
     eval_s = sum(r["supernet_seconds"] for r in rows) / len(rows)

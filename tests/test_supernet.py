@@ -133,6 +133,14 @@ def test_sub_networks_share_the_largest_weights(tmp_path):
     torch.testing.assert_close(w3, w5[:mid3, :, 1:4, 1:4])
 
 
+def test_a_checkpoint_interval_longer_than_an_epoch_trains(tmp_path, images):
+    """64 images in batches of 16 are 4 steps an epoch; 5 steps between checkpoints took empty batches."""
+    r = train_supernet(load_space(str(space_file(tmp_path))), TrainTask(**TASK, dataset=images), tmp_path / "sn",
+                       steps=5, every=5)
+    assert r.status == "ok", r.error
+    assert r.steps == 5 and all(h["loss"] == h["loss"] for h in r.history)
+
+
 def test_recalibration_changes_only_batchnorm_statistics(trained):
     space, folder = trained
     ev = SupernetEvaluator(folder, calibration_batches=2)

@@ -3,7 +3,7 @@ distillation, checkpointed every N steps, resumable after a kill -9.
 
 Each step trains four sub-networks on one batch: the largest with the labels (cross-entropy with the
 recipe's label smoothing), then the smallest and two random ones against the largest's soft predictions
-(in-place distillation), their gradients summed into one optimizer step (BigNAS). Chosen over progressive
+(in-place distillation), the mean of their losses one optimizer step (BigNAS sums them). Chosen over progressive
 shrinking because it is one phase with no schedule of stages to tune, trains every size from the first
 step (what a CPU budget of a few thousand steps needs), and leaves sub-networks usable without
 retraining; progressive shrinking first trains the largest alone and needs a channel reordering per stage.
@@ -43,6 +43,7 @@ from mnas.data.feeds import make_feed, normalisation
 log = logging.getLogger(__name__)
 
 CHECKPOINT, LOCK_NAME, FORMAT, FORMAT_VERSION = "supernet.pt", "train.lock", "mnas-supernet", 1
+DISTILL = 1.0  # a student's weight on the largest's predictions (the rest on the labels)
 # (step, total steps, teacher loss, mean distillation loss) after every step
 Progress = Callable[[int, int, float, float], None]
 
@@ -190,7 +191,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
             while state["step"] < steps and error is None:
                 chunk_start, n = time.perf_counter(), min(every, steps - state["step"])
                 losses: list[tuple[float, float]] = []
-                for xb, yb in feed.epoch(bs, n):
+                for xb, yb in _batches(feed, bs, n, steps_per_epoch):
                     f = lr_factor(state["step"], steps, warmup, task.schedule, task.decay_rate, decay_steps)
                     for g, lr in zip(opt.param_groups, base_lrs):
                         g["lr"] = lr * f
@@ -215,6 +216,14 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                        time.perf_counter() - t0, state["history"])
 
 
+def _batches(feed: Any, bs: int, n: int, steps_per_epoch: int) -> Any:
+    """``n`` batches, a new permutation at least every ``steps_per_epoch`` (an epoch holds no more)."""
+    while n > 0:
+        k = min(n, steps_per_epoch)
+        yield from feed.epoch(bs, k)
+        n -= k
+
+
 def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.optim.Optimizer:
     """The kernel transforms start at the identity: weight decay would pull them towards 0, not back to it."""
     ids = {id(p) for name, p in net.named_parameters() if ".transforms." in name}
@@ -232,18 +241,27 @@ def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.op
 
 
 def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
-                  rng: random.Random, n_random: int, label_smoothing: float) -> tuple[float, float]:
-    """One optimizer step of the sandwich rule; (the largest's loss, the students' mean distillation loss)."""
+                  rng: random.Random, n_random: int, label_smoothing: float,
+                  distill: float = DISTILL) -> tuple[float, float]:
+    """One optimizer step of the sandwich rule on the mean of the sub-networks' losses (their sum, with the
+    recipe's learning rate, diverged: docs/results/2026-12-06-supernet.md); returns (the largest's loss, the
+    students' mean distillation loss). A student's loss is ``distill`` x the cross-entropy to the largest's predictions + the rest x the
+    cross-entropy to the labels."""
     opt.zero_grad(set_to_none=True)
     teacher, *students = sandwich(net, rng, n_random)
     logits = net(xb, teacher)
     loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
-    loss.backward()
+    scale = 1.0 / (1 + len(students))  # the mean of the sub-networks' losses: the recipe's step size
+    (loss * scale).backward()
     soft = logits.detach().softmax(1)
     kd_sum = 0.0
     for arch in students:
-        kd = -(soft * F.log_softmax(net(xb, arch), 1)).sum(1).mean()
-        kd.backward()
+        out = net(xb, arch)
+        kd = -(soft * F.log_softmax(out, 1)).sum(1).mean()
+        total = distill * kd
+        if distill < 1:
+            total = total + (1 - distill) * F.cross_entropy(out, yb, label_smoothing=label_smoothing)
+        (total * scale).backward()
         kd_sum += float(kd.detach())
     opt.step()
     return float(loss.detach()), kd_sum / max(1, len(students))
