@@ -14,7 +14,7 @@ from typer.exceptions import TyperException
 
 from mnas import MnasError, __version__
 from mnas.cli import (bench_cmds, config_cmds, device_cmds, export_cmds, latency_cmds, lut_cmds, report_cmds,
-                      retrain_cmds, search_cmds, space_cmds, train_cmds)
+                      retrain_cmds, search_cmds, space_cmds, supernet_cmds, train_cmds)
 from mnas.cli.output import LOG_LEVELS, configure_logging
 from mnas.schema import validation_message
 
@@ -44,7 +44,7 @@ def main_options(
 
 
 for _commands in (space_cmds, config_cmds, latency_cmds, device_cmds, search_cmds, report_cmds, export_cmds,
-                  lut_cmds, train_cmds, bench_cmds, retrain_cmds):
+                  lut_cmds, train_cmds, bench_cmds, retrain_cmds, supernet_cmds):
     app.add_typer(_commands.app)  # unnamed: its commands and groups join the root, in this order
 
 

@@ -79,6 +79,7 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
           device: str = _option("device", "--device"),
           amp: str = _option("amp", "--amp"),
           compile_model: bool = _option("compile", "--compile/--no-compile"),
+          init: Optional[str] = _option("init", "--init"),
           into: Optional[Path] = typer.Option(None, "--dir", help="a folder to train into: a checkpoint after "
                                               "every epoch (last.pt, best.pt), history.json/.csv"),
           out: Optional[Path] = typer.Option(None, "--out", "-o", hidden=True, help="deprecated: --dir"),
@@ -95,7 +96,7 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
     given = dict(dataset=dataset, recipe=recipe, epochs=epochs, resolution=resolution,
                  width_multiplier=width_multiplier, batch_size=batch_size, optimizer=optimizer, lr=lr,
                  seed=seed, holdout=_count_or_fraction(holdout), cache=cache, workers=workers,
-                 threads=threads, device=device, amp=amp, compile=compile_model)
+                 threads=threads, device=device, amp=amp, compile=compile_model, init=init)
     if is_experiment(name):
         chosen = trial_training(name, rank, trial, **given)
         label, arch, cfg = chosen.label, chosen.arch, chosen.task

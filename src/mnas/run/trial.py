@@ -112,14 +112,20 @@ def measure_latency(arch_text: str, job: LatencyJob) -> LatencyMeasurement:
 
 
 def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int, pruning: PruneJob | None = None) -> dict[str, Any]:
-    """Train the proxy model; a NaN loss comes back as status 'failed' from the trainer itself, a training
-    the pruner stopped as status 'pruned' (its curve and rungs under "pruning")."""
+    """The trial's accuracy, marked with its ``source``: from ``proxy.estimator`` when it names another source
+    than proxy training (``supernet:DIR``: no training, so nothing to prune); else train the proxy model: a
+    NaN loss comes back as status 'failed' from the trainer itself, a training the pruner stopped as status
+    'pruned' (its curve and rungs under "pruning")."""
     from mnas.space import Architecture
     from mnas.train import train_architecture
 
+    if proxy.estimator not in (None, "train"):
+        from mnas.run.estimators import estimator
+
+        return {"source": proxy.estimator, **estimator(proxy.estimator).evaluate(arch_text, proxy, seed)}
     arch = Architecture.parse(arch_text)
     if pruning is None or not pruning.pruner.enabled:
-        return train_architecture(arch, proxy, seed).to_dict()
+        return {**train_architecture(arch, proxy, seed).to_dict(), "source": "train"}
     from mnas.run.pruning import Decider
     from mnas.train.trainer import Watch
 
@@ -131,6 +137,7 @@ def train_proxy_job(arch_text: str, proxy: TrainTask, seed: int, pruning: PruneJ
 
     result = train_architecture(arch, proxy, seed, Watch(pruning.pruner.every, report)).to_dict()
     result["pruning"] = {"intermediate": result["intermediate"], "rungs": decider.rungs}
+    result["source"] = "train"
     return result
 
 

@@ -62,6 +62,11 @@ def preflight(cfg: ExperimentConfig) -> None:
     _check_memory(f"the deployed model ({cfg.latency.resolution} px, batch {cfg.latency.batch})", arch,
                   cfg.latency.resolution, cfg.latency.batch, cfg.latency.in_chans, cfg.latency.num_classes,
                   training=False)
+    if cfg.proxy.estimator:  # a supernet that is missing or covers another space would fail every trial
+        from mnas.run.estimators import estimator
+
+        with _one_line(f"proxy.estimator {cfg.proxy.estimator!r} is not usable"):
+            estimator(cfg.proxy.estimator).check(space)
     with _one_line(f"proxy dataset {cfg.proxy.dataset!r} does not load"):
         load_proxy_data(cfg.proxy, cfg.seed)  # what every trial loads (kept in-process for the local executor)
     log.info("preflight checks passed in %.1f s", time.perf_counter() - started)

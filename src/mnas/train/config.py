@@ -90,6 +90,9 @@ class TrainConfig(Schema):
     eval_batch_size: int = Field(1000, ge=1)
     train_limit: Optional[int] = Field(None, ge=1, description="train on a seeded subset of at most this "
                                        "many training images; none: all")
+    init: Optional[str] = Field(None, min_length=1, description="a checkpoint whose weights the model starts "
+                                "from (its architecture, at the width trained, must be this one's), e.g. from "
+                                "mnas supernet extract")
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +133,9 @@ class TrainTask(TrainConfig):
     dataset: str = Field("animal-mnist", description="NAME or NAME:PATH (mnas data list)")
     cache: Optional[str] = Field(None, description="a cache folder (mnas data cache): built from the dataset "
                                  "at the proxy resolution on first use, then read memory-mapped")
+    estimator: Optional[str] = Field(None, min_length=1, description="where a search trial's accuracy comes "
+                                     "from: none or train (proxy training) | supernet:DIR (a trained supernet's "
+                                     "sub-network, mnas supernet train)")
 
 
 def __getattr__(name: str):

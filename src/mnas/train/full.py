@@ -40,7 +40,7 @@ HISTORY_JSON, HISTORY_CSV = "history.json", "history.csv"
 HISTORY_FIELDS = ("epoch", "steps", "train_loss", "val_top1", "val_loss", "lr", "seconds", "train_images_per_s")
 # recipe fields that change how the run computes, not what it learns: a resume may change them
 RUNTIME_FIELDS = frozenset({"threads", "workers", "device", "amp", "compile", "eval_batch_size", "cache",
-                            "max_bad_fraction"})
+                            "max_bad_fraction", "init"})  # init: a resume starts from last.pt, not from it
 
 
 @dataclass

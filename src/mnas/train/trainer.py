@@ -210,7 +210,9 @@ def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, devi
     scaled = arch.scaled(cfg.width_multiplier) if cfg.width_multiplier != 1.0 else arch
     dropout = zoo.dropout_for(arch) if cfg.dropout is None else cfg.dropout  # None: the model's own
     model = build(scaled, data.num_classes, data.in_chans, dropout).to(device, memory_format=fmt)
-    if cfg.zero_init_head:
+    if cfg.init is not None:
+        _load_init(model, cfg.init, scaled, data.num_classes, data.in_chans)
+    elif cfg.zero_init_head:
         # the reference init (U(+-1/sqrt(classes))) on 1280 features gives logits of std ~4 for 10 classes:
         # the first hundred steps of a short proxy then go to undoing it
         nn.init.zeros_(model.classifier.weight)
@@ -236,6 +238,21 @@ def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, devi
                total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
                warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                decay_steps=max(1e-9, cfg.decay_epochs * steps_per_epoch), generator=gen)
+
+
+def _load_init(model: nn.Module, path: str, arch: Architecture, num_classes: int, in_chans: int) -> None:
+    """Start from a checkpoint's weights (``init``): the same network and label set, or one line saying how."""
+    from mnas.train import checkpoint as ckpt
+
+    blob = ckpt.read(path)
+    meta = ckpt.info(blob)
+    if meta.arch != arch.canonical:
+        raise MnasError(f"--init {path} holds {meta.arch[:80]}... (width applied), not this run's "
+                        f"{arch.canonical[:80]}...: train that string with --width-multiplier 1")
+    if (meta.num_classes, meta.in_chans) != (num_classes, in_chans):
+        raise MnasError(f"--init {path} was made for {meta.num_classes} classes, {meta.in_chans} channel(s); this "
+                        f"dataset has {num_classes} and {in_chans}")
+    model.load_state_dict(ckpt.weights(blob))
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

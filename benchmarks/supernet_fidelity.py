@@ -1,0 +1,144 @@
+"""Supernet rank fidelity and cost at CPU scale (issue 29): train a supernet over a space, then for N
+architectures (the largest, the smallest and seeded random ones) compare the supernet's accuracy (inherited
+weights, recalibrated BatchNorm) with the accuracy of the same architecture trained standalone by the proxy
+(same dataset, resolution, width and split): Kendall tau, and candidates evaluated per hour.
+
+    nohup nice -n 15 python benchmarks/supernet_fidelity.py --out runs/sn-fidelity > sn.log 2>&1 &
+    python benchmarks/supernet_fidelity.py --out /tmp/sn-smoke --smoke
+
+Resumable: the supernet checkpoints every --every steps (and is resumed), and every standalone training and
+supernet evaluation is written to OUT/results.json as it finishes; run the same command again after a kill.
+``--phase standalone`` and ``--phase supernet`` run the two halves as two processes side by side (each its own
+results file); ``--phase all`` (the default) then adds the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from mnas.fileio import atomic_write
+from mnas.report.retrained import kendall_tau
+from mnas.space import load_space
+from mnas.supernet.evaluate import SupernetEvaluator
+from mnas.supernet.training import CHECKPOINT, read_checkpoint, train_supernet
+from mnas.train import TrainTask, train_architecture
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--space", default="mnasnet-cifar")
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--resolution", type=int, default=16)
+    ap.add_argument("--width", type=float, default=0.25, help="the proxy's width multiplier")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=600, help="supernet sandwich steps")
+    ap.add_argument("--every", type=int, default=25)
+    ap.add_argument("--archs", type=int, default=15)
+    ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
+    ap.add_argument("--train-limit", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
+    ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.every, args.archs, args.epochs, args.train_limit = 6, 3, 3, 0.2, 256
+    torch.set_num_threads(1)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
+                     batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed)
+    space = load_space(args.space)
+    results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase")}
+    if results.setdefault("settings", settings) != settings:
+        raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
+
+    def save() -> None:
+        atomic_write(results_path, json.dumps(results, indent=1) + "\n")
+
+    # 1. the architectures: the largest, the smallest, seeded random ones (a supernet of the settings' space
+    # picks them without training: the same list in every phase)
+    from mnas.supernet import SuperNet
+
+    probe = SuperNet(space, 2, 1, args.width)
+    rng = random.Random(args.seed + 1)
+    archs = [probe.pick("largest"), probe.pick("smallest")]
+    while len(archs) < args.archs:
+        a = probe.sample(rng)
+        if a.canonical not in {x.canonical for x in archs}:
+            archs.append(a)
+    models = results.setdefault("models", {})
+    for other in ("supernet", "standalone"):  # what the side-by-side phases found
+        p = out / f"results-{other}.json"
+        if args.phase == "all" and p.exists():
+            for k, v in json.loads(p.read_text()).get("models", {}).items():
+                models.setdefault(k, {}).update(v)
+            if other == "supernet":
+                results.setdefault("supernet_train_seconds", json.loads(p.read_text()).get("supernet_train_seconds"))
+
+    # 2. standalone proxy trainings
+    if args.phase in ("all", "standalone"):
+        for i, a in enumerate(archs):
+            m = models.setdefault(a.canonical, {"index": i})
+            if "standalone_top1" not in m:
+                t = train_architecture(a, task, args.seed)
+                m.update(index=i, standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
+                save()
+            print(f"standalone {i + 1}/{len(archs)} {m['standalone_top1']:.4f} ({m['standalone_seconds']:.0f} s)",
+                  flush=True)
+        if args.phase == "standalone":
+            return
+
+    # 3. the supernet (resumed after a kill), then each architecture read from it
+    sn = out / "supernet"
+    if not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps:
+        t0 = time.time()
+
+        def progress(step: int, total: int, loss: float, kd: float) -> None:
+            if step % args.every == 0:
+                print(f"supernet step {step}/{total} loss {loss:.3f} kd {kd:.3f} {time.time() - t0:.0f} s",
+                      flush=True)
+
+        r = train_supernet(space, task, sn, args.steps, args.every, resume=(sn / CHECKPOINT).is_file(),
+                           progress=progress)
+        if r.status != "ok":
+            raise SystemExit(f"supernet training failed: {r.error}")
+    blob = read_checkpoint(sn)
+    results["supernet_train_seconds"] = sum(h["seconds"] for h in blob["history"])
+    results["supernet_history"] = blob["history"]
+    save()
+    ev = SupernetEvaluator(sn, "cpu", 1)
+    for i, a in enumerate(archs):
+        m = models.setdefault(a.canonical, {"index": i})
+        if "supernet_top1" not in m:
+            r = ev.evaluate(a)
+            m.update(index=i, supernet_top1=r["top1"], supernet_seconds=r["seconds"])
+            save()
+        print(f"supernet {i + 1}/{len(archs)} {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s)", flush=True)
+    if args.phase == "supernet" or any("standalone_top1" not in models[a.canonical] for a in archs):
+        return
+    rows = [models[a.canonical] for a in archs]
+    sup, alone = [r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows]
+    eval_s = sum(r["supernet_seconds"] for r in rows) / len(rows)
+    train_s = sum(r["standalone_seconds"] for r in rows) / len(rows)
+    results["summary"] = {
+        "archs": len(rows), "kendall_tau_p_method": list(kendall_tau(sup, alone)),
+        "supernet_eval_seconds_mean": eval_s, "candidates_per_hour": 3600 / eval_s,
+        "standalone_seconds_mean": train_s,
+        "supernet_cost_in_standalone_trainings": results["supernet_train_seconds"] / train_s,
+        "supernet_top1_range": [min(sup), max(sup)], "standalone_top1_range": [min(alone), max(alone)],
+    }
+    save()
+    print(json.dumps(results["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

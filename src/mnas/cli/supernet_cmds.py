@@ -1,0 +1,133 @@
+"""``mnas supernet train SPACE --dir DIR``, ``mnas supernet eval DIR ARCH...``, ``mnas supernet extract ARCH DIR
+--out FILE``: a weight-sharing supernet over a space, its candidates' accuracy, a candidate as a model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnas.cli.output import console, print_json, table
+from mnas.cli.progress import progress_bar
+
+app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
+
+supernet_app = typer.Typer(no_args_is_help=True, help="A weight-sharing supernet: train once, then read each "
+                           "candidate's accuracy in seconds (proxy.estimator=supernet:DIR).")
+app.add_typer(supernet_app, name="supernet")
+
+
+@supernet_app.command("train")
+def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar, mnasnet-paper or a space YAML"),
+                   into: Path = typer.Option(..., "--dir", help="the folder to train into (supernet.pt, train.lock)"),
+                   steps: int = typer.Option(1000, "--steps", min=1, help="sandwich steps (4 sub-networks each)"),
+                   every: int = typer.Option(50, "--every", min=1, help="checkpoint every N steps (a kill loses "
+                                             "at most these)"),
+                   n_random: int = typer.Option(2, "--random", min=0, help="random sub-networks per step, besides "
+                                                "the largest and the smallest"),
+                   dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="NAME or NAME:PATH (mnas "
+                                                         "data list)"),
+                   recipe: Optional[str] = typer.Option(None, "--recipe", help="the training recipe (optimizer, "
+                                                        "lr, schedule)"),
+                   resolution: Optional[int] = typer.Option(None, "--resolution"),
+                   width_multiplier: Optional[float] = typer.Option(None, "--width-multiplier", "-w",
+                                                                    help="the sub-networks' width (the proxy's)"),
+                   batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+                   lr: Optional[float] = typer.Option(None, "--lr"),
+                   train_limit: Optional[int] = typer.Option(None, "--train-limit", min=1),
+                   holdout: Optional[float] = typer.Option(None, "--holdout", help="held-out images: a count or "
+                                                           "a fraction"),
+                   seed: int = typer.Option(0, "--seed", min=0),
+                   threads: int = typer.Option(1, "--threads", min=1),
+                   device: str = typer.Option("auto", "--device"),
+                   resume: bool = typer.Option(False, "--resume", help="continue the supernet in --dir"),
+                   json: bool = typer.Option(False, "--json")) -> None:
+    """Train a supernet over SPACE with the sandwich rule and in-place distillation; checkpointed every
+    --every steps, resumable after a kill with --resume."""
+    from mnas.space import load_space
+    from mnas.supernet.training import train_supernet
+    from mnas.train import TrainTask
+
+    given = dict(dataset=dataset, recipe=recipe, resolution=resolution, width_multiplier=width_multiplier,
+                 batch_size=batch_size, lr=lr, train_limit=train_limit, seed=seed, threads=threads, device=device,
+                 holdout=int(holdout) if holdout is not None and holdout >= 1 else holdout)
+    task = TrainTask(**{k: v for k, v in given.items() if v is not None})
+    sp = load_space(space)
+    tty = sys.stderr.isatty()
+    t0 = time.perf_counter()
+    with progress_bar("supernet", detail="loss {task.fields[loss]} kd {task.fields[kd]}") as update:
+        def progress(step: int, total: int, loss: float, kd: float) -> None:
+            update(step, total, loss=f"{loss:.3f}", kd=f"{kd:.3f}")
+            if not tty and (step % every == 0 or step == total):  # logs: a line per checkpoint
+                print(f"supernet step {step}/{total} loss {loss:.4f} kd {kd:.4f} "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+        r = train_supernet(sp, task, into, steps, every, n_random, resume, progress)
+    if json:
+        print_json(r.to_dict())
+    else:
+        console.print(f"supernet over {sp.name}: {r.steps}/{r.total_steps} steps"
+                      f"{f' (resumed at {r.resumed_from})' if r.resumed_from else ''} in {r.seconds:.0f} s; "
+                      f"{into}/supernet.pt")
+    if r.status != "ok":
+        console.print(f"[red]supernet training failed[/]: {r.error}")
+        raise typer.Exit(1)
+
+
+def _arch(text: str, space) -> object:
+    from mnas.space import resolve_arch
+
+    _, arch = resolve_arch(text)
+    space.encode(arch)  # an architecture outside the supernet's space: one line naming the decision
+    return arch
+
+
+@supernet_app.command("eval")
+def supernet_eval(supernet: Path = typer.Argument(..., help="the folder of mnas supernet train (or its .pt)"),
+                  archs: list[str] = typer.Argument(..., help="architectures of its space (canonical strings or "
+                                                    "zoo names)"),
+                  threads: int = typer.Option(1, "--threads", min=1),
+                  json: bool = typer.Option(False, "--json")) -> None:
+    """Each architecture's held-out top-1 with inherited weights and recalibrated BatchNorm statistics."""
+    from mnas.supernet.evaluate import SupernetEvaluator
+
+    ev = SupernetEvaluator(supernet, "cpu", threads)
+    rows = []
+    for text in archs:
+        r = ev.evaluate(_arch(text, ev.net.space))  # type: ignore[arg-type]
+        rows.append({"arch": text, "top1": r["top1"], "val_loss": r["val_loss"], "seconds": r["seconds"]})
+    if json:
+        print_json(rows)
+    else:
+        console.print(table(f"supernet {ev.path} (step {ev.blob['step']})", ["arch", "top-1", "loss", "s"],
+                            [[r["arch"][:70], f"{r['top1']:.4f}", f"{r['val_loss']:.4f}", f"{r['seconds']:.1f}"]
+                             for r in rows]))
+
+
+@supernet_app.command("extract")
+def supernet_extract(arch: str = typer.Argument(..., help="an architecture of the supernet's space"),
+                     supernet: Path = typer.Argument(..., help="the folder of mnas supernet train (or its .pt)"),
+                     out: Path = typer.Option(..., "--out", "-o", help="the checkpoint file to write (.pt)"),
+                     json: bool = typer.Option(False, "--json")) -> None:
+    """The sub-network as a standalone checkpoint (inherited weights, recalibrated BatchNorm statistics):
+    mnas export --weights FILE ships it, mnas train fine-tunes it."""
+    from mnas.fileio import check_outputs
+    from mnas.supernet.evaluate import SupernetEvaluator, extracted_checkpoint
+    from mnas.supernet.training import checkpoint_path
+    from mnas.train import checkpoint as ckpt
+
+    check_outputs([out], [(checkpoint_path(supernet), "the supernet")])
+    ev = SupernetEvaluator(supernet, "cpu")
+    a = _arch(arch, ev.net.space)
+    blob = extracted_checkpoint(ev, a, name=arch if len(arch) < 80 else "supernet")  # type: ignore[arg-type]
+    ckpt.write(out, blob)
+    result = {"out": str(out), "arch": blob["model_info"]["arch"], "supernet": ev.path, "step": ev.blob["step"]}
+    if json:
+        print_json(result)
+    else:
+        console.print(f"wrote {out}: {result['arch'][:80]} from {ev.path} (step {ev.blob['step']}); fine-tune it "
+                      f"with mnas train '{result['arch']}' -w 1 --init {out}, ship it with mnas export --weights "
+                      f"{out}")

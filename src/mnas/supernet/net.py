@@ -1,0 +1,326 @@
+"""A weight-sharing supernet over a MnasNet-style space: every architecture of the space is a sub-network.
+
+What is shared, per layer slot (block i, layer j; a block's first k layers are its k-layer choice):
+
+- **op type**: regular conv (``cv``), depthwise-separable (``ds``) and MBConv (``ir``) keep separate weights:
+  a dense k x k conv, a depthwise conv on the input and a depthwise conv on the expanded width compute
+  different things, so no slice of one is a sensible start for another. All MBConv expansions share one
+  set of weights (the expansion is a channel slice).
+- **kernel**: the largest kernel's weights; a smaller kernel takes their centre, passed through a small
+  learned transform per kernel size (a k^2 x k^2 matrix, shared by the channels of the layer, initialised
+  to the identity), as Once-for-All does, so the small kernel need not equal the big one's centre.
+- **widths** (output width, MBConv expansion, squeeze-excite width): channel slices, the first c channels.
+  Channels are not reordered: the sandwich rule trains the smallest sub-network every step, so the leading
+  channels are the ones every sub-network uses and become the important ones by construction (BigNAS does
+  the same; reordering by importance is what progressive shrinking needs after training the largest alone).
+- **squeeze-excite**: one SE per op slot, sliced like the widths; SE off skips it.
+- **skip**: identity and none hold no weights; the pooling skip's 1x1 projection (first layer only) is
+  sliced like a conv. BatchNorm affine weights and running statistics are sliced with their channels.
+
+A sub-network is computed by the standalone builder itself (``mnas.model.build``, its weights supplied by
+``torch.func.functional_call``): the supernet owns only the sharing, so the sliced state loads into
+``build(arch)`` unchanged and the extracted model computes what the supernet computed. Sub-networks are trained at the supernet's width multiplier (the proxy's, ``arch.scaled``), as proxy
+training trains them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mnas import MnasError
+from mnas.model import build
+from mnas.model.builder import BN_EPS, BN_MOMENTUM, init_weights
+from mnas.space.arch import Architecture, round_filters
+from mnas.space.decisions import SearchSpace
+from mnas.space.mnasnet import DECISIONS, MnasNetSpace, op_code
+
+
+def space_identity(space: SearchSpace) -> dict[str, Any]:
+    """What makes two spaces the same for a supernet: its structure (``describe()`` without where it was
+    read from), and a short hash of it for messages."""
+    d = {k: v for k, v in space.describe().items() if k not in ("source", "note")}
+    text = json.dumps(d, sort_keys=True, default=str)
+    return {"name": space.name, "sha": hashlib.sha256(text.encode()).hexdigest()[:12], "structure": d}
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """One block's options, read from the space."""
+
+    options: dict[str, tuple[Any, ...]]
+    stride: int
+    in_max: int        # the widest input of the block's first layer (scaled)
+    out_max: int       # the widest output (scaled)
+    layers_max: int
+    kernel_max: int
+    expansion_max: int
+    se_max: float
+    ops: tuple[str, ...]  # op codes present: cv, ds, ir
+
+
+def block_layouts(space: MnasNetSpace, width_multiplier: float) -> list[BlockLayout]:
+    d = space.describe()
+    decisions = {x["name"]: tuple(x["choices"]) for x in d["decisions"]}
+    out: list[BlockLayout] = []
+    prev = round_filters(space.stem, width_multiplier) if width_multiplier != 1.0 else space.stem
+    for i, blk in enumerate(d["blocks"], 1):
+        opts = {k: decisions.get(f"b{i}.{k}", (blk["fixed"].get(k),)) for k in DECISIONS}
+        widths = [round_filters(blk["width_base"], float(w)) for w in opts["width"]]
+        if width_multiplier != 1.0:
+            widths = [round_filters(w, width_multiplier) for w in widths]
+        codes = [op_code(str(o)) for o in opts["op"]]
+        ops = tuple(sorted({c for c, _ in codes}))
+        out_max = max(widths)
+        out.append(BlockLayout(opts, blk["stride"], prev, out_max, blk["layers_base"] + max(opts["layers"]),
+                               max(opts["kernel"]), max([e for c, e in codes if c == "ir"], default=1),
+                               max(float(s) for s in opts["se"]), ops))
+        prev = out_max
+    return out
+
+
+class _Slot(nn.Module):
+    """One layer slot's weights: one set per op type present in the block, plus the pooling projection."""
+
+    def __init__(self, lay: BlockLayout, first: bool) -> None:
+        super().__init__()
+        cin = lay.in_max if first else lay.out_max
+        cout, k = lay.out_max, lay.kernel_max
+        r = max(1, int(cin * lay.se_max))
+        small = sorted({int(x) for x in lay.options["kernel"] if int(x) < k})
+        self.ops = nn.ModuleDict()
+        if "cv" in lay.ops:
+            self.ops["cv"] = _Op({"conv": _conv(cin, cout, k)}, {"bn": cout}, _se(cout, r) if lay.se_max else None,
+                                 small, ("conv",))
+        if "ds" in lay.ops:
+            self.ops["ds"] = _Op({"dw": _conv(cin, cin, k, groups=cin), "pw": _conv(cin, cout, 1)},
+                                 {"dw_bn": cin, "pw_bn": cout}, _se(cin, r) if lay.se_max else None, small, ("dw",))
+        if "ir" in lay.ops:
+            mid = cin * lay.expansion_max
+            self.ops["ir"] = _Op({"exp": _conv(cin, mid, 1), "dw": _conv(mid, mid, k, groups=mid),
+                                  "pw": _conv(mid, cout, 1)}, {"exp_bn": mid, "dw_bn": mid, "pw_bn": cout},
+                                 _se(mid, r) if lay.se_max else None, small, ("dw",))
+        self.pool_proj = None
+        if first and "pool" in lay.options["skip"]:
+            self.pool_proj = _Op({"conv": _conv(cin, cout, 1)}, {"bn": cout}, None, [], ())
+
+
+class _Op(nn.Module):
+    def __init__(self, convs: dict[str, nn.Conv2d], bns: dict[str, int], se: nn.ModuleDict | None,
+                 small_kernels: list[int], elastic: tuple[str, ...]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleDict(convs)
+        self.bns = nn.ModuleDict({n: nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM) for n, c in bns.items()})
+        self.se = se
+        # kernel transforms: "<conv>_<k>" -> a (k*k, k*k) matrix applied to the centre of the big kernel
+        self.transforms = nn.ParameterDict({f"{name}_{s}": nn.Parameter(torch.eye(s * s))
+                                            for name in elastic for s in small_kernels})
+
+
+def _conv(cin: int, cout: int, k: int, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False)
+
+
+def _se(channels: int, reduced: int) -> nn.ModuleDict:
+    return nn.ModuleDict({"reduce": nn.Conv2d(channels, reduced, 1), "expand": nn.Conv2d(reduced, channels, 1)})
+
+
+def _op_size(op: Any) -> float:
+    code, e = op_code(str(op))
+    return {"ds": 0.0, "cv": 0.5}.get(code, float(e))
+
+
+TEMPLATES = 8  # cached sub-network builders: the largest and the smallest of every step, and a few more
+
+_ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers": float}
+
+
+class SuperNet(nn.Module):
+    """``net(x, arch)``: the sub-network ``arch`` (an architecture of ``space``, at the space's widths) on a
+    batch. ``extract(arch)``: the same sub-network as a standalone ``mnas.model`` network."""
+
+    def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3, width_multiplier: float = 1.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(space, MnasNetSpace):
+            raise MnasError(f"a supernet covers MnasNet-style spaces; {space.name} is not one: give --space "
+                            "mnasnet, mnasnet-cifar, mnasnet-paper or a MnasNet space YAML file")
+        self.space, self.num_classes, self.in_chans = space, num_classes, in_chans
+        self.width_multiplier, self.dropout = width_multiplier, dropout
+        self.layouts = block_layouts(space, width_multiplier)
+        stem = round_filters(space.stem, width_multiplier) if width_multiplier != 1.0 else space.stem
+        self.stem = nn.ModuleDict({"conv": _conv(in_chans, stem, 3),
+                                   "bn": nn.BatchNorm2d(stem, eps=BN_EPS, momentum=BN_MOMENTUM)})
+        self.slots = nn.ModuleList(nn.ModuleList(_Slot(lay, j == 0) for j in range(lay.layers_max))
+                                   for lay in self.layouts)
+        self.head = nn.ModuleDict({"conv": _conv(self.layouts[-1].out_max, space.head, 1),
+                                   "bn": nn.BatchNorm2d(space.head, eps=BN_EPS, momentum=BN_MOMENTUM)})
+        self.classifier = nn.Linear(space.head, num_classes)
+        init_weights(self)
+        self._templates: OrderedDict[tuple[str, bool], nn.Module] = OrderedDict()
+
+    # -- sub-networks
+
+    def scaled(self, arch: Architecture) -> Architecture:
+        """``arch`` (checked against the space) at the supernet's width multiplier."""
+        self.space.encode(arch)  # MnasError naming the first decision arch does not fit
+        return arch.scaled(self.width_multiplier) if self.width_multiplier != 1.0 else arch
+
+    def pick(self, which: str) -> Architecture:
+        """The largest or the smallest sub-network: every decision at its largest (smallest) option; the op
+        at the widest MBConv (the depthwise-separable); the skip the same in both (identity where offered)."""
+        tokens = []
+        for dec in self.space.decisions:
+            key = dec.name.split(".", 1)[1]
+            if key == "skip":
+                tokens.append(dec.choices.index("identity") if "identity" in dec.choices else 0)
+                continue
+            ranked = sorted(range(len(dec.choices)), key=lambda t: _ORDER[key](dec.choices[t]))
+            tokens.append(ranked[-1] if which == "largest" else ranked[0])
+        return self.space.decode(tokens)
+
+    def sample(self, rng: random.Random) -> Architecture:
+        return self.space.sample(rng)  # type: ignore[return-value]
+
+    def state_for(self, arch: Architecture) -> dict[str, torch.Tensor]:
+        """The weights of ``build(arch.scaled(w))``, key for key: slices (and kernel transforms) of the
+        supernet's parameters, so gradients reach them, and views of its BatchNorm statistics, so a forward
+        in training mode updates them in place."""
+        sub = self.scaled(arch)
+        state: dict[str, torch.Tensor] = {}
+        _put_conv(state, "stem.0", self.stem["conv"].weight[:, :, :, :])
+        _put_bn(state, "stem.1", self.stem["bn"], sub.stem)
+        n, prev = 0, sub.stem
+        for blk, lay, slots in zip(sub.blocks, self.layouts, self.slots):
+            for j in range(blk.repeats):
+                declared = blk.in_ch if j == 0 else blk.out_ch
+                _layer_state(state, f"blocks.{n}", slots[j], blk, prev, declared, blk.stride if j == 0 else 1,
+                             blk.shortcut(j))
+                prev, n = blk.out_ch, n + 1
+        _put_conv(state, "head.0", self.head["conv"].weight[:, :prev])
+        _put_bn(state, "head.1", self.head["bn"], sub.head)
+        state["classifier.weight"], state["classifier.bias"] = self.classifier.weight, self.classifier.bias
+        return state
+
+    def template(self, arch: Architecture) -> nn.Module:
+        """``build(arch.scaled(w))``, the last few cached: what runs a sub-network (its own weights are never
+        used). Built on the CPU, not the meta device: the meta device's first use costs seconds a process,
+        a small build milliseconds."""
+        key = (arch.canonical, self.training)
+        model = self._templates.pop(key, None)
+        if model is None:
+            # the init draws random numbers: not from the stream dropout draws from, or what is in the cache
+            # would change a run's random numbers (a resumed run would not continue the interrupted one)
+            with torch.random.fork_rng(devices=[]):
+                model = build(self.scaled(arch), self.num_classes, self.in_chans, self.dropout)
+        model.train(self.training)
+        self._templates[key] = model
+        while len(self._templates) > TEMPLATES:
+            self._templates.popitem(last=False)
+        return model
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:  # type: ignore[override]
+        return functional_call(self.template(arch), self.state_for(arch), (x,), strict=True)
+
+    def extract(self, arch: Architecture, dropout: float | None = None) -> nn.Module:
+        """The sub-network as a standalone network (``mnas.model.build``) holding copies of its weights and
+        BatchNorm statistics, in the supernet's mode."""
+        model = build(self.scaled(arch), self.num_classes, self.in_chans,
+                      self.dropout if dropout is None else dropout)
+        model.load_state_dict({k: v.detach().clone() for k, v in self.state_for(arch).items()}, strict=True)
+        return model.train(self.training)
+
+
+def _put_conv(state: dict, key: str, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    state[f"{key}.weight"] = weight
+    if bias is not None:
+        state[f"{key}.bias"] = bias
+
+
+def _put_bn(state: dict, key: str, bn: nn.BatchNorm2d, c: int) -> None:
+    state[f"{key}.weight"], state[f"{key}.bias"] = bn.weight[:c], bn.bias[:c]
+    state[f"{key}.running_mean"], state[f"{key}.running_var"] = bn.running_mean[:c], bn.running_var[:c]
+    state[f"{key}.num_batches_tracked"] = bn.num_batches_tracked
+
+
+def _kernel(op: _Op, name: str, weight: torch.Tensor, k: int) -> torch.Tensor:
+    """The centre k x k of ``weight``, through the layer's learned transform for k (none for the largest)."""
+    big = weight.shape[-1]
+    if k == big:
+        return weight
+    if k > big:
+        raise MnasError(f"kernel {k} is larger than the supernet's {big}")
+    lo = (big - k) // 2
+    centre = weight[:, :, lo:lo + k, lo:lo + k]
+    t = op.transforms[f"{name}_{k}"]
+    return (centre.reshape(-1, k * k) @ t.T).reshape(centre.shape)
+
+
+def _put_se(state: dict, key: str, se: nn.ModuleDict, channels: int, reduced: int) -> None:
+    r, e = se["reduce"], se["expand"]
+    _put_conv(state, f"{key}.reduce", r.weight[:reduced, :channels], r.bias[:reduced])
+    _put_conv(state, f"{key}.expand", e.weight[:channels, :reduced], e.bias[:channels])
+
+
+def _layer_state(state: dict, key: str, slot: _Slot, b: Any, cin: int, declared: int, stride: int,
+                 shortcut: str) -> None:
+    """The keys of ``mnas.model.builder.Layer`` for block ``b``'s layer (its ops in the builder's order)."""
+    se_width = max(1, int(declared * b.se))
+    idx = 0
+
+    def conv_bn(op: _Op, conv: str, bn: str, cout: int, cin_: int, k: int | None = None) -> None:
+        nonlocal idx
+        w = op.convs[conv].weight[:cout, :cin_]
+        _put_conv(state, f"{key}.ops.{idx}.0", w if k is None else _kernel(op, conv, w, k))
+        _put_bn(state, f"{key}.ops.{idx}.1", op.bns[bn], cout)
+        idx += 1
+
+    if b.op == "cv":
+        op = slot.ops["cv"]
+        conv_bn(op, "conv", "bn", b.out_ch, cin, b.kernel)
+        if b.se:
+            _put_se(state, f"{key}.ops.{idx}", op.se, b.out_ch, se_width)
+    else:
+        op = slot.ops[b.op]
+        mid = cin
+        if b.expansion != 1:
+            mid = declared * b.expansion
+            conv_bn(op, "exp", "exp_bn", mid, cin)
+        w = op.convs["dw"].weight[:mid]
+        _put_conv(state, f"{key}.ops.{idx}.0", _kernel(op, "dw", w, b.kernel))
+        _put_bn(state, f"{key}.ops.{idx}.1", op.bns["dw_bn"], mid)
+        idx += 1
+        if b.se:
+            _put_se(state, f"{key}.ops.{idx}", op.se, mid, se_width)
+            idx += 1
+        conv_bn(op, "pw", "pw_bn", b.out_ch, mid)
+    if shortcut == "pool" and cin != b.out_ch:
+        at = 1 if stride > 1 else 0
+        proj = slot.pool_proj
+        assert proj is not None  # built for the first layer wherever the space offers the pooling skip
+        _put_conv(state, f"{key}.shortcut.{at}.0", proj.convs["conv"].weight[:b.out_ch, :cin])
+        _put_bn(state, f"{key}.shortcut.{at}.1", proj.bns["bn"], b.out_ch)
+
+
+def sandwich(net: SuperNet, rng: random.Random, n_random: int = 2) -> list[Architecture]:
+    """The sandwich rule's sub-networks of one step: the largest first (the teacher), the smallest, and
+    ``n_random`` sampled uniformly from the space."""
+    return [net.pick("largest"), net.pick("smallest"), *(net.sample(rng) for _ in range(n_random))]
+
+
+def decisions_covered(archs: Sequence[Architecture], space: MnasNetSpace) -> set[tuple[str, int]]:
+    """(decision, option index) pairs the architectures use: how a test shows it covered every choice."""
+    out: set[tuple[str, int]] = set()
+    for a in archs:
+        for d, t in zip(space.decisions, space.encode(a)):
+            out.add((d.name, t))
+    return out

@@ -1,0 +1,313 @@
+"""Supernet training into a folder (``mnas supernet train SPACE --dir DIR``): the sandwich rule with in-place
+distillation, checkpointed every N steps, resumable after a kill -9.
+
+Each step trains four sub-networks on one batch: the largest with the labels (cross-entropy with the
+recipe's label smoothing), then the smallest and two random ones against the largest's soft predictions
+(in-place distillation), the mean of their losses one optimizer step (BigNAS sums them). Chosen over progressive
+shrinking because it is one phase with no schedule of stages to tune, trains every size from the first
+step (what a CPU budget of a few thousand steps needs), and leaves sub-networks usable without
+retraining; progressive shrinking first trains the largest alone and needs a channel reordering per stage.
+Not chosen by measurement: this was not compared on this machine.
+
+``DIR/supernet.pt`` is written atomically (``mnas.fileio.atomic_write``) every ``every`` steps and at the
+end; a kill loses at most the steps since. The batches and sub-networks of a chunk of steps are drawn from
+random states saved in the checkpoint, so a resumed run continues as the uninterrupted one would. The
+folder is locked for the run (``DIR/train.lock``) like a training folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mnas import MnasError, __version__
+from mnas.fileio import atomic_write
+from mnas.space.mnasnet import MnasNetSpace, _SpaceSpec
+from mnas.store.lock import DirectoryLock
+from mnas.supernet.net import SuperNet, sandwich, space_identity
+from mnas.train import checkpoint as ckpt
+from mnas.train.config import TrainTask
+from mnas.train.optim import lr_factor, make_optimizer
+from mnas.train.trainer import load_proxy_data, resolve_device, torch_threads
+from mnas.data.feeds import make_feed, normalisation
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT, LOCK_NAME, FORMAT, FORMAT_VERSION = "supernet.pt", "train.lock", "mnas-supernet", 1
+DISTILL = 1.0  # a student's weight on the largest's predictions (the rest on the labels)
+# (step, total steps, teacher loss, mean distillation loss) after every step
+Progress = Callable[[int, int, float, float], None]
+
+
+@dataclass
+class SupernetRun:
+    out: Path
+    status: str                   # ok | failed
+    error: str | None
+    steps: int
+    total_steps: int
+    resumed_from: int
+    seconds: float                # this process's share
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        return d
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A supernet folder's checkpoint, or the file itself."""
+    p = Path(path).expanduser()
+    return p / CHECKPOINT if p.is_dir() or not p.suffix else p
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A supernet checkpoint, checked for its format; a missing, damaged or other file is one line."""
+    p = checkpoint_path(path)
+    if not p.is_file():
+        raise MnasError(f"no supernet at {p}: train one with mnas supernet train SPACE --dir {p.parent}")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise MnasError(f"{p} is not a readable supernet checkpoint ({ckpt.first_line(e)})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        what = "an mnas training checkpoint" if isinstance(blob, dict) and blob.get("format") == ckpt.FORMAT \
+            else "not a supernet checkpoint"
+        raise MnasError(f"{p} is {what}: give the folder of mnas supernet train (its {CHECKPOINT})")
+    if blob.get("format_version", 0) > FORMAT_VERSION:
+        raise MnasError(f"{p} was written by a newer mnas ({blob.get('mnas_version')}): upgrade mnas")
+    blob["path"] = str(p)
+    return blob
+
+
+def space_of(blob: dict[str, Any]) -> MnasNetSpace:
+    return MnasNetSpace(_SpaceSpec.model_validate(blob["space"]["spec"]), f"supernet {blob.get('path', '')}")
+
+
+def check_space(blob: dict[str, Any], space: Any) -> None:
+    """Refuse, in one line, a supernet trained over another space than ``space``."""
+    have, want = blob["space"], space_identity(space)
+    if have["sha"] != want["sha"]:
+        raise MnasError(f"{blob.get('path', 'the supernet')} was trained over space {have['name']} "
+                        f"({have['sha']}), not {want['name']} ({want['sha']}): use a supernet of this space, or "
+                        f"train one with mnas supernet train {want['name']} --dir DIR")
+
+
+def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet:
+    """The supernet a checkpoint holds, its weights loaded."""
+    d = blob["data"]
+    net = SuperNet(space_of(blob), d["num_classes"], d["in_chans"], blob["width_multiplier"], blob["dropout"])
+    try:
+        net.load_state_dict(blob["model"])
+    except (RuntimeError, KeyError) as e:
+        raise MnasError(f"{blob.get('path', 'the supernet')}: its weights do not fit its space "
+                        f"({ckpt.first_line(e)}): the file is damaged") from None
+    return net.to(device)
+
+
+def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps: int, every: int = 50,
+                   n_random: int = 2, resume: bool = False, progress: Progress | None = None) -> SupernetRun:
+    """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise MnasError(f"--dir {out} is a file: give a folder to train the supernet into")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = DirectoryLock(out, LOCK_NAME, what="one supernet training per folder")
+    except OSError as e:
+        raise MnasError(f"cannot lock {out} ({e.strerror}): choose another --dir") from None
+    try:
+        return _train(space, task, out, steps, every, n_random, resume, progress)
+    finally:
+        lock.release()
+
+
+def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: int, n_random: int, resume: bool,
+           progress: Progress | None) -> SupernetRun:
+    path = out / CHECKPOINT
+    blob = None
+    if path.is_file():
+        if not resume:
+            have = read_checkpoint(path)
+            raise MnasError(f"{out} holds a supernet at step {have['step']} of {have['total_steps']}: add --resume "
+                            "to continue it, or choose another --dir")
+        blob = read_checkpoint(path)
+        check_space(blob, space)
+        if blob["total_steps"] != steps:
+            raise MnasError(f"{out} trains for {blob['total_steps']} steps, not {steps}: resume with "
+                            f"--steps {blob['total_steps']}")
+        recorded = TrainTask.model_validate({**blob["task"], **_runtime(task)})
+        changed = sorted(k for k, v in recorded.model_dump().items() if v != getattr(task, k))
+        if changed:
+            k = changed[0]
+            raise MnasError(f"{out} trains with {k} = {getattr(recorded, k)!r}, not {getattr(task, k)!r}: resume "
+                            "with the same settings, or train into another --dir")
+        task = recorded
+    elif resume:
+        raise MnasError(f"--resume: {out} holds no {CHECKPOINT}, so there is nothing to continue: run without "
+                        "--resume")
+    t0 = time.perf_counter()
+    device = resolve_device(task.device)
+    data = load_proxy_data(task, task.seed)
+    with torch_threads(task.threads):
+        torch.manual_seed(task.seed)
+        gen = torch.Generator().manual_seed(task.seed)
+        rng = random.Random(task.seed)
+        net = SuperNet(space, data.num_classes, data.in_chans, task.width_multiplier, task.dropout or 0.0)
+        if task.zero_init_head:
+            torch.nn.init.zeros_(net.classifier.weight)
+        net.to(device)
+        feed = make_feed(data, task, device, torch.contiguous_format, gen)
+        try:
+            bs = min(task.batch_size, feed.n_train)
+            steps_per_epoch = max(1, feed.n_train // bs)
+            opt = _undecayed_transforms(make_optimizer(net, task), net)
+            base_lrs = [g["lr"] for g in opt.param_groups]
+            warmup = round(task.warmup_epochs * steps_per_epoch)
+            decay_steps = max(1e-9, task.decay_epochs * steps_per_epoch)
+            state: dict[str, Any] = {"step": 0, "history": []}
+            if blob is not None:
+                if (blob["data"]["num_classes"], blob["data"]["in_chans"]) != (data.num_classes, data.in_chans):
+                    raise MnasError(f"{path} was trained on another dataset: choose another --dir")
+                net.load_state_dict(blob["model"])
+                opt.load_state_dict(blob["optimizer"])
+                ckpt.set_rng_state(blob["rng"], gen)
+                rng.setstate(_py_state(blob["rng"]["sampler"]))
+                state = {"step": blob["step"], "history": blob["history"]}
+                log.info("resuming %s at step %d of %d", out, state["step"], steps)
+            resumed_from, error = state["step"], None
+            meta = _meta(space, task, data, net, steps, every, n_random)
+            net.train()
+            while state["step"] < steps and error is None:
+                chunk_start, n = time.perf_counter(), min(every, steps - state["step"])
+                losses: list[tuple[float, float]] = []
+                for xb, yb in _batches(feed, bs, n, steps_per_epoch):
+                    f = lr_factor(state["step"], steps, warmup, task.schedule, task.decay_rate, decay_steps)
+                    for g, lr in zip(opt.param_groups, base_lrs):
+                        g["lr"] = lr * f
+                    loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing)
+                    if not (math.isfinite(loss) and math.isfinite(kd)):
+                        error = f"loss became {loss if not math.isfinite(loss) else kd} at step {state['step'] + 1}"
+                        break
+                    state["step"] += 1
+                    losses.append((loss, kd))
+                    if progress is not None:
+                        progress(state["step"], steps, loss, kd)
+                if error is None and losses:
+                    state["history"].append({"step": state["step"], "loss": sum(a for a, _ in losses) / len(losses),
+                                             "kd": sum(b for _, b in losses) / len(losses),
+                                             "seconds": time.perf_counter() - chunk_start})
+                    _write(path, {**meta, "step": state["step"], "history": state["history"],
+                                  "model": net.state_dict(), "optimizer": opt.state_dict(),
+                                  "rng": {**ckpt.rng_state(gen), "sampler": _py_list(rng.getstate())}})
+        finally:
+            feed.close()
+    return SupernetRun(out, "failed" if error else "ok", error, state["step"], steps, resumed_from,
+                       time.perf_counter() - t0, state["history"])
+
+
+def _batches(feed: Any, bs: int, n: int, steps_per_epoch: int) -> Any:
+    """``n`` batches, a new permutation at least every ``steps_per_epoch`` (an epoch holds no more)."""
+    while n > 0:
+        k = min(n, steps_per_epoch)
+        yield from feed.epoch(bs, k)
+        n -= k
+
+
+def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.optim.Optimizer:
+    """The kernel transforms start at the identity: weight decay would pull them towards 0, not back to it."""
+    ids = {id(p) for name, p in net.named_parameters() if ".transforms." in name}
+    if not ids:
+        return opt
+    moved = [p for g in opt.param_groups for p in g["params"] if id(p) in ids]
+    for g in opt.param_groups:
+        g["params"] = [p for p in g["params"] if id(p) not in ids]
+    free = next((g for g in opt.param_groups if g["weight_decay"] == 0.0), None)
+    if free is not None:
+        free["params"].extend(moved)
+    else:
+        opt.add_param_group({"params": moved, "weight_decay": 0.0})
+    return opt
+
+
+def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+                  rng: random.Random, n_random: int, label_smoothing: float,
+                  distill: float = DISTILL) -> tuple[float, float]:
+    """One optimizer step of the sandwich rule on the mean of the sub-networks' losses (their sum, with the
+    recipe's learning rate, diverged: docs/results/2026-12-06-supernet.md); returns (the largest's loss, the
+    students' mean distillation loss). A student's loss is ``distill`` x the cross-entropy to the largest's predictions + the rest x the
+    cross-entropy to the labels."""
+    opt.zero_grad(set_to_none=True)
+    teacher, *students = sandwich(net, rng, n_random)
+    logits = net(xb, teacher)
+    loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+    scale = 1.0 / (1 + len(students))  # the mean of the sub-networks' losses: the recipe's step size
+    (loss * scale).backward()
+    soft = logits.detach().softmax(1)
+    kd_sum = 0.0
+    for arch in students:
+        out = net(xb, arch)
+        kd = -(soft * F.log_softmax(out, 1)).sum(1).mean()
+        total = distill * kd
+        if distill < 1:
+            total = total + (1 - distill) * F.cross_entropy(out, yb, label_smoothing=label_smoothing)
+        (total * scale).backward()
+        kd_sum += float(kd.detach())
+    opt.step()
+    return float(loss.detach()), kd_sum / max(1, len(students))
+
+
+def _meta(space: MnasNetSpace, task: TrainTask, data: Any, net: SuperNet, steps: int, every: int,
+          n_random: int) -> dict[str, Any]:
+    mean, std = normalisation(data, task.normalize)
+    ident = space_identity(space)
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "mnas_version": __version__,
+            "space": {"name": ident["name"], "sha": ident["sha"], "spec": space.spec.model_dump(exclude_none=True)},
+            "task": task.model_dump(), "width_multiplier": net.width_multiplier, "dropout": net.dropout,
+            "data": {"name": data.name, "num_classes": int(data.num_classes), "in_chans": int(data.in_chans),
+                     "resolution": int(data.resolution), "classes": [str(c) for c in data.classes],
+                     "split": _plain(data.split),
+                     "mean": [float(x) for x in mean], "std": [float(x) for x in std]},
+            "total_steps": steps, "every": every, "n_random": n_random}
+
+
+def _plain(split: Any) -> dict[str, Any]:
+    if not isinstance(split, dict):
+        return {}
+    return {str(k): v for k, v in split.items() if v is None or isinstance(v, (int, float, str))}
+
+
+# what a resume may change: how the run computes, not what it learns
+_RUNTIME = ("threads", "workers", "device", "amp", "compile", "eval_batch_size", "cache", "max_bad_fraction")
+
+
+def _runtime(task: TrainTask) -> dict[str, Any]:
+    return {k: getattr(task, k) for k in _RUNTIME}
+
+
+def _py_list(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _py_state(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _write(path: Path, blob: dict[str, Any]) -> None:
+    try:
+        atomic_write(path, lambda f: torch.save(blob, f))
+    except OSError as e:
+        raise MnasError(f"cannot write {path} ({e.strerror or type(e).__name__}); the previous checkpoint is "
+                        "kept: free space, then continue with --resume") from None

@@ -1,0 +1,254 @@
+"""The weight-sharing supernet (issue 29): inheritance, BatchNorm recalibration, kill -9 and resume, the
+estimator in the real search loop, a supernet of another space refused. Tiny spaces on 8-px images."""
+
+from __future__ import annotations
+
+import os
+import dataclasses
+import math
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnas import MnasError
+from mnas.space import load_space
+from mnas.supernet import SuperNet
+from mnas.supernet.evaluate import SupernetEstimator, SupernetEvaluator, extracted_checkpoint, recalibrate
+from mnas.supernet.net import decisions_covered
+from mnas.supernet.training import read_checkpoint, train_supernet
+from mnas.store import Store
+from mnas.testing import run_cli, tiny, wait_for, write_config
+from mnas.train import TrainTask, load_proxy_data
+from mnas.train import checkpoint as ckpt
+
+# Every choice of the paper's space on two small blocks: 4 ops x 2 kernels x 2 SE x 3 skips x 3 widths x 3
+# layer counts, a stride-2 block whose first layer changes width (the pooling skip's projection).
+TINY_SPACE = """\
+name: tiny-supernet
+stem: 8
+stem_stride: 1
+head: 32
+choices:
+  op: [conv, ds, mb3, mb6]
+  kernel: [3, 5]
+  se: [0, 0.25]
+  skip: [pool, identity, none]
+  width: [0.75, 1.0, 1.25]
+  layers: [-1, 0, 1]
+blocks:
+  - {width_base: 16, layers_base: 1, stride: 1, layers: [0, 1]}
+  - {width_base: 24, layers_base: 2, stride: 2}
+"""
+TASK = dict(resolution=8, width_multiplier=1.0, batch_size=16, train_limit=64, holdout=64)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> str:
+    """A dataset spec: 160 RGB 8-px images of 4 classes (each class its own colour, plus noise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(160) % 4
+    x = rng.integers(0, 96, (160, 8, 8, 3)) + (np.eye(4, 3)[y] * 128)[:, None, None, :]
+    p = tmp_path_factory.mktemp("images") / "tiny.npz"
+    np.savez(p, x=x.astype(np.uint8), y=y)
+    return f"npz:{p}"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as training runs: two threads on a busy machine made these tests 50x slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def space_file(tmp: Path, text: str = TINY_SPACE) -> Path:
+    p = tmp / "space.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, images) -> tuple[Path, Path]:
+    """(space file, supernet folder): a tiny supernet trained for 5 steps (one checkpoint), once per module."""
+    tmp = tmp_path_factory.mktemp("supernet")
+    space = space_file(tmp)
+    r = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp / "sn", steps=5, every=5)
+    assert r.status == "ok" and r.steps == 5
+    return space, tmp / "sn"
+
+
+def covering_archs(net: SuperNet, seed: int = 0, limit: int = 200) -> list:
+    """The largest, the smallest and random architectures until every option of every decision is used."""
+    space, rng = net.space, random.Random(seed)
+    archs = [net.pick("largest"), net.pick("smallest")]
+    want = {(d.name, i) for d in space.decisions for i in range(len(d))}
+    while decisions_covered(archs, space) != want and len(archs) < limit:
+        archs.append(net.sample(rng))
+    assert decisions_covered(archs, space) == want
+    return archs
+
+
+def test_extracted_model_equals_the_supernet_sub_network(tmp_path):
+    torch.manual_seed(0)
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, in_chans=3, width_multiplier=1.0)
+    with torch.no_grad():  # statistics and kernel transforms away from their initial values: slicing shows
+        for name, t in list(net.named_parameters()) + list(net.named_buffers()):
+            if "running_var" in name:
+                t.uniform_(0.5, 2.0)
+            elif "running_mean" in name or "transforms" in name or name.endswith("bn.bias"):
+                t.add_(torch.randn_like(t) * 0.1)
+    net.eval()
+    x = torch.randn(3, 3, 12, 12)
+    archs = covering_archs(net)
+    for arch in archs:
+        model = net.extract(arch).eval()
+        assert type(model).__name__ == "MnasNet" and model.arch == arch.canonical
+        torch.testing.assert_close(model(x), net(x, arch), rtol=1e-5, atol=1e-5, msg=arch.canonical)
+    # the ops differ: the same architecture with another op computes something else
+    a, b = archs[0], archs[1]
+    assert not torch.allclose(net(x, a), net(x, b))
+
+
+def test_sub_networks_share_the_largest_weights(tmp_path):
+    """Smaller kernels start at the centre of the largest (identity transform); widths are first slices."""
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5)
+    big, small = net.pick("largest"), net.pick("smallest")
+    sb, ss = net.state_for(big), net.state_for(small)
+    # block 2's first layer is an MBConv in the largest, a depthwise-separable in the smallest: separate weights
+    assert big.blocks[1].op == "ir" and small.blocks[1].op == "ds"
+    key = "blocks.2.ops.1.0.weight"  # the largest's block-2 depthwise conv (after the expansion)
+    w5 = sb[key]
+    assert w5.shape[-1] == 5 and ss["blocks.1.ops.0.0.weight"].shape[-1] == 3  # the smallest's 3x3 depthwise
+    mb3 = dataclasses.replace(big.blocks[1], kernel=3, expansion=3)
+    arch3 = dataclasses.replace(big, blocks=(big.blocks[0], mb3))
+    w3 = net.state_for(arch3)[key]
+    mid3 = mb3.in_ch * 3
+    torch.testing.assert_close(w3, w5[:mid3, :, 1:4, 1:4])
+
+
+def test_a_checkpoint_interval_longer_than_an_epoch_trains(trained):
+    """64 images in batches of 16 are 4 steps an epoch; 5 steps between checkpoints took empty batches: NaN."""
+    blob = read_checkpoint(trained[1])
+    assert blob["step"] == 5 and [h["step"] for h in blob["history"]] == [5]
+    assert all(math.isfinite(h["loss"]) and math.isfinite(h["kd"]) for h in blob["history"])
+
+
+def test_recalibration_changes_only_batchnorm_statistics(trained):
+    space, folder = trained
+    ev = SupernetEvaluator(folder, calibration_batches=2)
+    arch = ev.net.pick("smallest")
+    before = {k: v.clone() for k, v in ev.net.extract(arch).state_dict().items()}
+    model = ev.net.extract(arch)
+    recalibrate(model, ev.calibration)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    stats = {k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert changed and changed <= stats
+    assert {k for k in changed if k.endswith("running_mean")}  # the statistics did move
+    assert all(m.momentum == 0.01 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not model.training
+    r = ev.evaluate(arch)
+    assert 0.0 <= r["top1"] <= 1.0 and r["source"].startswith("supernet:") and r["val_images"] == 64
+
+
+def test_extracted_checkpoint_is_a_standalone_training_checkpoint(trained, tmp_path):
+    space, folder = trained
+    ev = SupernetEvaluator(folder, calibration_batches=2)
+    arch = ev.net.sample(random.Random(3))
+    out = tmp_path / "sub.pt"
+    ckpt.write(out, extracted_checkpoint(ev, arch))
+    model = ckpt.load_model(ckpt.read(out))  # the trainer's and the exporter's reader
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(model(x), ev.model(arch)(x))
+
+
+def test_extracted_checkpoint_fine_tunes_with_init(trained, images, tmp_path):
+    space, folder = trained
+    arch = SuperNet(load_space(str(space)), 4).sample(random.Random(5)).canonical
+    out = tmp_path / "sub.pt"
+    r = run_cli("supernet", "extract", arch, folder, "--out", out)
+    assert r.code == 0, r.stderr
+    blob = ckpt.read(out)
+    cfg = TrainTask(**TASK, dataset=images, init=str(out))
+    from mnas.space import Architecture
+    from mnas.train.trainer import build_run
+
+    run = build_run(Architecture.parse(arch), load_proxy_data(cfg, 0), cfg, torch.device("cpu"))
+    assert all(torch.equal(v, blob["model"][k]) for k, v in run.model.state_dict().items())
+    common = ["-w", "1", "--init", out, "-d", images, "--resolution", "8", "--epochs", "0.25", "--holdout", "64"]
+    assert run_cli("train", arch, *common).code == 0
+    r = run_cli("train", "mnasnet-a1", *common)
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--init" in r.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path, images):
+    space = space_file(tmp_path)
+    folder = tmp_path / "sn"
+    args = ["supernet", "train", space, "--dir", folder, "--steps", "4", "--every", "1", "-d", images,
+            "--resolution", "8", "-w", "1", "--batch-size", "16", "--train-limit", "64", "--holdout", "64"]
+    proc = subprocess.Popen([sys.executable, "-m", "mnas", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ck = folder / "supernet.pt"
+    try:
+        wait_for(lambda: ck.is_file() and read_checkpoint(ck)["step"] >= 2 or proc.poll() is not None)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    lines = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("supernet step")]
+    last_logged = int(lines[-1].split()[2].split("/")[0])
+    kept = read_checkpoint(ck)["step"]
+    assert 2 <= kept < 4 and kept >= last_logged - 1  # a kill loses at most one interval (1 step here)
+    again = run_cli(*args)
+    assert again.code == 2 and "add --resume" in again.stderr  # no silent restart over the checkpoint
+    r = run_cli(*args, "--resume", "--json")
+    assert r.code == 0, r.stderr
+    assert f'"resumed_from": {kept}' in r.stdout and '"steps": 4' in r.stdout
+    # the resumed run is the uninterrupted one: the same weights as a run that was never killed
+    ref = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "ref", 4, 1)
+    assert ref.status == "ok"
+    a, b = read_checkpoint(ck)["model"], read_checkpoint(tmp_path / "ref")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_supernet_of_another_space_is_refused_in_one_line(trained, tmp_path):
+    space, folder = trained
+    est = SupernetEstimator(str(folder))
+    est.check(load_space(str(space)))  # its own space passes
+    with pytest.raises(MnasError) as e:
+        est.check(load_space("mnasnet-cifar"))
+    assert "tiny-supernet" in str(e.value) and "mnasnet-cifar" in str(e.value) and "\n" not in str(e.value)
+    # resuming it over another space: refused by the CLI in one line, exit 2
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_SPACE.replace("kernel: [3, 5]", "kernel: [3, 7]"))
+    r = run_cli("supernet", "train", other, "--dir", folder, "--steps", "2", "--resume")
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "was trained over space" in r.stderr
+    # an architecture of another space: one line naming the decision
+    r = run_cli("supernet", "eval", folder, "mnasnet-a1")
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tmp_path):
+    space, folder = trained
+    cfg = tiny(**{"trials": 2, "space": str(space), "proxy.estimator": f"supernet:{folder}",
+                  "latency.resolution": 8, "proxy.dataset": images, "proxy.resolution": 8})
+    out = tmp_path / "search"
+    r = run_cli("search", out, "--config", write_config(tmp_path, cfg), "--json")
+    assert r.code == 0, r.stderr
+    with Store(out, readonly=True) as store:
+        trials = store.trials()
+    done = [t for t in trials if t.status.value == "completed"]
+    assert len(done) == 2
+    for t in done:
+        assert t.train["source"] == f"supernet:{folder}" and t.train["steps"] == 0
+        assert 0.0 <= t.accuracy <= 1.0
