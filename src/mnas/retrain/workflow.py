@@ -159,11 +159,16 @@ def recipe_config(store: Store, recipe: str, dataset: str | None, cache: str | N
     return TrainTask(**{"recipe": recipe, "seed": exp.seed, **overrides, "dataset": spec, "cache": cache})
 
 
+# fields added after trainings were recorded: left out of the digest while unset, so those are found again
+LATER_FIELDS = ("estimator", "init")
+
+
 def recipe_digest(cfg: TrainTask) -> str:
     """What makes two trainings the same training: the recipe and the data, not threads or devices."""
     # the recipe's name is hashed under its old key "preset", so that the trainings recorded before the
     # rename are recognised as the same and resume instead of starting again
-    learned = {("preset" if k == "recipe" else k): v for k, v in cfg.model_dump().items() if k not in RUNTIME_FIELDS}
+    learned = {("preset" if k == "recipe" else k): v for k, v in cfg.model_dump().items() if k not in RUNTIME_FIELDS
+               and not (k in LATER_FIELDS and v is None)}
     return hashlib.sha1(json.dumps(learned, sort_keys=True).encode()).hexdigest()[:10]
 
 
