@@ -46,13 +46,41 @@ class LiteRtBackend(LocalBackend):
         inputs = interp.get_input_details()
         if len(inputs) != 1:
             raise MnasError(f"the model must have exactly one input, it has {len(inputs)}")
-        index = inputs[0]["index"]
+        index, in_dtype = inputs[0]["index"], inputs[0]["dtype"]
         shape = static_shape(list(inputs[0]["shape"]), "litert")
-        out_index = interp.get_output_details()[0]["index"]
+        output = interp.get_output_details()[0]
+        out_index = output["index"]
+        # a full-integer (int8) file takes and gives integers: a float input is quantised with the file's own
+        # scale and zero point, the output dequantised, so callers feed and read floats either way
+        q_in = _quantisation(inputs[0])
+        q_out = _quantisation(output)
+        last: list = [None, None]  # the timing loop feeds one array again and again: quantise it once
 
         def infer(x: Any) -> Any:
+            if q_in is not None and x.dtype != in_dtype:
+                if last[0] is not x:
+                    last[:] = [x, _quantise(x, *q_in, in_dtype)]
+                x = last[1]
             interp.set_tensor(index, x)
             interp.invoke()
-            return interp.get_tensor(out_index)
+            y = interp.get_tensor(out_index)
+            return y if q_out is None else (y.astype("float32") - q_out[1]) * q_out[0]
 
         return infer, shape
+
+
+def _quantisation(detail: dict) -> tuple[float, int] | None:
+    """(scale, zero point) of an integer tensor, None for a float one."""
+    import numpy as np
+
+    if np.issubdtype(detail["dtype"], np.floating):
+        return None
+    scale, zero = detail.get("quantization") or (0.0, 0)
+    return (float(scale), int(zero)) if scale else None
+
+
+def _quantise(x: Any, scale: float, zero: int, dtype: Any) -> Any:
+    import numpy as np
+
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x, np.float32) / scale) + zero, info.min, info.max).astype(dtype)

@@ -83,7 +83,11 @@ class LocalBackend:
         return {}
 
 
-def static_shape(dims: list, what: str) -> tuple[int, ...]:
+def static_shape(dims: list, what: str, batch: int | None = None) -> tuple[int, ...]:
+    """The model's input shape as integers; with ``batch``, a free batch dimension (a ``--dynamic-batch``
+    file) takes that value."""
+    if batch is not None and dims and not (isinstance(dims[0], int) and dims[0] > 0):
+        dims = [batch, *dims[1:]]
     try:
         shape = tuple(int(d) for d in dims)
     except (TypeError, ValueError):

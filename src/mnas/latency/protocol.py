@@ -213,7 +213,9 @@ def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ..
         threads=settings.threads, backend=backend, runtime_version=runtime_version, device=device,
         time=now_iso(), input_shape=tuple(int(x) for x in input_shape), arch=arch, rounds=settings.rounds,
         round_medians_ms=[round(x, 6) for x in t.round_medians_ms], sample_cv=t.sample_cv,
-        remeasures=t.remeasures, extra={"clock": settings.clock, **(extra or {})})
+        remeasures=t.remeasures, extra={"clock": settings.clock,
+                                        **({"quantize": settings.quantize} if settings.quantize != "none" else {}),
+                                        **(extra or {})})
 
 
 def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
@@ -231,8 +233,10 @@ def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
 
 def model_file(model: nn.Module | Architecture, fmt: str, input_shape: tuple[int, ...],
                settings: LatencySettings) -> bytes:
-    """The timing model exported as a ``fmt`` file (``mnas.model.export.export``)."""
+    """The timing model exported as a ``fmt`` file (``mnas.model.export.export``), int8 when
+    ``settings.quantize`` says so (calibrated on noise: the timing depends on the kernels, not the ranges)."""
     from mnas.model.export import export
 
+    quantize = None if settings.quantize == "none" else settings.quantize
     with torch_threads(settings.threads):
-        return export(timing_model(model, input_shape, settings), fmt, input_shape)
+        return export(timing_model(model, input_shape, settings), fmt, input_shape, quantize=quantize)

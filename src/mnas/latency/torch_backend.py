@@ -22,6 +22,9 @@ class TorchBackend(LocalBackend):
     def runner(self, model, input_shape, settings: LatencySettings) -> Infer:
         import torch
 
+        if settings.quantize != "none":
+            raise MnasError(f"the torch backend times float32 eager PyTorch, not quantize: {settings.quantize}: "
+                            "time int8 with the onnxruntime, litert, openvino or remote backend")
         prepared = timing_model(model, input_shape, settings)
 
         def infer(x: Any) -> Any:
