@@ -100,8 +100,10 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT"
         _print(console, ranked, res, d)
     if not res.parity_ok:
         p = res.parity
-        _console_err().print(f"[red]the {res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
-                             f"points (more than {p['max_diff_points']:g})[/]")
+        kind = f"{res.quantize} " if res.quantize else ""
+        _console_err().print(f"[red]the {kind}{res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
+                             f"points (more than {p['max_diff_points']:g})[/]"
+                             + ("; it is written: judge the gap, or ship the float32 file" if res.quantize else ""))
         raise typer.Exit(1)
 
 

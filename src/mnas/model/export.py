@@ -20,7 +20,7 @@ from torch import nn
 
 from mnas import MnasError
 from mnas.model.builder import build
-from mnas.model.quantize import calibration_batches, check_quantize, quantize_onnx, quantize_pt2e
+from mnas.model.quantize import calibration_batches, check_quantize, quantize_onnx, quantize_tflite
 from mnas.space.arch import Architecture
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,10 @@ def _tflite(model: nn.Module, example: tuple[torch.Tensor, ...], quantize: str |
     wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
     nhwc = (torch.zeros(nchw[0], *nchw[2:], nchw[1]),)
     with _quiet():
+        data = bytes(litert_torch.convert(wrapped, nhwc).model_content())
         if quantize:
-            qmodel, config = quantize_pt2e(wrapped, nhwc, calibration_batches(calibration, nchw))
-            return bytes(litert_torch.convert(qmodel, nhwc, quant_config=config).model_content())
-        return bytes(litert_torch.convert(wrapped, nhwc).model_content())
+            data = quantize_tflite(data, calibration_batches(calibration, nchw))
+    return data
 
 
 @contextlib.contextmanager

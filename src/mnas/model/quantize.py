@@ -6,9 +6,11 @@ them, standard-normal noise otherwise, which is enough for timing but not for ac
   that onnxruntime fuses into integer kernels), uint8 activations and int8 weights, per-channel weight scales
   (depthwise convolutions have channels whose ranges differ by orders of magnitude: one scale per tensor
   rounds the small ones to zero), MinMax calibration.
-- TFLite: PyTorch's PT2E quantisation with litert-torch's quantizer (symmetric int8, per-channel weights),
-  converted full-integer: the file's input and output tensors are int8 too, with their scale and zero point
-  in the file (``mnas.latency.litert_backend`` quantises a float input with them).
+- TFLite: the converted float32 file quantised by ai-edge-quantizer (``static_wi8_ai8``: int8 weights per
+  channel, int8 activations, MinMax calibration), full-integer: the file's input and output tensors are int8
+  too, with their scale and zero point in the file (``mnas.latency.litert_backend`` quantises a float input
+  with them). PyTorch's PT2E path through litert-torch was measured 6 points further from float32 on a
+  trained digits model (docs/results/2026-12-06-int8-export.md), so it is not used.
 """
 
 from __future__ import annotations
@@ -79,18 +81,22 @@ def quantize_onnx(data: bytes, batches: list[np.ndarray], input_name: str) -> by
     return proto.SerializeToString()
 
 
-def quantize_pt2e(model, example: tuple, batches: list[np.ndarray]):
-    """``model`` (taking NHWC input, as ``example``) -> (the PT2E-quantised module, its QuantConfig) for
-    litert-torch's converter; calibrated on ``batches`` (NCHW, transposed here)."""
-    import torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import quantize_pt2e as pt2e
-
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    graph = torch.export.export(model, example).module()
-    prepared = pt2e.prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for x in batches:
-            prepared(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1))))
-    return pt2e.convert_pt2e(prepared, fold_quantize=False), quant_config.QuantConfig(pt2e_quantizer=quantizer)
+def quantize_tflite(data: bytes, batches: list[np.ndarray]) -> bytes:
+    """The float32 .tflite file ``data`` (NHWC input) quantised full-integer by ai-edge-quantizer's
+    ``static_wi8_ai8`` recipe (int8 weights per channel, int8 activations, MinMax ranges calibrated on
+    ``batches``, NCHW, transposed here); the input and output tensors become int8."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise MnasError("--quantize int8 for tflite needs ai-edge-quantizer and ai-edge-litert: "
+                        "pip install 'mnas[litert]'") from None
+    signatures = Interpreter(model_content=data).get_signature_list()
+    (name, sig), = signatures.items()
+    (input_name,) = sig["inputs"]
+    qt = quantizer.Quantizer(bytearray(data))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    samples = [{input_name: np.ascontiguousarray(x[i:i + 1].transpose(0, 2, 3, 1))}
+               for x in batches for i in range(len(x))]
+    calibrated = qt.calibrate({name: samples}, num_threads=1)
+    return bytes(qt.quantize(calibrated, enable_progress_report=False).quantized_model)
