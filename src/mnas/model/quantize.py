@@ -59,6 +59,7 @@ def quantize_onnx(data: bytes, batches: list[np.ndarray], input_name: str) -> by
     its metadata_props are kept."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -73,6 +74,8 @@ def quantize_onnx(data: bytes, batches: list[np.ndarray], input_name: str) -> by
         fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         with open(fp32, "wb") as f:
             f.write(data)
+        # shape inference and graph optimisation first, as onnxruntime's quantisation guide asks
+        quant_pre_process(fp32, fp32)
         quantize_static(fp32, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         proto = onnx.load(int8)
