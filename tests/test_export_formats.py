@@ -48,7 +48,7 @@ def _run_file(fmt, path, x):
         from ai_edge_litert.interpreter import Interpreter
         it = Interpreter(model_path=str(path))
         it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))  # NHWC
         it.invoke()
         return it.get_tensor(it.get_output_details()[0]["index"])
     with torch.inference_mode():
@@ -61,7 +61,7 @@ def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tm
     out = tmp_path / f"best.{fmt}"
     # re-timing is exercised for pytorch (torch eager) above and for onnx through the CLI below
     same, res = export_trial(run, 1, fmt, out, measure=False)
-    assert same.trial.id == ranked.trial.id and res.input_shape == (1, 3, 32, 32)
+    assert same.trial.id == ranked.trial.id and res.input_shape == ((1, 32, 32, 3) if fmt == "tflite" else (1, 3, 32, 32))
     got = _run_file(fmt, out, x)
     assert got.shape == y.shape
     np.testing.assert_allclose(got, y, rtol=1e-3, atol=1e-3 * float(np.abs(y).max()))

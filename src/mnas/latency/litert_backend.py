@@ -25,6 +25,11 @@ class LiteRtBackend(LocalBackend):
         except PackageNotFoundError:
             return ""
 
+    def identity(self, settings: LatencySettings) -> dict[str, Any]:
+        # models are converted with NHWC input now (no transpose in front): results timed on the NCHW
+        # files converted before are not reused
+        return {**super().identity(settings), "input_layout": "NHWC"}
+
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         try:
             from ai_edge_litert.interpreter import Interpreter

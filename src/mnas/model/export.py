@@ -129,11 +129,13 @@ def _tflite(model: nn.Module, example: tuple[torch.Tensor, ...], quantize: str |
         raise MnasError(f"exporting .tflite needs litert-torch: {_LITERT_INSTALL}") from None
     log.debug("converting to .tflite (litert-torch)")
     nchw = tuple(example[0].shape)
-    # NHWC in, as a phone's camera pipeline and every TFLite model zoo feed it (no transpose in front)
-    wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
-    nhwc = (torch.zeros(nchw[0], *nchw[2:], nchw[1]),)
+    if len(nchw) == 4:  # an image: NHWC in, as a phone's camera pipeline and TFLite model zoos feed it
+        model = litert_torch.to_channel_last_io(model, args=[0]).eval()
+        example = (torch.zeros(nchw[0], *nchw[2:], nchw[1]),)
+    elif quantize:
+        raise MnasError(f"int8 .tflite export takes an image input (N, C, H, W), not {nchw}")
     with _quiet():
-        data = bytes(litert_torch.convert(wrapped, nhwc).model_content())
+        data = bytes(litert_torch.convert(model, example).model_content())
         if quantize:
             data = quantize_tflite(data, calibration_batches(calibration, nchw))
     return data
