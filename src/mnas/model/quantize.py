@@ -4,8 +4,8 @@ them, standard-normal noise otherwise, which is enough for timing but not for ac
 
 - ONNX: onnxruntime.quantization's ``quantize_static`` in QDQ format (QuantizeLinear/DequantizeLinear pairs
   that onnxruntime fuses into integer kernels), uint8 activations and int8 weights, per-channel weight scales
-  (depthwise convolutions have channels whose ranges differ by orders of magnitude: one scale per tensor
-  rounds the small ones to zero), MinMax calibration.
+  (the usual choice for depthwise convolutions, whose channels' ranges can differ by orders of magnitude),
+  MinMax calibration.
 - TFLite: the converted float32 file quantised by ai-edge-quantizer (``static_wi8_ai8``: int8 weights per
   channel, int8 activations, MinMax calibration), full-integer: the file's input and output tensors are int8
   too, with their scale and zero point in the file (``mnas.latency.litert_backend`` quantises a float input
