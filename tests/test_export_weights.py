@@ -79,7 +79,8 @@ def test_trained_file_scores_pytorchs_top1_in_its_own_runtime(fmt, trained, tmp_
     assert abs(p["diff_points"]) <= 0.1 and p["file_top1"] > 0.5 and p["pytorch_top1"] > 0.5
     assert p["pytorch_top1"] == pytest.approx(ckpt.read(trained)["best_top1"])  # training's own evaluation
     assert d["weights_source"] == "checkpoint" and d["checkpoint"] == str(trained / "best.pt")
-    assert d["input_shape"] == [1, 1, 16, 16] and d["num_classes"] == 10 and out.exists()
+    assert d["input_shape"] == ([1, 16, 16, 1] if fmt == "tflite" else [1, 1, 16, 16])  # LiteRT takes NHWC
+    assert d["num_classes"] == 10 and out.exists()
     assert d["metadata"]["mnas_arch"] == TINY.canonical
     assert json.loads((tmp_path / f"m.{fmt}.json").read_text())["verified"] == p
 

@@ -369,7 +369,8 @@ def _interleaved(be, files: list[bytes], settings: LatencySettings) -> list[Late
     inputs = [random_input(shape) for _, shape in runners]
     timings = time_interleaved([lambda i=i: runners[i][0](inputs[i]) for i in range(len(files))], settings)
     return [make_result(t, settings, shape, be.name, be.runtime_version(), fingerprint(), None,
-                        {**be.extra(), "interleaved": len(files)}) for t, (_, shape) in zip(timings, runners)]
+                        {**be.extra(), "interleaved": len(files)}, settings.resolution)
+            for t, (_, shape) in zip(timings, runners)]
 
 
 def export_arch(arch_text: str, fmt: str, out: str | Path, settings: LatencySettings,

@@ -18,6 +18,7 @@ _INSTALL = "pip install 'mnas[litert]'  (litert-torch to convert, ai-edge-litert
 class LiteRtBackend(LocalBackend):
     name = "litert"
     model_format = "tflite"
+    input_layout = "NHWC"
 
     def runtime_version(self) -> str:
         try:
@@ -28,7 +29,7 @@ class LiteRtBackend(LocalBackend):
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
         # models are converted with NHWC input now (no transpose in front): results timed on the NCHW
         # files converted before are not reused
-        return {**super().identity(settings), "input_layout": "NHWC"}
+        return {**super().identity(settings), "input_layout": self.input_layout}
 
     def load(self, data: bytes, settings: LatencySettings) -> tuple[Infer, tuple[int, ...]]:
         try:

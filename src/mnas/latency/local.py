@@ -32,6 +32,7 @@ class LocalBackend:
 
     name = "local"
     model_format: str | None = "onnx"
+    input_layout = "NCHW"  # of the files ``load`` runs: where the resolution sits in their input shape
     max_tensor_bytes: int | None = None
 
     def __init__(self, arg: str = "") -> None:
@@ -76,8 +77,9 @@ class LocalBackend:
                     arch: str | None = None, extra: dict | None = None) -> LatencyResult:
         x = random_input(input_shape)
         timing = time_calls(lambda: infer(x), settings)
+        resolution = int(input_shape[1]) if self.input_layout == "NHWC" and len(input_shape) == 4 else None
         return make_result(timing, settings, input_shape, self.name, self.runtime_version(), fingerprint(),
-                           arch, {**self.extra(), **(extra or {})})
+                           arch, {**self.extra(), **(extra or {})}, resolution)
 
     def extra(self) -> dict[str, Any]:
         return {}
