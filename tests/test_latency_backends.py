@@ -30,14 +30,14 @@ def small_model() -> torch.nn.Module:
     return model.eval()
 
 
-def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE) -> None:
+def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE, nhwc: bool = False) -> None:
     assert r.backend == backend and r.runtime_version
     assert all(math.isfinite(x) for x in (r.median_ms, r.mean_ms, r.p10_ms, r.p90_ms, r.std_ms, r.cv))
     # a 68M-MAC net at 32 px (~1.4M MACs) takes well under a second and more than a microsecond
     assert 0.001 < r.median_ms < 1000
     assert r.p10_ms <= r.median_ms <= r.p90_ms
     assert r.runs == 6 and r.rounds == 2 and len(r.round_medians_ms) == 2
-    assert r.batch == shape[0] and r.resolution == shape[-1] and r.threads == 1 and r.input_shape == shape
+    assert r.batch == shape[0] and r.resolution == shape[2 if nhwc else -1] and r.threads == 1 and r.input_shape == shape
     assert {"cpu", "cores", "os", "id"} <= r.device.keys()
     assert LatencyResult.from_dict(r.to_dict()) == r
 
@@ -56,7 +56,7 @@ def test_file_backends_agree_with_pytorch_and_time_sanely(name, small_model):
     got = infer(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-4)
     r = be.measure_file(data, FAST)
-    check_result(r, name)
+    check_result(r, name, shape, nhwc)
     if name == "openvino":  # bf16 would be a different network; f32 must really be in force
         assert "f32" in r.extra["inference_precision"] or "float32" in r.extra["inference_precision"]
 

@@ -101,8 +101,8 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT"
     if not res.parity_ok:
         p = res.parity
         kind = f"{res.quantize} " if res.quantize else ""
-        _console_err().print(f"[red]the {kind}{res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
-                             f"points (more than {p['max_diff_points']:g})[/]"
+        _console_err().print(f"[red]the {kind}{res.format} file's top-1 differs from PyTorch's by "
+                             f"{p['diff_points']:+.2f} points (more than {p['max_diff_points']:g})[/]"
                              + ("; it is written: judge the gap, or ship the float32 file" if res.quantize else ""))
         raise typer.Exit(1)
 
@@ -140,7 +140,8 @@ def _print(console, ranked, res, d) -> None:
         m, f = res.measured, res.measured_fp32
         console.print(f"latency: {res.quantize} {m.median_ms:.3f} ms, float32 {f.median_ms:.3f} ms "
                       f"({f.median_ms / m.median_ms:.2f}x; median, {res.runtime} {m.runtime_version}, "
-                      f"{m.runs} runs each{', rounds interleaved' if m.extra.get('interleaved') else ''}, cv {m.cv:.3f} / {f.cv:.3f})")
+                      f"{m.runs} runs each{', rounds interleaved' if m.extra.get('interleaved') else ''}, "
+                      f"cv {m.cv:.3f} / {f.cv:.3f})")
     if res.measured and not res.measured_fp32:
         m = res.measured
         searched = d.get("search_backend")

@@ -34,7 +34,8 @@ def check_quantize(quantize: str | None, fmt: str) -> str | None:
         return None
     q = quantize.lower()
     if q not in QUANTIZE:
-        raise MnasError(f"unknown --quantize {quantize!r}: choose {' or '.join(QUANTIZE)} (or leave it out for float32)")
+        raise MnasError(f"unknown --quantize {quantize!r}: choose {' or '.join(QUANTIZE)} "
+                        "(or leave it out for float32)")
     if fmt not in QUANTIZABLE_FORMATS:
         raise MnasError(f"--quantize {q} writes {' or '.join(QUANTIZABLE_FORMATS)} files, not {fmt}: give "
                         "--format onnx or --format tflite, or leave --quantize out")
