@@ -118,8 +118,11 @@ def _print(console, ranked, res, d) -> None:
         console.print(f"rank {ranked.rank}: trial {t.id}, accuracy {_num(t.accuracy, '.4f')} (proxy), "
                       f"reward {_num(t.reward, '.4f')}")
     console.print(f"architecture: {res.arch}")
-    console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "
-                  f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes; metadata in {res.sidecar}")
+    dims = ["N" if res.metadata.get("batch") == "dynamic" else str(res.input_shape[0]), *map(str, res.input_shape[1:])]
+    layout = res.metadata.get("input_layout", "NCHW")
+    console.print(f"wrote {res.path} ({res.format}{', ' + res.quantize if res.quantize else ''}, "
+                  f"{res.path.stat().st_size / 1e6:.2f} MB), input {'x'.join(dims)} ({layout}), {res.num_classes} "
+                  f"classes; metadata in {res.sidecar}")
     console.print(f"weights: {res.weights}")
     rel = res.max_abs_diff / max(res.output_scale, 1e-12)
     if res.quantize:
