@@ -258,11 +258,7 @@ def test_tflite_takes_nhwc_carries_its_labels_and_quantises_to_full_integer(trai
     from mnas.deploy.export import TFLITE_LABELS, tflite_metadata
 
     out = tmp_path / "q.tflite"
-    p = mnas("export", "--weights", trained, "--format", "tflite", "--quantize", "int8", "--out", out, "--no-measure",
-             "--json", check=False)
-    d = json.loads(p.stdout)
-    # a gap over the int8 tolerance (1 point) exits 1 with the file written and the gap said
-    assert p.returncode == (1 if abs(d["parity"]["diff_points"]) > 1.0 else 0), p.stderr
+    d = export_json("--weights", trained, "--format", "tflite", "--quantize", "int8", "--out", out, "--no-measure")
     (out.parent / f"{out.name}.json").unlink()  # what the file alone says
     data = out.read_bytes()
     inp = Interpreter(model_content=data).get_input_details()[0]
@@ -272,8 +268,9 @@ def test_tflite_takes_nhwc_carries_its_labels_and_quantises_to_full_integer(trai
     meta = json.loads(entries["mnas"])
     assert meta["input_layout"] == "NHWC" and meta["classes"] == [str(i) for i in range(10)]
     assert meta["quantize"] == "int8" and d["input_shape"] == [1, 16, 16, 1]
-    # verified in LiteRT, the float input quantised with the file's scale: int8 stays near float32 (measured -2)
-    assert d["parity"]["runtime"] == "litert" and abs(d["parity"]["diff_points"]) <= 4.0, d["parity"]
+    # verified in LiteRT, the float input quantised with the file's scale: within a point of float32 (measured
+    # +0.3; -2.0 when the ranges were a moving average of each image's, -8.4 through PT2E)
+    assert d["parity"]["runtime"] == "litert" and abs(d["parity"]["diff_points"]) <= 1.0, d["parity"]
 
 
 def test_metadata_names_no_directory(trained, tmp_path):
