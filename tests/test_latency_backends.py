@@ -180,3 +180,19 @@ def test_a_plugin_backend_registers_by_entry_point_and_runs_in_the_cli(tmp_path)
     out = json.loads(p.stdout)
     assert out["median_ms"] == 12.345 and out["backend"] == "toy" and out["extra"] == {"arg": "knob"}
     assert out["arch"] == zoo.get("mnasnet-a1").canonical and not out["cached"]
+
+
+def test_litert_runner_takes_nchw_and_feeds_the_file_nhwc(monkeypatch):
+    """Every caller of ``runner`` (measure, a search's side-by-side rounds, a table build) feeds NCHW; a .tflite
+    file takes NHWC. The array is transposed once, not on every timed call."""
+    from mnas.latency.litert_backend import LiteRtBackend
+    from mnas.latency.local import LocalBackend
+
+    fed = []
+    monkeypatch.setattr(LocalBackend, "runner", lambda self, model, shape, settings: lambda x: fed.append(x) or x)
+    run = LiteRtBackend().runner(None, (1, 3, 8, 6), FAST)
+    x = np.arange(144, dtype=np.float32).reshape(1, 3, 8, 6)
+    run(x)
+    run(x)
+    assert [a.shape for a in fed] == [(1, 8, 6, 3)] * 2 and fed[0] is fed[1]
+    np.testing.assert_array_equal(fed[0], x.transpose(0, 2, 3, 1))

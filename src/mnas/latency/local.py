@@ -32,7 +32,7 @@ class LocalBackend:
 
     name = "local"
     model_format: str | None = "onnx"
-    input_layout = "NCHW"  # of the files ``load`` runs: where the resolution sits in their input shape
+    input_layout = "NCHW"  # of the files ``load`` runs (``runner`` always takes NCHW, as PyTorch does)
     max_tensor_bytes: int | None = None
 
     def __init__(self, arg: str = "") -> None:
@@ -71,13 +71,14 @@ class LocalBackend:
     def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         """Time a model file (the device agent's path); its input shape comes from the file."""
         infer, shape = self.load(data, settings)
-        return self.time_runner(infer, shape, settings)
+        nhwc = self.input_layout == "NHWC" and len(shape) == 4
+        return self.time_runner(infer, shape, settings, resolution=int(shape[1]) if nhwc else None)
 
     def time_runner(self, infer: Infer, input_shape: tuple[int, ...], settings: LatencySettings,
-                    arch: str | None = None, extra: dict | None = None) -> LatencyResult:
+                    arch: str | None = None, extra: dict | None = None,
+                    resolution: int | None = None) -> LatencyResult:
         x = random_input(input_shape)
         timing = time_calls(lambda: infer(x), settings)
-        resolution = int(input_shape[1]) if self.input_layout == "NHWC" and len(input_shape) == 4 else None
         return make_result(timing, settings, input_shape, self.name, self.runtime_version(), fingerprint(),
                            arch, {**self.extra(), **(extra or {})}, resolution)
 
