@@ -3,6 +3,8 @@ outputs; the file is re-timed. Trained weights: test_export_weights.py."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,11 @@ def test_tflite_without_its_converter_is_one_clear_error(monkeypatch):
     shape = (1, 3, 32, 32)
     with pytest.raises(MnasError, match="needs litert-torch"):
         export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "tflite", shape)
+
+
+def test_int8_trial_export_says_its_calibration_and_what_the_search_timed(run, tmp_path):
+    out = tmp_path / "best-int8.onnx"
+    p = mnas("export", run, "--rank", "1", "--random-weights", "--quantize", "int8", "--out", out, "--runs", "3")
+    assert "re-measured int8" in p.stdout and "float32" in p.stdout and "vs searched" in p.stdout
+    assert "the search timed float32 networks, this file is int8" in p.stdout  # its search timed float32
+    assert "noise" in json.loads(out.with_name("best-int8.onnx.json").read_text())["calibration"]

@@ -139,17 +139,16 @@ def _print(console, ranked, res, d) -> None:
         kind = f" {res.quantize}" if res.quantize else ""
         console.print(f"validation top-1 on {part} images of {p['dataset']}: PyTorch {100 * p['pytorch_top1']:.2f}%, "
                       f"{p['runtime']}{kind} {100 * p['file_top1']:.2f}% ({p['diff_points']:+.2f} points)")
-    if res.measured_fp32:
+    if res.measured:
         m, f = res.measured, res.measured_fp32
-        console.print(f"latency: {res.quantize} {m.median_ms:.3f} ms, float32 {f.median_ms:.3f} ms "
-                      f"({f.median_ms / m.median_ms:.2f}x; median, {res.runtime} {m.runtime_version}, "
-                      f"{m.runs} runs each{', rounds interleaved' if m.extra.get('interleaved') else ''}, "
-                      f"cv {m.cv:.3f} / {f.cv:.3f})")
-    if res.measured and not res.measured_fp32:
-        m = res.measured
         searched = d.get("search_backend")
-        line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
-                f"{m.runs} runs, cv {m.cv:.3f})")
+        if f is not None:  # an int8 file, timed with its float32 file in interleaved rounds
+            line = (f"latency: re-measured {res.quantize} {m.median_ms:.3f} ms, float32 {f.median_ms:.3f} ms "
+                    f"({f.median_ms / m.median_ms:.2f}x; median, {res.runtime} {m.runtime_version}, {m.runs} runs "
+                    f"each{', rounds interleaved' if m.extra.get('interleaved') else ''}, cv {m.cv:.3f} / {f.cv:.3f})")
+        else:
+            line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
+                    f"{m.runs} runs, cv {m.cv:.3f})")
         if ranked is None:
             console.print(line)
             return
@@ -158,6 +157,10 @@ def _print(console, ranked, res, d) -> None:
         if {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) != res.runtime:
             console.print(f"[yellow]note[/]: the search timed with {searched}, this file runs in "
                           f"{res.runtime}: the two figures come from different runtimes")
+        searched_q, q = d["settings"].get("quantize", "none"), res.quantize or "none"
+        if searched_q != q:
+            console.print(f"[yellow]note[/]: the search timed {'float32' if searched_q == 'none' else searched_q} "
+                          f"networks, this file is {'float32' if q == 'none' else q} (latency.quantize)")
         searched_px, px = d.get("searched_resolution"), d["settings"]["resolution"]
         if searched_px is not None and searched_px != px:
             console.print(f"[yellow]note[/]: the search timed {searched_px} px inputs, this file takes {px} px "
