@@ -3,6 +3,8 @@ outputs; the file is re-timed. Trained weights: test_export_weights.py."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -48,7 +50,7 @@ def _run_file(fmt, path, x):
         from ai_edge_litert.interpreter import Interpreter
         it = Interpreter(model_path=str(path))
         it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))  # NHWC
         it.invoke()
         return it.get_tensor(it.get_output_details()[0]["index"])
     with torch.inference_mode():
@@ -61,7 +63,8 @@ def test_format_loads_in_its_runtime_and_matches_pytorch(fmt, run, reference, tm
     out = tmp_path / f"best.{fmt}"
     # re-timing is exercised for pytorch (torch eager) above and for onnx through the CLI below
     same, res = export_trial(run, 1, fmt, out, measure=False)
-    assert same.trial.id == ranked.trial.id and res.input_shape == (1, 3, 32, 32)
+    assert same.trial.id == ranked.trial.id
+    assert res.input_shape == ((1, 32, 32, 3) if fmt == "tflite" else (1, 3, 32, 32))  # LiteRT takes NHWC
     got = _run_file(fmt, out, x)
     assert got.shape == y.shape
     np.testing.assert_allclose(got, y, rtol=1e-3, atol=1e-3 * float(np.abs(y).max()))
@@ -103,3 +106,11 @@ def test_tflite_without_its_converter_is_one_clear_error(monkeypatch):
     shape = (1, 3, 32, 32)
     with pytest.raises(MnasError, match="needs litert-torch"):
         export(prepare(zoo.get("mnasnet-small"), shape, num_classes=10), "tflite", shape)
+
+
+def test_int8_trial_export_says_its_calibration_and_what_the_search_timed(run, tmp_path):
+    out = tmp_path / "best-int8.onnx"
+    p = mnas("export", run, "--rank", "1", "--random-weights", "--quantize", "int8", "--out", out, "--runs", "3")
+    assert "re-measured int8" in p.stdout and "float32" in p.stdout and "vs searched" in p.stdout
+    assert "the search timed float32 networks, this file is int8" in p.stdout  # its search timed float32
+    assert "noise" in json.loads(out.with_name("best-int8.onnx.json").read_text())["calibration"]

@@ -30,14 +30,14 @@ def small_model() -> torch.nn.Module:
     return model.eval()
 
 
-def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE) -> None:
+def check_result(r: LatencyResult, backend: str, shape: tuple[int, ...] = SHAPE, nhwc: bool = False) -> None:
     assert r.backend == backend and r.runtime_version
     assert all(math.isfinite(x) for x in (r.median_ms, r.mean_ms, r.p10_ms, r.p90_ms, r.std_ms, r.cv))
     # a 68M-MAC net at 32 px (~1.4M MACs) takes well under a second and more than a microsecond
     assert 0.001 < r.median_ms < 1000
     assert r.p10_ms <= r.median_ms <= r.p90_ms
     assert r.runs == 6 and r.rounds == 2 and len(r.round_medians_ms) == 2
-    assert r.batch == shape[0] and r.resolution == shape[-1] and r.threads == 1 and r.input_shape == shape
+    assert r.batch == shape[0] and r.resolution == shape[2 if nhwc else -1] and r.threads == 1 and r.input_shape == shape
     assert {"cpu", "cores", "os", "id"} <= r.device.keys()
     assert LatencyResult.from_dict(r.to_dict()) == r
 
@@ -48,13 +48,15 @@ def test_file_backends_agree_with_pytorch_and_time_sanely(name, small_model):
     be = get_backend(name)
     data = export(small_model, be.model_format, SHAPE)
     infer, shape = be.load(data, FAST)
-    assert shape == SHAPE
+    nhwc = name == "litert"  # a .tflite file takes NHWC, as LiteRT runs it
+    assert shape == ((SHAPE[0], *SHAPE[2:], SHAPE[1]) if nhwc else SHAPE)
     x = np.random.default_rng(1).standard_normal(SHAPE, dtype=np.float32)
     with torch.no_grad():
         expected = small_model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.asarray(infer(x)), expected, rtol=1e-3, atol=1e-4)
+    got = infer(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-4)
     r = be.measure_file(data, FAST)
-    check_result(r, name)
+    check_result(r, name, shape, nhwc)
     if name == "openvino":  # bf16 would be a different network; f32 must really be in force
         assert "f32" in r.extra["inference_precision"] or "float32" in r.extra["inference_precision"]
 
@@ -178,3 +180,19 @@ def test_a_plugin_backend_registers_by_entry_point_and_runs_in_the_cli(tmp_path)
     out = json.loads(p.stdout)
     assert out["median_ms"] == 12.345 and out["backend"] == "toy" and out["extra"] == {"arg": "knob"}
     assert out["arch"] == zoo.get("mnasnet-a1").canonical and not out["cached"]
+
+
+def test_litert_runner_takes_nchw_and_feeds_the_file_nhwc(monkeypatch):
+    """Every caller of ``runner`` (measure, a search's side-by-side rounds, a table build) feeds NCHW; a .tflite
+    file takes NHWC. The array is transposed once, not on every timed call."""
+    from mnas.latency.litert_backend import LiteRtBackend
+    from mnas.latency.local import LocalBackend
+
+    fed = []
+    monkeypatch.setattr(LocalBackend, "runner", lambda self, model, shape, settings: lambda x: fed.append(x) or x)
+    run = LiteRtBackend().runner(None, (1, 3, 8, 6), FAST)
+    x = np.arange(144, dtype=np.float32).reshape(1, 3, 8, 6)
+    run(x)
+    run(x)
+    assert [a.shape for a in fed] == [(1, 8, 6, 3)] * 2 and fed[0] is fed[1]
+    np.testing.assert_array_equal(fed[0], x.transpose(0, 2, 3, 1))

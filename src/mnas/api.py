@@ -98,17 +98,20 @@ class Experiment:
         return make_report(self.dir, top=top, plots=False, html=False)
 
     def export(self, out: str | Path, rank: int = 1, fmt: str = "onnx", measure: bool = False,
-               weights: str | Path | None = None, random_weights: bool = False) -> dict[str, Any]:
+               weights: str | Path | None = None, random_weights: bool = False, quantize: str | None = None,
+               dynamic_batch: bool = False) -> dict[str, Any]:
         """Write the trial at ``rank`` as ``fmt`` (onnx, tflite, torchscript) with the trained ``weights`` (a
         ``mnas train --dir`` / ``mnas retrain`` checkpoint of its architecture, top-1 checked in the file's
-        runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it."""
+        runtime) or, only when asked by ``random_weights``, freshly initialised; with ``measure``, time it.
+        ``quantize="int8"`` and ``dynamic_batch``: as ``mnas export --quantize int8 --dynamic-batch``."""
         from mnas.deploy.export import export_trial
 
         rank = _Choice(rank=rank).rank
         if (weights is None) == (not random_weights):
             raise MnasError("export needs the trained weights (weights=CHECKPOINT) or, for a file to time only, "
                             "random_weights=True: exactly one of the two")
-        _, result = export_trial(self.dir, rank, fmt, out, measure=measure, weights=weights)
+        _, result = export_trial(self.dir, rank, fmt, out, measure=measure, weights=weights, quantize=quantize,
+                                 dynamic_batch=dynamic_batch)
         return result.to_dict()
 
     def train(self, out: str | Path, rank: int | None = None, trial: int | None = None, resume: bool = False,

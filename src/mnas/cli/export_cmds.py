@@ -65,8 +65,13 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT"
            verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="compare the file's top-1 on "
                                                  "the checkpoint's validation split with PyTorch's (default: "
                                                  "with --weights)"),
-           verify_limit: Optional[int] = typer.Option(None, "--verify-limit", min=1, help="verify on the first N "
-                                                      "validation images only"),
+           verify_limit: Optional[int] = typer.Option(None, "--verify-limit", min=1, help="verify on N validation "
+                                                      "images only, spread evenly over the classes"),
+           quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: post-training static "
+                                                  "quantisation (onnx, tflite), calibrated on training images; "
+                                                  "its top-1 and latency are reported against float32"),
+           dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="a free batch dimension (onnx, "
+                                              "torchscript; the default is batch 1)"),
            dataset: Optional[str] = typer.Option(None, "--dataset", help="the checkpoint's dataset where it is "
                                                  "now (SPEC, as mnas train --dataset), if it moved"),
            json: bool = typer.Option(False, "--json")) -> None:
@@ -74,11 +79,16 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT"
     (outputs, and validation top-1 with trained weights), re-measure the file."""
     from mnas.deploy.export import export_checkpoint, export_trial
     from mnas.model.export import check_format
+    from mnas.model.quantize import check_quantize
 
     console = _wide_console()
-    check_format(fmt)
+    check_quantize(quantize, check_format(fmt))
+    if dynamic_batch and fmt.lower() == "tflite":
+        raise MnasError("--dynamic-batch: a .tflite file has a fixed input shape (LiteRT resizes it at run time "
+                        "with interpreter.resize_tensor_input); leave --dynamic-batch out for tflite")
     check_choice(directory, rank, trial, weights, random_weights)
-    kw = dict(measure=measure, runs=runs, verify=verify, dataset=dataset, verify_limit=verify_limit)
+    kw = dict(measure=measure, runs=runs, verify=verify, dataset=dataset, verify_limit=verify_limit,
+              quantize=quantize, dynamic_batch=dynamic_batch)
     if directory is None:
         ranked, res = None, export_checkpoint(weights, fmt, out, **kw)
     else:
@@ -90,8 +100,10 @@ def export(directory: Optional[Path] = typer.Argument(None, metavar="EXPERIMENT"
         _print(console, ranked, res, d)
     if not res.parity_ok:
         p = res.parity
-        _console_err().print(f"[red]the {res.format} file's top-1 differs from PyTorch's by {p['diff_points']:+.2f} "
-                             f"points (more than {p['max_diff_points']:g})[/]")
+        kind = f"{res.quantize} " if res.quantize else ""
+        _console_err().print(f"[red]the {kind}{res.format} file's top-1 differs from PyTorch's by "
+                             f"{p['diff_points']:+.2f} points (more than {p['max_diff_points']:g})[/]"
+                             + ("; it is written: judge the gap, or ship the float32 file" if res.quantize else ""))
         raise typer.Exit(1)
 
 
@@ -106,23 +118,37 @@ def _print(console, ranked, res, d) -> None:
         console.print(f"rank {ranked.rank}: trial {t.id}, accuracy {_num(t.accuracy, '.4f')} (proxy), "
                       f"reward {_num(t.reward, '.4f')}")
     console.print(f"architecture: {res.arch}")
-    console.print(f"wrote {res.path} ({res.format}, {res.path.stat().st_size / 1e6:.2f} MB), input "
-                  f"{'x'.join(map(str, res.input_shape))}, {res.num_classes} classes; metadata in {res.sidecar}")
+    dims = ["N" if res.metadata.get("batch") == "dynamic" else str(res.input_shape[0]), *map(str, res.input_shape[1:])]
+    layout = res.metadata.get("input_layout", "NCHW")
+    console.print(f"wrote {res.path} ({res.format}{', ' + res.quantize if res.quantize else ''}, "
+                  f"{res.path.stat().st_size / 1e6:.2f} MB), input {'x'.join(dims)} ({layout}), {res.num_classes} "
+                  f"classes; metadata in {res.sidecar}")
     console.print(f"weights: {res.weights}")
     rel = res.max_abs_diff / max(res.output_scale, 1e-12)
-    verdict = "matches PyTorch" if rel < 1e-3 else "[red]DIFFERS from PyTorch[/]"
-    console.print(f"{verdict}: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
-                  f"relative {rel:.2g})")
+    if res.quantize:
+        console.print(f"{res.quantize} ({d['metadata'].get('calibration')}): max |diff| from float32 PyTorch "
+                      f"{res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, relative {rel:.2g})")
+    else:
+        verdict = "matches PyTorch" if rel < 1e-3 else "[red]DIFFERS from PyTorch[/]"
+        console.print(f"{verdict}: max |diff| {res.max_abs_diff:.3g} (outputs up to {res.output_scale:.3g}, "
+                      f"relative {rel:.2g})")
     if res.parity:
         p = res.parity
-        part = f"the first {p['images']} of {p['images_total']}" if p["limited"] else f"all {p['images']}"
+        part = f"{p['images']} of {p['images_total']} (spread over the classes)" if p["limited"] \
+            else f"all {p['images']}"
+        kind = f" {res.quantize}" if res.quantize else ""
         console.print(f"validation top-1 on {part} images of {p['dataset']}: PyTorch {100 * p['pytorch_top1']:.2f}%, "
-                      f"{p['runtime']} {100 * p['file_top1']:.2f}% ({p['diff_points']:+.2f} points)")
+                      f"{p['runtime']}{kind} {100 * p['file_top1']:.2f}% ({p['diff_points']:+.2f} points)")
     if res.measured:
-        m = res.measured
+        m, f = res.measured, res.measured_fp32
         searched = d.get("search_backend")
-        line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
-                f"{m.runs} runs, cv {m.cv:.3f})")
+        if f is not None:  # an int8 file, timed with its float32 file in interleaved rounds
+            line = (f"latency: re-measured {res.quantize} {m.median_ms:.3f} ms, float32 {f.median_ms:.3f} ms "
+                    f"({f.median_ms / m.median_ms:.2f}x; median, {res.runtime} {m.runtime_version}, {m.runs} runs "
+                    f"each{', rounds interleaved' if m.extra.get('interleaved') else ''}, cv {m.cv:.3f} / {f.cv:.3f})")
+        else:
+            line = (f"latency: re-measured {m.median_ms:.3f} ms (median, {res.runtime} {m.runtime_version}, "
+                    f"{m.runs} runs, cv {m.cv:.3f})")
         if ranked is None:
             console.print(line)
             return
@@ -131,6 +157,10 @@ def _print(console, ranked, res, d) -> None:
         if {"ort": "onnxruntime", "tflite": "litert"}.get(prefix, prefix) != res.runtime:
             console.print(f"[yellow]note[/]: the search timed with {searched}, this file runs in "
                           f"{res.runtime}: the two figures come from different runtimes")
+        searched_q, q = d["settings"].get("quantize", "none"), res.quantize or "none"
+        if searched_q != q:
+            console.print(f"[yellow]note[/]: the search timed {'float32' if searched_q == 'none' else searched_q} "
+                          f"networks, this file is {'float32' if q == 'none' else q} (latency.quantize)")
         searched_px, px = d.get("searched_resolution"), d["settings"]["resolution"]
         if searched_px is not None and searched_px != px:
             console.print(f"[yellow]note[/]: the search timed {searched_px} px inputs, this file takes {px} px "

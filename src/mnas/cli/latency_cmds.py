@@ -35,6 +35,7 @@ def latency(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), cano
             pin_core: Optional[int] = typer.Option(LatencySettings.default("pin_core"), "--pin-core",
                                                    help=_help("pin_core")),
             clock: str = typer.Option(LatencySettings.default("clock"), "--clock", help=_help("clock")),
+            quantize: str = typer.Option(LatencySettings.default("quantize"), "--quantize", help=_help("quantize")),
             width_multiplier: float = typer.Option(1.0, "--width-multiplier", "-w"),
             agent: Optional[list[str]] = typer.Option(None, "--agent",
                                                       help="device agent URL (mnas device serve; repeat or "
@@ -50,7 +51,8 @@ def latency(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), cano
 
     label, arch = resolve_arch(name, width_multiplier)
     settings = LatencySettings(resolution=resolution, batch=batch, threads=threads, runs=runs, warmup=warmup,
-                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core, clock=clock)
+                               rounds=rounds, cv_threshold=cv_threshold, pin_core=pin_core, clock=clock,
+                               quantize=quantize)
     token = {"token_file": str(token_file) if token_file else None}
     if agent:
         urls = [u.strip() for d in agent for u in d.split(",") if u.strip()]
@@ -73,7 +75,8 @@ def latency(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), cano
             ["cv (round medians)", f"{result.cv:.2%}"], ["runs", f"{result.runs} in {result.rounds} rounds, "
                                                                   f"{result.warmup} warm-up"],
             ["re-measures", result.remeasures], ["backend", f"{result.backend} {result.runtime_version}"],
-            ["settings", f"batch {result.batch}, {result.resolution}px, {result.threads} thread(s)"],
+            ["settings", f"batch {result.batch}, {result.resolution}px, {result.threads} thread(s)"
+                          + (f", {settings.quantize}" if settings.quantize != "none" else "")],
             ["device", f"{result.device.get('cpu')} ({result.device.get('cores')} cores, {result.device.get('os')})"],
             ["cached", result.cached], ["measured at", result.time]]
     console.print(table(f"latency of {label}", ["", "value"], rows))

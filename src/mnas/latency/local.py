@@ -32,6 +32,7 @@ class LocalBackend:
 
     name = "local"
     model_format: str | None = "onnx"
+    input_layout = "NCHW"  # of the files ``load`` runs (``runner`` always takes NCHW, as PyTorch does)
     max_tensor_bytes: int | None = None
 
     def __init__(self, arg: str = "") -> None:
@@ -70,20 +71,26 @@ class LocalBackend:
     def measure_file(self, data: bytes, settings: LatencySettings) -> LatencyResult:
         """Time a model file (the device agent's path); its input shape comes from the file."""
         infer, shape = self.load(data, settings)
-        return self.time_runner(infer, shape, settings)
+        nhwc = self.input_layout == "NHWC" and len(shape) == 4
+        return self.time_runner(infer, shape, settings, resolution=int(shape[1]) if nhwc else None)
 
     def time_runner(self, infer: Infer, input_shape: tuple[int, ...], settings: LatencySettings,
-                    arch: str | None = None, extra: dict | None = None) -> LatencyResult:
+                    arch: str | None = None, extra: dict | None = None,
+                    resolution: int | None = None) -> LatencyResult:
         x = random_input(input_shape)
         timing = time_calls(lambda: infer(x), settings)
         return make_result(timing, settings, input_shape, self.name, self.runtime_version(), fingerprint(),
-                           arch, {**self.extra(), **(extra or {})})
+                           arch, {**self.extra(), **(extra or {})}, resolution)
 
     def extra(self) -> dict[str, Any]:
         return {}
 
 
-def static_shape(dims: list, what: str) -> tuple[int, ...]:
+def static_shape(dims: list, what: str, batch: int | None = None) -> tuple[int, ...]:
+    """The model's input shape as integers; with ``batch``, a free batch dimension (a ``--dynamic-batch``
+    file) takes that value."""
+    if batch is not None and dims and not (isinstance(dims[0], int) and dims[0] > 0):
+        dims = [batch, *dims[1:]]
     try:
         shape = tuple(int(d) for d in dims)
     except (TypeError, ValueError):

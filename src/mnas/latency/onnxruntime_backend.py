@@ -31,7 +31,7 @@ class OnnxRuntimeBackend(LocalBackend):
         if len(inputs) != 1:
             raise MnasError(f"the model must have exactly one input, it has {len(inputs)}")
         name = inputs[0].name
-        shape = static_shape(inputs[0].shape, "onnxruntime")
+        shape = static_shape(inputs[0].shape, "onnxruntime", settings.batch)
 
         def infer(x: Any) -> Any:
             return sess.run(None, {name: x})[0]

@@ -204,16 +204,18 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
 
 def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ...], backend: str,
                 runtime_version: str, device: dict, arch: str | None = None, extra: dict | None = None,
-                ) -> LatencyResult:
+                resolution: int | None = None) -> LatencyResult:
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     return LatencyResult(
         median_ms=t.median_ms, mean_ms=t.mean_ms, p10_ms=t.p10_ms, p90_ms=t.p90_ms, std_ms=t.std_ms, cv=t.cv,
         runs=per_round * settings.rounds, warmup=settings.warmup, batch=int(input_shape[0]) if input_shape else 1,
-        resolution=int(input_shape[-1]) if len(input_shape) >= 3 else settings.resolution,
+        resolution=resolution or (int(input_shape[-1]) if len(input_shape) >= 3 else settings.resolution),
         threads=settings.threads, backend=backend, runtime_version=runtime_version, device=device,
         time=now_iso(), input_shape=tuple(int(x) for x in input_shape), arch=arch, rounds=settings.rounds,
         round_medians_ms=[round(x, 6) for x in t.round_medians_ms], sample_cv=t.sample_cv,
-        remeasures=t.remeasures, extra={"clock": settings.clock, **(extra or {})})
+        remeasures=t.remeasures, extra={"clock": settings.clock,
+                                        **({"quantize": settings.quantize} if settings.quantize != "none" else {}),
+                                        **(extra or {})})
 
 
 def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
@@ -231,8 +233,10 @@ def timing_model(model: nn.Module | Architecture, input_shape: tuple[int, ...],
 
 def model_file(model: nn.Module | Architecture, fmt: str, input_shape: tuple[int, ...],
                settings: LatencySettings) -> bytes:
-    """The timing model exported as a ``fmt`` file (``mnas.model.export.export``)."""
+    """The timing model exported as a ``fmt`` file (``mnas.model.export.export``), int8 when
+    ``settings.quantize`` says so (calibrated on noise: the timing depends on the kernels, not the ranges)."""
     from mnas.model.export import export
 
+    quantize = None if settings.quantize == "none" else settings.quantize
     with torch_threads(settings.threads):
-        return export(timing_model(model, input_shape, settings), fmt, input_shape)
+        return export(timing_model(model, input_shape, settings), fmt, input_shape, quantize=quantize)

@@ -14,7 +14,7 @@ from mnas.schema import Schema, validate
 # the settings that change what is timed (the cache key); the other statistics knobs are left out on
 # purpose except the run counts, so a 3-run quick look never stands in for a 30-run measurement
 KEY_FIELDS = ("resolution", "batch", "threads", "in_chans", "num_classes", "runs", "warmup", "rounds",
-              "pin_core", "calibrate_bn", "clock")
+              "pin_core", "calibrate_bn", "clock")  # and quantize, when not "none" (key_fields)
 
 
 class LatencySettings(Schema):
@@ -40,6 +40,12 @@ class LatencySettings(Schema):
     clock: Literal["wall", "cpu"] = Field("wall", description="wall (elapsed) or cpu (this process's CPU time: "
                                                               "robust on a loaded machine, one thread)")
 
+    # "int8": the network is timed as a post-training statically quantised file (mnas.model.quantize), the
+    # way it ships with ``mnas export --quantize int8``; its activation ranges are calibrated on noise,
+    # which fixes the kernels and shapes that are timed, not the accuracy
+    quantize: Literal["none", "int8"] = Field("none", description="none (float32) or int8: time the network "
+                                                                  "statically quantised (file backends only)")
+
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_chans, self.resolution, self.resolution)
 
@@ -58,7 +64,10 @@ class LatencySettings(Schema):
         return validate(type(self), {**self.model_dump(), **changes}, "latency settings")
 
     def key_fields(self) -> dict[str, Any]:
-        return self.model_dump(include=set(KEY_FIELDS))
+        d = self.model_dump(include=set(KEY_FIELDS))
+        if self.quantize != "none":  # only then: float32 results cached before this field keep their keys
+            d["quantize"] = self.quantize
+        return d
 
 
 class LatencyConfig(LatencySettings):

@@ -22,6 +22,9 @@ class TorchBackend(LocalBackend):
     def runner(self, model, input_shape, settings: LatencySettings) -> Infer:
         import torch
 
+        if settings.quantize != "none":
+            raise MnasError(f"the torch backend times float32 eager PyTorch, not quantize: {settings.quantize}: "
+                            "time int8 with the onnxruntime, litert, openvino or remote backend")
         prepared = timing_model(model, input_shape, settings)
 
         def infer(x: Any) -> Any:
@@ -30,9 +33,9 @@ class TorchBackend(LocalBackend):
 
         return infer
 
-    def time_runner(self, infer, input_shape, settings, arch=None, extra=None) -> LatencyResult:
+    def time_runner(self, infer, input_shape, settings, arch=None, extra=None, resolution=None) -> LatencyResult:
         with torch_threads(settings.threads):
-            return super().time_runner(infer, input_shape, settings, arch, extra)
+            return super().time_runner(infer, input_shape, settings, arch, extra, resolution)
 
     def load(self, data: bytes, settings: LatencySettings):
         raise MnasError("the torch backend takes no model files (that would need unpickling); "

@@ -1,5 +1,5 @@
 """The one export path: prepare a network the way it is timed and shipped, then write it as an ONNX, TFLite or
-TorchScript file (bytes). Every latency backend, the remote client, the lookup-table builder and
+TorchScript file (bytes), float32 or int8. Every latency backend, the remote client, the lookup-table builder and
 ``mnas export`` go through here, so what is timed is what is exported."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import logging
 import os
 import sys
 import threading
-from typing import Iterator
+from typing import Iterable, Iterator
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from mnas import MnasError
 from mnas.model.builder import build
+from mnas.model.quantize import calibration_batches, check_quantize, quantize_onnx, quantize_tflite
 from mnas.space.arch import Architecture
 
 log = logging.getLogger(__name__)
@@ -83,22 +86,33 @@ def prepare(model: nn.Module | Architecture, input_shape: tuple[int, ...], num_c
     return model.eval()
 
 
-def export(model: nn.Module, fmt: str, input_shape: tuple[int, ...]) -> bytes:
-    """``model`` (prepared) as a file in ``fmt`` with a fixed input shape: ``onnx`` (one self-contained file,
-    input "input", output "logits"), ``tflite`` (float32, NCHW input as in PyTorch; needs litert-torch) or
-    ``torchscript``."""
+def export(model: nn.Module, fmt: str, input_shape: tuple[int, ...], dynamic_batch: bool = False,
+           quantize: str | None = None, calibration: Iterable[np.ndarray] | None = None) -> bytes:
+    """``model`` (prepared) as a file in ``fmt``: ``onnx`` (one self-contained file, input "input", output
+    "logits"), ``tflite`` (NHWC input, as LiteRT runs it; needs litert-torch) or ``torchscript``. The input
+    shape is fixed unless ``dynamic_batch`` (ONNX and TorchScript: the batch dimension is free). ``quantize``
+    "int8": post-training static quantisation (``mnas.model.quantize``), calibrated on ``calibration``
+    (float32 NCHW batches, preprocessed as for evaluation; None: noise, fine for timing only)."""
     fmt = check_format(fmt)
+    quantize = check_quantize(quantize, fmt)
+    if dynamic_batch and fmt == "tflite":
+        raise MnasError("--dynamic-batch: a .tflite file has a fixed input shape (LiteRT resizes it at run time "
+                        "with interpreter.resize_tensor_input); leave --dynamic-batch out for tflite")
     example = (torch.zeros(input_shape),)
     with EXPORT_LOCK:
         if fmt == "onnx":
             buf = io.BytesIO()
+            axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
             # the TorchScript-based exporter (dynamo=False): fast, no onnxscript, never external data
             with torch.no_grad():
                 torch.onnx.export(model, example, buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                  opset_version=ONNX_OPSET, dynamo=False)
-            return buf.getvalue()
+                                  opset_version=ONNX_OPSET, dynamo=False, dynamic_axes=axes)
+            data = buf.getvalue()
+            if quantize:
+                data = quantize_onnx(data, calibration_batches(calibration, input_shape), INPUT_NAME)
+            return data
         if fmt == "tflite":
-            return _tflite(model, example)
+            return _tflite(model, example, quantize, calibration)
         if fmt == "torchscript":
             buf = io.BytesIO()
             with torch.no_grad():
@@ -107,14 +121,24 @@ def export(model: nn.Module, fmt: str, input_shape: tuple[int, ...]) -> bytes:
     raise MnasError(f"a {fmt} file holds its architecture: write it with mnas.deploy.export.write_model")
 
 
-def _tflite(model: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+def _tflite(model: nn.Module, example: tuple[torch.Tensor, ...], quantize: str | None = None,
+            calibration: Iterable[np.ndarray] | None = None) -> bytes:
     try:
         import litert_torch
     except ImportError:
         raise MnasError(f"exporting .tflite needs litert-torch: {_LITERT_INSTALL}") from None
     log.debug("converting to .tflite (litert-torch)")
+    nchw = tuple(example[0].shape)
+    if len(nchw) == 4:  # an image: NHWC in, as a phone's camera pipeline and TFLite model zoos feed it
+        model = litert_torch.to_channel_last_io(model, args=[0]).eval()
+        example = (torch.zeros(nchw[0], *nchw[2:], nchw[1]),)
+    elif quantize:
+        raise MnasError(f"int8 .tflite export takes an image input (N, C, H, W), not {nchw}")
     with _quiet():
-        return bytes(litert_torch.convert(model, example).model_content())
+        data = bytes(litert_torch.convert(model, example).model_content())
+        if quantize:
+            data = quantize_tflite(data, calibration_batches(calibration, nchw))
+    return data
 
 
 @contextlib.contextmanager
