@@ -87,7 +87,11 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch):
             argv = expand(line, variables)
             assert argv[0] == "mnas", f"tutorial: only mnas commands and variables run in CI, not: {line}"
             r = run_cli(*argv[1:], *SMALL.get(argv[1], []))
-            assert r.code == 0, f"tutorial: {line}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            # int8 parity on a few dozen images of a one-epoch model: one flipped image is several points, which
+            # exits 1 with the file written and the gap printed; the step itself must run
+            quantized = "--quantize" in argv
+            assert r.code == 0 or (quantized and r.code == 1 and "top-1" in r.stdout + r.stderr), \
+                f"tutorial: {line}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
             ran.append(" ".join(argv))
             if argv[1] == "report":
                 told = r.stdout[r.stdout.index("\nnext:\n"):].splitlines()[2:]
@@ -99,11 +103,12 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch):
     steps = [c for c in printed.values() if c.startswith(("mnas train ", "mnas export "))]
     assert len(steps) == 2 and all(c in ran for c in steps), f"report printed {printed}, the tutorial ran {ran}"
     assert (tmp_path / "runs" / "my-images" / "winner.onnx").is_file()
+    assert (tmp_path / "runs" / "my-images" / "winner-int8.onnx").is_file()
 
 
 def test_each_block_left_out_says_why():
-    """A left-out block names its reason; the int8 step is there, one marker line away from running."""
+    """A left-out block names its reason; the int8 step is not left out."""
     text = DOC.read_text()
     markers = [line for line in text.splitlines() if line.startswith(SKIP)]
     assert markers and all(re.fullmatch(rf"{re.escape(SKIP)} \(.+\) -->", m) for m in markers)
-    assert any("--quantize int8" in body for _, body, left_out in blocks(text) if left_out)
+    assert any("--quantize int8" in body for _, body, left_out in blocks(text) if not left_out)
