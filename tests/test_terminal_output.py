@@ -68,7 +68,10 @@ def test_the_screen_shows_its_candidate_timing_as_it_goes(monkeypatch, caplog):
     monkeypatch.setattr(trial, "measure_latency", lambda arch, job: SimpleNamespace(latency_ms=2.0))
     monkeypatch.setattr(driver, "SCREEN_LOG_S", 0.0)
     space = load_space()
-    search = SimpleNamespace(space=space, latency_job=None, loop=SimpleNamespace(trials=6),
+    from mnas.latency.settings import LatencySettings
+
+    job = trial.LatencyJob(backend="onnxruntime", settings=LatencySettings())  # measure_latency is faked above
+    search = SimpleNamespace(space=space, latency_job=job, loop=SimpleNamespace(trials=6),
                              cfg=SimpleNamespace(executor=SimpleNamespace(kind="local", workers=1)),
                              _screening=driver._Screening())
     seen: list[tuple[int, str]] = []
