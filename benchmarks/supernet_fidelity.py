@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
+    ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
@@ -107,8 +109,8 @@ def main() -> None:
                 print(f"supernet step {step}/{total} loss {loss:.3f} kd {kd:.3f} {time.time() - t0:.0f} s",
                       flush=True)
 
-        r = train_supernet(space, task, sn, args.steps, args.every, resume=(sn / CHECKPOINT).is_file(),
-                           progress=progress)
+        r = train_supernet(space, task, sn, args.steps, args.every, n_random=args.random,
+                           resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends)
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)
