@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
     ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
@@ -55,7 +56,8 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
-                     batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed)
+                     batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
+                     **({} if args.lr is None else {"lr": args.lr}))
     space = load_space(args.space)
     results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
