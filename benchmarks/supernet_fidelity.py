@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
+    ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
@@ -53,7 +56,8 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
-                     batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed)
+                     batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
+                     **({} if args.lr is None else {"lr": args.lr}))
     space = load_space(args.space)
     results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -107,8 +111,8 @@ def main() -> None:
                 print(f"supernet step {step}/{total} loss {loss:.3f} kd {kd:.3f} {time.time() - t0:.0f} s",
                       flush=True)
 
-        r = train_supernet(space, task, sn, args.steps, args.every, resume=(sn / CHECKPOINT).is_file(),
-                           progress=progress)
+        r = train_supernet(space, task, sn, args.steps, args.every, n_random=args.random,
+                           resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends)
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)

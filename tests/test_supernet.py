@@ -252,3 +252,31 @@ def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tm
     for t in done:
         assert t.train["source"] == f"supernet:{folder}" and t.train["steps"] == 0
         assert 0.0 <= t.accuracy <= 1.0
+
+
+def test_mixed_sandwich_ends_draw_op_and_skip_at_the_extreme_sizes(tmp_path):
+    """``ends="mixed"``: both ends draw every block's op type and skip (each type and skip turns up in a few
+    steps), while kernel, SE, width and layers stay at the largest (smallest) option and the MBConv
+    expansion at the largest (smallest) of its type; ``"fixed"`` keeps the old two networks."""
+    from mnas.supernet.net import sandwich
+
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5)
+    rng = random.Random(0)
+    seen: dict[str, set] = {"largest": set(), "smallest": set()}
+    for _ in range(40):
+        big, small, *rest = sandwich(net, rng, 1, ends="mixed")
+        assert len(rest) == 1
+        for which, arch in (("largest", big), ("smallest", small)):
+            for i, b in enumerate(arch.blocks):
+                seen[which].add((i, b.op, b.skip))
+                assert b.kernel == (5 if which == "largest" else 3)
+                assert b.se == (0.25 if which == "largest" else 0.0)
+                if b.op == "ir":
+                    assert b.expansion == (6 if which == "largest" else 3)
+            assert arch.blocks[1].repeats == (3 if which == "largest" else 1)
+    want = {(i, op, skip) for i in range(2) for op in ("cv", "ds", "ir") for skip in ("pool", "identity", "none")}
+    assert seen["largest"] == want and seen["smallest"] == want
+    fixed = sandwich(net, rng, 0, ends="fixed")
+    assert fixed == [net.pick("largest"), net.pick("smallest")]
+    with pytest.raises(MnasError, match="sandwich ends 'both'"):
+        sandwich(net, rng, 0, ends="both")

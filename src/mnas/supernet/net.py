@@ -175,16 +175,28 @@ class SuperNet(nn.Module):
         self.space.encode(arch)  # MnasError naming the first decision arch does not fit
         return arch.scaled(self.width_multiplier) if self.width_multiplier != 1.0 else arch
 
-    def pick(self, which: str) -> Architecture:
+    def pick(self, which: str, rng: random.Random | None = None) -> Architecture:
         """The largest or the smallest sub-network: every decision at its largest (smallest) option; the op
-        at the widest MBConv (the depthwise-separable); the skip the same in both (identity where offered)."""
+        at the widest MBConv (the depthwise-separable); the skip the same in both (identity where offered).
+        With ``rng``, each block's op type and skip are drawn instead (op and skip are not nested choices:
+        no option of them contains another), uniformly over the op types and the skips the block offers; the
+        other decisions, the op's expansion among its type's included, stay at the largest (smallest)."""
         tokens = []
+        types: dict[str, str] = {}
         for dec in self.space.decisions:
-            key = dec.name.split(".", 1)[1]
+            block, key = dec.name.split(".", 1)
             if key == "skip":
-                tokens.append(dec.choices.index("identity") if "identity" in dec.choices else 0)
+                if rng is not None:
+                    tokens.append(rng.randrange(len(dec.choices)))
+                else:
+                    tokens.append(dec.choices.index("identity") if "identity" in dec.choices else 0)
                 continue
-            ranked = sorted(range(len(dec.choices)), key=lambda t: _ORDER[key](dec.choices[t]))
+            options = range(len(dec.choices))
+            if key == "op" and rng is not None:
+                codes = sorted({op_code(str(c))[0] for c in dec.choices})
+                types[block] = rng.choice(codes)
+                options = [t for t in options if op_code(str(dec.choices[t]))[0] == types[block]]
+            ranked = sorted(options, key=lambda t: _ORDER[key](dec.choices[t]))
             tokens.append(ranked[-1] if which == "largest" else ranked[0])
         return self.space.decode(tokens)
 
@@ -311,10 +323,19 @@ def _layer_state(state: dict, key: str, slot: _Slot, b: Any, cin: int, declared:
         _put_bn(state, f"{key}.shortcut.{at}.1", proj.bns["bn"], b.out_ch)
 
 
-def sandwich(net: SuperNet, rng: random.Random, n_random: int = 2) -> list[Architecture]:
+ENDS = ("fixed", "mixed")  # the sandwich ends: fixed op and skip, or drawn per block each step
+
+
+def sandwich(net: SuperNet, rng: random.Random, n_random: int = 2, ends: str = "fixed") -> list[Architecture]:
     """The sandwich rule's sub-networks of one step: the largest first (the teacher), the smallest, and
-    ``n_random`` sampled uniformly from the space."""
-    return [net.pick("largest"), net.pick("smallest"), *(net.sample(rng) for _ in range(n_random))]
+    ``n_random`` sampled uniformly from the space. ``ends="fixed"``: the two ends are always the same two
+    networks (the widest MBConv with the identity skip, and the depthwise-separable); ``"mixed"``: both ends
+    draw each block's op type and skip (``SuperNet.pick`` with ``rng``), so that the non-nested choices are
+    trained at the largest and the smallest widths, kernels and depths every step."""
+    if ends not in ENDS:
+        raise MnasError(f"sandwich ends {ends!r}: choose one of {', '.join(ENDS)}")
+    r = rng if ends == "mixed" else None
+    return [net.pick("largest", r), net.pick("smallest", r), *(net.sample(rng) for _ in range(n_random))]
 
 
 def decisions_covered(archs: Sequence[Architecture], space: MnasNetSpace) -> set[tuple[str, int]]:

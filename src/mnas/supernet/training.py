@@ -116,7 +116,8 @@ def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet
 
 
 def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps: int, every: int = 50,
-                   n_random: int = 2, resume: bool = False, progress: Progress | None = None) -> SupernetRun:
+                   n_random: int = 2, resume: bool = False, progress: Progress | None = None,
+                   ends: str = "fixed") -> SupernetRun:
     """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -127,13 +128,13 @@ def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps:
     except OSError as e:
         raise MnasError(f"cannot lock {out} ({e.strerror}): choose another --dir") from None
     try:
-        return _train(space, task, out, steps, every, n_random, resume, progress)
+        return _train(space, task, out, steps, every, n_random, resume, progress, ends)
     finally:
         lock.release()
 
 
 def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: int, n_random: int, resume: bool,
-           progress: Progress | None) -> SupernetRun:
+           progress: Progress | None, ends: str = "fixed") -> SupernetRun:
     path = out / CHECKPOINT
     blob = None
     if path.is_file():
@@ -186,7 +187,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 state = {"step": blob["step"], "history": blob["history"]}
                 log.info("resuming %s at step %d of %d", out, state["step"], steps)
             resumed_from, error = state["step"], None
-            meta = _meta(space, task, data, net, steps, every, n_random)
+            meta = {**_meta(space, task, data, net, steps, every, n_random), "ends": ends}
             net.train()
             while state["step"] < steps and error is None:
                 chunk_start, n = time.perf_counter(), min(every, steps - state["step"])
@@ -195,7 +196,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                     f = lr_factor(state["step"], steps, warmup, task.schedule, task.decay_rate, decay_steps)
                     for g, lr in zip(opt.param_groups, base_lrs):
                         g["lr"] = lr * f
-                    loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing)
+                    loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing, ends=ends)
                     if not (math.isfinite(loss) and math.isfinite(kd)):
                         error = f"loss became {loss if not math.isfinite(loss) else kd} at step {state['step'] + 1}"
                         break
@@ -242,13 +243,13 @@ def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.op
 
 def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
                   rng: random.Random, n_random: int, label_smoothing: float,
-                  distill: float = DISTILL) -> tuple[float, float]:
+                  distill: float = DISTILL, ends: str = "fixed") -> tuple[float, float]:
     """One optimizer step of the sandwich rule on the mean of the sub-networks' losses (their sum, with the
     recipe's learning rate, diverged: docs/results/2026-12-06-supernet.md); returns (the largest's loss, the
     students' mean distillation loss). A student's loss is ``distill`` x the cross-entropy to the largest's predictions + the rest x the
     cross-entropy to the labels."""
     opt.zero_grad(set_to_none=True)
-    teacher, *students = sandwich(net, rng, n_random)
+    teacher, *students = sandwich(net, rng, n_random, ends)
     logits = net(xb, teacher)
     loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
     scale = 1.0 / (1 + len(students))  # the mean of the sub-networks' losses: the recipe's step size
