@@ -486,3 +486,23 @@ def test_speed_options_are_checked(built):
                       (f"lut:{out}?minutes=soon", "give a number")):
         with pytest.raises(MnasError, match=why):
             get_backend(spec)
+
+
+def test_lat_over_t_on_a_table_does_not_move_with_a_re_timed_speed_factor(built, monkeypatch):
+    """T is predicted once; a trial's LAT/T is the table's own ratio, so a factor re-timed on a busy machine
+    moves the absolute figure a trial records, not the reward's LAT/T."""
+    import mnas.latency.lut.backend as lut_backend
+    from mnas.run.trial import LatencyJob, measure_latency
+
+    out, _, table = built
+    factors = iter([1.0, 2.0, 2.0])
+    monkeypatch.setattr(lut_backend, "time_references", lambda tbl: {"factor": next(factors), "references": 4,
+                                                                     "ratios": [], "time": "t"})
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    arch, reference = table.space.sample(random.Random(1)), table.space.sample(random.Random(2))
+    job = LatencyJob(f"lut:{out}?every=1", settings(), reference=reference.canonical,
+                     anchor_ms=table.predict(reference))
+    first, second = measure_latency(arch.canonical, job), measure_latency(arch.canonical, job)
+    assert second.absolute_ms == pytest.approx(2 * first.absolute_ms)  # the machine "slowed down"
+    assert first.latency_ms == second.latency_ms == pytest.approx(table.predict(arch))  # LAT/T x T did not
+    assert first.ratio == pytest.approx(table.predict(arch) / table.predict(reference))

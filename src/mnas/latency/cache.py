@@ -104,6 +104,8 @@ def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
     def timed() -> LatencyResult:
         if side_by_side:
             return relative.measure_relative(arch, reference, be, settings, spec)
+        if reference is not None and hasattr(be, "measure_relative"):  # a table: the ratio of two predictions
+            return be.measure_relative(arch, reference, settings)
         if not relative.supports(be):  # timed elsewhere (a device agent) or not timed (a table): no load here
             return be.measure(arch, settings)
         before = relative.load()

@@ -223,6 +223,17 @@ class LutBackend:
                                     "speed_references": speed.references if speed else 0,
                                     "speed_note": speed.note if speed else "speed=off: the table's own figure"})
 
+    def measure_relative(self, arch: Architecture, reference: Architecture,
+                         settings: LatencySettings | None = None) -> LatencyResult:
+        """``measure(arch)`` with ``extra["relative"]``: the table's own ratio of the two predictions,
+        unscaled, so that LAT/T does not move with the speed factor re-timed during a search (T was predicted
+        once, at the factor of its time)."""
+        r = self.measure(arch, settings)
+        ref = self.table.predict(reference, check_space=False)
+        r.extra["relative"] = {"reference": reference.canonical, "reference_ms": ref,
+                               "ratio": r.extra["unscaled_ms"] / ref, "predicted": True}
+        return r
+
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],
                       settings: LatencySettings | None = None) -> LatencyResult:
         raise MnasError("a latency table predicts architectures of its space; time arbitrary modules on a real "
