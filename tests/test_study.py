@@ -98,6 +98,11 @@ def test_tell_refuses_a_bad_accuracy_or_trial_in_one_line(tmp_path, fake_latency
             s.tell(trial, accuracy=0.5)
         with pytest.raises(MnasError, match="step must be an integer"):
             s.ask().report(-1, 0.5)
+    import optuna
+
+    with study(tmp_path / "s2") as s:  # Optuna's own states, as its users pass them
+        assert s.tell(s.ask(), state=optuna.trial.TrialState.FAIL).status is TrialStatus.FAILED
+        assert s.tell(s.ask(), accuracy=0.4, state=optuna.trial.TrialState.COMPLETE).accuracy == 0.4
 
 
 def test_a_pruned_trial_keeps_its_last_value_without_reward_and_fails_for_the_strategy(tmp_path, fake_latency):

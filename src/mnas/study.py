@@ -152,7 +152,8 @@ class Study:
                 m = measure_latency(row.arch, self._search.latency_job)
                 self._search.store.set_trial_fields(row.id, latency_ms=m.latency_ms, latency=m.latency,
                                                     params=m.params, macs=m.macs, started=time.time(),
-                                                    worker=worker_name())
+                                                    worker=worker_name(), latency_ratio=m.ratio,
+                                                    latency_abs_ms=m.absolute_ms)
                 row = self._search.store.trial(row.id)
             return self._offer(proposal, row)
         for _ in range(ASK_ATTEMPTS):
@@ -169,7 +170,8 @@ class Study:
             with self._search.store.transaction() as c:
                 self._search.store.set_trial_fields(trial_id, c, latency_ms=m.latency_ms, latency=m.latency,
                                                     params=m.params, macs=m.macs, started=started,
-                                                    worker=worker_name())
+                                                    worker=worker_name(), latency_ratio=m.ratio,
+                                                    latency_abs_ms=m.absolute_ms)
             return self._offer(proposal, self._search.store.trial(trial_id))
         raise MnasError(f"the latency of {ASK_ATTEMPTS} architectures in a row could not be measured on "
                         f"{self._search.latency_job.backend} (their errors are in the study's trials): check the "
@@ -202,8 +204,10 @@ class Study:
             running = ", ".join(map(str, self._asked)) or "none"
             raise MnasError(f"trial {name!r} is not an asked, untold trial of this study (those: {running}): "
                             "tell each trial from study.ask() once")
-        status = {"completed": TrialStatus.COMPLETED, "pruned": TrialStatus.PRUNED,
-                  "failed": TrialStatus.FAILED}.get(str(getattr(state, "value", state)).lower())
+        # a string, or Optuna's TrialState (whose values are ints: its name is the state)
+        name = state.name if hasattr(state, "name") and not isinstance(state, str) else str(state)
+        status = {"completed": TrialStatus.COMPLETED, "complete": TrialStatus.COMPLETED, "pruned": TrialStatus.PRUNED,
+                  "failed": TrialStatus.FAILED, "fail": TrialStatus.FAILED}.get(name.lower())
         if status is None:
             raise MnasError(f"study.tell: unknown state {state!r}: expected completed, pruned or failed")
         if status is TrialStatus.COMPLETED:
@@ -220,7 +224,8 @@ class Study:
         row = asked._row
         pruning = asked._decider.record() if asked._decider.intermediate else None
         record = Trial(asked.id, row.arch, status, accuracy=accuracy, latency_ms=row.latency_ms,
-                       latency=row.latency, params=row.params, macs=row.macs,
+                       latency=row.latency, params=row.params, macs=row.macs, latency_ratio=row.latency_ratio,
+                       latency_abs_ms=row.latency_abs_ms,
                        train={"source": "study.tell", **({"pruning": pruning} if pruning else {})},
                        error=(error or "failed (study.tell)") if status is TrialStatus.FAILED else None,
                        worker=row.worker or worker_name(), started=row.started, finished=time.time())

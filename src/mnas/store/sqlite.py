@@ -88,6 +88,9 @@ def _allow_pruned(c) -> tuple[str, ...]:
     """1 -> 2: the trials table rebuilt to accept status 'pruned' (SQLite cannot change a CHECK in place)."""
     old = c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'trials'").fetchone()[0]
     new = old.replace("'running', 'completed', 'failed')", "'running', 'completed', 'failed', 'pruned')")
+    if new == old:  # a table this step does not know: stop here rather than fail at the first pruned trial
+        raise MnasError("this experiment's trials table is not one mnas wrote: cannot add status 'pruned'; "
+                        "open it with the mnas version that wrote it")
     return ("ALTER TABLE trials RENAME TO trials_v1", new, "INSERT INTO trials SELECT * FROM trials_v1",
             "DROP TABLE trials_v1", "CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch)",
             "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)")
