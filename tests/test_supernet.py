@@ -165,8 +165,10 @@ def test_share_skip_is_recorded_checked_on_resume_and_used_by_eval(trained, imag
     assert SupernetEvaluator(tmp_path / "sn", "cpu", 1).net.share_skip is False
     with pytest.raises(MnasError) as e:
         train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "sn", steps=2,
-                       every=1, resume=True)
+                       every=1, resume=True, share_skip=True)
     assert "share_skip = False" in str(e.value) and "--no-share-skip" in str(e.value) and "\n" not in str(e.value)
+    r = run_cli("supernet", "train", space, "--dir", tmp_path / "sn", "--steps", "2", "--resume", "--share-skip")
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--no-share-skip" in r.stderr
 
 
 def test_a_checkpoint_interval_longer_than_an_epoch_trains(trained):

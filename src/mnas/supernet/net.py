@@ -156,6 +156,7 @@ def _op_size(op: Any) -> float:
     return {"ds": 0.0, "cv": 0.5}.get(code, float(e))
 
 
+SHARE_SKIP = True  # new supernets: a block's skip choices share its op weights (SuperNet's share_skip)
 TEMPLATES = 8  # cached sub-network builders: the largest and the smallest of every step, and a few more
 
 _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers": float}
@@ -167,7 +168,7 @@ class SuperNet(nn.Module):
     whether a block's skip choices share its op weights (True, the first supernets) or each has its own."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3, width_multiplier: float = 1.0,
-                 dropout: float = 0.0, share_skip: bool = True) -> None:
+                 dropout: float = 0.0, share_skip: bool = SHARE_SKIP) -> None:
         super().__init__()
         if not isinstance(space, MnasNetSpace):
             raise MnasError(f"a supernet covers MnasNet-style spaces; {space.name} is not one: give --space "

@@ -33,7 +33,7 @@ from mnas import MnasError, __version__
 from mnas.fileio import atomic_write
 from mnas.space.mnasnet import MnasNetSpace, _SpaceSpec
 from mnas.store.lock import DirectoryLock
-from mnas.supernet.net import SuperNet, sandwich, space_identity
+from mnas.supernet.net import SHARE_SKIP, SuperNet, sandwich, space_identity
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainTask
 from mnas.train.optim import lr_factor, make_optimizer
@@ -107,7 +107,7 @@ def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet
     """The supernet a checkpoint holds, its weights loaded."""
     d = blob["data"]
     net = SuperNet(space_of(blob), d["num_classes"], d["in_chans"], blob["width_multiplier"], blob["dropout"],
-                   share_skip=blob.get("share_skip", True))  # supernets before the option shared
+                   share_skip=blob.get("share_skip", True))  # supernets before the option shared their skips
     try:
         net.load_state_dict(blob["model"])
     except (RuntimeError, KeyError) as e:
@@ -118,9 +118,10 @@ def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet
 
 def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps: int, every: int = 50,
                    n_random: int = 2, resume: bool = False, progress: Progress | None = None,
-                   ends: str = "fixed", share_skip: bool = True) -> SupernetRun:
+                   ends: str = "fixed", share_skip: bool | None = None) -> SupernetRun:
     """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``;
-    ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice (``SuperNet``)."""
+    ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice (``SuperNet``);
+    None: the checkpoint's on a resume, ``SHARE_SKIP`` for a new supernet."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise MnasError(f"--dir {out} is a file: give a folder to train the supernet into")
@@ -136,7 +137,7 @@ def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps:
 
 
 def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: int, n_random: int, resume: bool,
-           progress: Progress | None, ends: str = "fixed", share_skip: bool = True) -> SupernetRun:
+           progress: Progress | None, ends: str = "fixed", share_skip: bool | None = None) -> SupernetRun:
     path = out / CHECKPOINT
     blob = None
     if path.is_file():
@@ -149,10 +150,12 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
         if blob["total_steps"] != steps:
             raise MnasError(f"{out} trains for {blob['total_steps']} steps, not {steps}: resume with "
                             f"--steps {blob['total_steps']}")
-        if blob.get("share_skip", True) != share_skip:
-            flag = "--share-skip" if blob.get("share_skip", True) else "--no-share-skip"
-            raise MnasError(f"{out} holds a supernet with share_skip = {blob.get('share_skip', True)}, not "
-                            f"{share_skip}: resume with {flag}, or train into another --dir")
+        recorded_skip = blob.get("share_skip", True)  # supernets before the option shared
+        if share_skip is not None and recorded_skip != share_skip:
+            flag = "--share-skip" if recorded_skip else "--no-share-skip"
+            raise MnasError(f"{out} holds a supernet with share_skip = {recorded_skip}, not {share_skip}: resume "
+                            f"with {flag} (or without either), or train into another --dir")
+        share_skip = recorded_skip
         recorded = TrainTask.model_validate({**blob["task"], **_runtime(task)})
         changed = sorted(k for k, v in recorded.model_dump().items() if v != getattr(task, k))
         if changed:
@@ -163,6 +166,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
     elif resume:
         raise MnasError(f"--resume: {out} holds no {CHECKPOINT}, so there is nothing to continue: run without "
                         "--resume")
+    share_skip = SHARE_SKIP if share_skip is None else share_skip
     t0 = time.perf_counter()
     device = resolve_device(task.device)
     data = load_proxy_data(task, task.seed)
