@@ -119,16 +119,17 @@ class _Slot(nn.Module):
                  skip: str | None) -> None:
         sfx = "" if skip is None else f"_{skip}"
         if "cv" in lay.ops:
-            self.ops["cv" + sfx] = _Op({"conv": _conv(cin, cout, k)}, {"bn": cout}, _se(cout, r) if lay.se_max else None,
-                                 small, ("conv",))
+            self.ops["cv" + sfx] = _Op({"conv": _conv(cin, cout, k)}, {"bn": cout},
+                                       _se(cout, r) if lay.se_max else None, small, ("conv",))
         if "ds" in lay.ops:
             self.ops["ds" + sfx] = _Op({"dw": _conv(cin, cin, k, groups=cin), "pw": _conv(cin, cout, 1)},
-                                 {"dw_bn": cin, "pw_bn": cout}, _se(cin, r) if lay.se_max else None, small, ("dw",))
+                                       {"dw_bn": cin, "pw_bn": cout}, _se(cin, r) if lay.se_max else None, small,
+                                       ("dw",))
         if "ir" in lay.ops:
             mid = cin * lay.expansion_max
             self.ops["ir" + sfx] = _Op({"exp": _conv(cin, mid, 1), "dw": _conv(mid, mid, k, groups=mid),
-                                  "pw": _conv(mid, cout, 1)}, {"exp_bn": mid, "dw_bn": mid, "pw_bn": cout},
-                                 _se(mid, r) if lay.se_max else None, small, ("dw",))
+                                        "pw": _conv(mid, cout, 1)}, {"exp_bn": mid, "dw_bn": mid, "pw_bn": cout},
+                                       _se(mid, r) if lay.se_max else None, small, ("dw",))
 
 
 class _Op(nn.Module):
