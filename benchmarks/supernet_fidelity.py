@@ -26,6 +26,7 @@ from mnas.fileio import atomic_write
 from mnas.report.retrained import kendall_tau
 from mnas.space import load_space
 from mnas.supernet.evaluate import SupernetEvaluator
+from mnas.supernet.net import SHARE_SKIP
 from mnas.supernet.training import CHECKPOINT, read_checkpoint, train_supernet
 from mnas.train import TrainTask, train_architecture
 
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
     ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
+    ap.add_argument("--share-skip", action=argparse.BooleanOptionalAction, default=SHARE_SKIP,
+                    help="one set of op weights for all skip choices of a block (--no-share-skip: one per choice)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
@@ -112,7 +115,8 @@ def main() -> None:
                       flush=True)
 
         r = train_supernet(space, task, sn, args.steps, args.every, n_random=args.random,
-                           resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends)
+                           resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends,
+                           share_skip=args.share_skip)
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)

@@ -20,7 +20,7 @@ from mnas.space import load_space
 from mnas.supernet import SuperNet
 from mnas.supernet.evaluate import SupernetEstimator, SupernetEvaluator, extracted_checkpoint, recalibrate
 from mnas.supernet.net import decisions_covered
-from mnas.supernet.training import read_checkpoint, train_supernet
+from mnas.supernet.training import net_of, read_checkpoint, train_supernet
 from mnas.store import Store
 from mnas.testing import run_cli, tiny, wait_for, write_config
 from mnas.train import TrainTask, load_proxy_data
@@ -96,9 +96,11 @@ def covering_archs(net: SuperNet, seed: int = 0, limit: int = 200) -> list:
     return archs
 
 
-def test_extracted_model_equals_the_supernet_sub_network(tmp_path):
+@pytest.mark.parametrize("share_skip", [True, False])
+def test_extracted_model_equals_the_supernet_sub_network(tmp_path, share_skip):
     torch.manual_seed(0)
-    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, in_chans=3, width_multiplier=1.0)
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, in_chans=3, width_multiplier=1.0,
+                   share_skip=share_skip)
     with torch.no_grad():  # statistics and kernel transforms away from their initial values: slicing shows
         for name, t in list(net.named_parameters()) + list(net.named_buffers()):
             if "running_var" in name:
@@ -132,6 +134,41 @@ def test_sub_networks_share_the_largest_weights(tmp_path):
     w3 = net.state_for(arch3)[key]
     mid3 = mb3.in_ch * 3
     torch.testing.assert_close(w3, w5[:mid3, :, 1:4, 1:4])
+
+
+@pytest.mark.parametrize("share_skip", [True, False])
+def test_skip_choices_share_op_weights_only_with_share_skip(tmp_path, share_skip):
+    """``share_skip=False``: a block's identity and no-skip variants read separate weights (its pooling
+    projection stays one); ``True``: the same tensors."""
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, share_skip=share_skip)
+    big = net.pick("largest")
+    assert big.blocks[1].skip == "identity"
+    noskip = dataclasses.replace(big, blocks=(big.blocks[0], dataclasses.replace(big.blocks[1], skip="none")))
+    a, b = net.state_for(big), net.state_for(noskip)
+    key = "blocks.2.ops.1.0.weight"  # block 2's first layer: its depthwise conv
+    assert (a[key].data_ptr() == b[key].data_ptr()) == share_skip
+    assert a["blocks.0.ops.0.0.weight"].data_ptr() == b["blocks.0.ops.0.0.weight"].data_ptr()  # block 1: same skip
+    ops = set(net.slots[1][0].ops)
+    assert ops == ({"cv", "ds", "ir"} if share_skip else
+                   {f"{o}_{s}" for o in ("cv", "ds", "ir") for s in ("pool", "identity", "none")})
+
+
+def test_share_skip_is_recorded_checked_on_resume_and_used_by_eval(trained, images, tmp_path):
+    space, folder = trained
+    blob = read_checkpoint(folder)
+    assert blob["share_skip"] is True
+    del blob["share_skip"]  # a checkpoint from before the option: its skips shared weights
+    assert net_of(blob).share_skip is True
+    r = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "sn", steps=2,
+                       every=1, share_skip=False)
+    assert r.status == "ok" and read_checkpoint(tmp_path / "sn")["share_skip"] is False
+    assert SupernetEvaluator(tmp_path / "sn", "cpu", 1).net.share_skip is False
+    with pytest.raises(MnasError) as e:
+        train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "sn", steps=2,
+                       every=1, resume=True, share_skip=True)
+    assert "share_skip = False" in str(e.value) and "--no-share-skip" in str(e.value) and "\n" not in str(e.value)
+    r = run_cli("supernet", "train", space, "--dir", tmp_path / "sn", "--steps", "2", "--resume", "--share-skip")
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--no-share-skip" in r.stderr
 
 
 def test_a_checkpoint_interval_longer_than_an_epoch_trains(trained):

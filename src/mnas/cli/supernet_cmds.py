@@ -44,6 +44,11 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                    threads: int = typer.Option(1, "--threads", min=1),
                    device: str = typer.Option("auto", "--device"),
                    resume: bool = typer.Option(False, "--resume", help="continue the supernet in --dir"),
+                   share_skip: Optional[bool] = typer.Option(None, "--share-skip/--no-share-skip",
+                                                             help="one set of op weights for all of a block's "
+                                                             "skip choices, or one per choice (default: the "
+                                                             "checkpoint's on --resume, else "
+                                                             "mnas.supernet.net.SHARE_SKIP)"),
                    json: bool = typer.Option(False, "--json")) -> None:
     """Train a supernet over SPACE with the sandwich rule and in-place distillation; checkpointed every
     --every steps, resumable after a kill with --resume."""
@@ -65,7 +70,7 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                 print(f"supernet step {step}/{total} loss {loss:.4f} kd {kd:.4f} "
                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
-        r = train_supernet(sp, task, into, steps, every, n_random, resume, progress)
+        r = train_supernet(sp, task, into, steps, every, n_random, resume, progress, share_skip=share_skip)
     if json:
         print_json(r.to_dict())
     else:

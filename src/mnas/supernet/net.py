@@ -15,7 +15,11 @@ What is shared, per layer slot (block i, layer j; a block's first k layers are i
   the same; reordering by importance is what progressive shrinking needs after training the largest alone).
 - **squeeze-excite**: one SE per op slot, sliced like the widths; SE off skips it.
 - **skip**: identity and none hold no weights; the pooling skip's 1x1 projection (first layer only) is
-  sliced like a conv. BatchNorm affine weights and running statistics are sliced with their channels.
+  sliced like a conv. With ``share_skip=False`` each skip choice of a block has its own copy of every op
+  type's weights (keys ``<op>_<skip>``, e.g. ``ir_none``): a layer with the identity skip learns a
+  correction to its input, one without it must carry everything, and one set of weights serving both
+  did not train at CPU scale (docs/results/2026-12-06-supernet.md, "Separate weights per skip"). The
+  pooling projection stays one per slot. BatchNorm affine weights and running statistics are sliced with their channels.
 
 A sub-network is computed by the standalone builder itself (``mnas.model.build``, its weights supplied by
 ``torch.func.functional_call``): the supernet owns only the sharing, so the sliced state loads into
@@ -89,29 +93,43 @@ def block_layouts(space: MnasNetSpace, width_multiplier: float) -> list[BlockLay
 
 
 class _Slot(nn.Module):
-    """One layer slot's weights: one set per op type present in the block, plus the pooling projection."""
+    """One layer slot's weights: one set per op type present in the block (per op type and skip choice
+    without ``share_skip``), plus the pooling projection."""
 
-    def __init__(self, lay: BlockLayout, first: bool) -> None:
+    def __init__(self, lay: BlockLayout, first: bool, share_skip: bool = True) -> None:
         super().__init__()
+        self.share_skip = share_skip
+        skips = [None] if share_skip else [str(x) for x in lay.options["skip"]]
         cin = lay.in_max if first else lay.out_max
         cout, k = lay.out_max, lay.kernel_max
         r = max(1, int(cin * lay.se_max))
         small = sorted({int(x) for x in lay.options["kernel"] if int(x) < k})
         self.ops = nn.ModuleDict()
-        if "cv" in lay.ops:
-            self.ops["cv"] = _Op({"conv": _conv(cin, cout, k)}, {"bn": cout}, _se(cout, r) if lay.se_max else None,
-                                 small, ("conv",))
-        if "ds" in lay.ops:
-            self.ops["ds"] = _Op({"dw": _conv(cin, cin, k, groups=cin), "pw": _conv(cin, cout, 1)},
-                                 {"dw_bn": cin, "pw_bn": cout}, _se(cin, r) if lay.se_max else None, small, ("dw",))
-        if "ir" in lay.ops:
-            mid = cin * lay.expansion_max
-            self.ops["ir"] = _Op({"exp": _conv(cin, mid, 1), "dw": _conv(mid, mid, k, groups=mid),
-                                  "pw": _conv(mid, cout, 1)}, {"exp_bn": mid, "dw_bn": mid, "pw_bn": cout},
-                                 _se(mid, r) if lay.se_max else None, small, ("dw",))
+        for skip in skips:
+            self._add_ops(lay, cin, cout, k, r, small, skip)
         self.pool_proj = None
         if first and "pool" in lay.options["skip"]:
             self.pool_proj = _Op({"conv": _conv(cin, cout, 1)}, {"bn": cout}, None, [], ())
+
+    def op(self, code: str, skip: str) -> "_Op":
+        """The weights of op type ``code`` under the block's skip choice ``skip``."""
+        return self.ops[code if self.share_skip else f"{code}_{skip}"]
+
+    def _add_ops(self, lay: BlockLayout, cin: int, cout: int, k: int, r: int, small: list[int],
+                 skip: str | None) -> None:
+        sfx = "" if skip is None else f"_{skip}"
+        if "cv" in lay.ops:
+            self.ops["cv" + sfx] = _Op({"conv": _conv(cin, cout, k)}, {"bn": cout},
+                                       _se(cout, r) if lay.se_max else None, small, ("conv",))
+        if "ds" in lay.ops:
+            self.ops["ds" + sfx] = _Op({"dw": _conv(cin, cin, k, groups=cin), "pw": _conv(cin, cout, 1)},
+                                       {"dw_bn": cin, "pw_bn": cout}, _se(cin, r) if lay.se_max else None, small,
+                                       ("dw",))
+        if "ir" in lay.ops:
+            mid = cin * lay.expansion_max
+            self.ops["ir" + sfx] = _Op({"exp": _conv(cin, mid, 1), "dw": _conv(mid, mid, k, groups=mid),
+                                        "pw": _conv(mid, cout, 1)}, {"exp_bn": mid, "dw_bn": mid, "pw_bn": cout},
+                                       _se(mid, r) if lay.se_max else None, small, ("dw",))
 
 
 class _Op(nn.Module):
@@ -139,6 +157,7 @@ def _op_size(op: Any) -> float:
     return {"ds": 0.0, "cv": 0.5}.get(code, float(e))
 
 
+SHARE_SKIP = True  # new supernets: a block's skip choices share its op weights (SuperNet's share_skip)
 TEMPLATES = 8  # cached sub-network builders: the largest and the smallest of every step, and a few more
 
 _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers": float}
@@ -146,21 +165,22 @@ _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers"
 
 class SuperNet(nn.Module):
     """``net(x, arch)``: the sub-network ``arch`` (an architecture of ``space``, at the space's widths) on a
-    batch. ``extract(arch)``: the same sub-network as a standalone ``mnas.model`` network."""
+    batch. ``extract(arch)``: the same sub-network as a standalone ``mnas.model`` network. ``share_skip``:
+    whether a block's skip choices share its op weights (True, the first supernets) or each has its own."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3, width_multiplier: float = 1.0,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, share_skip: bool = SHARE_SKIP) -> None:
         super().__init__()
         if not isinstance(space, MnasNetSpace):
             raise MnasError(f"a supernet covers MnasNet-style spaces; {space.name} is not one: give --space "
                             "mnasnet, mnasnet-cifar, mnasnet-paper or a MnasNet space YAML file")
         self.space, self.num_classes, self.in_chans = space, num_classes, in_chans
-        self.width_multiplier, self.dropout = width_multiplier, dropout
+        self.width_multiplier, self.dropout, self.share_skip = width_multiplier, dropout, share_skip
         self.layouts = block_layouts(space, width_multiplier)
         stem = round_filters(space.stem, width_multiplier) if width_multiplier != 1.0 else space.stem
         self.stem = nn.ModuleDict({"conv": _conv(in_chans, stem, 3),
                                    "bn": nn.BatchNorm2d(stem, eps=BN_EPS, momentum=BN_MOMENTUM)})
-        self.slots = nn.ModuleList(nn.ModuleList(_Slot(lay, j == 0) for j in range(lay.layers_max))
+        self.slots = nn.ModuleList(nn.ModuleList(_Slot(lay, j == 0, share_skip) for j in range(lay.layers_max))
                                    for lay in self.layouts)
         self.head = nn.ModuleDict({"conv": _conv(self.layouts[-1].out_max, space.head, 1),
                                    "bn": nn.BatchNorm2d(space.head, eps=BN_EPS, momentum=BN_MOMENTUM)})
@@ -297,12 +317,12 @@ def _layer_state(state: dict, key: str, slot: _Slot, b: Any, cin: int, declared:
         idx += 1
 
     if b.op == "cv":
-        op = slot.ops["cv"]
+        op = slot.op("cv", b.skip)
         conv_bn(op, "conv", "bn", b.out_ch, cin, b.kernel)
         if b.se:
             _put_se(state, f"{key}.ops.{idx}", op.se, b.out_ch, se_width)
     else:
-        op = slot.ops[b.op]
+        op = slot.op(b.op, b.skip)
         mid = cin
         if b.expansion != 1:
             mid = declared * b.expansion
