@@ -61,6 +61,7 @@ def config(**changes):
     return config_from_dict(tiny(**{"trials": 2, "reward": {"preset": "soft", "target_model": T_MODEL},
                                     "live_view": False, "latency.num_classes": 10,
                                     "latency.backend": "fake-machine", "latency.cache": False,
+                                    "latency.retime_top": 5,
                                     **{f"latency.{k}": v for k, v in FAST.items()}, **changes}))
 
 
