@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 # The import-layer contract (pyproject.toml, [tool.importlinter]) first: an upward import fails CI.
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=20
 
 # The inner loop: every test that no marker calls slow, cluster (Ray), browser (Chromium) or gpu.
 test-fast: setup
