@@ -230,7 +230,7 @@ def test_extracted_checkpoint_fine_tunes_with_init(trained, images, tmp_path):
 def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path, images):
     space = space_file(tmp_path)
     folder = tmp_path / "sn"
-    args = ["supernet", "train", space, "--dir", folder, "--steps", "4", "--every", "1", "-d", images,
+    args = ["supernet", "train", space, "--dir", folder, "--steps", "12", "--every", "1", "-d", images,
             "--resolution", "8", "-w", "1", "--batch-size", "16", "--train-limit", "64", "--holdout", "64"]
     proc = subprocess.Popen([sys.executable, "-m", "mnas", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -244,14 +244,15 @@ def test_kill_9_during_training_then_resume_loses_at_most_one_interval(tmp_path,
     lines = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("supernet step")]
     last_logged = int(lines[-1].split()[2].split("/")[0])
     kept = read_checkpoint(ck)["step"]
-    assert 2 <= kept < 4 and kept >= last_logged - 1  # a kill loses at most one interval (1 step here)
+    # 12 steps, killed after the 2nd: on a busy machine the kill may land steps later, not after the last
+    assert 2 <= kept < 12 and kept >= last_logged - 1  # a kill loses at most one interval (1 step here)
     again = run_cli(*args)
     assert again.code == 2 and "add --resume" in again.stderr  # no silent restart over the checkpoint
     r = run_cli(*args, "--resume", "--json")
     assert r.code == 0, r.stderr
-    assert f'"resumed_from": {kept}' in r.stdout and '"steps": 4' in r.stdout
+    assert f'"resumed_from": {kept}' in r.stdout and '"steps": 12' in r.stdout
     # the resumed run is the uninterrupted one: the same weights as a run that was never killed
-    ref = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "ref", 4, 1)
+    ref = train_supernet(load_space(str(space)), TrainTask(**TASK, dataset=images), tmp_path / "ref", 12, 1)
     assert ref.status == "ok"
     a, b = read_checkpoint(ck)["model"], read_checkpoint(tmp_path / "ref")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
