@@ -100,13 +100,24 @@ def test_eval_against_real_measurements(built):
     assert views["rescaled"]["within_10pct"] == res["within_10pct"]
     assert views["unscaled"]["within_10pct"] == res["unscaled"]["within_10pct"]
     assert res["search_speed"]["factor"] > 0 and res["search_speed"]["references"] == 4
-    for view in views.values():
+    assert views["ratio"] is None  # no T given: no LAT/T to judge
+    for view in (v for v in views.values() if v is not None):
         assert view["n"] == 4 and 0 <= view["within_10pct_ci95"][0] <= view["within_10pct"] <= \
             view["within_10pct_ci95"][1] <= 1
     assert res["samples"][0]["unscaled_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
     # the eval's networks come from their own stream, never the calibration's, and say so
     assert res["seed"] == 1 and res["seed_source"] == "given" and res["stream"] == "eval"
     assert res["calibration_seed"] == 0 and res["calibration_stream"] == "calibrate" and res["seen_by_design"]
+    # with T a model: LAT/T as a search's reward reads it, the table's ratio of two predictions against the
+    # ratio of the two networks measured in the same rounds, whatever the machine's speed
+    target = table.space.sample(random.Random(5))
+    rel = evaluate(table, samples=3, seed=3, rescale=False, search_view=False, target=target.canonical)
+    ratio = rel["views"]["ratio"]
+    assert ratio["n"] == 3 and ratio["target_predicted_ms"] == pytest.approx(table.predict(target))
+    assert ratio["target_measured_ms"] == rel["near_target"]["t_ms"] > 0
+    errors = [abs((s["unscaled_ms"] / ratio["target_predicted_ms"]) / (s["measured_ms"] / ratio["target_measured_ms"])
+                  - 1) for s in rel["samples"]]
+    assert ratio["mape"] == pytest.approx(sum(errors) / 3, rel=0.02, abs=1e-3)  # the samples are rounded
     plain = evaluate(table, samples=1, seed=1, rescale=False, search_view=False)
     assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
     assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)

@@ -153,7 +153,9 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     the calibration's, and skip any calibration network. The result's ``views`` judges three figures:
     ``unscaled`` (the table as built), ``search`` (scaled by the factor a search on ``lut:PATH`` computes at
     its start: the references timed by themselves before the eval's networks, ``search_view``) and
-    ``rescaled`` (the top-level metrics too).
+    ``rescaled`` (the top-level metrics too), and, where T is a model, ``ratio``: LAT/T as a search's reward
+    reads it on ``lut:PATH`` with ``latency.relative`` (the table's ratio of two predictions, against the
+    ratio of the two measurements), which no speed factor moves.
 
     ``rescale``: a machine's speed drifts (this VM's by 14 % within 20 minutes, under other tenants' load),
     and a table holds the speed of the hour it was built. Up to 10 (``speed.REFERENCES``) of its calibration models are
@@ -209,7 +211,18 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     factor = statistics.median(now / then for now, (_, then) in zip(ref_now, refs)) if refs else 1.0
     measured = [t.ms for t in timed]
     scaled = [p * factor for p in predicted]
-    views: dict[str, Any] = {"unscaled": metrics(predicted, measured),
+    # LAT/T as a search's reward reads it on lut:PATH (latency.relative, the default): the table's own two
+    # predictions, against the two networks measured in the same rounds; no speed factor enters either
+    ratio = None
+    if target_arch is not None and t_ms:
+        try:
+            pred_t = table.predict(target_arch, calibrated=calibrated, check_space=False)
+        except MnasError as e:  # T's layers are not all in the table: a search could not predict it either
+            log.info("no LAT/T view: %s", e)
+        else:
+            ratio = {**metrics([p / pred_t for p in predicted], [m / t_ms for m in measured]),
+                     "target_predicted_ms": pred_t, "target_measured_ms": t_ms}
+    views: dict[str, Any] = {"unscaled": metrics(predicted, measured), "ratio": ratio,
                              "search": metrics([p * search["factor"] for p in predicted], measured)
                              if search["factor"] else None,
                              "rescaled": metrics(scaled, measured) if refs else None}
