@@ -188,6 +188,30 @@ def markdown(results: dict[str, Any]) -> str:
             + "".join(f"- {n}\n" for n in notes) + "\n" + "\n".join(rows) + "\n")
 
 
+def backfill_ratio(res: dict[str, Any], table_path: Path, target: str) -> bool:
+    """An eval made before ``lut eval`` had its LAT/T view, or while it skipped a T with layers outside
+    the table: the view from the eval's own samples (the table's unscaled predictions and the
+    measurements) and T's measured latency, T's prediction made now (``predict_target`` measures its
+    missing layers here, as a search does at its start). False when there is nothing to add."""
+    from mnas.latency.lut.evaluate import metrics, predict_target, resolve_target
+
+    near = res.get("near_target") or {}
+    if res["views"].get("ratio") is not None or not near.get("t_ms") or not res.get("samples"):
+        return False
+    table = LatencyTable.load(table_path)
+    _, arch, _ = resolve_target(table, target)
+    if arch is None:
+        return False
+    pred_t, filled = predict_target(table, arch)
+    t_ms = near["t_ms"]
+    res["views"]["ratio"] = {**metrics([s["unscaled_ms"] / pred_t for s in res["samples"]],
+                                       [s["measured_ms"] / t_ms for s in res["samples"]]),
+                             "target_predicted_ms": pred_t, "target_measured_ms": t_ms,
+                             "target_entries_measured": filled, "backfilled": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                            time.gmtime())}
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", required=True, help="where tables and results go; rerun the same command to resume")
@@ -253,7 +277,11 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         for i in range(args.builds):
             key = f"{b}{tag}-build{i + 1}"
             if key in results["evals"]:
-                print(f"{key}: done before, kept", flush=True)
+                if backfill_ratio(results["evals"][key], directory / f"{key}.json", target):
+                    save(results, directory)
+                    print(f"{key}: done before, kept; its LAT/T view computed now from its samples", flush=True)
+                else:
+                    print(f"{key}: done before, kept", flush=True)
                 continue
             table_path = directory / f"{key}.json"
             t0 = time.perf_counter()

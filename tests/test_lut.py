@@ -118,6 +118,16 @@ def test_eval_against_real_measurements(built):
     errors = [abs((s["unscaled_ms"] / ratio["target_predicted_ms"]) / (s["measured_ms"] / ratio["target_measured_ms"])
                   - 1) for s in rel["samples"]]
     assert ratio["mape"] == pytest.approx(sum(errors) / 3, rel=0.02, abs=1e-3)  # the samples are rounded
+    # T with a layer the table lacks (T need not be in the space): measured for the prediction, as a search
+    # does at its start, but never written into the table
+    from mnas.latency.lut.evaluate import predict_target
+
+    key = table.layers(target)[1].key
+    lacking = LatencyTable.load(table.path)
+    del lacking.entries[key]
+    pred, filled = predict_target(lacking, target)
+    assert filled == 1 and pred > 0 and key not in lacking.entries
+    assert key in LatencyTable.load(table.path).entries  # the file is untouched
     plain = evaluate(table, samples=1, seed=1, rescale=False, search_view=False)
     assert plain["speed_factor"] is None and plain["references"] == 0 and "unscaled" not in plain
     assert plain["samples"][0]["predicted_ms"] == pytest.approx(table.predict(arch), abs=1e-4)
