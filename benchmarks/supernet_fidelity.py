@@ -26,9 +26,10 @@ from mnas.fileio import atomic_write
 from mnas.report.retrained import kendall_tau
 from mnas.space import load_space
 from mnas.supernet.evaluate import SupernetEvaluator
-from mnas.supernet.net import SHARE_SKIP
+from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP
 from mnas.supernet.training import CHECKPOINT, read_checkpoint, train_supernet
-from mnas.train import TrainTask, train_architecture
+from mnas.space import resolve_arch
+from mnas.train import TrainTask, load_proxy_data, train_architecture, train_proxy
 
 
 def main() -> None:
@@ -50,6 +51,16 @@ def main() -> None:
     ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
     ap.add_argument("--share-skip", action=argparse.BooleanOptionalAction, default=SHARE_SKIP,
                     help="one set of op weights for all skip choices of a block (--no-share-skip: one per choice)")
+    ap.add_argument("--kernel-transform", action=argparse.BooleanOptionalAction, default=KERNEL_TRANSFORM,
+                    help="learned transforms for the small kernels' centres")
+    ap.add_argument("--arch-seed", type=int, default=None,
+                    help="seed of the random architectures (default: drawn at the first run and recorded, so no "
+                    "list is chosen after seeing results)")
+    ap.add_argument("--references", default="",
+                    help="zoo models of the space to include, comma-separated (e.g. mobilenet-v2-cifar)")
+    ap.add_argument("--standalone-seeds", type=int, default=1,
+                    help="standalone trainings per architecture (same split, other init and order): with 2 or "
+                    "more, the proxy's own seed-to-seed tau")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
@@ -64,6 +75,13 @@ def main() -> None:
     space = load_space(args.space)
     results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.arch_seed is None:  # drawn once, then read back from any phase's results
+        for p in (results_path, *(out / f"results{x}.json" for x in ("", "-supernet", "-standalone"))):
+            if p.exists():
+                args.arch_seed = json.loads(p.read_text())["settings"].get("arch_seed")
+                break
+        if args.arch_seed is None:
+            args.arch_seed = random.SystemRandom().randrange(10**6)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase")}
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
@@ -76,8 +94,12 @@ def main() -> None:
     from mnas.supernet import SuperNet
 
     probe = SuperNet(space, 2, 1, args.width)
-    rng = random.Random(args.seed + 1)
+    rng = random.Random(args.arch_seed)
     archs = [probe.pick("largest"), probe.pick("smallest")]
+    for name in filter(None, args.references.split(",")):
+        a = resolve_arch(name)[1]
+        space.encode(a)  # one line naming the decision that does not fit the space
+        archs.append(a)
     while len(archs) < args.archs:
         a = probe.sample(rng)
         if a.canonical not in {x.canonical for x in archs}:
@@ -101,6 +123,16 @@ def main() -> None:
                 save()
             print(f"standalone {i + 1}/{len(archs)} {m['standalone_top1']:.4f} ({m['standalone_seconds']:.0f} s)",
                   flush=True)
+        data = None
+        for k in range(1, args.standalone_seeds):  # the same split, another init and data order
+            for i, a in enumerate(archs):
+                m = models[a.canonical]
+                if f"standalone_top1_s{k}" not in m:
+                    data = data or load_proxy_data(task, args.seed)
+                    t = train_proxy(a, data, task.model_copy(update={"seed": args.seed + 1000 * k}))
+                    m[f"standalone_top1_s{k}"] = t.top1
+                    save()
+                print(f"standalone seed {k} {i + 1}/{len(archs)} {m[f'standalone_top1_s{k}']:.4f}", flush=True)
         if args.phase == "standalone":
             return
 
@@ -116,7 +148,7 @@ def main() -> None:
 
         r = train_supernet(space, task, sn, args.steps, args.every, n_random=args.random,
                            resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends,
-                           share_skip=args.share_skip)
+                           share_skip=args.share_skip, kernel_transform=args.kernel_transform)
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)
@@ -131,7 +163,8 @@ def main() -> None:
             m.update(index=i, supernet_top1=r["top1"], supernet_seconds=r["seconds"])
             save()
         print(f"supernet {i + 1}/{len(archs)} {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s)", flush=True)
-    if args.phase == "supernet" or any("standalone_top1" not in models[a.canonical] for a in archs):
+    if args.phase == "supernet" or any(f"standalone_top1{x}" not in models[a.canonical] for a in archs
+                                       for x in ["", *(f"_s{k}" for k in range(1, args.standalone_seeds))]):
         return
     rows = [models[a.canonical] for a in archs]
     sup, alone = [r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows]
@@ -139,6 +172,9 @@ def main() -> None:
     train_s = sum(r["standalone_seconds"] for r in rows) / len(rows)
     results["summary"] = {
         "archs": len(rows), "kendall_tau_p_method": list(kendall_tau(sup, alone)),
+        **({} if args.standalone_seeds < 2 else {
+            "seed_to_seed_tau_p_method": list(kendall_tau([r["standalone_top1_s1"] for r in rows], alone)),
+            "kendall_tau_vs_seed1": list(kendall_tau(sup, [r["standalone_top1_s1"] for r in rows]))}),
         "supernet_eval_seconds_mean": eval_s, "candidates_per_hour": 3600 / eval_s,
         "standalone_seconds_mean": train_s,
         "supernet_cost_in_standalone_trainings": results["supernet_train_seconds"] / train_s,

@@ -20,7 +20,7 @@ from mnas.space import load_space
 from mnas.supernet import SuperNet
 from mnas.supernet.evaluate import SupernetEstimator, SupernetEvaluator, extracted_checkpoint, recalibrate
 from mnas.supernet.net import decisions_covered
-from mnas.supernet.training import net_of, read_checkpoint, train_supernet
+from mnas.supernet.training import net_of, read_checkpoint, structure_of, train_supernet
 from mnas.store import Store
 from mnas.testing import run_cli, tiny, wait_for, write_config
 from mnas.train import TrainTask, load_proxy_data
@@ -96,11 +96,12 @@ def covering_archs(net: SuperNet, seed: int = 0, limit: int = 200) -> list:
     return archs
 
 
-@pytest.mark.parametrize("share_skip", [True, False])
-def test_extracted_model_equals_the_supernet_sub_network(tmp_path, share_skip):
+@pytest.mark.parametrize("share_skip,kernel_transform", [(True, True), (False, False)])
+def test_extracted_model_equals_the_supernet_sub_network(tmp_path, share_skip, kernel_transform):
     torch.manual_seed(0)
     net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, in_chans=3, width_multiplier=1.0,
-                   share_skip=share_skip)
+                   share_skip=share_skip, kernel_transform=kernel_transform)
+    assert any(".transforms." in k for k in net.state_dict()) == kernel_transform
     with torch.no_grad():  # statistics and kernel transforms away from their initial values: slicing shows
         for name, t in list(net.named_parameters()) + list(net.named_buffers()):
             if "running_var" in name:
@@ -169,6 +170,47 @@ def test_share_skip_is_recorded_checked_on_resume_and_used_by_eval(trained, imag
     assert "share_skip = False" in str(e.value) and "--no-share-skip" in str(e.value) and "\n" not in str(e.value)
     r = run_cli("supernet", "train", space, "--dir", tmp_path / "sn", "--steps", "2", "--resume", "--share-skip")
     assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--no-share-skip" in r.stderr
+
+
+def test_kernel_transform_is_recorded_checked_on_resume_and_used_by_eval(trained, images, tmp_path):
+    """New supernets use a small kernel's centre as it is; ``kernel_transform=True`` adds the learned
+    transforms (and checkpoints from before the option had them)."""
+    space, folder = trained
+    blob = read_checkpoint(folder)
+    assert blob["kernel_transform"] is False and not any(".transforms." in k for k in blob["model"])
+    assert structure_of({k: v for k, v in blob.items() if k != "kernel_transform"})["kernel_transform"] is True
+    task = TrainTask(**TASK, dataset=images)
+    r = train_supernet(load_space(str(space)), task, tmp_path / "sn", steps=2, every=1, kernel_transform=True)
+    blob = read_checkpoint(tmp_path / "sn")
+    assert r.status == "ok" and blob["kernel_transform"] is True and any(".transforms." in k for k in blob["model"])
+    assert SupernetEvaluator(tmp_path / "sn", "cpu", 1).net.kernel_transform is True
+    with pytest.raises(MnasError) as e:
+        train_supernet(load_space(str(space)), task, tmp_path / "sn", steps=2, every=1, resume=True,
+                       kernel_transform=False)
+    assert "kernel_transform = True" in str(e.value) and "--kernel-transform" in str(e.value)
+    r = run_cli("supernet", "train", space, "--dir", tmp_path / "sn", "--steps", "2", "--resume",
+                "--no-kernel-transform")
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--kernel-transform" in r.stderr
+
+
+def test_the_elastic_space_is_cifars_nested_decisions_and_holds_mobilenet_v2():
+    """``mnasnet-cifar-elastic``: every architecture is one of ``mnasnet-cifar``'s, every searched block an
+    MBConv with the identity skip, so its supernet holds MBConv weights only (block 1: MobileNetV2's SepConv)."""
+    from mnas.space import resolve_arch
+
+    elastic, cifar = load_space("mnasnet-cifar-elastic"), load_space("mnasnet-cifar")
+    rng = random.Random(0)
+    for _ in range(20):
+        a = elastic.sample(rng)
+        cifar.encode(a)  # raises if a is not in mnasnet-cifar
+        assert all(b.op == "ir" and b.expansion in (3, 6) for b in a.blocks[1:]) and a.blocks[0].op == "ds"
+        assert all(b.skip == "identity" for b in a.blocks)
+    elastic.encode(resolve_arch("mobilenet-v2-cifar")[1])
+    net = SuperNet(elastic, num_classes=10, width_multiplier=0.25)
+    assert {k for blk in net.slots[1:] for slot in blk for k in slot.ops} == {"ir"}
+    assert {k for slot in net.slots[0] for k in slot.ops} == {"ds"}
+    with pytest.raises(MnasError, match="b2.skip|skip"):
+        elastic.encode(cifar.decode([0] * len(cifar.decisions)))
 
 
 def test_a_checkpoint_interval_longer_than_an_epoch_trains(trained):

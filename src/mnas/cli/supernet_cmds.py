@@ -49,6 +49,10 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                                                              "skip choices, or one per choice (default: the "
                                                              "checkpoint's on --resume, else "
                                                              "mnas.supernet.net.SHARE_SKIP)"),
+                   kernel_transform: Optional[bool] = typer.Option(
+                       None, "--kernel-transform/--no-kernel-transform",
+                       help="a learned transform for each small kernel's centre (Once-for-All's), or the centre as "
+                       "it is (default: the checkpoint's on --resume, else mnas.supernet.net.KERNEL_TRANSFORM)"),
                    json: bool = typer.Option(False, "--json")) -> None:
     """Train a supernet over SPACE with the sandwich rule and in-place distillation; checkpointed every
     --every steps, resumable after a kill with --resume."""
@@ -70,7 +74,8 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                 print(f"supernet step {step}/{total} loss {loss:.4f} kd {kd:.4f} "
                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
-        r = train_supernet(sp, task, into, steps, every, n_random, resume, progress, share_skip=share_skip)
+        r = train_supernet(sp, task, into, steps, every, n_random, resume, progress, share_skip=share_skip,
+                           kernel_transform=kernel_transform)
     if json:
         print_json(r.to_dict())
     else:

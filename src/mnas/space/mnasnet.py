@@ -17,7 +17,9 @@ from mnas.space.decisions import Decision, SearchSpace
 DEFAULT_SPACE = Path(__file__).with_name("mnasnet.yaml")
 PAPER_SPACE = Path(__file__).with_name("mnasnet-paper.yaml")
 CIFAR_SPACE = Path(__file__).with_name("mnasnet-cifar.yaml")
-BUILTIN_FILES = {"mnasnet": DEFAULT_SPACE, "mnasnet-paper": PAPER_SPACE, "mnasnet-cifar": CIFAR_SPACE}
+ELASTIC_SPACE = Path(__file__).with_name("mnasnet-cifar-elastic.yaml")
+BUILTIN_FILES = {"mnasnet": DEFAULT_SPACE, "mnasnet-paper": PAPER_SPACE, "mnasnet-cifar": CIFAR_SPACE,
+                 "mnasnet-cifar-elastic": ELASTIC_SPACE}
 
 
 def space_file(spec: str | Path | None) -> Path:
@@ -110,6 +112,10 @@ class MnasNetSpace(SearchSpace):
     @classmethod
     def cifar(cls) -> MnasNetSpace:
         return cls.load(CIFAR_SPACE)
+
+    @classmethod
+    def cifar_elastic(cls) -> MnasNetSpace:
+        return cls.load(ELASTIC_SPACE)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MnasNetSpace:

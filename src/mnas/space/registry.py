@@ -17,6 +17,7 @@ SPACES: Registry = Registry("search space", "mnas.spaces", {
     "mnasnet": "mnas.space.mnasnet:MnasNetSpace.load",
     "mnasnet-paper": "mnas.space.mnasnet:MnasNetSpace.paper",
     "mnasnet-cifar": "mnas.space.mnasnet:MnasNetSpace.cifar",
+    "mnasnet-cifar-elastic": "mnas.space.mnasnet:MnasNetSpace.cifar_elastic",
     "nb201": "mnas.space.nb201:Nb201Space",
 }, hint="Or give the path of a space YAML file (docs/search-space.md).")
 

@@ -6,9 +6,12 @@ What is shared, per layer slot (block i, layer j; a block's first k layers are i
   a dense k x k conv, a depthwise conv on the input and a depthwise conv on the expanded width compute
   different things, so no slice of one is a sensible start for another. All MBConv expansions share one
   set of weights (the expansion is a channel slice).
-- **kernel**: the largest kernel's weights; a smaller kernel takes their centre, passed through a small
-  learned transform per kernel size (a k^2 x k^2 matrix, shared by the channels of the layer, initialised
-  to the identity), as Once-for-All does, so the small kernel need not equal the big one's centre.
+- **kernel**: the largest kernel's weights; a smaller kernel takes their centre. With ``kernel_transform``
+  the centre passes through a small learned transform per kernel size (a k^2 x k^2 matrix, shared by the
+  channels of the layer, initialised to the identity), as Once-for-All does, so the small kernel need not
+  equal the big one's centre. New supernets leave it out (``KERNEL_TRANSFORM``): at CPU scale the learned
+  transforms slowed training down or stopped it (docs/results/2026-12-06-supernet-paths.md: a drawn kernel
+  reached loss 1.13 with them and 0.86 without; the nested decisions drawn together, 2.00 and 1.26).
 - **widths** (output width, MBConv expansion, squeeze-excite width): channel slices, the first c channels.
   Channels are not reordered: the sandwich rule trains the smallest sub-network every step, so the leading
   channels are the ones every sub-network uses and become the important ones by construction (BigNAS does
@@ -96,14 +99,15 @@ class _Slot(nn.Module):
     """One layer slot's weights: one set per op type present in the block (per op type and skip choice
     without ``share_skip``), plus the pooling projection."""
 
-    def __init__(self, lay: BlockLayout, first: bool, share_skip: bool = True) -> None:
+    def __init__(self, lay: BlockLayout, first: bool, share_skip: bool = True,
+                 kernel_transform: bool = True) -> None:
         super().__init__()
         self.share_skip = share_skip
         skips = [None] if share_skip else [str(x) for x in lay.options["skip"]]
         cin = lay.in_max if first else lay.out_max
         cout, k = lay.out_max, lay.kernel_max
         r = max(1, int(cin * lay.se_max))
-        small = sorted({int(x) for x in lay.options["kernel"] if int(x) < k})
+        small = sorted({int(x) for x in lay.options["kernel"] if int(x) < k}) if kernel_transform else []
         self.ops = nn.ModuleDict()
         for skip in skips:
             self._add_ops(lay, cin, cout, k, r, small, skip)
@@ -158,6 +162,7 @@ def _op_size(op: Any) -> float:
 
 
 SHARE_SKIP = True  # new supernets: a block's skip choices share its op weights (SuperNet's share_skip)
+KERNEL_TRANSFORM = False  # new supernets: a small kernel is the big one's centre, no learned transform (above)
 TEMPLATES = 8  # cached sub-network builders: the largest and the smallest of every step, and a few more
 
 _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers": float}
@@ -166,22 +171,26 @@ _ORDER = {"op": _op_size, "kernel": float, "se": float, "width": float, "layers"
 class SuperNet(nn.Module):
     """``net(x, arch)``: the sub-network ``arch`` (an architecture of ``space``, at the space's widths) on a
     batch. ``extract(arch)``: the same sub-network as a standalone ``mnas.model`` network. ``share_skip``:
-    whether a block's skip choices share its op weights (True, the first supernets) or each has its own."""
+    whether a block's skip choices share its op weights (True, the first supernets) or each has its own.
+    ``kernel_transform``: whether a small kernel's centre passes through a learned transform (True, the first
+    supernets) or is used as it is."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3, width_multiplier: float = 1.0,
-                 dropout: float = 0.0, share_skip: bool = SHARE_SKIP) -> None:
+                 dropout: float = 0.0, share_skip: bool = SHARE_SKIP,
+                 kernel_transform: bool = KERNEL_TRANSFORM) -> None:
         super().__init__()
         if not isinstance(space, MnasNetSpace):
             raise MnasError(f"a supernet covers MnasNet-style spaces; {space.name} is not one: give --space "
                             "mnasnet, mnasnet-cifar, mnasnet-paper or a MnasNet space YAML file")
         self.space, self.num_classes, self.in_chans = space, num_classes, in_chans
         self.width_multiplier, self.dropout, self.share_skip = width_multiplier, dropout, share_skip
+        self.kernel_transform = kernel_transform
         self.layouts = block_layouts(space, width_multiplier)
         stem = round_filters(space.stem, width_multiplier) if width_multiplier != 1.0 else space.stem
         self.stem = nn.ModuleDict({"conv": _conv(in_chans, stem, 3),
                                    "bn": nn.BatchNorm2d(stem, eps=BN_EPS, momentum=BN_MOMENTUM)})
-        self.slots = nn.ModuleList(nn.ModuleList(_Slot(lay, j == 0, share_skip) for j in range(lay.layers_max))
-                                   for lay in self.layouts)
+        self.slots = nn.ModuleList(nn.ModuleList(_Slot(lay, j == 0, share_skip, kernel_transform)
+                                                 for j in range(lay.layers_max)) for lay in self.layouts)
         self.head = nn.ModuleDict({"conv": _conv(self.layouts[-1].out_max, space.head, 1),
                                    "bn": nn.BatchNorm2d(space.head, eps=BN_EPS, momentum=BN_MOMENTUM)})
         self.classifier = nn.Linear(space.head, num_classes)
@@ -293,7 +302,9 @@ def _kernel(op: _Op, name: str, weight: torch.Tensor, k: int) -> torch.Tensor:
         raise MnasError(f"kernel {k} is larger than the supernet's {big}")
     lo = (big - k) // 2
     centre = weight[:, :, lo:lo + k, lo:lo + k]
-    t = op.transforms[f"{name}_{k}"]
+    t = op.transforms[f"{name}_{k}"] if f"{name}_{k}" in op.transforms else None
+    if t is None:  # no kernel transforms: the centre as it is
+        return centre
     return (centre.reshape(-1, k * k) @ t.T).reshape(centre.shape)
 
 

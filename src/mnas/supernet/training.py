@@ -33,7 +33,7 @@ from mnas import MnasError, __version__
 from mnas.fileio import atomic_write
 from mnas.space.mnasnet import MnasNetSpace, _SpaceSpec
 from mnas.store.lock import DirectoryLock
-from mnas.supernet.net import SHARE_SKIP, SuperNet, sandwich, space_identity
+from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP, SuperNet, sandwich, space_identity
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainTask
 from mnas.train.optim import lr_factor, make_optimizer
@@ -103,11 +103,22 @@ def check_space(blob: dict[str, Any], space: Any) -> None:
                         f"train one with mnas supernet train {want['name']} --dir DIR")
 
 
+# A supernet's structural options, recorded in its checkpoint: (what a checkpoint from before the option had,
+# the default of a new supernet, the CLI flags for True and False).
+STRUCTURE = {"share_skip": (True, SHARE_SKIP, "--share-skip", "--no-share-skip"),
+             "kernel_transform": (True, KERNEL_TRANSFORM, "--kernel-transform", "--no-kernel-transform")}
+
+
+def structure_of(blob: dict[str, Any]) -> dict[str, bool]:
+    """The structural options a checkpoint's supernet was built with (older checkpoints: their fixed ones)."""
+    return {k: bool(blob.get(k, before)) for k, (before, _, _, _) in STRUCTURE.items()}
+
+
 def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet:
     """The supernet a checkpoint holds, its weights loaded."""
     d = blob["data"]
     net = SuperNet(space_of(blob), d["num_classes"], d["in_chans"], blob["width_multiplier"], blob["dropout"],
-                   share_skip=blob.get("share_skip", True))  # supernets before the option shared their skips
+                   **structure_of(blob))
     try:
         net.load_state_dict(blob["model"])
     except (RuntimeError, KeyError) as e:
@@ -118,10 +129,12 @@ def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet
 
 def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps: int, every: int = 50,
                    n_random: int = 2, resume: bool = False, progress: Progress | None = None,
-                   ends: str = "fixed", share_skip: bool | None = None) -> SupernetRun:
+                   ends: str = "fixed", share_skip: bool | None = None,
+                   kernel_transform: bool | None = None) -> SupernetRun:
     """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``;
-    ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice (``SuperNet``);
-    None: the checkpoint's on a resume, ``SHARE_SKIP`` for a new supernet."""
+    ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice;
+    ``kernel_transform``: learned transforms for the small kernels or none (``SuperNet``). None: the
+    checkpoint's on a resume, the default of ``STRUCTURE`` for a new supernet."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise MnasError(f"--dir {out} is a file: give a folder to train the supernet into")
@@ -131,15 +144,17 @@ def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps:
     except OSError as e:
         raise MnasError(f"cannot lock {out} ({e.strerror}): choose another --dir") from None
     try:
-        return _train(space, task, out, steps, every, n_random, resume, progress, ends, share_skip)
+        given = {"share_skip": share_skip, "kernel_transform": kernel_transform}
+        return _train(space, task, out, steps, every, n_random, resume, progress, ends, given)
     finally:
         lock.release()
 
 
 def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: int, n_random: int, resume: bool,
-           progress: Progress | None, ends: str = "fixed", share_skip: bool | None = None) -> SupernetRun:
+           progress: Progress | None, ends: str = "fixed",
+           given: dict[str, bool | None] | None = None) -> SupernetRun:
     path = out / CHECKPOINT
-    blob = None
+    blob, given = None, given or {}
     if path.is_file():
         if not resume:
             have = read_checkpoint(path)
@@ -150,12 +165,12 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
         if blob["total_steps"] != steps:
             raise MnasError(f"{out} trains for {blob['total_steps']} steps, not {steps}: resume with "
                             f"--steps {blob['total_steps']}")
-        recorded_skip = blob.get("share_skip", True)  # supernets before the option shared
-        if share_skip is not None and recorded_skip != share_skip:
-            flag = "--share-skip" if recorded_skip else "--no-share-skip"
-            raise MnasError(f"{out} holds a supernet with share_skip = {recorded_skip}, not {share_skip}: resume "
-                            f"with {flag} (or without either), or train into another --dir")
-        share_skip = recorded_skip
+        structure = structure_of(blob)
+        for k, v in given.items():
+            if v is not None and structure[k] != v:
+                flag = STRUCTURE[k][2] if structure[k] else STRUCTURE[k][3]
+                raise MnasError(f"{out} holds a supernet with {k} = {structure[k]}, not {v}: resume with {flag} "
+                                "(or without either), or train into another --dir")
         recorded = TrainTask.model_validate({**blob["task"], **_runtime(task)})
         changed = sorted(k for k, v in recorded.model_dump().items() if v != getattr(task, k))
         if changed:
@@ -166,7 +181,9 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
     elif resume:
         raise MnasError(f"--resume: {out} holds no {CHECKPOINT}, so there is nothing to continue: run without "
                         "--resume")
-    share_skip = SHARE_SKIP if share_skip is None else share_skip
+    else:
+        structure = {k: default if given.get(k) is None else bool(given[k])
+                     for k, (_, default, _, _) in STRUCTURE.items()}
     t0 = time.perf_counter()
     device = resolve_device(task.device)
     data = load_proxy_data(task, task.seed)
@@ -175,7 +192,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
         gen = torch.Generator().manual_seed(task.seed)
         rng = random.Random(task.seed)
         net = SuperNet(space, data.num_classes, data.in_chans, task.width_multiplier, task.dropout or 0.0,
-                       share_skip=share_skip)
+                       **structure)
         if task.zero_init_head:
             torch.nn.init.zeros_(net.classifier.weight)
         net.to(device)
@@ -198,7 +215,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 state = {"step": blob["step"], "history": blob["history"]}
                 log.info("resuming %s at step %d of %d", out, state["step"], steps)
             resumed_from, error = state["step"], None
-            meta = {**_meta(space, task, data, net, steps, every, n_random), "ends": ends, "share_skip": share_skip}
+            meta = {**_meta(space, task, data, net, steps, every, n_random), "ends": ends, **structure}
             net.train()
             while state["step"] < steps and error is None:
                 chunk_start, n = time.perf_counter(), min(every, steps - state["step"])
