@@ -89,6 +89,8 @@ def main() -> None:
     def save() -> None:
         atomic_write(results_path, json.dumps(results, indent=1) + "\n")
 
+    save()  # the settings (the drawn architecture seed) at once: a phase started beside this one reads them
+
     # 1. the architectures: the largest, the smallest, seeded random ones (a supernet of the settings' space
     # picks them without training: the same list in every phase)
     from mnas.supernet import SuperNet
