@@ -193,7 +193,7 @@ def backfill_ratio(res: dict[str, Any], table_path: Path, target: str) -> bool:
     the table: the view from the eval's own samples (the table's unscaled predictions and the
     measurements) and T's measured latency, T's prediction made now (``predict_target`` measures its
     missing layers here, as a search does at its start). False when there is nothing to add."""
-    from mnas.latency.lut.evaluate import metrics, predict_target, resolve_target
+    from mnas.latency.lut.evaluate import predict_target, ratio_view, resolve_target
 
     near = res.get("near_target") or {}
     if res["views"].get("ratio") is not None or not near.get("t_ms") or not res.get("samples"):
@@ -203,12 +203,10 @@ def backfill_ratio(res: dict[str, Any], table_path: Path, target: str) -> bool:
     if arch is None:
         return False
     pred_t, filled = predict_target(table, arch)
-    t_ms = near["t_ms"]
-    res["views"]["ratio"] = {**metrics([s["unscaled_ms"] / pred_t for s in res["samples"]],
-                                       [s["measured_ms"] / t_ms for s in res["samples"]]),
-                             "target_predicted_ms": pred_t, "target_measured_ms": t_ms,
-                             "target_entries_measured": filled, "backfilled": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                            time.gmtime())}
+    samples = res["samples"]
+    res["views"]["ratio"] = {**ratio_view([s["unscaled_ms"] for s in samples], [s["measured_ms"] for s in samples],
+                                          pred_t, near["t_ms"], filled),
+                             "backfilled": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     return True
 
 

@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
 from mnas.latency.base import LatencyResult, now_iso
-from mnas.latency.fingerprint import fingerprint
-from mnas.latency.lut.build import entry_settings, measure_entries
+from mnas.latency.lut.build import measure_missing
 from mnas.latency.lut.layers import check_in_space
 from mnas.latency.lut.speed import time_references, unavailable
 from mnas.latency.lut.table import LatencyTable
-from mnas.latency.registry import get_backend
 from mnas.latency.settings import LatencySettings
 
 if TYPE_CHECKING:
@@ -187,14 +185,8 @@ class LutBackend:
         if self.missing == "refuse":
             raise MnasError(f"the table lacks {len(missing)} layer configuration(s) ({keys}); finish it with "
                             "'mnas lut build' or allow on-demand measuring (lut:PATH?missing=measure)")
-        if self.table.device.get("id") != fingerprint()["id"]:
-            raise MnasError(f"the table lacks {keys} and was built on {self.table.device.get('cpu')!r}, not this "
-                            "device: measure it there ('mnas lut build' resumes)")
-        be = get_backend(self.table.backend)
-        io_cache: dict = {}
-        esettings = entry_settings(self.table.settings, self.table.entry_runs)
-        for spec, entry in zip(missing, measure_entries(be, missing, esettings, io_cache, self.table.clock)):
-            self.table.entries[spec.key] = {**entry, "on_demand": True}
+        for key, entry in measure_missing(self.table, missing).items():
+            self.table.entries[key] = {**entry, "on_demand": True}
         if self.table.path is not None:
             self.table.save()
         return len(missing)

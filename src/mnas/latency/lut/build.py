@@ -147,6 +147,19 @@ def measure_entries(backend: LatencyBackend, specs: list[LayerSpec], settings: L
     return out
 
 
+def measure_missing(table: LatencyTable, missing: list[LayerSpec]) -> dict[str, dict]:
+    """The layer configurations ``missing`` that ``table`` lacks, measured now, here, as its build measured
+    its own (its backend, entry settings and clock): key -> entry, for the caller to keep or not. MnasError
+    where the table was built on another device (its entries and these would not be comparable)."""
+    if table.device.get("id") != fingerprint()["id"]:
+        keys = ", ".join(s.key for s in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise MnasError(f"the table lacks {keys} and was built on {table.device.get('cpu')!r}, not this "
+                        "device: measure it there ('mnas lut build' resumes)")
+    found = measure_entries(get_backend(table.backend), missing, entry_settings(table.settings, table.entry_runs),
+                            {}, table.clock)
+    return {spec.key: entry for spec, entry in zip(missing, found)}
+
+
 def _identity(backend: LatencyBackend, shape: tuple[int, ...], settings: LatencySettings, clock: str) -> float:
     from torch import nn
     return time_models(backend, [(nn.Identity(), shape)], settings, clock)[0].fastest_ms

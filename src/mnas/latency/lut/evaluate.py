@@ -220,8 +220,7 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
         except MnasError as e:  # T's missing layers cannot be measured here: a search could not predict it either
             log.info("no LAT/T view: %s", e)
         else:
-            ratio = {**metrics([p / pred_t for p in predicted], [m / t_ms for m in measured]),
-                     "target_predicted_ms": pred_t, "target_measured_ms": t_ms, "target_entries_measured": filled}
+            ratio = ratio_view(predicted, measured, pred_t, t_ms, filled)
     views: dict[str, Any] = {"unscaled": metrics(predicted, measured), "ratio": ratio,
                              "search": metrics([p * search["factor"] for p in predicted], measured)
                              if search["factor"] else None,
@@ -257,23 +256,26 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     return out
 
 
+def ratio_view(predicted: list[float], measured: list[float], pred_t: float, t_ms: float,
+               filled: int) -> dict[str, Any]:
+    """The ``ratio`` view: the table's LAT/T (unscaled predictions over T's prediction) against the measured
+    LAT/T (each network over T measured in the same rounds); ``filled``: T's layers measured for it."""
+    return {**metrics([p / pred_t for p in predicted], [m / t_ms for m in measured]),
+            "target_predicted_ms": pred_t, "target_measured_ms": t_ms, "target_entries_measured": filled}
+
+
 def predict_target(table: LatencyTable, arch: Any, calibrated: bool = True) -> tuple[float, int]:
     """(the table's prediction for T's model, how many of its layers were measured for it): as a search on
     ``lut:PATH`` does when it times T at its start, the layer configurations the table lacks (T need not
     be in the space) are measured now, here, on the table's backend; unlike a search, they are kept in
     memory only, so an eval never writes the table. MnasError where they cannot be measured here."""
-    from mnas.latency.fingerprint import fingerprint
-    from mnas.latency.lut.build import entry_settings, measure_entries
+    from mnas.latency.lut.build import measure_missing
 
     missing = table.missing(arch)
     if not missing:
         return table.predict(arch, calibrated=calibrated, check_space=False), 0
-    if table.device.get("id") != fingerprint()["id"]:
-        raise MnasError(f"the table lacks {len(missing)} of T's layers and was built on another device")
-    settings = entry_settings(table.settings, table.entry_runs)
-    found = measure_entries(get_backend(table.backend), missing, settings, {}, table.clock)
     saved = table.entries
-    table.entries = {**saved, **{spec.key: entry for spec, entry in zip(missing, found)}}
+    table.entries = {**saved, **measure_missing(table, missing)}
     try:
         return table.predict(arch, calibrated=calibrated, check_space=False), len(missing)
     finally:
