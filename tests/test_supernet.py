@@ -317,6 +317,16 @@ def test_a_supernet_of_another_space_is_refused_in_one_line(trained, tmp_path):
     assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_pruner_beside_the_supernet_estimator_is_refused_in_one_line(trained, tmp_path):
+    """A pruner stops proxy trainings; the supernet estimator trains none, so a pruner would do nothing."""
+    space, folder = trained
+    cfg = tiny(**{"trials": 2, "space": str(space), "proxy.estimator": f"supernet:{folder}",
+                  "pruner.name": "median"})
+    r = run_cli("search", tmp_path / "search", "--config", write_config(tmp_path, cfg))
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "pruner.name=none" in r.stderr and not (tmp_path / "search" / "experiment.db").exists()
+
+
 @pytest.mark.slow
 def test_the_supernet_estimator_runs_in_the_real_search_loop(trained, images, tmp_path):
     space, folder = trained

@@ -85,6 +85,9 @@ class ExperimentConfig(Schema):
     def _budget(self) -> ExperimentConfig:
         if self.trials is None and self.time_budget_s is None:
             raise ValueError("set a budget: trials, time_budget_s, or both")
+        if self.pruner.enabled and self.proxy.estimator not in (None, "train"):
+            raise ValueError(f"pruner {self.pruner.name} stops proxy trainings, and proxy.estimator="
+                             f"{self.proxy.estimator} trains none: set pruner.name=none or proxy.estimator=train")
         return self
 
     def resolved(self) -> dict[str, Any]:
