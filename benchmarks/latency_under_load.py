@@ -76,6 +76,12 @@ class Load:
     def __init__(self, spec: str, workdir: Path, args: argparse.Namespace) -> None:
         self.spec, self.procs, self.samples = spec, [], []
         self._stop = threading.Event()
+        for part in spec.split("+"):  # e.g. search+burn:2
+            self._start(part, workdir, args)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _start(self, spec: str, workdir: Path, args: argparse.Namespace) -> None:
         if spec.startswith("burn:"):
             ctx = multiprocessing.get_context("spawn")
             for _ in range(int(spec.split(":", 1)[1])):
@@ -93,9 +99,7 @@ class Load:
                                                 str(cfg_path), *resume], stdout=subprocess.DEVNULL,
                                                stderr=subprocess.DEVNULL))
         else:
-            raise SystemExit(f"--load {spec}: give burn:N or search")
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+            raise SystemExit(f"--load {spec}: give burn:N, search or both (search+burn:N)")
 
     def _sample(self) -> None:
         while not self._stop.wait(5.0):
@@ -198,7 +202,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="the clock the search times with (the quiet re-timing always uses the wall clock)")
-    ap.add_argument("--load", default="burn:4", help="burn:N (N spinning processes) or search (a second search)")
+    ap.add_argument("--load", default="burn:4", help="burn:N (N spinning processes), search (a second search) or "
+                    "both (search+burn:N)")
     ap.add_argument("--settle", type=float, default=60.0, help="seconds of load before the search starts")
     ap.add_argument("--quiet-load", type=float, default=1.0, help="the quiet step waits for a load under this")
     ap.add_argument("--quiet-wait", type=float, default=900.0, help="but at most this many seconds")

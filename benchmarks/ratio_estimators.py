@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--per-round", type=int, default=6)
-    ap.add_argument("--load", default="search", help="search (a second mnas search) or burn:N")
+    ap.add_argument("--load", default="search", help="search (a second mnas search), burn:N or search+burn:N")
     ap.add_argument("--settle", type=float, default=60.0)
     ap.add_argument("--quiet-load", type=float, default=1.0)
     ap.add_argument("--quiet-wait", type=float, default=1800.0)
