@@ -117,6 +117,44 @@ def test_a_slowdown_moves_the_absolute_figure_not_the_ratio(slowed_search):
     assert busy.latency_ms == pytest.approx(busy.ratio * target)
 
 
+class BurstyMachine(FakeMachine):
+    """The fake machine where a burst of load doubles two of every three calls of any model but T's."""
+
+    name = "bursty-machine"
+
+    def runner(self, model, input_shape, settings):
+        ms, calls = cost_ms(model), [0]
+        if model.canonical == resolve_arch(T_MODEL)[1].canonical:
+            return lambda x: spin(ms)
+
+        def run(x):
+            calls[0] += 1
+            spin(ms * (1.0 if calls[0] % 3 == 0 else 2.0))
+        return run
+
+
+def test_the_ratio_is_taken_from_the_fastest_calls_on_the_cpu_clock():
+    """A burst that lands in the candidate's calls and not in T's moves the ratio of the medians, not the ratio
+    of the fastest calls (one thread); with more threads the CPU clock sums them, and the medians are used."""
+    from mnas.latency import relative
+    from mnas.latency.settings import LatencySettings
+
+    space = load_space(config().space)
+    arch = space.decode([0] * len(space.decisions))
+    reference = resolve_arch(T_MODEL)[1]
+    settings = LatencySettings(num_classes=10, **{**FAST, "runs": 6})
+    truth = cost_ms(arch) / t_ms()
+    s = relative.time_side_by_side([arch], reference, BurstyMachine(""), settings)
+    (r,) = s.results
+    assert r.median_ms / s.reference.median_ms > 1.4 * truth  # the burst in the medians
+    assert relative.ratio_from(r, s.reference) == "cpu-min"
+    assert s.ratios[0] == pytest.approx(truth, rel=1e-6)
+    assert r.cpu_min_ms / s.reference.cpu_min_ms == pytest.approx(truth, rel=1e-6)
+    threads = relative.time_side_by_side([arch], reference, BurstyMachine(""), settings.replace(threads=2))
+    assert relative.ratio_from(threads.results[0], threads.reference) == "median"
+    assert threads.ratios[0] == threads.results[0].median_ms / threads.reference.median_ms
+
+
 def test_trials_record_ratio_and_absolute_and_are_rewarded_by_the_ratio(slowed_search):
     with Store(slowed_search[0], readonly=True) as store:
         trials = store.trials("completed")

@@ -54,6 +54,7 @@ class LatencyResult:
     round_medians_ms: list[float] = field(default_factory=list)
     sample_cv: float = 0.0  # std / mean of all timed runs (includes outliers)
     remeasures: int = 0
+    cpu_min_ms: float | None = None  # the fastest timed call on the process's CPU clock (in-process backends)
     cached: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

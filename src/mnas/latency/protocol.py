@@ -42,6 +42,7 @@ class Timing:
     remeasures: int = 0
     round_mins_ms: list[float] = field(repr=False, default_factory=list)
     robust_cv: float | None = None  # set by time_interleaved, whose noise criterion it is
+    cpu_min_ms: float | None = None  # the fastest timed call on this process's CPU clock (``relative``)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -107,13 +108,15 @@ def _clock(settings: LatencySettings, clock: Callable[[], int] | None) -> Callab
     return time.process_time_ns if settings.clock == "cpu" else time.perf_counter_ns
 
 
-def _round(fn: Callable[[], object], calls: int, clock: Callable[[], int]) -> list[float]:
-    """``calls`` timed calls of ``fn``, in ms."""
+def _round(fn: Callable[[], object], calls: int, clock: Callable[[], int], cpu: list[float]) -> list[float]:
+    """``calls`` timed calls of ``fn``, in ms; each call's CPU time (this process's) is appended to ``cpu``."""
     out = []
     for _ in range(calls):
-        t0 = clock()
+        c0, t0 = time.process_time_ns(), clock()
         fn()
-        out.append((clock() - t0) / 1e6)
+        t1, c1 = clock(), time.process_time_ns()
+        out.append((t1 - t0) / 1e6)
+        cpu.append((c1 - c0) / 1e6)
     return out
 
 
@@ -123,6 +126,7 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
     clock = _clock(settings, clock)
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     best: Timing | None = None
+    cpu: list[float] = []
     gc_was_enabled = gc.isenabled()
     with pinned(settings.pin_core):
         for _ in range(settings.warmup):
@@ -130,7 +134,7 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
         gc.disable()  # a collection in the middle of a round is noise, not model latency
         try:
             for attempt in range(settings.max_remeasures + 1):
-                t = summarize([_round(fn, per_round, clock) for _ in range(settings.rounds)])
+                t = summarize([_round(fn, per_round, clock, cpu) for _ in range(settings.rounds)])
                 if best is None or t.cv < best.cv:
                     best = t
                 if t.cv <= settings.cv_threshold:
@@ -142,6 +146,7 @@ def time_calls(fn: Callable[[], object], settings: LatencySettings,
                 gc.enable()
     assert best is not None
     best.remeasures = attempt
+    best.cpu_min_ms = min(cpu)
     return best
 
 
@@ -168,6 +173,7 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
     clock = _clock(settings, clock)
     per_round = max(1, math.ceil(settings.runs / settings.rounds))
     rounds: list[list[list[float]]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     attempts = [0] * len(fns)
     todo = list(range(len(fns)))
     gc_was_enabled = gc.isenabled()
@@ -181,7 +187,7 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
                 for _ in range(settings.rounds):
                     for i in todo:
                         fns[i]()  # untimed: the other models evicted this one from the caches
-                        rounds[i].append(_round(fns[i], per_round, clock))
+                        rounds[i].append(_round(fns[i], per_round, clock, cpu[i]))
                 for i in todo:
                     attempts[i] = attempt
                 todo = [i for i in todo
@@ -194,9 +200,9 @@ def time_interleaved(fns: list[Callable[[], object]], settings: LatencySettings,
             if gc_was_enabled:
                 gc.enable()
     out = []
-    for r, attempt in zip(rounds, attempts):
+    for r, attempt, c in zip(rounds, attempts, cpu):
         t = summarize(r)
-        t.remeasures = attempt
+        t.remeasures, t.cpu_min_ms = attempt, min(c)
         t.robust_cv = robust_cv(t.round_medians_ms)
         out.append(t)
     return out
@@ -213,6 +219,7 @@ def make_result(t: Timing, settings: LatencySettings, input_shape: tuple[int, ..
         threads=settings.threads, backend=backend, runtime_version=runtime_version, device=device,
         time=now_iso(), input_shape=tuple(int(x) for x in input_shape), arch=arch, rounds=settings.rounds,
         round_medians_ms=[round(x, 6) for x in t.round_medians_ms], sample_cv=t.sample_cv,
+        cpu_min_ms=None if t.cpu_min_ms is None else round(t.cpu_min_ms, 6),
         remeasures=t.remeasures, extra={"clock": settings.clock,
                                         **({"quantize": settings.quantize} if settings.quantize != "none" else {}),
                                         **(extra or {})})

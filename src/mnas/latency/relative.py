@@ -58,7 +58,27 @@ class SideBySide:
     def ratios(self) -> list[float | None]:
         if self.reference is None:
             return [None] * len(self.results)
-        return [r.median_ms / self.reference.median_ms for r in self.results]
+        return [ratio(r, self.reference) for r in self.results]
+
+
+def ratio_from(result: LatencyResult, reference: LatencyResult) -> str:
+    """Which estimate of LAT/T ``ratio`` takes for two results timed in the same rounds: ``cpu-min`` (the
+    fastest call of each on the process's CPU clock) for one-thread timings that carry it, else ``median``
+    (the ratio of the two medians on the timing's clock). On a machine loaded to about 4, the fastest CPU-clock
+    calls gave a ratio within ±5 % of a quiet re-timing for 26 of 30 networks, as often as two quiet
+    re-timings agree with each other, against 5 of 30 for the wall-clock medians and 22 of 30 for the
+    CPU-clock medians (docs/results/2026-12-06-ratio-estimators.md): the CPU clock leaves out the time other
+    programs run, and the fastest call the cache misses they cause. With more threads the CPU clock sums them
+    and is not a latency."""
+    one_thread = result.threads == 1 and reference.threads == 1
+    return "cpu-min" if one_thread and result.cpu_min_ms and reference.cpu_min_ms else "median"
+
+
+def ratio(result: LatencyResult, reference: LatencyResult) -> float:
+    """LAT/T from two results timed in the same rounds (``ratio_from`` says which estimate)."""
+    if ratio_from(result, reference) == "cpu-min":
+        return result.cpu_min_ms / reference.cpu_min_ms  # type: ignore[operator]
+    return result.median_ms / reference.median_ms
 
 
 def _reference_runner(backend: LocalBackend, spec: str, reference: Architecture,
@@ -106,5 +126,6 @@ def measure_relative(arch: Architecture, reference: Architecture, backend: Local
     s = time_side_by_side([arch], reference, backend, settings, spec)
     r = s.results[0]
     r.extra["relative"] = {"reference": reference.canonical, "reference_ms": s.reference.median_ms,
-                           "ratio": s.ratios[0], "reference_cv": s.reference.cv}
+                           "ratio": s.ratios[0], "ratio_from": ratio_from(r, s.reference),
+                           "reference_cv": s.reference.cv}
     return r
