@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=15)
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--train-limit", type=int, default=None)
+    ap.add_argument("--holdout", type=float, default=None, help="held-out images: a count or a fraction "
+                    "(default: the dataset's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
@@ -71,6 +73,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
                      batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
+                     **({} if args.holdout is None else
+                        {"holdout": int(args.holdout) if args.holdout >= 1 else args.holdout}),
                      **({} if args.lr is None else {"lr": args.lr}))
     space = load_space(args.space)
     results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
