@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -84,8 +85,16 @@ def main() -> None:
             if p.exists():
                 args.arch_seed = json.loads(p.read_text())["settings"].get("arch_seed")
                 break
-        if args.arch_seed is None:
-            args.arch_seed = random.SystemRandom().randrange(10**6)
+        if args.arch_seed is None:  # drawn once: two phases started together agree on the first link
+            seed_file, tmp = out / "arch_seed", out / f"arch_seed.{os.getpid()}"
+            tmp.write_text(str(random.SystemRandom().randrange(10**6)))
+            try:
+                os.link(tmp, seed_file)  # atomic, and fails where the other phase was first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+            args.arch_seed = int(seed_file.read_text())
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase")}
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
