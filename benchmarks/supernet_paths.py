@@ -79,7 +79,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     xtr, ytr, xte, yte = digits(args.resolution, args.seed)
     space = load_space(args.space)
-    net = SuperNet(space, 10, 1, args.width, 0.0, share_skip=args.share_skip)
+    # with transforms, as when the paths were measured (--freeze-transforms keeps them at the identity)
+    net = SuperNet(space, 10, 1, args.width, 0.0, share_skip=args.share_skip, kernel_transform=True)
     torch.nn.init.zeros_(net.classifier.weight)  # the fast recipe's zero-initialised head
     net.train()
     draws = random.Random(1)

@@ -110,7 +110,7 @@ def test_cpu_clock_leaves_out_time_the_process_does_not_run():
     cpu = time_calls(lambda: time.sleep(0.002), settings(runs=4, rounds=2, warmup=0, clock="cpu"))
     assert wall.median_ms >= 1.9 and cpu.median_ms < 1.0
     # every timing also keeps its fastest call on the CPU clock, whatever its own clock
-    assert wall.cpu_min_ms is not None and wall.cpu_min_ms < 1.0 and cpu.cpu_min_ms <= cpu.median_ms
+    assert wall.cpu_min_ms is not None and wall.cpu_min_ms < 1.0 and cpu.cpu_min_ms < 1.0
     (inter,) = time_interleaved([lambda: time.sleep(0.002)], settings(runs=4, rounds=2, warmup=0))
     assert inter.median_ms >= 1.9 and inter.cpu_min_ms < 1.0
     with pytest.raises(ValueError, match="clock"):

@@ -233,3 +233,21 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
         store.finish_trial(Trial(2, "b", TrialStatus.PRUNED, accuracy=0.1, latency_ms=1.0))
     with Store(exp, create=False) as again:  # migrated once
         assert again.get_meta("schema_version") == 3 and again.trial(1).retimed == [{"latency_ms": 1.9}]
+
+
+def test_cached_ratios_are_keyed_by_their_estimate(tmp_path, monkeypatch):
+    """A side-by-side result is reused from the cache only while ``ratio`` estimates LAT/T the same way: a
+    ratio cached under another estimate (the ratio of two medians, before) is measured again."""
+    from mnas.latency import measure, relative
+    from mnas.latency.settings import LatencySettings
+
+    space = load_space(config().space)
+    arch, reference = space.decode([0] * len(space.decisions)), resolve_arch(T_MODEL)[1]
+    settings = LatencySettings(num_classes=10, **FAST)
+    cache = tmp_path / "latency.db"
+    first = measure(arch, "fake-machine", settings, cache=cache, reference=reference)
+    again = measure(arch, "fake-machine", settings, cache=cache, reference=reference)
+    assert not first.cached and again.cached
+    assert again.extra["relative"]["ratio"] == first.extra["relative"]["ratio"]
+    monkeypatch.setattr(relative, "RATIO_ESTIMATE", "another-estimate")
+    assert not measure(arch, "fake-machine", settings, cache=cache, reference=reference).cached

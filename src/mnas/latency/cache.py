@@ -118,8 +118,8 @@ def measure(arch: Architecture, backend: str | LatencyBackend | None = None,
     if not isinstance(cache, LatencyCache):
         cache = LatencyCache(cache)
     identity = be.identity(settings)
-    if side_by_side:  # a ratio is only the same ratio against the same reference
-        identity = {**identity, "relative_to": reference.canonical}
+    if side_by_side:  # a ratio is only the same ratio against the same reference, by the same estimate
+        identity = {**identity, "relative_to": reference.canonical, "ratio": relative.RATIO_ESTIMATE}
     key = cache_key(arch.canonical, identity, settings)
     hit = cache.get(key)
     if hit is not None:

@@ -61,6 +61,11 @@ class SideBySide:
         return [ratio(r, self.reference) for r in self.results]
 
 
+# names the estimate ``ratio`` takes in cache keys: ratios cached before it (the ratio of two medians) are
+# not reused; change it whenever ``ratio`` changes
+RATIO_ESTIMATE = "cpu-min-1"
+
+
 def ratio_from(result: LatencyResult, reference: LatencyResult) -> str:
     """Which estimate of LAT/T ``ratio`` takes for two results timed in the same rounds: ``cpu-min`` (the
     fastest call of each on the process's CPU clock) for one-thread timings that carry it, else ``median``

@@ -129,6 +129,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
 def config_from_stored(raw: dict[str, Any], source: str = "stored config") -> ExperimentConfig:
     """A config an experiment recorded, validated like a user's; keys it was written with before a rename are
     read without a deprecation warning (the user cannot rewrite a stored config)."""
+    pruner, proxy = raw.get("pruner"), raw.get("proxy")
+    if (isinstance(pruner, dict) and pruner.get("name", "none") != "none" and isinstance(proxy, dict)
+            and proxy.get("estimator") not in (None, "train")):
+        # stored before the check above refused it: the pruner had nothing to stop, and did nothing
+        raw = {**raw, "pruner": {**pruner, "name": "none"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return config_from_dict(raw, source)

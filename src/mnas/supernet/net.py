@@ -302,9 +302,9 @@ def _kernel(op: _Op, name: str, weight: torch.Tensor, k: int) -> torch.Tensor:
         raise MnasError(f"kernel {k} is larger than the supernet's {big}")
     lo = (big - k) // 2
     centre = weight[:, :, lo:lo + k, lo:lo + k]
-    t = op.transforms[f"{name}_{k}"] if f"{name}_{k}" in op.transforms else None
-    if t is None:  # no kernel transforms: the centre as it is
+    if not len(op.transforms):  # a supernet without kernel transforms: the centre as it is
         return centre
+    t = op.transforms[f"{name}_{k}"]
     return (centre.reshape(-1, k * k) @ t.T).reshape(centre.shape)
 
 
