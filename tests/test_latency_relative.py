@@ -6,7 +6,7 @@ The machine here is simulated: ``FakeMachine`` is an in-process backend whose mo
 simulated CPU clock (what ``clock: cpu`` reads here) by a time fixed by the architecture, times
 ``SLOWDOWN[0]`` (a busy machine), so every expected figure is known however loaded the machine running the
 tests is. (Spinning on the real CPU clock was not enough: on a VM the CPU clock also counts time the host
-takes away, and a CI run saw one re-timing 11 % off.)"""
+takes away, and in one CI run the median of two re-timings came out 5.6 % off.)"""
 
 from __future__ import annotations
 
