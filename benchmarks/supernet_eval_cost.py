@@ -1,0 +1,43 @@
+"""What a candidate read from a trained supernet costs, re-timed apart from its training (issue 29).
+
+    python benchmarks/supernet_eval_cost.py runs/sn-elastic [runs/sn-elastic-cifar ...]
+
+For each ``supernet_fidelity.py`` output folder: every architecture of its results evaluated again
+(inherited weights, BatchNorm recalibrated, held-out top-1; one torch thread), the seconds of each, the
+first call left out (it loads the data), and the largest top-1 difference from the recorded one (0: the
+evaluation is deterministic). Run it on a quiet machine (``uptime``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from mnas.space import Architecture
+from mnas.supernet.evaluate import SupernetEvaluator
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    for run in sys.argv[1:]:
+        models = json.load(open(f"{run}/results.json"))["models"]
+        archs = [Architecture.parse(a) for a in sorted(models, key=lambda a: models[a]["index"])]
+        ev = SupernetEvaluator(f"{run}/supernet", "cpu", 1)
+        secs, diffs = [], []
+        for a in archs:
+            t0 = time.perf_counter()
+            out = ev.evaluate(a)
+            secs.append(time.perf_counter() - t0)
+            diffs.append(abs(out["top1"] - models[a.canonical]["supernet_top1"]))
+        secs = secs[1:]
+        print(f"{run}: {len(secs)} candidates, mean {statistics.fmean(secs):.3f} s, median "
+              f"{statistics.median(secs):.3f} s, {3600 / statistics.fmean(secs):.0f} an hour; largest top-1 "
+              f"difference from the recorded {max(diffs):.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
