@@ -9,7 +9,12 @@ weights, recalibrated BatchNorm) with the accuracy of the same architecture trai
 Resumable: the supernet checkpoints every --every steps (and is resumed), and every standalone training and
 supernet evaluation is written to OUT/results.json as it finishes; run the same command again after a kill.
 ``--phase standalone`` and ``--phase supernet`` run the two halves as two processes side by side (each its own
-results file); ``--phase all`` (the default) then adds the summary.
+results file); ``--phase all`` (the default) then adds the summary. Several ``--phase standalone`` processes
+share the trainings: each claims the next one not claimed by a live process (``OUT/claims``) and writes it
+to ``OUT/standalone/``, so a process that finishes its supernet early can join the standalone trainings.
+
+``--spread N`` picks the random architectures across the space's range instead of uniformly: of N seeded draws,
+the one nearest each of evenly spaced multiply-add counts between the fewest and the most drawn.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ def main() -> None:
     ap.add_argument("--standalone-seeds", type=int, default=1,
                     help="standalone trainings per architecture (same split, other init and order): with 2 or "
                     "more, the proxy's own seed-to-seed tau")
+    ap.add_argument("--spread", type=int, default=0,
+                    help="draw this many architectures and take the random ones at evenly spaced multiply-add "
+                    "counts over their range (0: uniform draws)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
@@ -115,6 +123,9 @@ def main() -> None:
         a = resolve_arch(name)[1]
         space.encode(a)  # one line naming the decision that does not fit the space
         archs.append(a)
+    if args.spread:
+        archs += spread_archs(probe, rng, args.spread, args.archs - len(archs), args.resolution, args.width,
+                              {x.canonical for x in archs})
     while len(archs) < args.archs:
         a = probe.sample(rng)
         if a.canonical not in {x.canonical for x in archs}:
@@ -128,28 +139,32 @@ def main() -> None:
             if other == "supernet":
                 results.setdefault("supernet_train_seconds", json.loads(p.read_text()).get("supernet_train_seconds"))
 
-    # 2. standalone proxy trainings
+    # 2. standalone proxy trainings, shared by every standalone process through claim files
     if args.phase in ("all", "standalone"):
-        for i, a in enumerate(archs):
-            m = models.setdefault(a.canonical, {"index": i})
-            if "standalone_top1" not in m:
-                t = train_architecture(a, task, args.seed)
-                m.update(index=i, standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
-                save()
-            print(f"standalone {i + 1}/{len(archs)} {m['standalone_top1']:.4f} ({m['standalone_seconds']:.0f} s)",
-                  flush=True)
+        items = [(k, i) for k in range(args.standalone_seeds) for i in range(len(archs))]
         data = None
-        for k in range(1, args.standalone_seeds):  # the same split, another init and data order
-            for i, a in enumerate(archs):
-                m = models[a.canonical]
-                if f"standalone_top1_s{k}" not in m:
+        for k, i in items:
+            a, key = archs[i], "standalone_top1" + (f"_s{k}" if k else "")
+            m = models.setdefault(a.canonical, {"index": i})
+            m.update(_item(out, i, k))
+            if key not in m and _claim(out, i, k):
+                if k == 0:
+                    t = train_architecture(a, task, args.seed)
+                    got = dict(index=i, standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
+                else:  # the same split, another init and data order
                     data = data or load_proxy_data(task, args.seed)
                     t = train_proxy(a, data, task.model_copy(update={"seed": args.seed + 1000 * k}))
-                    m[f"standalone_top1_s{k}"] = t.top1
-                    save()
-                print(f"standalone seed {k} {i + 1}/{len(archs)} {m[f'standalone_top1_s{k}']:.4f}", flush=True)
+                    got = {key: t.top1}
+                atomic_write(out / "standalone" / f"{i}-s{k}.json", json.dumps(got) + "\n")
+                m.update(got)
+                save()
+            if key in m:
+                print(f"standalone seed {k} {i + 1}/{len(archs)} {m[key]:.4f}", flush=True)
         if args.phase == "standalone":
             return
+    for m in models.values():  # what standalone processes beside this one wrote
+        if "index" in m:
+            m.update(_item(out, m["index"], 0), **_item(out, m["index"], 1))
 
     # 3. the supernet (resumed after a kill), then each architecture read from it
     sn = out / "supernet"
@@ -195,8 +210,64 @@ def main() -> None:
         "supernet_cost_in_standalone_trainings": results["supernet_train_seconds"] / train_s,
         "supernet_top1_range": [min(sup), max(sup)], "standalone_top1_range": [min(alone), max(alone)],
     }
+    if args.standalone_seeds >= 2:  # the truth with less seed noise: the mean of the two seeds
+        mean2 = [(r["standalone_top1"] + r["standalone_top1_s1"]) / 2 for r in rows]
+        results["summary"]["kendall_tau_vs_seed_mean"] = list(kendall_tau(sup, mean2))
     save()
     print(json.dumps(results["summary"], indent=1))
+
+
+def spread_archs(probe, rng: random.Random, pool: int, n: int, resolution: int, width: float,
+                 taken: set[str]) -> list:
+    """``n`` architectures spanning the space: of ``pool`` seeded draws, the one whose multiply-adds at
+    ``resolution`` (the width-scaled network) are nearest each of ``n`` evenly spaced values between the
+    fewest and the most drawn (each architecture once)."""
+    from mnas.model import build
+    from mnas.model.profile import count_macs
+
+    drawn = {}
+    for _ in range(pool):
+        a = probe.sample(rng)
+        if a.canonical not in taken:
+            drawn[a.canonical] = a
+    macs = {c: count_macs(build(a.scaled(width), 10), resolution) for c, a in drawn.items()}
+    lo, hi = min(macs.values()), max(macs.values())
+    picked: list = []
+    for q in range(n):  # evenly spaced targets between the fewest and the most multiply-adds drawn
+        target = lo + (q + 0.5) / n * (hi - lo)
+        best = min((c for c in drawn if drawn[c] not in picked), key=lambda c: (abs(macs[c] - target), c))
+        picked.append(drawn[best])
+    return picked
+
+
+def _item(out: Path, i: int, k: int) -> dict:
+    p = out / "standalone" / f"{i}-s{k}.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _claim(out: Path, i: int, k: int) -> bool:
+    """Claim training (i, seed k) for this process: an exclusive file holding its pid; a claim whose process is
+    gone (killed) is taken over."""
+    d = out / "claims"
+    d.mkdir(exist_ok=True)
+    (out / "standalone").mkdir(exist_ok=True)
+    p, tmp = d / f"{i}-s{k}", d / f".{i}-s{k}.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(tmp, p)  # atomic, with the pid already in it
+                return True
+            except FileExistsError:
+                try:
+                    pid = int(p.read_text())
+                    os.kill(pid, 0)
+                    return pid == os.getpid()
+                except (ProcessLookupError, FileNotFoundError):
+                    p.unlink(missing_ok=True)  # its process died: take it over
+        return False
+    finally:
+        tmp.unlink()
 
 
 if __name__ == "__main__":
