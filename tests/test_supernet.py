@@ -377,3 +377,36 @@ def test_mixed_sandwich_ends_draw_op_and_skip_at_the_extreme_sizes(tmp_path):
     assert fixed == [net.pick("largest"), net.pick("smallest")]
     with pytest.raises(MnasError, match="sandwich ends 'both'"):
         sandwich(net, rng, 0, ends="both")
+
+
+@pytest.mark.slow
+def test_one_supernet_specialises_for_several_backends_side_by_side(trained, tmp_path):
+    """``mnas supernet specialise``: a search per (backend, T) with the supernet as the accuracy source, each
+    search's rank-1 model timed on every backend at the supernet's image size, a table, a JSON file and a plot;
+    the same command again resumes (no new trial, the same models); a bad target is one line, exit 2."""
+    import json
+
+    space, folder = trained
+    base = write_config(tmp_path, {k: v for k, v in tiny(trials=2).items() if k not in ("proxy", "space")})
+    out = tmp_path / "spec"
+    args = ("supernet", "specialise", folder, "-o", out, "-t", "onnxruntime=0.5", "-t", "torch=2", "--trials", "2",
+            "--config", base)
+    r = run_cli(*args)
+    assert r.code == 0, r.stderr
+    assert "supernet top-1" in r.stdout and "search 2/2: torch" in r.stderr
+    res = json.loads((out / "specialised.json").read_text())
+    assert res["backends"] == ["onnxruntime", "torch"] and res["timing"]["resolution"] == 8
+    assert [(m["backend"], m["target_ms"]) for m in res["models"]] == [("onnxruntime", 0.5), ("torch", 2.0)]
+    for m in res["models"]:
+        with Store(Path(m["experiment"]), readonly=True) as store:
+            trials = store.trials()
+            assert {t.train["source"] for t in trials} == {f"supernet:{folder}"} and len(trials) == 2
+            assert store.get_meta("latency")["backend"] == m["backend"]
+        assert m["arch"] in {t.arch for t in trials} and 0.0 <= m["accuracy"] <= 1.0
+        assert set(m["latency_ms"]) == {"onnxruntime", "torch"} and all(v > 0 for v in m["latency_ms"].values())
+    assert (out / "specialised.png").stat().st_size > 10_000
+    again = run_cli(*args, "--json")
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["models"] == res["models"]
+    bad = run_cli("supernet", "specialise", folder, "-o", out, "-t", "onnxruntime")
+    assert bad.code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "BACKEND=T" in bad.stderr

@@ -141,3 +141,36 @@ def supernet_extract(arch: str = typer.Argument(..., help="an architecture of th
         console.print(f"wrote {out}: {result['arch'][:80]} from {ev.path} (step {ev.blob['step']}); fine-tune it "
                       f"with mnas train '{result['arch']}' -w 1 --init {out}, ship it with mnas export --weights "
                       f"{out}")
+
+
+@supernet_app.command("specialise")
+def supernet_specialise(supernet: Path = typer.Argument(..., help="the folder of mnas supernet train"),
+                        out: Path = typer.Option(..., "--out", "-o", help="the folder of the searches and the "
+                                                 "report (run the same command again to resume)"),
+                        targets: list[str] = typer.Option(..., "--target", "-t", help="BACKEND=T, T in ms or a "
+                                                          "zoo model timed on BACKEND; once per device"),
+                        trials: int = typer.Option(200, "--trials", min=1, help="trials of each search"),
+                        config: Optional[Path] = typer.Option(None, "--config", "-c", help="a search config whose "
+                                                              "strategy, reward and latency settings each search "
+                                                              "starts from"),
+                        json: bool = typer.Option(False, "--json")) -> None:
+    """A search per device with the supernet as the accuracy source, then each search's best model timed on
+    every device's backend, side by side (a table, OUT/specialised.json and OUT/specialised.png)."""
+    from mnas.report.specialise import PLOT, RESULT, parse_target, specialise
+    from mnas.search.config import read_yaml
+
+    parsed = [parse_target(t) for t in targets]
+    base = read_yaml(config) if config is not None else None
+    r = specialise(supernet, out, parsed, trials, base,
+                   say=lambda line: print(line, file=sys.stderr, flush=True))  # progress; stdout keeps the result
+    if json:
+        print_json(r)
+        return
+    backends = r["backends"]
+    console.print(table(f"specialised from {r['supernet']} (step {r['supernet_step']}); latency at "
+                        f"{r['timing']['resolution']} px, ms (median)",
+                        ["searched for", "T (ms)", "trial", "supernet top-1", *backends],
+                        [[f"{m['backend']}={m['target']}", f"{m['target_ms']:.3g}" if m["target_ms"] else "-",
+                          str(m["trial"]), f"{m['accuracy']:.4f}",
+                          *(f"{m['latency_ms'][b]:.3f}" for b in backends)] for m in r["models"]]))
+    console.print(f"{out / RESULT}, {out / PLOT}; each search: mnas report {out}/<folder>")
