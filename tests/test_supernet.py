@@ -410,3 +410,65 @@ def test_one_supernet_specialises_for_several_backends_side_by_side(trained, tmp
     assert json.loads(again.stdout)["models"] == res["models"]
     bad = run_cli("supernet", "specialise", folder, "-o", out, "-t", "onnxruntime")
     assert bad.code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "BACKEND=T" in bad.stderr
+
+
+MICRO_SPACE = """\
+name: micro-supernet
+stem: 8
+stem_stride: 1
+head: 32
+choices:
+  op: [mb3, mb6]
+  kernel: [3, 5]
+  se: [0, 0.25]
+  skip: [identity]
+  width: [1.0]
+  layers: [0]
+blocks:
+  - {width_base: 16, layers_base: 1, stride: 1}
+  - {width_base: 24, layers_base: 2, stride: 2}
+"""
+
+
+@pytest.mark.slow
+def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path):
+    """``mnas supernet table``: every architecture of a small space read from the supernet and timed, a CSV that
+    ``mnas bench strategies --space`` runs strategies on; a rerun keeps the rows read before (a kill's cut
+    line read again); a space too large for a table is refused in one line."""
+    import csv
+    import itertools
+    import json
+
+    space = space_file(tmp_path, MICRO_SPACE)
+    sp = load_space(str(space))
+    assert sp.size == 64
+    folder = tmp_path / "sn"
+    assert train_supernet(sp, TrainTask(**TASK, dataset=images), folder, steps=3, every=3).status == "ok"
+    out = tmp_path / "micro.csv"
+    r = run_cli("supernet", "table", folder, "-o", out, "--backend", "torch")
+    assert r.code == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    every = {sp.decode(t).canonical for t in itertools.product(*map(range, sp.cardinalities))}
+    assert len(rows) == 64 and {x["arch"] for x in rows} == every
+    ev = SupernetEvaluator(folder, "cpu")
+    first = rows[0]
+    assert float(first["supernet_accuracy"]) == ev.evaluate(sp.parse(first["arch"]))["top1"]
+    assert all(float(x["torch_latency_ms"]) > 0 for x in rows)
+    # resumed: rows already in the partial file are kept as they are, a cut last line is read again
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text("".join(json.dumps({**x, "torch_latency_ms": 123.0 + i}) + "\n" for i, x in enumerate(rows[:3]))
+                       + '{"arch": "cut')
+    out.unlink()
+    assert run_cli("supernet", "table", folder, "-o", out, "--backend", "torch").code == 0
+    again = list(csv.DictReader(out.open()))
+    assert [float(x["torch_latency_ms"]) for x in again[:3]] == [123.0, 124.0, 125.0] and len(again) == 64
+    assert not partial.exists()
+    # the harness: strategies on the supernet's landscape
+    b = run_cli("bench", "strategies", "--table", out, "--space", space, "--strategies", "random,evolution",
+                "--budget", "8", "--seeds", "2", "--jobs", "1", "--json")
+    assert b.code == 0, b.stderr
+    rep = json.loads(b.stdout)
+    assert rep["table"]["rows"] == 64 and set(rep["budgets"]["8"]) == {"random", "evolution"}
+    # a space too large for a table: one line, exit 2
+    big = run_cli("supernet", "table", folder, "-o", out, "--limit", "10")
+    assert big.code == 2 and len(big.stderr.strip().splitlines()) == 1 and "64 architectures" in big.stderr

@@ -67,6 +67,9 @@ def bench_strategies_cmd(
         None, "--valid-accuracy", help="validation accuracy column, searched on (default: the one ending "
         "_valid_accuracy, if any; without one, strategies are told the scored accuracy)"),
     latency: Optional[str] = typer.Option(None, "--latency", help="latency column (default: the one ending _latency_ms)"),
+    space: Optional[str] = typer.Option(
+        None, "--space", help="the space of a CSV's arch column: a space name or YAML (default: NAS-Bench-201 "
+        "cells); a table of a supernet's space: mnas supernet table"),
     budget: str = typer.Option("200", "--budget", help="distinct evaluations per search; several: 200,500"),
     seeds: int = typer.Option(30, "--seeds", min=1),
     reward_preset: str = typer.Option("soft", "--reward", help="soft or hard"),
@@ -116,7 +119,8 @@ def bench_strategies_cmd(
     options = _parse_sets(sets)  # before the table is read: a bad value fails at once
     if reward_preset not in ("soft", "hard"):
         raise MnasError(f"--reward {reward_preset!r}: expected soft or hard")
-    oracle = Oracle.build(open_table(table_spec, accuracy, latency, valid_accuracy), reward_preset, target_quantile)
+    oracle = Oracle.build(open_table(table_spec, accuracy, latency, valid_accuracy, space), reward_preset,
+                          target_quantile)
     with progress_bar("searches", total=len(names) * seeds, transient=True) as update:
         report = bench_strategies(oracle, names, budgets, seeds, options, jobs, max_duplicate_streak,
                                   progress=update, latency_oracle=latency_oracle, latency_cost=latency_cost,

@@ -174,3 +174,32 @@ def supernet_specialise(supernet: Path = typer.Argument(..., help="the folder of
                           str(m["trial"]), f"{m['accuracy']:.4f}",
                           *(f"{m['latency_ms'][b]:.3f}" for b in backends)] for m in r["models"]]))
     console.print(f"{out / RESULT}, {out / PLOT}; each search: mnas report {out}/<folder>")
+
+
+@supernet_app.command("table")
+def supernet_table_cmd(supernet: Path = typer.Argument(..., help="the folder of mnas supernet train"),
+                       out: Path = typer.Option(..., "--out", "-o", help="the CSV to write (run the same command "
+                                                "again to resume)"),
+                       backend: str = typer.Option("onnxruntime", "--backend", "-b", help="the latency backend"),
+                       limit: int = typer.Option(20_000, "--limit", min=1, help="the most architectures a table "
+                                                 "reads (each a supernet reading and a timing)"),
+                       json: bool = typer.Option(False, "--json")) -> None:
+    """Every architecture of a small space with its supernet accuracy and measured latency: a benchmark table for
+    mnas bench strategies --table CSV --space SPACE."""
+    from mnas.supernet.table import space_reference, supernet_table
+    from mnas.supernet.training import read_checkpoint
+
+    blob = read_checkpoint(supernet)
+    tty = sys.stderr.isatty()
+    with progress_bar("architectures") as update:
+        def progress(i: int, n: int) -> None:
+            update(i, n)
+            if not tty and (i % 100 == 0 or i == n):  # logs: a line per 100 architectures
+                print(f"table {i}/{n}", file=sys.stderr, flush=True)
+
+        supernet_table(supernet, out, backend, limit, progress=progress)
+    space = space_reference(blob, out.with_name(out.stem + ".space.yaml"))
+    if json:
+        print_json({"table": str(out), "space": space})
+    else:
+        console.print(f"wrote {out}; compare strategies on it: mnas bench strategies --table {out} --space {space}")

@@ -60,25 +60,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:40] or "target"
 
 
-def _space_ref(blob: dict[str, Any], out: Path) -> str:
-    """The search's ``space``: the registered name when it is the supernet's space, else the supernet's space
-    written as a YAML file in ``out``."""
-    import yaml
-
-    from mnas.space import load_space
-    from mnas.supernet.net import space_identity
-
-    name = blob["space"]["name"]
-    try:
-        if space_identity(load_space(name))["sha"] == blob["space"]["sha"]:
-            return name
-    except MnasError:
-        pass
-    p = out / "space.yaml"
-    atomic_write(p, yaml.safe_dump(blob["space"]["spec"], sort_keys=False))
-    return str(p)
-
-
 def search_config(supernet: str | Path, target: Target, space: str, trials: int,
                   base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config of one target's search: ``base`` (a config mapping) with the supernet as the accuracy source
@@ -107,6 +88,7 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
     from mnas.space import Architecture
     from mnas.store import Store
     from mnas.store.query import best_trial
+    from mnas.supernet.table import space_reference
     from mnas.supernet.training import read_checkpoint
 
     if not targets:
@@ -116,7 +98,7 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     blob = read_checkpoint(supernet)
-    space = _space_ref(blob, out)
+    space = space_reference(blob, out / "space.yaml")
     rows: list[dict[str, Any]] = []
     configs = [config_from_dict(search_config(supernet, t, space, trials, base), f"target {t.backend}={t.target}")
                for t in targets]  # every target checked before the first search starts

@@ -197,11 +197,15 @@ def generated_table(spec: str) -> Table:
 
 
 def open_table(spec: str | Path, accuracy: str | None = None, latency: str | None = None,
-               valid_accuracy: str | None = None) -> Table:
-    """A table by name: ``generated:FAMILY:SEED`` (or ``generated:SEED``), or a CSV's path (``load_table``)."""
+               valid_accuracy: str | None = None, space: str | None = None) -> Table:
+    """A table by name: ``generated:FAMILY:SEED`` (or ``generated:SEED``), or a CSV's path (``load_table``)
+    whose ``arch`` column holds architectures of ``space`` (a space name or YAML; default NAS-Bench-201)."""
     if is_generated(str(spec)):
-        if accuracy or latency or valid_accuracy:
-            raise MnasError(f"table {spec}: a generated table has fixed columns; drop --accuracy, --latency "
-                            "and --valid-accuracy")
+        if accuracy or latency or valid_accuracy or space:
+            raise MnasError(f"table {spec}: a generated table has fixed columns and space; drop --accuracy, "
+                            "--latency, --valid-accuracy and --space")
         return generated_table(str(spec))
-    return load_table(spec, accuracy, latency, valid_accuracy=valid_accuracy)
+    from mnas.space import load_space
+
+    return load_table(spec, accuracy, latency, space=load_space(space) if space else None,
+                      valid_accuracy=valid_accuracy)

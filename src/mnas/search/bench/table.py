@@ -61,6 +61,8 @@ class Table:
         return len(self.archs)
 
 
+MAX_SPACE = 10_000_000  # the lookup array's entries (80 MB): far beyond any table one could fill
+
 VALID_SUFFIXES = ("_valid_accuracy", "_val_accuracy", "_validation_accuracy")
 
 
@@ -88,6 +90,9 @@ def load_table(path: str | Path, accuracy: str | None = None, latency: str | Non
     ``mnas.search.bench.open_table`` also opens generated tables."""
     path = Path(path)
     space = space or Nb201Space()
+    if space.size > MAX_SPACE:
+        raise MnasError(f"space {space.name} has {space.size:,} architectures: a table covers a space of at most "
+                        f"{MAX_SPACE:,} (a lookup per architecture); use a smaller space YAML")
     if not path.is_file():
         raise MnasError(f"table {path} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
