@@ -10,8 +10,10 @@ Resumable: the supernet checkpoints every --every steps (and is resumed), and ev
 supernet evaluation is written to OUT/results.json as it finishes; run the same command again after a kill.
 ``--phase standalone`` and ``--phase supernet`` run the two halves as two processes side by side (each its own
 results file); ``--phase all`` (the default) then adds the summary. Several ``--phase standalone`` processes
-share the trainings: each claims the next one not claimed by a live process (``OUT/claims``) and writes it
-to ``OUT/standalone/``, so a process that finishes its supernet early can join the standalone trainings.
+share the trainings: each claims the next one no live process holds (a ``flock`` on ``OUT/claims/I-sK``) and
+writes it to ``OUT/standalone/``, so a process that finishes its supernet early can join the standalone
+trainings. Those per-training files are the record; each process's ``results-standalone.json`` holds only
+what it saw.
 
 ``--spread N`` picks the random architectures across the space's range instead of uniformly: of N seeded draws,
 the one nearest each of evenly spaced multiply-add counts between the fewest and the most drawn.
@@ -148,6 +150,8 @@ def main() -> None:
             m = models.setdefault(a.canonical, {"index": i})
             m.update(_item(out, i, k))
             if key not in m and _claim(out, i, k):
+                m.update(_item(out, i, k))  # finished by another process between the look and the claim
+            if key not in m and _claim(out, i, k):
                 if k == 0:
                     t = train_architecture(a, task, args.seed)
                     got = dict(index=i, standalone_top1=t.top1, standalone_seconds=t.seconds, params=t.params)
@@ -193,8 +197,12 @@ def main() -> None:
             m.update(index=i, supernet_top1=r["top1"], supernet_seconds=r["seconds"])
             save()
         print(f"supernet {i + 1}/{len(archs)} {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s)", flush=True)
-    if args.phase == "supernet" or any(f"standalone_top1{x}" not in models[a.canonical] for a in archs
-                                       for x in ["", *(f"_s{k}" for k in range(1, args.standalone_seeds))]):
+    missing = [f"{i}-s{k}" for i, a in enumerate(archs) for k in range(args.standalone_seeds)
+               if "standalone_top1" + (f"_s{k}" if k else "") not in models[a.canonical]]
+    if args.phase == "supernet" or missing:
+        if missing and args.phase != "supernet":
+            print(f"standalone trainings not finished ({', '.join(missing[:6])}{'...' if len(missing) > 6 else ''}):"
+                  " run again after the process holding them", flush=True)
         return
     rows = [models[a.canonical] for a in archs]
     sup, alone = [r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows]
@@ -225,6 +233,8 @@ def spread_archs(probe, rng: random.Random, pool: int, n: int, resolution: int, 
     from mnas.model import build
     from mnas.model.profile import count_macs
 
+    if pool < n:
+        raise SystemExit(f"--spread {pool}: draw at least as many architectures as are picked ({n})")
     drawn = {}
     for _ in range(pool):
         a = probe.sample(rng)
@@ -245,29 +255,51 @@ def _item(out: Path, i: int, k: int) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def _claim(out: Path, i: int, k: int) -> bool:
-    """Claim training (i, seed k) for this process: an exclusive file holding its pid; a claim whose process is
-    gone (killed) is taken over."""
+_HELD: dict[str, int] = {}  # claim name -> the descriptor holding its lock, for this process's life
+
+
+def _claim(out: Path, i: int | str, k: int) -> bool:
+    """Claim training (i, seed k) for this process: an exclusive ``flock`` on ``OUT/claims/i-sk``, held until the
+    process ends (the kernel drops it on a kill -9, so a restarted run takes the item over); False when another
+    live process holds it. The file also names its holder's pid (created with it, atomically), which is what
+    the claims of earlier versions of this script checked: a live holder named there is respected too."""
+    import fcntl
+
     d = out / "claims"
     d.mkdir(exist_ok=True)
     (out / "standalone").mkdir(exist_ok=True)
-    p, tmp = d / f"{i}-s{k}", d / f".{i}-s{k}.{os.getpid()}"
+    name = f"{i}-s{k}"
+    if name in _HELD:
+        return True
+    p, tmp = d / name, d / f".{name}.{os.getpid()}"
     tmp.write_text(str(os.getpid()))
     try:
-        for _ in range(2):
-            try:
-                os.link(tmp, p)  # atomic, with the pid already in it
-                return True
-            except FileExistsError:
-                try:
-                    pid = int(p.read_text())
-                    os.kill(pid, 0)
-                    return pid == os.getpid()
-                except (ProcessLookupError, FileNotFoundError):
-                    p.unlink(missing_ok=True)  # its process died: take it over
-        return False
+        os.link(tmp, p)  # a new claim file already holding this pid, or the existing one
+    except FileExistsError:
+        pass
     finally:
         tmp.unlink()
+    fd = os.open(p, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        named = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if named.isdigit() and int(named) != os.getpid() and _alive(int(named)):
+            raise BlockingIOError  # an earlier version's live claim: no flock, only its pid
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[name] = fd
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process of these benchmarks (a reused pid belongs to something else)."""
+    try:
+        return b"benchmarks/supernet_" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

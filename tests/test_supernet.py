@@ -408,6 +408,9 @@ def test_one_supernet_specialises_for_several_backends_side_by_side(trained, tmp
     again = run_cli(*args, "--json")
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["models"] == res["models"]
+    for m in res["models"]:
+        with Store(Path(m["experiment"]), readonly=True) as store:
+            assert len(store.trials()) == 2  # resumed at its budget: no new trial
     bad = run_cli("supernet", "specialise", folder, "-o", out, "-t", "onnxruntime")
     assert bad.code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "BACKEND=T" in bad.stderr
 
@@ -439,6 +442,8 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
     import itertools
     import json
 
+    from mnas.supernet.table import supernet_table
+
     space = space_file(tmp_path, MICRO_SPACE)
     sp = load_space(str(space))
     assert sp.size == 64
@@ -456,12 +461,26 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
     assert all(float(x["torch_latency_ms"]) > 0 for x in rows)
     # resumed: rows already in the partial file are kept as they are, a cut last line is read again
     partial = out.with_name(out.name + ".partial")
-    partial.write_text("".join(json.dumps({**x, "torch_latency_ms": 123.0 + i}) + "\n" for i, x in enumerate(rows[:3]))
-                       + '{"arch": "cut')
+    done = run_cli("supernet", "table", folder, "-o", out, "--backend", "torch")  # complete: not read again
+    assert done.code == 2 and "exists and is complete" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     out.unlink()
+
+    def killed(i: int, n: int) -> None:
+        if i == 3:
+            raise KeyboardInterrupt  # as a kill after three rows
+
+    with pytest.raises(KeyboardInterrupt):
+        supernet_table(folder, out, "torch", progress=killed)
+    lines = partial.read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["header"]["backend"] == "torch" and not out.exists()
+    partial.write_text(lines[0] + "\n" + "".join(json.dumps({**json.loads(x), "torch_latency_ms": 123.0 + i}) + "\n"
+                                                 for i, x in enumerate(lines[1:])) + '{"arch": "cut')
+    other = run_cli("supernet", "table", folder, "-o", out, "--backend", "onnxruntime")  # another backend: refused
+    assert other.code == 2 and "other readings" in other.stderr and len(other.stderr.strip().splitlines()) == 1
     assert run_cli("supernet", "table", folder, "-o", out, "--backend", "torch").code == 0
     again = list(csv.DictReader(out.open()))
-    assert [float(x["torch_latency_ms"]) for x in again[:3]] == [123.0, 124.0, 125.0] and len(again) == 64
+    kept = {x["arch"]: float(x["torch_latency_ms"]) for x in again}
+    assert sorted(kept[json.loads(x)["arch"]] for x in lines[1:]) == [123.0, 124.0, 125.0] and len(again) == 64
     assert not partial.exists()
     # the harness: strategies on the supernet's landscape
     b = run_cli("bench", "strategies", "--table", out, "--space", space, "--strategies", "random,evolution",

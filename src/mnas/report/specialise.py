@@ -3,7 +3,9 @@ then each search's rank-1 model timed on every backend of the list, side by side
 specialise``).
 
 What is timed is what the searches timed: the architecture at width 1.0, at the supernet's image size,
-channels and classes (the network a user ships after training it). Its accuracy is the supernet's reading (at
+channels and classes (the network a user ships after training it), with the searches' latency settings; each
+model is timed alone on each backend (absolute medians), where a search with a zoo-model T recorded LAT/T
+beside T's model times the stored T. Its accuracy is the supernet's reading (at
 the supernet's width), not a standalone training. Every search lives in its own experiment folder under the
 output folder, so ``mnas report`` reads each one, and a killed run resumes: finished searches are read back,
 an unfinished one continues, and timings already made come from the output folder's latency cache.
@@ -95,16 +97,21 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
         raise MnasError("no target: give at least one --target BACKEND=T")
     if len(set(targets)) != len(targets):
         raise MnasError("the same --target twice: give each (backend, T) once")
+    from mnas.search.checks import preflight
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    supernet = Path(supernet).resolve()  # as each search stores it: a rerun from another folder resumes
     blob = read_checkpoint(supernet)
     space = space_reference(blob, out / "space.yaml")
     rows: list[dict[str, Any]] = []
     configs = [config_from_dict(search_config(supernet, t, space, trials, base), f"target {t.backend}={t.target}")
-               for t in targets]  # every target checked before the first search starts
+               for t in targets]
+    for cfg in configs:  # every backend and the data checked before the first search starts
+        preflight(cfg)
     for i, (t, cfg) in enumerate(zip(targets, configs)):
         folder = out / f"{i + 1}-{_slug(t.backend)}-{_slug(t.target)}"
-        resume = (folder / "experiment.db").exists()
+        resume = _started(folder)
         say(f"search {i + 1}/{len(targets)}: {t.backend}, T = {t.target} ({trials} trials"
             f"{', resumed' if resume else ''}) -> {folder}")
         run = Search.open(cfg, folder, resume=resume)
@@ -135,6 +142,16 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
     atomic_write(out / RESULT, json.dumps(result, indent=1) + "\n")
     plot_specialised(result, out / PLOT)
     return result
+
+
+def _started(folder: Path) -> bool:
+    """Whether ``folder`` holds a search that stored its config (a run killed before that starts anew)."""
+    from mnas.store import Store
+
+    if not (folder / "experiment.db").exists():
+        return False
+    with Store(folder, readonly=True) as store:
+        return bool(store.meta().config)
 
 
 def plot_specialised(result: dict[str, Any], path: Path) -> Path:

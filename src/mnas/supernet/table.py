@@ -7,8 +7,10 @@ one: a space YAML with few choices (``limit``, 20,000 by default, is about six h
 Over a real space (10^11 architectures) search with ``proxy.estimator=supernet:DIR`` instead: each candidate
 costs seconds there too.
 
-Resumable: each row is appended to ``OUT.partial`` (one JSON line, flushed) as it is read, a rerun skips the
-rows already there, and the CSV is written atomically at the end. One writer per table (a lock beside it).
+Resumable: each row is appended to ``OUT.partial`` (one JSON line, flushed) as it is read, after a first line
+naming what the readings depend on (the supernet and its step, the backend and the latency settings: a
+resume with others is refused), a rerun skips the rows already there, and the CSV is written atomically at
+the end. One writer per table (a lock beside it); a finished table is not read again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def supernet_table(supernet: str | Path, out: str | Path, backend: str, limit: i
     from mnas.supernet.training import read_checkpoint, space_of
 
     out = Path(out)
+    if out.suffix != ".csv":
+        raise MnasError(f"--out {out}: a table is written as a plain .csv file")
     blob = read_checkpoint(supernet)
     space = space_of(blob)
     if space.size > limit:
@@ -75,21 +79,34 @@ def supernet_table(supernet: str | Path, out: str | Path, backend: str, limit: i
         settings = (settings or LatencySettings()).replace(resolution=d["resolution"], in_chans=d["in_chans"],
                                                            num_classes=d["num_classes"])
         partial, col = out.with_name(out.name + ".partial"), latency_column(backend)
+        if out.exists() and not partial.exists():
+            raise MnasError(f"{out} exists and is complete: delete it to read the table again, or choose another "
+                            "--out")
+        # what the readings depend on, the first line of the partial file: a resume must match it
+        header = {"supernet": str(Path(blob["path"]).resolve()), "step": blob["step"],
+                  "space": blob["space"]["sha"], "backend": backend, "latency": settings.key_fields()}
         done: dict[str, dict[str, Any]] = {}
         if partial.exists():
-            for line in partial.read_text().splitlines():
+            lines = partial.read_text().splitlines()
+            try:
+                had = json.loads(lines[0])["header"] if lines else header
+            except (json.JSONDecodeError, KeyError, TypeError):
+                had = None
+            if had != header:
+                raise MnasError(f"{partial} was started with other readings ({had}), not {header}: delete it to "
+                                "start again, or resume with the same supernet, backend and settings")
+            for line in lines[1:]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # the line a kill cut short: read again
                     continue
-                if col not in row:
-                    raise MnasError(f"{partial} holds readings timed on another backend ({', '.join(row)}): "
-                                    "use another --out, or the backend it was started with")
                 done[row["arch"]] = row
         ev = SupernetEvaluator(supernet, "cpu")
         archs = [space.decode(t) for t in itertools.product(*(range(c) for c in space.cardinalities))]
         with open(partial, "a") as f:
-            if f.tell() and not partial.read_text().endswith("\n"):
+            if not f.tell():
+                f.write(json.dumps({"header": header}) + "\n")
+            elif not partial.read_text().endswith("\n"):
                 f.write("\n")  # after a cut line
             for i, a in enumerate(archs):
                 if a.canonical not in done:
