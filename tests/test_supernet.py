@@ -423,7 +423,7 @@ head: 32
 choices:
   op: [mb3, mb6]
   kernel: [3, 5]
-  se: [0, 0.25]
+  se: [0]
   skip: [identity]
   width: [1.0]
   layers: [0]
@@ -446,7 +446,7 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
 
     space = space_file(tmp_path, MICRO_SPACE)
     sp = load_space(str(space))
-    assert sp.size == 64
+    assert sp.size == 16
     folder = tmp_path / "sn"
     assert train_supernet(sp, TrainTask(**TASK, dataset=images), folder, steps=3, every=3).status == "ok"
     out = tmp_path / "micro.csv"
@@ -454,7 +454,7 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
     assert r.code == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     every = {sp.decode(t).canonical for t in itertools.product(*map(range, sp.cardinalities))}
-    assert len(rows) == 64 and {x["arch"] for x in rows} == every
+    assert len(rows) == 16 and {x["arch"] for x in rows} == every
     ev = SupernetEvaluator(folder, "cpu")
     first = rows[0]
     assert float(first["supernet_accuracy"]) == ev.evaluate(sp.parse(first["arch"]))["top1"]
@@ -480,14 +480,14 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
     assert run_cli("supernet", "table", folder, "-o", out, "--backend", "torch").code == 0
     again = list(csv.DictReader(out.open()))
     kept = {x["arch"]: float(x["torch_latency_ms"]) for x in again}
-    assert sorted(kept[json.loads(x)["arch"]] for x in lines[1:]) == [123.0, 124.0, 125.0] and len(again) == 64
+    assert sorted(kept[json.loads(x)["arch"]] for x in lines[1:]) == [123.0, 124.0, 125.0] and len(again) == 16
     assert not partial.exists()
     # the harness: strategies on the supernet's landscape
     b = run_cli("bench", "strategies", "--table", out, "--space", space, "--strategies", "random,evolution",
                 "--budget", "8", "--seeds", "2", "--jobs", "1", "--json")
     assert b.code == 0, b.stderr
     rep = json.loads(b.stdout)
-    assert rep["table"]["rows"] == 64 and set(rep["budgets"]["8"]) == {"random", "evolution"}
+    assert rep["table"]["rows"] == 16 and set(rep["budgets"]["8"]) == {"random", "evolution"}
     # a space too large for a table: one line, exit 2
     big = run_cli("supernet", "table", folder, "-o", out, "--limit", "10")
-    assert big.code == 2 and len(big.stderr.strip().splitlines()) == 1 and "64 architectures" in big.stderr
+    assert big.code == 2 and len(big.stderr.strip().splitlines()) == 1 and "16 architectures" in big.stderr
