@@ -13,6 +13,7 @@ an unfinished one continues, and timings already made come from the output folde
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -62,13 +63,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:40] or "target"
 
 
-def search_config(supernet: str | Path, target: Target, space: str, trials: int,
+def search_config(supernet: str | Path, data: dict[str, Any], target: Target, space: str, trials: int,
                   base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config of one target's search: ``base`` (a config mapping) with the supernet as the accuracy source
-    and the latency timed at the supernet's image size, channels and classes on the target's backend."""
-    from mnas.supernet.training import read_checkpoint
-
-    data = read_checkpoint(supernet)["data"]
+    and the latency timed at the supernet's image size, channels and classes (``data``: its checkpoint's) on
+    the target's backend."""
     cfg = dict(base or {})
     cfg.update(name=f"specialise-{_slug(target.backend)}-{_slug(target.target)}", space=space, trials=trials)
     cfg["proxy"] = {**cfg.get("proxy", {}), "estimator": f"supernet:{supernet}"}
@@ -85,6 +84,7 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
     """Run (or resume) a search per target, then time each search's rank-1 model on every target's backend;
     the result (also written to ``out/specialised.json``, with the plot ``out/specialised.png``)."""
     from mnas.latency import LatencySettings, measure
+    from mnas.search.checks import preflight
     from mnas.search.config import config_from_dict
     from mnas.search.driver import Search
     from mnas.space import Architecture
@@ -97,16 +97,14 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
         raise MnasError("no target: give at least one --target BACKEND=T")
     if len(set(targets)) != len(targets):
         raise MnasError("the same --target twice: give each (backend, T) once")
-    from mnas.search.checks import preflight
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     supernet = Path(supernet).resolve()  # as each search stores it: a rerun from another folder resumes
     blob = read_checkpoint(supernet)
     space = space_reference(blob, out / "space.yaml")
     rows: list[dict[str, Any]] = []
-    configs = [config_from_dict(search_config(supernet, t, space, trials, base), f"target {t.backend}={t.target}")
-               for t in targets]
+    configs = [config_from_dict(search_config(supernet, blob["data"], t, space, trials, base),
+                                f"target {t.backend}={t.target}") for t in targets]
     for cfg in configs:  # every backend and the data checked before the first search starts
         preflight(cfg)
     for i, (t, cfg) in enumerate(zip(targets, configs)):
@@ -137,8 +135,6 @@ def specialise(supernet: str | Path, out: str | Path, targets: Sequence[Target],
     result = {"supernet": str(supernet), "supernet_step": blob["step"], "space": blob["space"]["name"],
               "width_multiplier": blob["width_multiplier"], "trials": trials,
               "timing": settings.key_fields(), "backends": backends, "models": rows}
-    import json
-
     atomic_write(out / RESULT, json.dumps(result, indent=1) + "\n")
     plot_specialised(result, out / PLOT)
     return result
