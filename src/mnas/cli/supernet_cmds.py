@@ -181,12 +181,13 @@ def supernet_table_cmd(supernet: Path = typer.Argument(..., help="the folder of 
                        out: Path = typer.Option(..., "--out", "-o", help="the CSV to write (run the same command "
                                                 "again to resume)"),
                        backend: str = typer.Option("onnxruntime", "--backend", "-b", help="the latency backend"),
-                       limit: int = typer.Option(20_000, "--limit", min=1, help="the most architectures a table "
-                                                 "reads (each a supernet reading and a timing)"),
+                       limit: Optional[int] = typer.Option(None, "--limit", min=1, help="the most architectures a "
+                                                           "table reads, each a supernet reading and a timing "
+                                                           "(default: mnas.supernet.table.LIMIT, 20,000)"),
                        json: bool = typer.Option(False, "--json")) -> None:
     """Every architecture of a small space with its supernet accuracy and measured latency: a benchmark table for
     mnas bench strategies --table CSV --space SPACE."""
-    from mnas.supernet.table import space_reference, supernet_table
+    from mnas.supernet.table import LIMIT, space_reference, supernet_table
     from mnas.supernet.training import read_checkpoint
 
     blob = read_checkpoint(supernet)
@@ -197,7 +198,7 @@ def supernet_table_cmd(supernet: Path = typer.Argument(..., help="the folder of 
             if not tty and (i % 100 == 0 or i == n):  # logs: a line per 100 architectures
                 print(f"table {i}/{n}", file=sys.stderr, flush=True)
 
-        supernet_table(supernet, out, backend, limit, progress=progress)
+        supernet_table(supernet, out, backend, LIMIT if limit is None else limit, progress=progress)
     space = space_reference(blob, out.with_name(out.stem + ".space.yaml"))
     if json:
         print_json({"table": str(out), "space": space})
