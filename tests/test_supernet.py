@@ -491,3 +491,35 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
     # a space too large for a table: one line, exit 2
     big = run_cli("supernet", "table", folder, "-o", out, "--limit", "10")
     assert big.code == 2 and len(big.stderr.strip().splitlines()) == 1 and "16 architectures" in big.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_sandwich_step_runs_in_mixed_precision_with_float32_losses(tmp_path, dtype):
+    """The CUDA path's mixed precision, tried under the CPU's autocast: the network computes in ``dtype``,
+    the losses stay float32 and finite, float16 goes through a loss scaler, and the weights move."""
+    from mnas.supernet.training import sandwich_step
+
+    torch.manual_seed(0)
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=4)
+    seen: set[torch.dtype] = set()
+    net.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))  # the logits, before the float32 loss
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in net.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4) if dtype == torch.float16 else None
+    xb, yb = torch.randn(8, 3, 8, 8), torch.arange(8) % 4
+    loss, kd = sandwich_step(net, opt, xb, yb, random.Random(0), 1, 0.1, amp=dtype, scaler=scaler)
+    assert seen == {dtype}
+    assert math.isfinite(loss) and math.isfinite(kd) and loss > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    seen.clear()
+    sandwich_step(net, opt, xb, yb, random.Random(0), 1, 0.1)
+    assert seen == {torch.float32}
+
+
+def test_supernet_training_on_the_cpu_stays_in_float32(trained):
+    """``amp`` applies on CUDA only (autocast on the CPU is slower for these models): each checkpointed chunk
+    records the precision it trained in."""
+    _, folder = trained
+    blob = read_checkpoint(folder)
+    assert blob["task"]["amp"] == "auto"
+    assert [h["amp"] for h in blob["history"]] == ["off"]

@@ -37,7 +37,7 @@ from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP, SuperNet, sandwich, 
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainTask
 from mnas.train.optim import lr_factor, make_optimizer
-from mnas.train.trainer import load_proxy_data, resolve_device, torch_threads
+from mnas.train.trainer import amp_name, load_proxy_data, resolve_amp, resolve_device, torch_threads
 from mnas.data.feeds import make_feed, normalisation
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                      for k, (_, default, _, _) in STRUCTURE.items()}
     t0 = time.perf_counter()
     device = resolve_device(task.device)
+    amp = resolve_amp(task.amp, device)  # None on the CPU: float32 there, as in the proxy trainer
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     data = load_proxy_data(task, task.seed)
     with torch_threads(task.threads):
         torch.manual_seed(task.seed)
@@ -212,6 +214,8 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 opt.load_state_dict(blob["optimizer"])
                 ckpt.set_rng_state(blob["rng"], gen)
                 rng.setstate(_py_state(blob["rng"]["sampler"]))
+                if scaler is not None and blob.get("scaler"):
+                    scaler.load_state_dict(blob["scaler"])
                 state = {"step": blob["step"], "history": blob["history"]}
                 log.info("resuming %s at step %d of %d", out, state["step"], steps)
             resumed_from, error = state["step"], None
@@ -224,7 +228,8 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                     f = lr_factor(state["step"], steps, warmup, task.schedule, task.decay_rate, decay_steps)
                     for g, lr in zip(opt.param_groups, base_lrs):
                         g["lr"] = lr * f
-                    loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing, ends=ends)
+                    loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing, ends=ends,
+                                             amp=amp, scaler=scaler)
                     if not (math.isfinite(loss) and math.isfinite(kd)):
                         error = f"loss became {loss if not math.isfinite(loss) else kd} at step {state['step'] + 1}"
                         break
@@ -235,10 +240,12 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 if error is None and losses:
                     state["history"].append({"step": state["step"], "loss": sum(a for a, _ in losses) / len(losses),
                                              "kd": sum(b for _, b in losses) / len(losses),
-                                             "seconds": time.perf_counter() - chunk_start})
+                                             "seconds": time.perf_counter() - chunk_start,
+                                             "amp": amp_name(amp)})
                     _write(path, {**meta, "step": state["step"], "history": state["history"],
                                   "model": net.state_dict(), "optimizer": opt.state_dict(),
-                                  "rng": {**ckpt.rng_state(gen), "sampler": _py_list(rng.getstate())}})
+                                  "rng": {**ckpt.rng_state(gen), "sampler": _py_list(rng.getstate())},
+                                  "scaler": scaler.state_dict() if scaler is not None else None})
         finally:
             feed.close()
     return SupernetRun(out, "failed" if error else "ok", error, state["step"], steps, resumed_from,
@@ -271,28 +278,44 @@ def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.op
 
 def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
                   rng: random.Random, n_random: int, label_smoothing: float,
-                  distill: float = DISTILL, ends: str = "fixed") -> tuple[float, float]:
+                  distill: float = DISTILL, ends: str = "fixed", amp: torch.dtype | None = None,
+                  scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
     """One optimizer step of the sandwich rule on the mean of the sub-networks' losses (their sum, with the
     recipe's learning rate, diverged: docs/results/2026-12-06-supernet.md); returns (the largest's loss, the
     students' mean distillation loss). A student's loss is ``distill`` x the cross-entropy to the largest's predictions + the rest x the
-    cross-entropy to the labels."""
+    cross-entropy to the labels.
+
+    ``amp``: the forward passes run under autocast in that dtype (the losses in float32); ``scaler``: float16's
+    loss scaling (bfloat16 needs none)."""
     opt.zero_grad(set_to_none=True)
     teacher, *students = sandwich(net, rng, n_random, ends)
-    logits = net(xb, teacher)
+
+    def forward(arch: Any) -> torch.Tensor:
+        with torch.autocast(xb.device.type, dtype=amp, enabled=amp is not None):
+            return net(xb, arch).float()
+
+    def backward(value: torch.Tensor) -> None:
+        (scaler.scale(value) if scaler is not None else value).backward()
+
+    logits = forward(teacher)
     loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
     scale = 1.0 / (1 + len(students))  # the mean of the sub-networks' losses: the recipe's step size
-    (loss * scale).backward()
+    backward(loss * scale)
     soft = logits.detach().softmax(1)
     kd_sum = 0.0
     for arch in students:
-        out = net(xb, arch)
+        out = forward(arch)
         kd = -(soft * F.log_softmax(out, 1)).sum(1).mean()
         total = distill * kd
         if distill < 1:
             total = total + (1 - distill) * F.cross_entropy(out, yb, label_smoothing=label_smoothing)
-        (total * scale).backward()
+        backward(total * scale)
         kd_sum += float(kd.detach())
-    opt.step()
+    if scaler is not None:
+        scaler.step(opt)  # skips the step when a gradient overflowed
+        scaler.update()
+    else:
+        opt.step()
     return float(loss.detach()), kd_sum / max(1, len(students))
 
 

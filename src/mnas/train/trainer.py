@@ -147,7 +147,7 @@ def train_proxy(arch: Architecture, data: Dataset | Stream | str, config: TrainC
     with opened_run(arch, data, cfg, device) as run:
         result = TrainResult("ok", None, 0.0, [], 0.0, 0.0, cfg.epochs, count_params(run.model),
                              dataset=data.name, arch=run.arch.canonical, device=str(device),
-                             threads=torch.get_num_threads(), amp=_dtype_name(run.amp_dtype),
+                             threads=torch.get_num_threads(), amp=amp_name(run.amp_dtype),
                              compile=cfg.compile, channels_last=cfg.channels_last, batch_size=run.batch_size,
                              started=time.time(),
                              train_images=run.feed.n_train, val_images=data.n_val, split=data.split,
@@ -231,7 +231,7 @@ def build_run(arch: Architecture, data: Dataset | Stream, cfg: TrainConfig, devi
     steps_per_epoch = n // bs  # the last partial batch is dropped: BatchNorm on a handful of images is noise
     opt = make_optimizer(model, cfg)
     ema = AveragedModel(model, multi_avg_fn=tf_ema(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
-    amp_dtype = _amp_dtype(cfg.amp, device)
+    amp_dtype = resolve_amp(cfg.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     return Run(scaled, model, torch.compile(model) if cfg.compile else model, opt, [g["lr"] for g in opt.param_groups],
                ema, feed, amp_dtype, scaler, bs, steps_per_epoch,
@@ -255,7 +255,7 @@ def _load_init(model: nn.Module, path: str, arch: Architecture, num_classes: int
     model.load_state_dict(ckpt.weights(blob))
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Mixed precision only on CUDA: on the CPU autocast is slower than float32 for these models."""
     if device.type != "cuda" or amp == "off":
         return None
@@ -264,7 +264,7 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def _dtype_name(dtype: torch.dtype | None) -> str:
+def amp_name(dtype: torch.dtype | None) -> str:
     return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
