@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -131,8 +132,48 @@ def main() -> None:
                 m: _spread([g[m] for g in got]) for m in ("final_top1", "final_ratio", "final_reward", "trials")}
     result = {"supernet_train_seconds": supernet_s, "winners": rows, "summary": summary}
     atomic_write(out / "results.json", json.dumps(result, indent=1) + "\n")
+    _print_table(rows, summary)
+    _plot(rows, out / "results.png")
+
+
+def _print_table(rows: dict, summary: dict) -> None:
+    """Each winner (search, seed) with its search-time and standalone figures, then each arm's mean."""
+    print(f"{'search':34} {'trials':>6} {'search acc':>10} {'search LAT/T':>12} {'final top-1 (seeds)':>22} "
+          f"{'LAT/T':>6} {'reward':>7}")
+    for key, r in rows.items():
+        seeds = "/".join(f"{x:.3f}" for x in r["final_top1_seeds"])
+        print(f"{key:34} {r['trials']:6d} {r['search_accuracy']:10.3f} {r['search_ratio'] or float('nan'):12.3f} "
+              f"{r['final_top1']:.3f} ({seeds}) {r['final_ratio']:6.3f} {r['final_reward']:7.4f}")
     for k, v in summary.items():
-        print(k, json.dumps(v), flush=True)
+        t, w = v["final_top1"], v["final_reward"]
+        print(f"{k:34} top-1 {t['mean']:.3f} [{t['min']:.3f}, {t['max']:.3f}]  reward {w['mean']:.4f} "
+              f"[{w['min']:.4f}, {w['max']:.4f}]  n={t['n']}", flush=True)
+
+
+def _plot(rows: dict, path: Path) -> None:
+    """Standalone top-1 against re-timed LAT/T, one marker per winner (a line spans its training seeds)."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    def arm(key: str) -> str:  # "proxy-evolution-s1@search-seconds" -> "proxy-evolution@search-seconds"
+        return re.sub(r"-s\d+", "", key)
+
+    for i, name in enumerate(sorted({arm(k) for k in rows})):
+        got = [r for k, r in rows.items() if arm(k) == name]
+        c = f"C{i}"
+        for j, r in enumerate(got):
+            ax.plot([r["final_ratio"]] * 2, [min(r["final_top1_seeds"]), max(r["final_top1_seeds"])], color=c, lw=1)
+            ax.scatter([r["final_ratio"]], [r["final_top1"]], color=c, label=name if j == 0 else None, s=30)
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xlabel("LAT/T, re-timed beside T")
+    ax.set_ylabel("standalone top-1 (mean of seeds; line: range)")
+    ax.set_title("Search quality: each arm's winners trained standalone")
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.12)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=150, format="png"))
+    plt.close(fig)
 
 
 def _spread(xs: list[float]) -> dict:
