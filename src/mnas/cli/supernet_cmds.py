@@ -198,7 +198,7 @@ def supernet_table_cmd(supernet: Path = typer.Argument(..., help="the folder of 
             if not tty and (i % 100 == 0 or i == n):  # logs: a line per 100 architectures
                 print(f"table {i}/{n}", file=sys.stderr, flush=True)
 
-        supernet_table(supernet, out, backend, LIMIT if limit is None else limit, progress=progress)
+        supernet_table(supernet, out, backend, LIMIT if limit is None else limit, progress=progress, blob=blob)
     space = space_reference(blob, out.with_name(out.stem + ".space.yaml"))
     if json:
         print_json({"table": str(out), "space": space})

@@ -68,8 +68,8 @@ class SupernetEvaluator:
     """A trained supernet and its data, loaded once: ``evaluate(arch)`` for each candidate."""
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 1,
-                 calibration_batches: int = CALIBRATION_BATCHES) -> None:
-        self.blob = read_checkpoint(path)
+                 calibration_batches: int = CALIBRATION_BATCHES, blob: dict[str, Any] | None = None) -> None:
+        self.blob = blob if blob is not None else read_checkpoint(path)  # blob: the checkpoint, read already
         self.path = self.blob["path"]
         self.device = resolve_device(device)
         self.threads = threads

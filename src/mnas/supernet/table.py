@@ -54,10 +54,11 @@ def latency_column(backend: str) -> str:
 
 
 def supernet_table(supernet: str | Path, out: str | Path, backend: str, limit: int = LIMIT,
-                   settings: Any = None, progress: Callable[[int, int], None] | None = None) -> Path:
+                   settings: Any = None, progress: Callable[[int, int], None] | None = None,
+                   blob: dict[str, Any] | None = None) -> Path:
     """Write ``out`` (CSV: ``arch``, ``supernet_accuracy``, ``<backend>_latency_ms``) for every architecture of
     the supernet's space, each timed at the supernet's image size, channels and classes (``settings``: other
-    latency settings, a ``LatencySettings``)."""
+    latency settings, a ``LatencySettings``; ``blob``: the supernet's checkpoint if the caller has read it)."""
     from mnas.latency import LatencySettings, measure
     from mnas.store.lock import DirectoryLock
     from mnas.supernet.evaluate import SupernetEvaluator
@@ -66,7 +67,7 @@ def supernet_table(supernet: str | Path, out: str | Path, backend: str, limit: i
     out = Path(out)
     if out.suffix != ".csv":
         raise MnasError(f"--out {out}: a table is written as a plain .csv file")
-    blob = read_checkpoint(supernet)
+    blob = blob if blob is not None else read_checkpoint(supernet)
     space = space_of(blob)
     if space.size > limit:
         raise MnasError(f"space {blob['space']['name']} has {space.size:,} architectures, over the limit of "
@@ -101,7 +102,7 @@ def supernet_table(supernet: str | Path, out: str | Path, backend: str, limit: i
                 except json.JSONDecodeError:  # the line a kill cut short: read again
                     continue
                 done[row["arch"]] = row
-        ev = SupernetEvaluator(supernet, "cpu")
+        ev = SupernetEvaluator(supernet, "cpu", blob=blob)
         archs = [space.decode(t) for t in itertools.product(*(range(c) for c in space.cardinalities))]
         with open(partial, "a") as f:
             if not f.tell():
