@@ -124,3 +124,24 @@ def test_a_gpu_trained_model_scores_the_same_on_onnxruntime_cpu(tmp_path, digits
     assert p["runtime"] == "onnxruntime" and p["images"] == p["images_total"] == len(digits.y_val)
     assert abs(p["diff_points"]) <= p["max_diff_points"], p
     assert abs(p["pytorch_top1"] - r.best_top1) <= 0.03, (p, r.best_top1)  # CPU float32 vs the GPU's bf16 eval
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_a_supernet_trains_on_the_gpu_in_mixed_precision_and_reads_candidates(tmp_path, amp):
+    """The supernet's CUDA path: sandwich steps under autocast (fp16 with its scaler kept in the checkpoint),
+    each chunk recording its precision, then candidates read on the GPU above chance."""
+    from mnas.space import load_space
+    from mnas.supernet.evaluate import SupernetEvaluator
+    from mnas.supernet.training import read_checkpoint, train_supernet
+
+    task = TrainTask(dataset="digits", resolution=16, width_multiplier=0.5, batch_size=64, holdout=0.2,
+                     device="cuda", amp=amp)
+    r = train_supernet(load_space("mnasnet-cifar-elastic"), task, tmp_path / "sn", 300, 150, kernel_transform=False)
+    assert r.status == "ok", r.error
+    blob = read_checkpoint(tmp_path / "sn")
+    assert [h["amp"] for h in blob["history"]] == [amp, amp]
+    assert (blob["scaler"] is not None) == (amp == "fp16")
+    ev = SupernetEvaluator(tmp_path / "sn", "cuda")
+    net = ev.net
+    for arch in (net.pick("largest"), net.pick("smallest")):
+        assert ev.evaluate(arch)["top1"] > 3 * CHANCE

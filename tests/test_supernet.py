@@ -496,7 +496,7 @@ def test_a_supernet_table_runs_in_the_tabular_benchmark_harness(images, tmp_path
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_the_sandwich_step_runs_in_mixed_precision_with_float32_losses(tmp_path, dtype):
     """The CUDA path's mixed precision, tried under the CPU's autocast: the network computes in ``dtype``,
-    the losses stay float32 and finite, float16 goes through a loss scaler, and the weights move."""
+    the losses stay float32 and finite, float16 steps through its loss scaler, and the weights move."""
     from mnas.supernet.training import sandwich_step
 
     torch.manual_seed(0)
@@ -505,15 +505,61 @@ def test_the_sandwich_step_runs_in_mixed_precision_with_float32_losses(tmp_path,
     net.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))  # the logits, before the float32 loss
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     before = [p.detach().clone() for p in net.parameters()]
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4) if dtype == torch.float16 else None
+    scaler = (torch.amp.GradScaler("cpu", init_scale=16.0, growth_interval=1) if dtype == torch.float16
+              else None)
     xb, yb = torch.randn(8, 3, 8, 8), torch.arange(8) % 4
     loss, kd = sandwich_step(net, opt, xb, yb, random.Random(0), 1, 0.1, amp=dtype, scaler=scaler)
     assert seen == {dtype}
     assert math.isfinite(loss) and math.isfinite(kd) and loss > 0
     assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    if scaler is not None:
+        assert scaler.get_scale() == 32.0  # the step went through the scaler, which grew after a good step
     seen.clear()
     sandwich_step(net, opt, xb, yb, random.Random(0), 1, 0.1)
     assert seen == {torch.float32}
+
+
+def test_an_overflowing_float16_step_is_skipped_not_a_failure(tmp_path):
+    """A loss scale too large for float16 overflows the gradients: the scaler skips that step and lowers the
+    scale, the weights stay put, and the loss reported (unscaled) stays finite."""
+    from mnas.supernet.training import sandwich_step
+
+    torch.manual_seed(0)
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in net.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    loss, kd = sandwich_step(net, opt, torch.randn(8, 3, 8, 8), torch.arange(8) % 4, random.Random(0), 1, 0.1,
+                             amp=torch.float16, scaler=scaler)
+    assert math.isfinite(loss) and math.isfinite(kd)
+    assert all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    assert scaler.get_scale() < 2.0 ** 40
+
+
+def test_a_float16_supernet_keeps_its_loss_scale_across_a_resume(tmp_path, images, monkeypatch):
+    """With float16 forced (what CUDA without bfloat16 gets), the checkpoint holds the scaler's state, each
+    chunk records ``fp16``, and a resumed run ends with the weights of the uninterrupted one."""
+    import mnas.supernet.training as training
+
+    monkeypatch.setattr(training, "resolve_amp", lambda amp, device: torch.float16)
+    space, task = load_space(str(space_file(tmp_path))), TrainTask(**TASK, dataset=images)
+    ref = train_supernet(space, task, tmp_path / "ref", 4, 2)
+    assert ref.status == "ok"
+
+    def killed(step, total, loss, kd):  # dies during the second chunk, after the first one's checkpoint
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, task, tmp_path / "sn", 4, 2, progress=killed)
+    assert read_checkpoint(tmp_path / "sn")["step"] == 2
+    r = train_supernet(space, task, tmp_path / "sn", 4, 2, resume=True)
+    assert r.status == "ok" and r.resumed_from == 2
+    blob, want = read_checkpoint(tmp_path / "sn"), read_checkpoint(tmp_path / "ref")
+    assert [h["amp"] for h in blob["history"]] == ["fp16", "fp16"]
+    # the scaler resumed where it was: its count of good steps (towards the next growth) spans the kill
+    assert blob["scaler"] == want["scaler"] and want["scaler"]["_growth_tracker"] == 4
+    assert all(torch.equal(want["model"][k], blob["model"][k]) for k in want["model"])
 
 
 def test_supernet_training_on_the_cpu_stays_in_float32(trained):

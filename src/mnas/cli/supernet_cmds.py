@@ -43,6 +43,9 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                    seed: int = typer.Option(0, "--seed", min=0),
                    threads: int = typer.Option(1, "--threads", min=1),
                    device: str = typer.Option("auto", "--device"),
+                   amp: str = typer.Option("auto", "--amp", help="mixed precision on CUDA: auto (bf16 where "
+                                           "supported, else fp16 with a grad scaler) | off | bf16 | fp16; never "
+                                           "on the CPU; a resume may change it (each checkpoint chunk records it)"),
                    resume: bool = typer.Option(False, "--resume", help="continue the supernet in --dir"),
                    share_skip: Optional[bool] = typer.Option(None, "--share-skip/--no-share-skip",
                                                              help="one set of op weights for all of a block's "
@@ -62,7 +65,7 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
 
     given = dict(dataset=dataset, recipe=recipe, resolution=resolution, width_multiplier=width_multiplier,
                  batch_size=batch_size, lr=lr, train_limit=train_limit, seed=seed, threads=threads, device=device,
-                 holdout=int(holdout) if holdout is not None and holdout >= 1 else holdout)
+                 amp=amp, holdout=int(holdout) if holdout is not None and holdout >= 1 else holdout)
     task = TrainTask(**{k: v for k, v in given.items() if v is not None})
     sp = load_space(space)
     tty = sys.stderr.isatty()
