@@ -49,6 +49,7 @@ def session_options(threads: int):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: an int8 model's optimisation logs a warning per dropped initializer
     # spinning threads burn a shared core between calls; with one thread there is nothing to wake
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads > 1 else "1")
     # the bytes were checked as an ONNX protobuf: never let them be read as an ORT-format flatbuffer

@@ -60,6 +60,7 @@ def quantize_onnx(data: bytes, batches: list[np.ndarray], input_name: str) -> by
     """The float ONNX file ``data`` statically quantised (QDQ, per-channel int8 weights, uint8 activations);
     its metadata_props are kept."""
     import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -71,6 +72,10 @@ def quantize_onnx(data: bytes, batches: list[np.ndarray], input_name: str) -> by
             x = next(self.it, None)
             return None if x is None else {input_name: x}
 
+    # the sessions the quantiser opens log a warning per unused initializer they drop (hundreds a model):
+    # errors only, so that a search's log stays readable. It is onnxruntime's process-wide default, left so
+    # (mnas's own sessions log errors only as well: latency.onnxruntime_backend.session_options)
+    ort.set_default_logger_severity(3)
     src = onnx.load_from_string(data)
     with tempfile.TemporaryDirectory(prefix="mnas-int8-") as tmp:
         fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
