@@ -75,6 +75,12 @@ def main() -> None:
                     help="draw this many architectures and take the random ones at evenly spaced multiply-add "
                     "counts over their range (0: uniform draws)")
     ap.add_argument("--phase", choices=("all", "supernet", "standalone"), default="all")
+    ap.add_argument("--device", default="cpu", help="where every training and reading runs (cpu, cuda); how the "
+                    "run computes, not what it learns: not part of the recorded settings")
+    ap.add_argument("--amp", default="auto", help="mixed precision on CUDA (auto | off | bf16 | fp16); as --device")
+    ap.add_argument("--partial", action="store_true",
+                    help="summarise what exists: the supernet at the step it reached (no more training) and the "
+                    "architectures whose standalone trainings all finished (a run stopped at a deadline)")
     ap.add_argument("--smoke", action="store_true", help="a minute: 6 steps, 3 architectures, 0.2 epochs")
     args = ap.parse_args()
     if args.smoke:
@@ -86,7 +92,7 @@ def main() -> None:
                      batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
                      **({} if args.holdout is None else
                         {"holdout": int(args.holdout) if args.holdout >= 1 else args.holdout}),
-                     **({} if args.lr is None else {"lr": args.lr}))
+                     **({} if args.lr is None else {"lr": args.lr}), device=args.device, amp=args.amp)
     space = load_space(args.space)
     results_path = out / ("results.json" if args.phase == "all" else f"results-{args.phase}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -105,7 +111,7 @@ def main() -> None:
             finally:
                 tmp.unlink()
             args.arch_seed = int(seed_file.read_text())
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase", "device", "amp", "partial")}
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
 
@@ -172,7 +178,9 @@ def main() -> None:
 
     # 3. the supernet (resumed after a kill), then each architecture read from it
     sn = out / "supernet"
-    if not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps:
+    if args.partial and not (sn / CHECKPOINT).is_file():
+        raise SystemExit(f"--partial: {sn} holds no checkpoint yet, so there is nothing to read")
+    if not args.partial and (not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps):
         t0 = time.time()
 
         def progress(step: int, total: int, loss: float, kd: float) -> None:
@@ -189,7 +197,7 @@ def main() -> None:
     results["supernet_train_seconds"] = sum(h["seconds"] for h in blob["history"])
     results["supernet_history"] = blob["history"]
     save()
-    ev = SupernetEvaluator(sn, "cpu", 1)
+    ev = SupernetEvaluator(sn, args.device, 1)
     for i, a in enumerate(archs):
         m = models.setdefault(a.canonical, {"index": i})
         if "supernet_top1" not in m:
@@ -199,6 +207,14 @@ def main() -> None:
         print(f"supernet {i + 1}/{len(archs)} {m['supernet_top1']:.4f} ({m['supernet_seconds']:.1f} s)", flush=True)
     missing = [f"{i}-s{k}" for i, a in enumerate(archs) for k in range(args.standalone_seeds)
                if "standalone_top1" + (f"_s{k}" if k else "") not in models[a.canonical]]
+    if args.partial and args.phase == "all":  # only the architectures with every seed trained
+        done = [a for a in archs if all("standalone_top1" + (f"_s{k}" if k else "") in models[a.canonical]
+                                        for k in range(args.standalone_seeds))]
+        if len(done) < 3:
+            raise SystemExit(f"--partial: {len(done)} architecture(s) have every standalone seed: too few for tau")
+        results["partial"] = {"supernet_step": blob["step"], "supernet_total_steps": blob["total_steps"],
+                              "archs_complete": len(done), "archs": len(archs)}
+        archs, missing = done, []
     if args.phase == "supernet" or missing:
         if missing and args.phase != "supernet":
             print(f"standalone trainings not finished ({', '.join(missing[:6])}{'...' if len(missing) > 6 else ''}):"
