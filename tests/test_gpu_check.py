@@ -90,3 +90,33 @@ def test_the_smoke_mode_runs_every_section_on_the_cpu(gpu_check, tmp_path):
     assert one["completed"] >= 1 and two["submitted"] >= 2 and windowed["submitted"] >= 2
     assert not one["failed"] and not two["failed"] and not windowed["failed"]
     assert s["converge"]["epochs"] == 1 and s["converge"]["history"]
+
+
+@pytest.mark.slow
+def test_the_supernet_gpu_call_runs_from_a_pack_and_summarises_at_its_deadline(gpu_check, tmp_path):
+    """benchmarks/supernet_gpu.py, the prepared device call of issue 29, on the CPU at tiny sizes: from a
+    CIFAR-10-like pack to the fidelity summary; then a deadline that kills every process, and the summary is
+    made from what they left (the supernet's step recorded)."""
+    import subprocess
+    import sys
+
+    jpeg_zip(tmp_path / "c.zip", per_class=6)
+    pack = str(tmp_path / "pack.npz")
+    gpu_check.prep(str(tmp_path / "c.zip"), pack)
+    script = SCRIPT.parent / "supernet_gpu.py"
+    tiny = ["--pack", pack, "--device", "cpu", "--workers", "1", "--archs", "3", "--epochs", "0.5",
+            "--steps", "6", "--train-limit", "40", "--holdout", "20", "--width", "0.25", "--batch-size", "8"]
+    r = subprocess.run([sys.executable, str(script), *tiny, "--out", str(tmp_path / "full"), "--budget", "600"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads((tmp_path / "full" / "gpu_summary.json").read_text())
+    assert {p["rc"] for p in got["processes"].values()} == {0} and got["summary_rc"] == 0
+    assert got["partial"]["supernet_step"] == 6 and got["partial"]["archs_complete"] == 3
+    assert got["summary"]["archs"] == 3 and "seed_to_seed_tau_p_method" in got["summary"]
+    # a deadline before anything can finish: every process killed, the summary says there is nothing to read
+    r = subprocess.run([sys.executable, str(script), *tiny, "--steps", "100000", "--out", str(tmp_path / "cut"),
+                        "--budget", "14", "--reserve", "10"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cut = json.loads((tmp_path / "cut" / "gpu_summary.json").read_text())
+    assert {p["rc"] for p in cut["processes"].values()} == {"killed at the deadline"}
+    assert cut["summary_rc"] != 0 and cut["summary"] is None
