@@ -12,6 +12,7 @@ import typer
 
 from mnas.cli.output import console, print_json, table
 from mnas.cli.progress import progress_bar
+from mnas.train import TrainTask
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
@@ -43,9 +44,9 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                    seed: int = typer.Option(0, "--seed", min=0),
                    threads: int = typer.Option(1, "--threads", min=1),
                    device: str = typer.Option("auto", "--device"),
-                   amp: str = typer.Option("auto", "--amp", help="mixed precision on CUDA: auto (bf16 where "
-                                           "supported, else fp16 with a grad scaler) | off | bf16 | fp16; never "
-                                           "on the CPU; a resume may change it (each checkpoint chunk records it)"),
+                   amp: str = typer.Option(TrainTask.default("amp"), "--amp",
+                                           help=f"{TrainTask.model_fields['amp'].description}; a resume may "
+                                           "change it (each checkpoint chunk records it)"),
                    resume: bool = typer.Option(False, "--resume", help="continue the supernet in --dir"),
                    share_skip: Optional[bool] = typer.Option(None, "--share-skip/--no-share-skip",
                                                              help="one set of op weights for all of a block's "
@@ -61,7 +62,6 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
     --every steps, resumable after a kill with --resume."""
     from mnas.space import load_space
     from mnas.supernet.training import train_supernet
-    from mnas.train import TrainTask
 
     given = dict(dataset=dataset, recipe=recipe, resolution=resolution, width_multiplier=width_multiplier,
                  batch_size=batch_size, lr=lr, train_limit=train_limit, seed=seed, threads=threads, device=device,
