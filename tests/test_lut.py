@@ -458,9 +458,10 @@ def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_fil
     out, _, table = built
     timings = []
 
-    def fake_references(tbl):
+    def fake_references(tbl, also=()):
         timings.append(tbl.path)
-        return {"factor": 1.25, "references": 4, "ratios": [1.25] * 4, "time": f"t{len(timings)}"}
+        return {"factor": 1.25, "references": 4, "ratios": [1.25] * 4, "time": f"t{len(timings)}",
+                "also_ms": [5.0] * len(also)}
 
     monkeypatch.setattr(lut_backend, "time_references", fake_references)
     monkeypatch.setattr(lut_backend, "_SPEEDS", {})
@@ -525,8 +526,8 @@ def test_lat_over_t_on_a_table_does_not_move_with_a_re_timed_speed_factor(built,
 
     out, _, table = built
     factors = iter([1.0, 2.0, 2.0])
-    monkeypatch.setattr(lut_backend, "time_references", lambda tbl: {"factor": next(factors), "references": 4,
-                                                                     "ratios": [], "time": "t"})
+    monkeypatch.setattr(lut_backend, "time_references", lambda tbl, also=(): {
+        "factor": next(factors), "references": 4, "ratios": [], "time": "t", "also_ms": [9.0] * len(also)})
     monkeypatch.setattr(lut_backend, "_SPEEDS", {})
     arch, reference = table.space.sample(random.Random(1)), table.space.sample(random.Random(2))
     job = LatencyJob(f"lut:{out}?every=1", settings(), reference=reference.canonical,
@@ -535,3 +536,65 @@ def test_lat_over_t_on_a_table_does_not_move_with_a_re_timed_speed_factor(built,
     assert second.absolute_ms == pytest.approx(2 * first.absolute_ms)  # the machine "slowed down"
     assert first.latency_ms == second.latency_ms == pytest.approx(table.predict(arch))  # LAT/T x T did not
     assert first.ratio == pytest.approx(table.predict(arch) / table.predict(reference))
+
+
+def test_lat_over_t_with_t_timed_divides_by_t_at_the_tables_speed(built, monkeypatch):
+    """lut:PATH?target=measure: T's model is timed once, in the same call as the references, and each LAT/T
+    is the unscaled prediction over T brought back to the table's speed (T timed / that timing's factor);
+    a factor re-timed later moves the absolute figures, not LAT/T."""
+    import mnas.latency.lut.backend as lut_backend
+    from mnas.latency.lut import speed as lut_speed
+    from mnas.run.trial import LatencyJob, measure_latency
+
+    out, _, table = built
+    calls = []
+
+    def real_references(tbl, also=()):  # the real timing, recorded
+        calls.append([a.canonical for a in also])
+        return lut_speed.time_references(tbl, also=also)
+
+    monkeypatch.setattr(lut_backend, "time_references", real_references)
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    arch, reference = table.space.sample(random.Random(1)), table.space.sample(random.Random(2))
+    job = LatencyJob(f"lut:{out}?every=1&target=measure", settings(), reference=reference.canonical,
+                     anchor_ms=10.0)
+    first, second = measure_latency(arch.canonical, job), measure_latency(arch.canonical, job)
+    assert calls == [[reference.canonical], []]  # T timed with the references once, not again
+    rel = first.latency["extra"]["relative"]
+    assert rel["target"] == "measured" and rel["target_timed_ms"] > 0
+    speed = next(iter(lut_backend._SPEEDS.values()))
+    frame = speed.targets[reference.canonical]["frame_ms"]
+    assert rel["reference_ms"] == pytest.approx(frame) and frame != pytest.approx(table.predict(reference), rel=1e-9)
+    assert first.ratio == second.ratio == pytest.approx(table.predict(arch) / frame)
+    assert first.latency_ms == pytest.approx(first.ratio * 10.0)
+    # the same with target=predict: T's prediction, as before
+    job = LatencyJob(f"lut:{out}?target=predict", settings(), reference=reference.canonical, anchor_ms=10.0)
+    predicted = measure_latency(arch.canonical, job)
+    assert predicted.ratio == pytest.approx(table.predict(arch) / table.predict(reference))
+    assert predicted.latency["extra"]["relative"]["target"] == "predicted"
+    # speed=off: nothing is timed here, T is predicted and the result says why
+    job = LatencyJob(f"lut:{out}?speed=off&target=measure", settings(), reference=reference.canonical,
+                     anchor_ms=10.0)
+    off = measure_latency(arch.canonical, job)
+    assert off.ratio == pytest.approx(predicted.ratio) and "speed=off" in off.latency["extra"]["relative"]["target_note"]
+    assert len(calls) == 2
+    with pytest.raises(MnasError, match="choose measure or predict"):
+        get_backend(f"lut:{out}?target=guess")
+
+
+def test_eval_judges_lat_over_t_with_t_timed_at_the_search_start(built):
+    """lut eval's ratio_t_measured view: T timed beside the references of the search view, divided by that
+    timing's factor, against the ratio measured in the eval's own rounds."""
+    _, _, table = built
+    target = table.space.sample(random.Random(5))
+    res = evaluate(table, samples=3, seed=3, target=target.canonical)
+    view, search = res["views"]["ratio_t_measured"], res["search_speed"]
+    assert search["also_ms"][0] == view["target_timed_ms"] > 0
+    assert view["target_frame_ms"] == pytest.approx(view["target_timed_ms"] / search["factor"])
+    assert view["target_measured_ms"] == res["near_target"]["t_ms"]
+    errors = [abs((s["unscaled_ms"] / view["target_frame_ms"]) / (s["measured_ms"] / view["target_measured_ms"]) - 1)
+              for s in res["samples"]]
+    assert view["n"] == 3 and view["mape"] == pytest.approx(sum(errors) / 3, rel=0.02, abs=1e-3)
+    # without the search view there is no T timed at a search's start to judge
+    assert evaluate(table, samples=1, seed=3, search_view=False, target=target.canonical)["views"][
+        "ratio_t_measured"] is None

@@ -172,7 +172,8 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
 
 
 VIEWS = (("unscaled", "unscaled (table as built)"), ("search", "as the search sees it (factor at start)"),
-         ("rescaled", "rescaled (factor among the networks)"), ("ratio", "LAT/T as the reward sees it"))
+         ("rescaled", "rescaled (factor among the networks)"), ("ratio", "LAT/T, T predicted (target=predict)"),
+         ("ratio_t_measured", "LAT/T, T timed (target=measure)"))
 
 
 def view_rows(res: dict) -> tuple[list[str], list[list[str]]]:

@@ -11,14 +11,22 @@ comes first. Each result records the factor, when it was measured and the unscal
 references cannot be timed (a table built on another machine, one without calibration models, or
 ``speed=off``) the prediction is the table's own figure, flagged (``extra["speed_scaled"]`` false, with
 ``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``;
-``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting."""
+``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting.
+
+LAT/T (``measure_relative``, what a search's reward reads): with ``target=measure`` T's model is timed for
+real on the table's backend, once per process, in the same rounds as the references, and each candidate's
+ratio is its unscaled prediction over T's figure brought back to the table's speed (T timed / the factor
+of that timing); with ``target=predict`` T is predicted like any candidate, so T's own prediction error
+shifts every ratio alike (docs/results/2026-12-07-lut-calibration-size.md: 56 % within ±10 % on a table
+whose milliseconds reached 95 %). Either way the ratio does not move when the factor is re-timed later.
+Where the references cannot be timed (``speed=off``, another machine's table) T is predicted, flagged."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mnas import MnasError
@@ -46,6 +54,9 @@ SPEED_EVERY = 50
 SPEED_MINUTES = 30.0
 # a factor beyond this (or below its inverse) is applied, but said loudly
 FAR_FACTOR = 1.5
+# T for LAT/T: timed beside the references ("measure") or predicted by the table ("predict")
+TARGET_MODES = ("measure", "predict")
+TARGET = "predict"
 
 
 @dataclass
@@ -59,6 +70,9 @@ class Speed:
     started: float = 0.0  # time.monotonic() then
     predictions: int = 0  # made with this factor
     timings: int = 0  # how often this process timed the references for this table
+    # T's models timed beside the references, by canonical string: {"ms": as timed, "frame_ms": at the
+    # table's speed (ms / that timing's factor), "time"}; kept for the process, so LAT/T stays put
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # one speed factor per table file and process: a search creates a backend per trial, and the factor lasts
@@ -84,7 +98,7 @@ class LutBackend:
 
     @classmethod
     def from_spec(cls, arg: str) -> LutBackend:
-        """``lut:PATH`` with options ``?missing=measure|refuse&speed=on|off&every=N&minutes=M``."""
+        """``lut:PATH`` with options ``?missing=measure|refuse&speed=on|off&every=N&minutes=M&target=measure|predict``."""
         path, _, query = arg.partition("?")
         if not path:
             raise MnasError("lut backend needs a table file: lut:PATH (build one with 'mnas lut build')")
@@ -97,22 +111,29 @@ class LutBackend:
                 if value not in SPEED_MODES:
                     raise MnasError(f"lut option speed={value!r}: choose on, off or hold")
                 opts["speed"] = value
+            elif key == "target":
+                if value not in TARGET_MODES:
+                    raise MnasError(f"lut option target={value!r}: choose measure or predict")
+                opts["target"] = value
             elif key == "every":
                 opts["every"] = _option(key, value, int, 1)
             elif key == "minutes":
                 opts["minutes"] = _option(key, value, float, 0)
             else:
                 raise MnasError(f"unknown lut option {key!r}: choose from missing=measure|refuse, speed=on|off, "
-                                "every=N, minutes=M")
+                                "every=N, minutes=M, target=measure|predict")
         return cls(path, **opts)
 
     def __init__(self, table: LatencyTable | str, missing: str = "measure", speed: bool | str = "on",
-                 every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES) -> None:
+                 every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES, target: str = TARGET) -> None:
         if missing not in MISSING:
             raise MnasError(f"missing={missing!r}: choose measure or refuse")
         speed = {True: "on", False: "off"}.get(speed, speed)  # type: ignore[call-overload]
         if speed not in SPEED_MODES:
             raise MnasError(f"speed={speed!r}: choose on, off or hold")
+        if target not in TARGET_MODES:
+            raise MnasError(f"target={target!r}: choose measure or predict")
+        self.target = target
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
         self.speed, self.every, self.minutes = speed, every, minutes
@@ -136,23 +157,37 @@ class LutBackend:
         return self.speed == "on" and st.factor is not None and (st.predictions >= self.every
                                           or time.monotonic() - st.started >= self.minutes * 60)
 
-    def current_speed(self) -> Speed | None:
-        """The factor in use, timing the references first when due; None with ``speed=off``."""
+    def current_speed(self, reference: Architecture | None = None) -> Speed | None:
+        """The factor in use, timing the references first when due; None with ``speed=off``. ``reference``:
+        T's model, timed beside the references if this process has not timed it yet (``target=measure``)."""
         if self.speed == "off":
             return None
         key = self._speed_key
         old = _SPEEDS.get(key)
-        if old is not None and not self.speed_due():
+        want = [] if reference is None or self.target != "measure" or (
+            old is not None and (old.factor is None or reference.canonical in old.targets)) else [reference]
+        if old is not None and not self.speed_due() and not want:
             return old
         timings = (old.timings if old else 0) + 1
+        targets = dict(old.targets) if old else {}
         why = unavailable(self.table)
         if why is None:
             try:
-                r = time_references(self.table)
+                try:
+                    r = time_references(self.table, also=want)
+                except MnasError as e:
+                    if not want:
+                        raise
+                    log.warning("T's model %s could not be timed on %s (%s): LAT/T divides by T's prediction",
+                                want[0].canonical, self.table.backend, e)
+                    want = []
+                    r = time_references(self.table)
             except MnasError as e:
                 why = f"the table's reference models could not be timed here ({e}): predictions are not rescaled"
             else:
-                st = Speed(r["factor"], None, r["time"], r["references"], time.monotonic(), 0, timings)
+                for arch, ms in zip(want, r.get("also_ms", [])):
+                    targets[arch.canonical] = {"ms": ms, "frame_ms": ms / r["factor"], "time": r["time"]}
+                st = Speed(r["factor"], None, r["time"], r["references"], time.monotonic(), 0, timings, targets)
                 far = not 1 / FAR_FACTOR <= st.factor <= FAR_FACTOR
                 (log.warning if far else log.info)(
                     "%s: speed factor %.3f from %d reference models%s", self.table.path, st.factor, st.references,
@@ -192,10 +227,14 @@ class LutBackend:
         return len(missing)
 
     def measure(self, arch: Architecture, settings: LatencySettings | None = None) -> LatencyResult:
+        return self._predict(arch, settings)[0]
+
+    def _predict(self, arch: Architecture, settings: LatencySettings | None,
+                 reference: Architecture | None = None) -> tuple[LatencyResult, Speed | None]:
         settings = self._settings(settings)
         check_in_space(self.table.space, arch)
         filled = self.fill_missing(arch)
-        speed = self.current_speed()
+        speed = self.current_speed(reference)
         t0 = time.perf_counter()
         unscaled = self.table.predict(arch, check_space=False)
         spent = (time.perf_counter() - t0) * 1e3
@@ -213,17 +252,28 @@ class LutBackend:
                                     "unscaled_ms": unscaled, "speed_scaled": bool(factor), "speed_factor": factor,
                                     "speed_time": speed.time if speed else None,
                                     "speed_references": speed.references if speed else 0,
-                                    "speed_note": speed.note if speed else "speed=off: the table's own figure"})
+                                    "speed_note": speed.note if speed else "speed=off: the table's own figure"}
+                             ), speed
 
     def measure_relative(self, arch: Architecture, reference: Architecture,
                          settings: LatencySettings | None = None) -> LatencyResult:
-        """``measure(arch)`` with ``extra["relative"]``: the table's own ratio of the two predictions,
-        unscaled, so that LAT/T does not move with the speed factor re-timed during a search (T was predicted
-        once, at the factor of its time)."""
-        r = self.measure(arch, settings)
+        """``measure(arch)`` with ``extra["relative"]``: the unscaled prediction over T at the table's speed,
+        T timed beside the references once per process (``target=measure``) or predicted; either way fixed
+        for the process, so that LAT/T does not move with the speed factor re-timed during a search."""
+        r, speed = self._predict(arch, settings, reference)
+        timed = speed.targets.get(reference.canonical) if speed is not None and self.target == "measure" else None
+        if timed is not None:
+            r.extra["relative"] = {"reference": reference.canonical, "reference_ms": timed["frame_ms"],
+                                   "ratio": r.extra["unscaled_ms"] / timed["frame_ms"], "predicted": True,
+                                   "target": "measured", "target_timed_ms": timed["ms"],
+                                   "target_time": timed["time"]}
+            return r
         ref = self.table.predict(reference, check_space=False)
         r.extra["relative"] = {"reference": reference.canonical, "reference_ms": ref,
-                               "ratio": r.extra["unscaled_ms"] / ref, "predicted": True}
+                               "ratio": r.extra["unscaled_ms"] / ref, "predicted": True, "target": "predicted"}
+        if self.target == "measure":
+            r.extra["relative"]["target_note"] = (speed.note if speed is not None and speed.note else
+                                                  "speed=off: T is not timed here, its prediction is used")
         return r
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],

@@ -154,8 +154,10 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     ``unscaled`` (the table as built), ``search`` (scaled by the factor a search on ``lut:PATH`` computes at
     its start: the references timed by themselves before the eval's networks, ``search_view``) and
     ``rescaled`` (the top-level metrics too), and, where T is a model, ``ratio``: LAT/T as a search's reward
-    reads it on ``lut:PATH`` with ``latency.relative`` (the table's ratio of two predictions, against the
-    ratio of the two measurements), which no speed factor moves.
+    reads it on ``lut:PATH?target=predict`` with ``latency.relative`` (the table's ratio of two predictions,
+    against the ratio of the two measurements), which no speed factor moves, and ``ratio_t_measured``: LAT/T
+    as read with ``target=measure`` (T timed beside the references of the search view, at that timing's
+    factor; needs ``search_view``).
 
     ``rescale``: a machine's speed drifts (this VM's by 14 % within 20 minutes, under other tenants' load),
     and a table holds the speed of the hour it was built. Up to 10 (``speed.REFERENCES``) of its calibration models are
@@ -179,7 +181,7 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
         why = unavailable(table)
         if why is None:
             try:
-                search = time_references(table)
+                search = time_references(table, also=[target_arch] if target_arch is not None else [])
             except MnasError as e:
                 why = f"the references could not be timed again: {e}"
         if why:
@@ -221,7 +223,15 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
             log.info("no LAT/T view: %s", e)
         else:
             ratio = ratio_view(predicted, measured, pred_t, t_ms, filled)
-    views: dict[str, Any] = {"unscaled": metrics(predicted, measured), "ratio": ratio,
+    # LAT/T with lut:PATH?target=measure: T timed beside the references at the search's start, brought back
+    # to the table's speed by that timing's factor; judged against the ratio measured in the eval's rounds
+    ratio_t = None
+    if target_arch is not None and t_ms and search.get("also_ms"):
+        t_frame = search["also_ms"][0] / search["factor"]
+        ratio_t = {**metrics([p / t_frame for p in predicted], [m / t_ms for m in measured]),
+                   "target_frame_ms": t_frame, "target_timed_ms": search["also_ms"][0],
+                   "target_measured_ms": t_ms}
+    views: dict[str, Any] = {"unscaled": metrics(predicted, measured), "ratio": ratio, "ratio_t_measured": ratio_t,
                              "search": metrics([p * search["factor"] for p in predicted], measured)
                              if search["factor"] else None,
                              "rescaled": metrics(scaled, measured) if refs else None}

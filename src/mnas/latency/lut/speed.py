@@ -39,14 +39,21 @@ def unavailable(table: LatencyTable) -> str | None:
     return None
 
 
-def time_references(table: LatencyTable, n: int = REFERENCES) -> dict[str, Any]:
+def time_references(table: LatencyTable, n: int = REFERENCES, also: list[Any] = ()) -> dict[str, Any]:
     """The references timed again now, by themselves (as a search does at its start), interleaved with one
-    another: {"factor": median of now / at build, "references", "ratios", "time"}. MnasError when the
-    table's backend cannot run here."""
+    another and with the architectures ``also`` (T's model): {"factor": median of now / at build,
+    "references", "ratios", "time", "also_ms": ``also``'s figures now}. MnasError when the table's backend
+    cannot run here."""
     refs = references(table, n)
     if not refs:
         raise MnasError(unavailable(table) or "the table has no reference models")
-    timed = measure_archs(get_backend(table.backend), [a for a, _ in refs], table.settings, table.clock)
-    ratios = [t.ms / then for t, (_, then) in zip(timed, refs)]
+    extra = list(also)
+    # T in the middle of the references, so that it sees the same moments as they do
+    archs = [a for a, _ in refs]
+    pool = archs[:len(archs) // 2] + extra + archs[len(archs) // 2:]
+    timed = measure_archs(get_backend(table.backend), pool, table.settings, table.clock)
+    mid = len(archs) // 2
+    ref_timed = timed[:mid] + timed[mid + len(extra):]
+    ratios = [t.ms / then for t, (_, then) in zip(ref_timed, refs)]
     return {"factor": statistics.median(ratios), "references": len(refs), "ratios": [round(r, 4) for r in ratios],
-            "time": now_iso()}
+            "time": now_iso(), "also_ms": [t.ms for t in timed[mid:mid + len(extra)]]}
