@@ -142,9 +142,9 @@ def _print_table(rows: dict, summary: dict) -> None:
     print(f"{'search':34} {'trials':>6} {'search acc':>10} {'search LAT/T':>12} {'final top-1 (seeds)':>22} "
           f"{'LAT/T (timings)':>20} {'reward':>7}")
     for key, r in rows.items():
-        seeds = "/".join(f"{x:.3f}" for x in r["final_top1_seeds"])
+        top1 = f"{r['final_top1']:.3f} (" + "/".join(f"{x:.3f}" for x in r["final_top1_seeds"]) + ")"
         print(f"{key:34} {r['trials']:6d} {r['search_accuracy']:10.3f} {r['search_ratio'] or float('nan'):12.3f} "
-              f"{r['final_top1']:.3f} ({seeds}) {'/'.join(f'{x:.3f}' for x in r['final_ratio_timings']):>20} "
+              f"{top1:>22} {'/'.join(f'{x:.3f}' for x in r['final_ratio_timings']):>20} "
               f"{r['final_reward']:7.4f}")
     for k, v in summary.items():
         t, w = v["final_top1"], v["final_reward"]

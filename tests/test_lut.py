@@ -115,6 +115,8 @@ def test_eval_against_real_measurements(built):
     ratio = rel["views"]["ratio"]
     assert ratio["n"] == 3 and ratio["target_predicted_ms"] == pytest.approx(table.predict(target))
     assert ratio["target_measured_ms"] == rel["near_target"]["t_ms"] > 0
+    timings = rel["near_target"]["target_timings"]  # T timed several times among the networks, the median kept
+    assert len(timings) == 5 and rel["near_target"]["t_ms"] == pytest.approx(sorted(timings)[2])
     errors = [abs((s["unscaled_ms"] / ratio["target_predicted_ms"]) / (s["measured_ms"] / ratio["target_measured_ms"])
                   - 1) for s in rel["samples"]]
     assert ratio["mape"] == pytest.approx(sum(errors) / 3, rel=0.02, abs=1e-3)  # the samples are rounded
@@ -136,11 +138,15 @@ def test_eval_against_real_measurements(built):
 def test_references_are_spread_among_the_networks():
     from mnas.latency.lut.evaluate import _spread
 
-    order = _spread(6, 2)
+    order = _spread(6, {"ref": 2})
     assert sorted(i for kind, i in order if kind == "eval") == list(range(6)) and len(order) == 8
     assert [i for i, (kind, _) in enumerate(order) if kind == "ref"] == [1, 5]  # before eval 1 and eval 4
-    assert _spread(3, 0) == [("eval", 0), ("eval", 1), ("eval", 2)]
-    assert _spread(1, 3) == [("ref", 0), ("ref", 1), ("ref", 2), ("eval", 0)]
+    assert _spread(3, {"ref": 0}) == [("eval", 0), ("eval", 1), ("eval", 2)]
+    assert _spread(1, {"ref": 3}) == [("ref", 0), ("ref", 1), ("ref", 2), ("eval", 0)]
+    # T's copies spread the same way, beside the references
+    order = _spread(6, {"ref": 2, "target": 3})
+    assert [i for i, (kind, _) in enumerate(order) if kind == "target"] == [2, 5, 9]  # before evals 1, 3, 5
+    assert sorted(j for kind, j in order if kind == "target") == [0, 1, 2] and len(order) == 11
 
 
 def test_eval_is_read_only(built, tmp_path):
