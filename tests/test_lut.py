@@ -115,8 +115,11 @@ def test_eval_against_real_measurements(built):
     ratio = rel["views"]["ratio"]
     assert ratio["n"] == 3 and ratio["target_predicted_ms"] == pytest.approx(table.predict(target))
     assert ratio["target_measured_ms"] == rel["near_target"]["t_ms"] > 0
-    timings = rel["near_target"]["target_timings"]  # T timed several times among the networks, the median kept
-    assert len(timings) == 5 and rel["near_target"]["t_ms"] == pytest.approx(sorted(timings)[2])
+    timings = rel["near_target"]["target_timings"]  # T timed 3 times in the one chunk of rounds, the median kept
+    assert len(timings) == 3 and rel["near_target"]["t_ms"] == pytest.approx(sorted(timings)[1])
+    assert rel["near_target"]["target_by_chunk"] == [pytest.approx(sorted(timings)[1])]
+    assert all(s["measured_ratio"] == pytest.approx(s["measured_ms"] / rel["near_target"]["t_ms"], rel=1e-3)
+               for s in rel["samples"])
     errors = [abs((s["unscaled_ms"] / ratio["target_predicted_ms"]) / (s["measured_ms"] / ratio["target_measured_ms"])
                   - 1) for s in rel["samples"]]
     assert ratio["mape"] == pytest.approx(sum(errors) / 3, rel=0.02, abs=1e-3)  # the samples are rounded
@@ -604,3 +607,100 @@ def test_eval_judges_lat_over_t_with_t_timed_at_the_search_start(built):
     # without the search view there is no T timed at a search's start to judge
     assert evaluate(table, samples=1, seed=3, search_view=False, target=target.canonical)["views"][
         "ratio_t_measured"] is None
+
+
+def test_t_that_cannot_be_timed_is_predicted_and_not_tried_again(built, monkeypatch):
+    """target=measure where T's model fails on the backend: the references are timed alone, LAT/T divides
+    by T's prediction with the reason on the record, and T is not tried again on the next trial."""
+    import mnas.latency.lut.backend as lut_backend
+    from mnas.run.trial import LatencyJob, measure_latency
+
+    out, _, table = built
+    calls = []
+
+    def references(tbl, also=()):
+        calls.append(len(also))
+        if also:
+            raise MnasError("the runtime cannot load this model")
+        return {"factor": 1.1, "references": 4, "ratios": [], "time": "t", "also_ms": []}
+
+    monkeypatch.setattr(lut_backend, "time_references", references)
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    arch, reference = table.space.sample(random.Random(1)), table.space.sample(random.Random(2))
+    job = LatencyJob(f"lut:{out}?target=measure", settings(), reference=reference.canonical, anchor_ms=10.0)
+    first, second = measure_latency(arch.canonical, job), measure_latency(arch.canonical, job)
+    assert calls == [1, 0]  # one failed try with T, the references alone, and nothing more
+    for m in (first, second):
+        rel = m.latency["extra"]["relative"]
+        assert rel["target"] == "predicted" and "could not be timed" in rel["target_note"]
+        assert m.ratio == pytest.approx(table.predict(arch) / table.predict(reference))
+        assert m.latency["extra"]["speed_factor"] == 1.1
+
+
+def test_t_is_timed_between_the_references_and_left_out_of_the_factor(built, monkeypatch):
+    """time_references with also=[T]: T sits in the middle of the references' interleaved rounds, its
+    figure comes back on its own, and the factor is the references' alone."""
+    from mnas.latency.lut import speed as lut_speed
+
+    _, _, table = built
+    refs = lut_speed.references(table)
+    then = {a.canonical: ms for a, ms in refs}
+    target = table.space.sample(random.Random(9))
+    seen = []
+
+    def timed(backend, archs, settings, clock="wall", progress=None):
+        from mnas.latency.lut.build import Timed
+
+        seen.extend(a.canonical for a in archs)
+        # each reference at exactly twice its build-time figure; T at 123 ms
+        return [Timed(123.0 if a.canonical == target.canonical else 2 * then[a.canonical], False, 0.0, False)
+                for a in archs]
+
+    monkeypatch.setattr(lut_speed, "measure_archs", timed)
+    r = lut_speed.time_references(table, also=[target])
+    assert r["also_ms"] == [123.0] and r["factor"] == pytest.approx(2.0) and r["ratios"] == [2.0] * len(refs)
+    assert len(seen) == len(refs) + 1 and seen.index(target.canonical) == len(refs) // 2
+    assert lut_speed.time_references(table)["also_ms"] == []
+
+
+def test_t_is_timed_in_every_chunk_of_rounds():
+    from mnas.latency.lut.evaluate import NETWORK_CHUNK, _spread, _with_target
+
+    order = _with_target(_spread(130, {"ref": 10}), 3)
+    assert len(order) == 140 + 3 * 3 and sorted(i for kind, i in order if kind == "eval") == list(range(130))
+    chunks = [order[c:c + NETWORK_CHUNK] for c in range(0, len(order), NETWORK_CHUNK)]
+    assert [sum(kind == "target" for kind, _ in ch) for ch in chunks] == [3, 3, 3]
+    assert [j for kind, j in order if kind == "target"] == list(range(9))
+
+
+def test_each_networks_lat_over_t_divides_by_t_in_its_own_chunk(built, monkeypatch):
+    """The machine twice as slow in the second chunk of rounds as in the first: every network's measured
+    LAT/T is still its own ms over T's in the same chunk, so a table whose ratios are exact scores 100 %."""
+    import importlib
+
+    from mnas.latency.lut.build import Timed
+    from mnas.latency.lut.speed import references
+
+    _, _, table = built
+    target = table.space.sample(random.Random(5))
+    then = {a.canonical: ms for a, ms in references(table)}
+    ev = importlib.import_module("mnas.latency.lut.evaluate")  # the package's "evaluate" is the function
+    monkeypatch.setattr(ev, "NETWORK_CHUNK", 8)
+
+    def timed(backend, archs, settings, clock="wall", progress=None):
+        out = []
+        for i, a in enumerate(archs):
+            slow = 1.0 if i // 8 == 0 else 2.0
+            ms = then.get(a.canonical) or table.predict(a, check_space=False)
+            out.append(Timed(ms * slow, False, 0.0, False))
+        return out
+
+    monkeypatch.setattr(ev, "measure_archs", timed)
+    res = ev.evaluate(table, samples=8, seed=11, search_view=False, target=target.canonical)
+    t = table.predict(target)  # 8 networks, 4 references and 3 copies of T a chunk of 8: three chunks
+    assert res["near_target"]["target_by_chunk"] == pytest.approx([t, 2 * t, 2 * t])
+    ratio = res["views"]["ratio"]
+    assert ratio["within_10pct"] == 1.0 and ratio["mape"] == pytest.approx(0, abs=1e-4)
+    # one T for all (the median of the chunks) would have put half of the ratios 33-50 % off
+    one_t = [s["measured_ms"] / res["near_target"]["t_ms"] for s in res["samples"]]
+    assert max(abs(r / s["measured_ratio"] - 1) for r, s in zip(one_t, res["samples"])) > 0.3

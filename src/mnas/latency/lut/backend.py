@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING = ("measure", "refuse")
-# "hold": the factor in force, timed only if there is none yet in this process, and not counted towards
-# ``every``: what a search's latency screens use (``hold_speed``), which predict many candidates per trial,
-# possibly while trainings run beside them
+# "hold": the factor in force, timed only if there is none yet in this process (or, with target=measure,
+# once more if T's model has not been timed yet), and not counted towards ``every``: what a search's latency
+# screens use (``hold_speed``), which predict many candidates per trial, possibly while trainings run beside
+# them
 SPEED_MODES = ("on", "off", "hold")
 # the references are timed again after this many predictions or minutes, whichever comes first
 SPEED_EVERY = 50
@@ -71,7 +72,8 @@ class Speed:
     predictions: int = 0  # made with this factor
     timings: int = 0  # how often this process timed the references for this table
     # T's models timed beside the references, by canonical string: {"ms": as timed, "frame_ms": at the
-    # table's speed (ms / that timing's factor), "time"}; kept for the process, so LAT/T stays put
+    # table's speed (ms / that timing's factor), "time"}, or {"failed": why} (never tried again); kept for
+    # the process, so LAT/T stays put
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -180,6 +182,8 @@ class LutBackend:
                         raise
                     log.warning("T's model %s could not be timed on %s (%s): LAT/T divides by T's prediction",
                                 want[0].canonical, self.table.backend, e)
+                    targets[want[0].canonical] = {"failed": f"T's model could not be timed here ({e}): its "
+                                                            "prediction is used"}
                     want = []
                     r = time_references(self.table)
             except MnasError as e:
@@ -195,7 +199,7 @@ class LutBackend:
                     "machine ('mnas lut build' refits on a complete table)" if far else "")
         if why is not None:
             log.warning("%s: %s", self.table.path or "latency table", why)
-            st = Speed(None, why, now_iso(), 0, time.monotonic(), 0, timings)
+            st = Speed(None, why, now_iso(), 0, time.monotonic(), 0, timings, targets)
         _SPEEDS[key] = st
         return st
 
@@ -262,7 +266,7 @@ class LutBackend:
         for the process, so that LAT/T does not move with the speed factor re-timed during a search."""
         r, speed = self._predict(arch, settings, reference)
         timed = speed.targets.get(reference.canonical) if speed is not None and self.target == "measure" else None
-        if timed is not None:
+        if timed is not None and "frame_ms" in timed:
             r.extra["relative"] = {"reference": reference.canonical, "reference_ms": timed["frame_ms"],
                                    "ratio": r.extra["unscaled_ms"] / timed["frame_ms"], "predicted": True,
                                    "target": "measured", "target_timed_ms": timed["ms"],
@@ -272,8 +276,9 @@ class LutBackend:
         r.extra["relative"] = {"reference": reference.canonical, "reference_ms": ref,
                                "ratio": r.extra["unscaled_ms"] / ref, "predicted": True, "target": "predicted"}
         if self.target == "measure":
-            r.extra["relative"]["target_note"] = (speed.note if speed is not None and speed.note else
-                                                  "speed=off: T is not timed here, its prediction is used")
+            r.extra["relative"]["target_note"] = (
+                timed["failed"] if timed is not None else speed.note if speed is not None and speed.note else
+                "speed=off: T is not timed here, its prediction is used")
         return r
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, ...],

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 from mnas import MnasError
-from mnas.latency.lut.build import measure_archs
+from mnas.latency.lut.build import NETWORK_CHUNK, measure_archs
 from mnas.latency.lut.speed import references, time_references, unavailable
 from mnas.latency.lut.table import LatencyTable
 from mnas.latency.registry import get_backend
@@ -30,10 +30,12 @@ EVAL_STREAM = "eval"  # an eval's networks: random.Random("eval:SEED"); calibrat
 DESIGN_SEEDS = (1, 2)
 # pairs of networks near the target: both true latencies within this fraction of T
 NEAR_T = 0.10
-# T's model is timed this many times, spread among the eval's networks like the references, and the true
-# LAT/T divides by the median: one timing of T decides every ratio of an eval, and a single one was 9-11 %
-# off both the table's prediction and a timing beside the references (docs/results/2026-12-07-lut-t-timed.md)
-TARGET_TIMINGS = 5
+# T's model is timed this many times in every chunk of interleaved rounds (``build.NETWORK_CHUNK`` models),
+# and each network's true LAT/T divides by the median of T's timings in its own chunk: the machine's speed
+# moved by up to 10 % between the chunks of one eval, T's timings with it (6.1-6.4 ms in the first chunks,
+# 7.0 in the last), so one T for all 200 networks put the truth itself several % off
+# (docs/results/2026-12-07-lut-t-timed.md)
+TARGET_PER_CHUNK = 3
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> list[float]:
@@ -185,7 +187,13 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
         why = unavailable(table)
         if why is None:
             try:
-                search = time_references(table, also=[target_arch] if target_arch is not None else [])
+                try:
+                    search = time_references(table, also=[target_arch] if target_arch is not None else [])
+                except MnasError as e:
+                    if target_arch is None:
+                        raise
+                    log.info("T's model could not be timed beside the references (%s): no ratio_t_measured", e)
+                    search = time_references(table)
             except MnasError as e:
                 why = f"the references could not be timed again: {e}"
         if why:
@@ -202,7 +210,9 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     # measured together, rounds interleaved (mnas.latency.lut.build.measure_archs): a few seconds of
     # contention from elsewhere spoil one round of many networks, not the one figure of a few; the
     # references (and the target model) are spread among them so that they see the same moments
-    order = _spread(len(archs), {"ref": len(refs), "target": TARGET_TIMINGS if target_arch is not None else 0})
+    order = _spread(len(archs), {"ref": len(refs)})
+    if target_arch is not None:
+        order = _with_target(order, TARGET_PER_CHUNK)
     pool = [archs[i] if kind == "eval" else target_arch if kind == "target" else refs[i][0] for kind, i in order]
     measured_pool = measure_archs(be, pool, table.settings, table.clock,
                                   (lambda i, n: progress(min(i, len(archs)), len(archs))) if progress else None)
@@ -211,10 +221,19 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     timed = [t for (kind, _), t in zip(order, measured_pool) if kind == "eval"]
     ref_now = [t.ms for (kind, _), t in zip(order, measured_pool) if kind == "ref"]
     target_timings = [t.ms for (kind, _), t in zip(order, measured_pool) if kind == "target"]
+    measured = [t.ms for t in timed]
+    truth: list[float] | None = None  # each network's LAT/T, over T timed in its own chunk of rounds
+    t_chunks: list[float] = []
     if target_timings:
         t_ms = statistics.median(target_timings)
+        chunk_of = [p // NETWORK_CHUNK for p, (kind, _) in enumerate(order) if kind == "eval"]
+        by_chunk: dict[int, list[float]] = {}
+        for p, ((kind, _), t) in enumerate(zip(order, measured_pool)):
+            if kind == "target":
+                by_chunk.setdefault(p // NETWORK_CHUNK, []).append(t.ms)
+        t_chunks = [statistics.median(by_chunk[c]) for c in sorted(by_chunk)]
+        truth = [m / statistics.median(by_chunk[c]) for m, c in zip(measured, chunk_of)]
     factor = statistics.median(now / then for now, (_, then) in zip(ref_now, refs)) if refs else 1.0
-    measured = [t.ms for t in timed]
     scaled = [p * factor for p in predicted]
     # LAT/T as a search's reward reads it on lut:PATH (latency.relative, the default): the table's own two
     # predictions, against the two networks measured in the same rounds; no speed factor enters either
@@ -225,13 +244,13 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
         except MnasError as e:  # T's missing layers cannot be measured here: a search could not predict it either
             log.info("no LAT/T view: %s", e)
         else:
-            ratio = ratio_view(predicted, measured, pred_t, t_ms, filled)
+            ratio = ratio_view(predicted, truth, pred_t, t_ms, filled)
     # LAT/T with lut:PATH?target=measure: T timed beside the references at the search's start, brought back
     # to the table's speed by that timing's factor; judged against the ratio measured in the eval's rounds
     ratio_t = None
     if target_arch is not None and t_ms and search.get("also_ms"):
         t_frame = search["also_ms"][0] / search["factor"]
-        ratio_t = {**metrics([p / t_frame for p in predicted], [m / t_ms for m in measured]),
+        ratio_t = {**metrics([p / t_frame for p in predicted], truth),
                    "target_frame_ms": t_frame, "target_timed_ms": search["also_ms"][0],
                    "target_measured_ms": t_ms}
     views: dict[str, Any] = {"unscaled": metrics(predicted, measured), "ratio": ratio, "ratio_t_measured": ratio_t,
@@ -250,9 +269,8 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
                            "calibrated": bool(calibrated and table.calibration_applied),
                            "speed_factor": factor if refs else None, "references": len(refs),
                            "search_speed": search, "views": views,
-                           "near_target": {"target": target_name, **pairwise_near(predicted, measured, t_ms),
-                                           "target_timings": target_timings}
-                           if t_ms else None,
+                           "near_target": near_target(target_name, predicted, measured, t_ms, truth,
+                                                      target_timings, t_chunks) if t_ms else None,
                            "partial": have < needed, "drawn": drawn, "table_entries": have, "space_entries": needed,
                            "noisy": sum(t.noisy for t in timed),
                            "noisy_entries": sum(bool(e.get("noisy")) for e in table.entries.values()),
@@ -265,17 +283,30 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     if table.calibration_applied and calibrated:
         out["uncalibrated"] = {k: v for k, v in metrics([u * factor for u in uncal], measured).items() if k != "n"}
     out["samples"] = [{"arch": a.canonical, "predicted_ms": round(p, 4), "measured_ms": round(t.ms, 4),
-                       "unscaled_ms": round(u, 4), "noisy": t.noisy}
-                      for a, p, u, t in zip(archs, scaled, predicted, timed)]
+                       "unscaled_ms": round(u, 4), "noisy": t.noisy,
+                       **({"measured_ratio": round(truth[i], 5)} if truth else {})}
+                      for i, (a, p, u, t) in enumerate(zip(archs, scaled, predicted, timed))]
     return out
 
 
-def ratio_view(predicted: list[float], measured: list[float], pred_t: float, t_ms: float,
+def ratio_view(predicted: list[float], truth: list[float], pred_t: float, t_ms: float,
                filled: int) -> dict[str, Any]:
-    """The ``ratio`` view: the table's LAT/T (unscaled predictions over T's prediction) against the measured
-    LAT/T (each network over T measured in the same rounds); ``filled``: T's layers measured for it."""
-    return {**metrics([p / pred_t for p in predicted], [m / t_ms for m in measured]),
+    """The ``ratio`` view: the table's LAT/T (unscaled predictions over T's prediction) against each
+    network's measured LAT/T (``truth``); ``t_ms``: T measured (the median of its timings); ``filled``: T's
+    layers measured for it."""
+    return {**metrics([p / pred_t for p in predicted], truth),
             "target_predicted_ms": pred_t, "target_measured_ms": t_ms, "target_entries_measured": filled}
+
+
+def near_target(name: str | None, predicted: list[float], measured: list[float], t_ms: float,
+                truth: list[float] | None, timings: list[float], chunks: list[float]) -> dict[str, Any]:
+    """``pairwise_near`` for T: over the networks whose measured LAT/T (``truth``, T timed in the same
+    rounds) lies within ±10 % of 1 where T is a model, so that the machine's drift between chunks of rounds
+    neither picks nor orders the pairs; over the milliseconds where T is a figure in ms."""
+    if truth is None:
+        return {"target": name, **pairwise_near(predicted, measured, t_ms)}
+    return {"target": name, **pairwise_near(predicted, truth, 1.0), "t_ms": t_ms, "by": "LAT/T",
+            "target_timings": timings, "target_by_chunk": chunks}
 
 
 def predict_target(table: LatencyTable, arch: Any, calibrated: bool = True) -> tuple[float, int]:
@@ -294,6 +325,24 @@ def predict_target(table: LatencyTable, arch: Any, calibrated: bool = True) -> t
         return table.predict(arch, calibrated=calibrated, check_space=False), len(missing)
     finally:
         table.entries = saved
+
+
+def _with_target(order: list[tuple[str, int]], k: int) -> list[tuple[str, int]]:
+    """``order`` with ``k`` copies of T's model in every chunk of ``NETWORK_CHUNK`` models that
+    ``measure_archs`` times together, spread within it."""
+    per = NETWORK_CHUNK - k
+    out: list[tuple[str, int]] = []
+    n = 0
+    for start in range(0, len(order), per):
+        block = order[start:start + per]
+        slots = [int((j + 0.5) * len(block) / k) for j in range(k)]
+        for i in range(len(block) + 1):
+            for _ in range(slots.count(i)):
+                out.append(("target", n))
+                n += 1
+            if i < len(block):
+                out.append(block[i])
+    return out
 
 
 def _spread(n_eval: int, others: dict[str, int]) -> list[tuple[str, int]]:
