@@ -118,7 +118,8 @@ def test_eval_against_real_measurements(built):
     timings = rel["near_target"]["target_timings"]  # T timed 3 times in the one chunk of rounds, the median kept
     assert len(timings) == 3 and rel["near_target"]["t_ms"] == pytest.approx(sorted(timings)[1])
     assert rel["near_target"]["target_by_chunk"] == [pytest.approx(sorted(timings)[1])]
-    assert all(s["measured_ratio"] == pytest.approx(s["measured_ms"] / rel["near_target"]["t_ms"], rel=1e-3)
+    # (the samples' ms are rounded to 1e-4, a few % of a 32 px network's 0.03 ms)
+    assert all(s["measured_ratio"] == pytest.approx(s["measured_ms"] / rel["near_target"]["t_ms"], rel=0.02)
                for s in rel["samples"])
     errors = [abs((s["unscaled_ms"] / ratio["target_predicted_ms"]) / (s["measured_ms"] / ratio["target_measured_ms"])
                   - 1) for s in rel["samples"]]
