@@ -468,7 +468,7 @@ def test_search_on_a_table_applies_and_records_the_speed_factor(built, space_fil
     out, _, table = built
     timings = []
 
-    def fake_references(tbl, also=()):
+    def fake_references(tbl, n=10, also=()):
         timings.append(tbl.path)
         return {"factor": 1.25, "references": 4, "ratios": [1.25] * 4, "time": f"t{len(timings)}",
                 "also_ms": [5.0] * len(also)}
@@ -536,7 +536,7 @@ def test_lat_over_t_on_a_table_does_not_move_with_a_re_timed_speed_factor(built,
 
     out, _, table = built
     factors = iter([1.0, 2.0, 2.0])
-    monkeypatch.setattr(lut_backend, "time_references", lambda tbl, also=(): {
+    monkeypatch.setattr(lut_backend, "time_references", lambda tbl, n=10, also=(): {
         "factor": next(factors), "references": 4, "ratios": [], "time": "t", "also_ms": [9.0] * len(also)})
     monkeypatch.setattr(lut_backend, "_SPEEDS", {})
     arch, reference = table.space.sample(random.Random(1)), table.space.sample(random.Random(2))
@@ -559,9 +559,9 @@ def test_lat_over_t_with_t_timed_divides_by_t_at_the_tables_speed(built, monkeyp
     out, _, table = built
     calls = []
 
-    def real_references(tbl, also=()):  # the real timing, recorded
+    def real_references(tbl, n=10, also=()):  # the real timing, recorded
         calls.append([a.canonical for a in also])
-        return lut_speed.time_references(tbl, also=also)
+        return lut_speed.time_references(tbl, n=n, also=also)
 
     monkeypatch.setattr(lut_backend, "time_references", real_references)
     monkeypatch.setattr(lut_backend, "_SPEEDS", {})
@@ -592,6 +592,29 @@ def test_lat_over_t_with_t_timed_divides_by_t_at_the_tables_speed(built, monkeyp
         get_backend(f"lut:{out}?target=guess")
 
 
+def test_the_speed_factor_times_as_many_references_as_asked(built, monkeypatch):
+    """lut:PATH?references=N|all: the factor's timing uses the first N calibration networks, or all."""
+    import mnas.latency.lut.backend as lut_backend
+
+    out, _, table = built
+    asked = []
+
+    def references(tbl, n=10, also=()):
+        asked.append(n)
+        return {"factor": 1.0, "references": n, "ratios": [], "time": "t", "also_ms": [1.0] * len(also)}
+
+    monkeypatch.setattr(lut_backend, "time_references", references)
+    arch = table.space.sample(random.Random(1))
+    for spec, n in ((f"lut:{out}", 10), (f"lut:{out}?references=all", len(table.calibration["samples"])),
+                    (f"lut:{out}?references=3", 3)):
+        monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+        get_backend(spec).measure(arch, settings())
+        assert asked[-1] == n
+    for bad in ("0", "some"):
+        with pytest.raises(MnasError, match=r"references=40 \(or all\)"):
+            get_backend(f"lut:{out}?references={bad}")
+
+
 def test_eval_judges_lat_over_t_with_t_timed_at_the_search_start(built):
     """lut eval's ratio_t_measured view: T timed beside the references of the search view, divided by that
     timing's factor, against the ratio measured in the eval's own rounds."""
@@ -619,7 +642,7 @@ def test_t_that_cannot_be_timed_is_predicted_and_not_tried_again(built, monkeypa
     out, _, table = built
     calls = []
 
-    def references(tbl, also=()):
+    def references(tbl, n=10, also=()):
         calls.append(len(also))
         if also:
             raise MnasError("the runtime cannot load this model")

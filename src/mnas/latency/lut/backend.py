@@ -11,7 +11,10 @@ comes first. Each result records the factor, when it was measured and the unscal
 references cannot be timed (a table built on another machine, one without calibration models, or
 ``speed=off``) the prediction is the table's own figure, flagged (``extra["speed_scaled"]`` false, with
 ``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``;
-``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting.
+``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting;
+``references=N|all``: how many calibration networks the factor times (default 10; ``all`` times every one,
+as the build did: on two tables it brought the start's factor nearer the one among an eval's networks,
+docs/results/2026-12-07-lut-start-factor.md).
 
 LAT/T (``measure_relative``, what a search's reward reads): with ``target=measure`` T's model is timed for
 real on the table's backend, once per process, in the same rounds as the references, and each candidate's
@@ -33,7 +36,7 @@ from mnas import MnasError
 from mnas.latency.base import LatencyResult, now_iso
 from mnas.latency.lut.build import measure_missing
 from mnas.latency.lut.layers import check_in_space
-from mnas.latency.lut.speed import time_references, unavailable
+from mnas.latency.lut.speed import REFERENCES, time_references, unavailable
 from mnas.latency.lut.table import LatencyTable
 from mnas.latency.settings import LatencySettings
 
@@ -88,8 +91,8 @@ def _option(key: str, value: str, cast: type, low: float) -> Any:
     except ValueError:
         out = None
     if out is None or not math.isfinite(out) or out < low:
-        raise MnasError(f"lut option {key}={value!r}: give a number of at least {low:g}, e.g. {key}="
-                        f"{SPEED_EVERY if key == 'every' else SPEED_MINUTES:g}")
+        example = {"every": f"{SPEED_EVERY}", "minutes": f"{SPEED_MINUTES:g}", "references": "40 (or all)"}[key]
+        raise MnasError(f"lut option {key}={value!r}: give a number of at least {low:g}, e.g. {key}={example}")
     return out
 
 
@@ -113,6 +116,8 @@ class LutBackend:
                 if value not in SPEED_MODES:
                     raise MnasError(f"lut option speed={value!r}: choose on, off or hold")
                 opts["speed"] = value
+            elif key == "references":
+                opts["references"] = value if value == "all" else _option(key, value, int, 1)
             elif key == "target":
                 if value not in TARGET_MODES:
                     raise MnasError(f"lut option target={value!r}: choose measure or predict")
@@ -123,11 +128,12 @@ class LutBackend:
                 opts["minutes"] = _option(key, value, float, 0)
             else:
                 raise MnasError(f"unknown lut option {key!r}: choose from missing=measure|refuse, speed=on|off, "
-                                "every=N, minutes=M, target=measure|predict")
+                                "every=N, minutes=M, target=measure|predict, references=N|all")
         return cls(path, **opts)
 
     def __init__(self, table: LatencyTable | str, missing: str = "measure", speed: bool | str = "on",
-                 every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES, target: str = TARGET) -> None:
+                 every: int = SPEED_EVERY, minutes: float = SPEED_MINUTES, target: str = TARGET,
+                 references: int | str = REFERENCES) -> None:
         if missing not in MISSING:
             raise MnasError(f"missing={missing!r}: choose measure or refuse")
         speed = {True: "on", False: "off"}.get(speed, speed)  # type: ignore[call-overload]
@@ -136,6 +142,8 @@ class LutBackend:
         if target not in TARGET_MODES:
             raise MnasError(f"target={target!r}: choose measure or predict")
         self.target = target
+        # how many calibration networks the speed factor times ("all": every one, as the build timed them)
+        self.references = references
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
         self.speed, self.every, self.minutes = speed, every, minutes
@@ -176,7 +184,7 @@ class LutBackend:
         if why is None:
             try:
                 try:
-                    r = time_references(self.table, also=want)
+                    r = time_references(self.table, n=self._references(), also=want)
                 except MnasError as e:
                     if not want:
                         raise
@@ -185,7 +193,7 @@ class LutBackend:
                     targets[want[0].canonical] = {"failed": f"T's model could not be timed here ({e}): its "
                                                             "prediction is used"}
                     want = []
-                    r = time_references(self.table)
+                    r = time_references(self.table, n=self._references())
             except MnasError as e:
                 why = f"the table's reference models could not be timed here ({e}): predictions are not rescaled"
             else:
@@ -202,6 +210,11 @@ class LutBackend:
             st = Speed(None, why, now_iso(), 0, time.monotonic(), 0, timings, targets)
         _SPEEDS[key] = st
         return st
+
+    def _references(self) -> int:
+        if self.references == "all":
+            return len((self.table.calibration or {}).get("samples", []))
+        return int(self.references)
 
     def identity(self, settings: LatencySettings) -> dict[str, Any]:
         # the table file's content decides the numbers: a rebuilt table must not reuse cached predictions
