@@ -613,6 +613,14 @@ def test_the_speed_factor_times_as_many_references_as_asked(built, monkeypatch):
     for bad in ("0", "some"):
         with pytest.raises(MnasError, match=r"references=40 \(or all\)"):
             get_backend(f"lut:{out}?references={bad}")
+    with pytest.raises(MnasError, match="e.g. 40, or all"):
+        lut_backend.LutBackend(table, references="ALL")
+    # one factor per table and number of references: the two do not share a timing
+    monkeypatch.setattr(lut_backend, "_SPEEDS", {})
+    before = len(asked)
+    for spec in (f"lut:{out}", f"lut:{out}?references=3", f"lut:{out}"):
+        get_backend(spec).measure(arch, settings())
+    assert asked[before:] == [10, 3]
 
 
 def test_eval_judges_lat_over_t_with_t_timed_at_the_search_start(built):

@@ -103,7 +103,8 @@ class LutBackend:
 
     @classmethod
     def from_spec(cls, arg: str) -> LutBackend:
-        """``lut:PATH`` with options ``?missing=measure|refuse&speed=on|off&every=N&minutes=M&target=measure|predict``."""
+        """``lut:PATH`` with options ``?missing=measure|refuse&speed=on|off&every=N&minutes=M&target=measure|predict
+        &references=N|all``."""
         path, _, query = arg.partition("?")
         if not path:
             raise MnasError("lut backend needs a table file: lut:PATH (build one with 'mnas lut build')")
@@ -143,6 +144,8 @@ class LutBackend:
             raise MnasError(f"target={target!r}: choose measure or predict")
         self.target = target
         # how many calibration networks the speed factor times ("all": every one, as the build timed them)
+        if references != "all" and not (isinstance(references, int) and references >= 1):
+            raise MnasError(f"references={references!r}: give a number of at least 1, e.g. 40, or all")
         self.references = references
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
         self.missing = missing
@@ -154,7 +157,7 @@ class LutBackend:
     def _speed_key(self) -> str:
         t = self.table
         where = str(t.path.resolve()) if t.path is not None else f"memory:{id(t)}"
-        return f"{where}|{t.created}|{t.space_sha}"
+        return f"{where}|{t.created}|{t.space_sha}|{self.references}"
 
     def speed_due(self) -> bool:
         """Whether the next prediction times the references on this machine (an executor keeps trainings
