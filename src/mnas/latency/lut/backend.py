@@ -13,8 +13,7 @@ references cannot be timed (a table built on another machine, one without calibr
 ``speed_note`` saying why). Options: ``lut:PATH?speed=on|off&every=N&minutes=M&missing=measure|refuse``;
 ``speed=hold`` (a search's latency screens, ``hold_speed``) uses the factor in force without counting;
 ``references=N|all``: how many calibration networks the factor times (default 10; ``all`` times every one,
-as the build did: on two tables it brought the start's factor nearer the one among an eval's networks,
-docs/results/2026-12-07-lut-start-factor.md).
+as the build did: better on two tables, worse on two others, docs/results/2026-12-07-lut-start-factor.md).
 
 LAT/T (``measure_relative``, what a search's reward reads): with ``target=measure`` T's model is timed for
 real on the table's backend, once per process, in the same rounds as the references, and each candidate's
