@@ -158,7 +158,7 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
     ``seed``: None draws a fresh one (``fresh_seed``); the networks come from the "eval:SEED" stream, never
     the calibration's, and skip any calibration network. The result's ``views`` judges three figures:
     ``unscaled`` (the table as built), ``search`` (scaled by the factor a search on ``lut:PATH`` computes at
-    its start: the references timed by themselves before the eval's networks, ``search_view``) and
+    its start: the references (with T's model where T is one) timed before the eval's networks, ``search_view``) and
     ``rescaled`` (the top-level metrics too), and, where T is a model, ``ratio``: LAT/T as a search's reward
     reads it on ``lut:PATH?target=predict`` with ``latency.relative`` (the table's ratio of two predictions,
     against the ratio of the two measurements), which no speed factor moves, and ``ratio_t_measured``: LAT/T
@@ -231,8 +231,9 @@ def evaluate(table: LatencyTable, samples: int, seed: int | None = None, calibra
         for p, ((kind, _), t) in enumerate(zip(order, measured_pool)):
             if kind == "target":
                 by_chunk.setdefault(p // NETWORK_CHUNK, []).append(t.ms)
-        t_chunks = [statistics.median(by_chunk[c]) for c in sorted(by_chunk)]
-        truth = [m / statistics.median(by_chunk[c]) for m, c in zip(measured, chunk_of)]
+        t_of = {c: statistics.median(v) for c, v in sorted(by_chunk.items())}
+        t_chunks = list(t_of.values())
+        truth = [m / t_of[c] for m, c in zip(measured, chunk_of)]
     factor = statistics.median(now / then for now, (_, then) in zip(ref_now, refs)) if refs else 1.0
     scaled = [p * factor for p in predicted]
     # LAT/T as a search's reward reads it on lut:PATH (latency.relative, the default): the table's own two
