@@ -12,7 +12,8 @@ runs (and kept, so a resumed run judges the same networks), T = MnasNet-A1 measu
 Reported per eval: within ±10 % and ±5 % with Clopper-Pearson 95 % bounds for the five views (LAT/T as the
 reward reads it with latency.relative, T predicted or T timed at the search's start; ms unscaled, as the
 search shows them, rescaled),
-Kendall tau, MAPE, the order accuracy of pairs near T, the speed factors, noisy counts and the load
+Kendall tau, MAPE, the order accuracy of pairs near T (and how often a second timing of the networks near T orders them as
+the first, ``lut eval``'s second timing), the speed factors, noisy counts and the load
 average. Against issue 32's goal, judged three times (LAT/T with T predicted, with T timed, and ms as
 shown): ≥ 95 % within ±10 %, tau ≥ 0.9 and order accuracy near T ≥ 90 %.
 
@@ -158,7 +159,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| ±5 % LAT/T, T timed | ±10 % unscaled "
             "| ±10 % ms as the search shows it | ±10 % rescaled | ±5 % ms as shown | tau | MAPE LAT/T, T predicted / timed "
             "| MAPE ms shown "
-            "| order near T (pairs) | search factor | rescale factor | noisy | load start–end | build s | eval s "
+            "| order near T (pairs) | two timings agree near T (pairs) | search factor | rescale factor | noisy | load start–end | build s | eval s "
             "| goal, LAT/T T predicted | goal, LAT/T T timed | goal, ms shown |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for key, r in sorted(results["evals"].items()):
@@ -166,6 +167,8 @@ def markdown(results: dict[str, Any]) -> str:
         search = v.get("search") or v["unscaled"]
         near = r.get("near_target") or {}
         order = "–" if near.get("order_accuracy") is None else f"{near['order_accuracy']:.1%} ({near['pairs']})"
+        again = near.get("second_timing") or {}
+        agree = "–" if again.get("timings_agree") is None else f"{again['timings_agree']:.1%} ({again['pairs']})"
         load = r["load_average"]
         ratio = v.get("ratio")
         timed = v.get("ratio_t_measured")
@@ -185,7 +188,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {pct(v.get('rescaled'))} | {pct(v.get('search'), 'within_5pct')} | {search['kendall_tau']:.3f} "
             f"| {'–' if not ratio else format(ratio['mape'], '.1%')} "
             f"/ {'–' if not timed else format(timed['mape'], '.1%')} "
-            f"| {search['mape']:.1%} | {order} | {'–' if factor is None else f'{factor:.3f}'} "
+            f"| {search['mape']:.1%} | {order} | {agree} | {'–' if factor is None else f'{factor:.3f}'} "
             f"| {'–' if r['speed_factor'] is None else format(r['speed_factor'], '.3f')} | {r['noisy']} "
             f"| {(load['start'] or ['?'])[0]}–{(load['end'] or ['?'])[0]} | {r['build_seconds']:.0f} "
             f"| {r['eval_seconds']:.0f} | {met(ratio)} | {met(timed)} | {met(search)} |")

@@ -9,8 +9,8 @@ in A lies within ±``--wide`` of 1 are then timed twice more:
 
 - ``direct``: each one beside T's model as a search trial on a measuring backend times it
   (``relative.measure_relative``, the table's settings): the LAT/T such a search records;
-- pass B: all of them again as the eval times them (interleaved rounds, T's model in every chunk), in an
-  order shuffled with the eval seed.
+- pass B: all of them again as the eval times them (``evaluate.retime``: interleaved rounds, T's model in
+  every chunk), in an order shuffled with the eval seed.
 
 The truth they are judged on is the mean of A and B; the pairs are those whose two networks both lie within
 ±10 % of 1 on it (``NEAR_T``). Order accuracy over these pairs for: A, the table's LAT/T (T predicted, what
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,8 +34,7 @@ from mnas import MnasError
 from mnas.fileio import atomic_write
 from mnas.latency import relative
 from mnas.latency.lut import LatencyTable, evaluate
-from mnas.latency.lut.build import NETWORK_CHUNK, measure_archs
-from mnas.latency.lut.evaluate import NEAR_T, TARGET_PER_CHUNK, _with_target, fresh_seed, load_average, resolve_target
+from mnas.latency.lut.evaluate import NEAR_T, fresh_seed, load_average, resolve_target, retime
 from mnas.latency.registry import get_backend
 from mnas.space import Architecture
 from mnas.store.lock import DirectoryLock
@@ -70,28 +67,6 @@ def near_pairs(values: list[float], band: float = NEAR_T) -> list[tuple[int, int
     near = [i for i, v in enumerate(values) if abs(v - 1.0) <= band]
     return [(near[a], near[b]) for a in range(len(near)) for b in range(a + 1, len(near))
             if values[near[a]] != values[near[b]]]
-
-
-def pass_b(table: LatencyTable, target: Architecture, archs: list[Architecture], seed: int) -> dict[str, Any]:
-    """``archs`` timed again as ``lut eval`` times them, shuffled: each one's LAT/T over T's model timed
-    ``TARGET_PER_CHUNK`` times in its own chunk of rounds."""
-    idx = list(range(len(archs)))
-    random.Random(f"near-t:{seed}").shuffle(idx)
-    plan = _with_target([("eval", i) for i in idx], TARGET_PER_CHUNK)
-    pool = [archs[i] if kind == "eval" else target for kind, i in plan]
-    t0, load = time.perf_counter(), load_average()
-    timed = measure_archs(get_backend(table.backend), pool, table.settings, table.clock)
-    t_of: dict[int, list[float]] = {}
-    for p, ((kind, _), t) in enumerate(zip(plan, timed)):
-        if kind == "target":
-            t_of.setdefault(p // NETWORK_CHUNK, []).append(t.ms)
-    ratio = [0.0] * len(archs)
-    ms = [0.0] * len(archs)
-    for p, ((kind, i), t) in enumerate(zip(plan, timed)):
-        if kind == "eval":
-            ratio[i], ms[i] = t.ms / statistics.median(t_of[p // NETWORK_CHUNK]), t.ms
-    return {"ratio": ratio, "ms": ms, "t_by_chunk": [statistics.median(v) for _, v in sorted(t_of.items())],
-            "seconds": time.perf_counter() - t0, "load": {"start": load, "end": load_average()}}
 
 
 def direct(table: LatencyTable, target: Architecture, archs: list[Architecture]) -> dict[str, Any]:
@@ -145,7 +120,7 @@ def run_table(path: Path, samples: int, seed: int, wide: float, rec: dict[str, A
         save()
         print(f"{path.name}: direct timings done in {rec['direct']['seconds']:.0f} s", flush=True)
     if "b" not in rec:
-        rec["b"] = pass_b(table, target, archs, seed)
+        rec["b"] = retime(table, target, archs, seed)
         save()
         print(f"{path.name}: pass B done in {rec['b']['seconds']:.0f} s", flush=True)
     rec["judged"] = judge(rec)

@@ -441,6 +441,15 @@ def test_pairwise_order_accuracy_near_target():
                                                          "order_accuracy": None}
 
 
+def test_pairwise_order_can_pick_the_networks_near_t_by_other_figures():
+    from mnas.latency.lut.evaluate import pairwise_near
+
+    # picked by the first figures, the last network is far from T; picked by ``pick`` it is near
+    r = pairwise_near([1.0, 2.0, 3.0], [9.8, 10.1, 30.0], 10.0, pick=[9.8, 10.1, 10.5])
+    assert r["networks"] == 3 and r["pairs"] == 3 and r["order_accuracy"] == 1.0
+    assert pairwise_near([1.0, 2.0, 3.0], [9.8, 10.1, 30.0], 10.0)["pairs"] == 1
+
+
 def test_eval_never_draws_a_calibration_network(built):
     from mnas.latency.lut.evaluate import draw
 
@@ -736,3 +745,50 @@ def test_each_networks_lat_over_t_divides_by_t_in_its_own_chunk(built, monkeypat
     # one T for all (the median of the chunks) would have put half of the ratios 33-50 % off
     one_t = [s["measured_ms"] / res["near_target"]["t_ms"] for s in res["samples"]]
     assert max(abs(r / s["measured_ratio"] - 1) for r, s in zip(one_t, res["samples"])) > 0.3
+
+
+def test_eval_times_the_networks_near_t_a_second_time(built, monkeypatch):
+    """The networks near T timed again, shuffled, and mapped back to their own first timing: a second
+    timing equal to the first agrees on every pair; one that reverses every pair agrees on none."""
+    import importlib
+
+    from mnas.latency.lut.build import Timed
+
+    _, _, table = built
+    target = table.space.sample(random.Random(5))
+    ev = importlib.import_module("mnas.latency.lut.evaluate")
+    monkeypatch.setattr(ev, "RETIME_WIDE", 100.0)  # every network counts as near T in the tiny space
+    monkeypatch.setattr(ev, "NEAR_T", 100.0)
+    calls = []
+    t_ms = table.predict(target, check_space=False)
+
+    def timed(backend, archs, settings, clock="wall", progress=None):
+        calls.append(len(archs))
+        out = []
+        for a in archs:
+            ms = table.predict(a, check_space=False)
+            if len(calls) == 2 and reverse and a.canonical != target.canonical:
+                ms = t_ms * t_ms / ms  # LAT/T inverted: every pair in the other order
+            out.append(Timed(ms, False, 0.0, False))
+        return out
+
+    monkeypatch.setattr(ev, "measure_archs", timed)
+    for reverse in (False, True):
+        calls.clear()
+        res = ev.evaluate(table, samples=8, seed=11, search_view=False, target=target.canonical)
+        again = res["near_target"]["second_timing"]
+        first = [s["measured_ratio"] for s in res["samples"]]
+        assert again["networks_retimed"] == 8 and again["samples"] == list(range(8))
+        assert calls[1] == 8 + ev.TARGET_PER_CHUNK  # the networks once more, T beside them
+        assert [a for a, _ in again["ratios"]] == pytest.approx(first, abs=1e-4)
+        distinct = len({round(r, 5) for r in first})
+        assert again["pairs"] == distinct * (distinct - 1) // 2 > 0
+        if reverse:
+            assert [b for _, b in again["ratios"]] == pytest.approx([1 / r for r in first], rel=1e-3)
+            assert again["timings_agree"] == 0.0
+        else:
+            assert [b for _, b in again["ratios"]] == pytest.approx(first, abs=1e-4)
+            assert again["timings_agree"] == 1.0 and again["table_vs_mean"] == pytest.approx(
+                res["near_target"]["order_accuracy"])
+    res = ev.evaluate(table, samples=8, seed=11, search_view=False, target=target.canonical, retime_near=False)
+    assert "second_timing" not in res["near_target"]

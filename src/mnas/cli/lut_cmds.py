@@ -102,6 +102,9 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
              sets: list[str] = typer.Option([], "--set", help="a latency setting KEY=VALUE for the real "
                                              "measurements (repeatable): refused unless the table was built "
                                              "with it where it changes what a layer costs"),
+             retime_near: bool = typer.Option(True, "--retime-near/--no-retime-near", help="time the networks "
+                                              "near T a second time and say how often two timings order "
+                                              "them alike (T a model; about 20 %% more time)"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
@@ -125,11 +128,11 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
             console.print(f"eval seed {seed} (drawn now; repeat this eval with --seed {seed})")
     if json:
         res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale,
-                       target=target)
+                       target=target, retime_near=retime_near)
     else:
         with progress_bar("measuring models") as update:
             res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update,
-                           rescale=rescale, target=target)
+                           rescale=rescale, target=target, retime_near=retime_near)
     if drawn:
         res["seed_source"] = "drawn"
     if not show_samples:
@@ -153,6 +156,11 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         acc = "n/a" if near["order_accuracy"] is None else f"{near['order_accuracy']:.1%}"
         rows.append([f"order accuracy near T (±{near['band']:.0%} of T = {near['t_ms']:.3g} ms, {near['target']})",
                      f"{acc} of {near['pairs']} pairs among {near['networks']} networks"])
+        again = near.get("second_timing")
+        if again and again["timings_agree"] is not None:
+            rows.append([f"two timings agree near T ({again['networks_retimed']} networks timed again)",
+                         f"{again['timings_agree']:.1%} of {again['pairs']} pairs; the table against their mean "
+                         f"{again['table_vs_mean']:.1%}"])
     rows.append(["noisy measurements", f"{res['noisy']} of {res['n']}"])
     if res.get("quiet"):
         rows.append(["within_10pct without them", f"{res['quiet']['within_10pct']:.4g}"])
