@@ -1,7 +1,7 @@
 """How well can anything order the networks near T: the table, a search's own side-by-side timing, or a
 second timing of the same networks? (issue 32)
 
-    python benchmarks/lut_near_t.py TABLE.json [TABLE.json ...] --out DIR [--samples 200]
+    python benchmarks/lut_near_t.py TABLE.json [TABLE.json ...] --out DIR [--samples 200] [--runs N]
 
 For each table, ``lut eval`` on ``--samples`` networks of a seed drawn now (kept for a resumed run), T's model
 (MnasNet-A1) timed in every chunk of rounds: pass A, each network's measured LAT/T. The networks whose LAT/T
@@ -18,7 +18,8 @@ a search's reward reads on ``lut:PATH``) and ``direct``, each against B alone (t
 of B, so A against B says how often two timings of the same networks agree); the table and ``direct``
 against the truth; and the table against A alone over the pairs A picks (as ``lut eval`` judges it). Each
 also by the pair's gap in the truth (below 2 %, 2-5 %, at least 5 %). DIR/results.json is written after each
-step; rerun the command to resume.
+step; rerun the command to resume. ``--runs N``: every timing of the run (the eval's, direct, pass B) takes N
+timed runs per network instead of the table's (30), to see whether a longer timing reproduces better.
 """
 
 from __future__ import annotations
@@ -95,8 +96,14 @@ def judge(rec: dict[str, Any]) -> dict[str, Any]:
             "table_vs_truth": order(table, truth, pairs), "direct_vs_truth": order(dr, truth, pairs)}
 
 
-def run_table(path: Path, samples: int, seed: int, wide: float, rec: dict[str, Any], save) -> dict[str, Any]:
+def run_table(path: Path, samples: int, seed: int, wide: float, rec: dict[str, Any], save,
+              runs: int | None = None) -> dict[str, Any]:
     table = LatencyTable.load(path)
+    if runs is not None:
+        table.settings = table.settings.replace(runs=runs)  # in memory only: the table file is never written
+    if rec.setdefault("runs", table.settings.runs) != table.settings.runs:
+        raise MnasError(f"{path}: this DIR's run timed {rec['runs']} runs per network; resume it with "
+                        f"--runs {rec['runs']} or use another --out")
     _, target, _ = resolve_target(table, "auto")
     if "eval" not in rec:
         t0 = time.perf_counter()
@@ -142,6 +149,12 @@ def show(name: str, j: dict[str, Any]) -> None:
               + " | ".join(f"{c:>13}" for c in cells) + " |")
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1, e.g. 90")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
@@ -149,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--wide", type=float, default=0.15, help="networks kept for the passes: pass A's LAT/T "
                     "within this fraction of 1 (wider than the ±10 %% of the pairs, which the truth picks)")
+    ap.add_argument("--runs", type=positive, default=None, help="timed runs per network in every timing "
+                    "(default: the table's, 30)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     lock = DirectoryLock(args.out, "lut_near_t.lock", "one lut_near_t run per directory")
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             rec = results["tables"].setdefault(key, {"seed": seed})
             if "judged" not in rec:
                 print(f"{table}: eval seed {seed} (drawn at run time)", flush=True)
-                run_table(table, args.samples, seed, args.wide, rec, save)
+                run_table(table, args.samples, seed, args.wide, rec, save, args.runs)
             show(table.name, rec["judged"])
     finally:
         lock.release()
