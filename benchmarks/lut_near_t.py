@@ -1,7 +1,7 @@
 """How well can anything order the networks near T: the table, a search's own side-by-side timing, or a
 second timing of the same networks? (issue 32)
 
-    python benchmarks/lut_near_t.py TABLE.json [TABLE.json ...] --out DIR [--samples 200] [--runs N]
+    python benchmarks/lut_near_t.py TABLE.json [TABLE.json ...] --dir DIR [--samples 200] [--runs N]
 
 For each table, ``lut eval`` on ``--samples`` networks of a seed drawn now (kept for a resumed run), T's model
 (MnasNet-A1) timed in every chunk of rounds: pass A, each network's measured LAT/T. The networks whose LAT/T
@@ -35,7 +35,8 @@ from mnas import MnasError
 from mnas.fileio import atomic_write
 from mnas.latency import relative
 from mnas.latency.lut import LatencyTable, evaluate
-from mnas.latency.lut.evaluate import NEAR_T, fresh_seed, load_average, resolve_target, retime
+from mnas.latency.lut.evaluate import (NEAR_T, fresh_seed, load_average, order_agreement, pairs_near, resolve_target,
+                                       retime)
 from mnas.latency.registry import get_backend
 from mnas.space import Architecture
 from mnas.store.lock import DirectoryLock
@@ -45,29 +46,15 @@ GAPS = ((0.0, 0.02), (0.02, 0.05), (0.05, float("inf")))  # a pair's gap in the 
 
 def order(est: list[float], ref: list[float], pairs: list[tuple[int, int]], gap: list[float] | None = None
           ) -> dict[str, Any]:
-    """How often ``est`` orders the ``pairs`` as ``ref`` does (a tie in ``est`` counts half), in all and by
-    the pair's gap in ``gap`` (default ``ref``)."""
+    """How often ``est`` orders the ``pairs`` as ``ref`` does (a tie counts half), in all and by the pair's
+    gap in ``gap`` (default ``ref``)."""
     gap = ref if gap is None else gap
-    def acc(ps: list[tuple[int, int]]) -> float | None:
-        if not ps:
-            return None
-        right = 0.0
-        for i, j in ps:
-            d = (est[i] - est[j]) * (ref[i] - ref[j])
-            right += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
-        return right / len(ps)
-
-    out: dict[str, Any] = {"pairs": len(pairs), "order_accuracy": acc(pairs), "by_gap": {}}
+    out: dict[str, Any] = {"pairs": len(pairs), "order_accuracy": order_agreement(est, ref, pairs), "by_gap": {}}
     for lo, hi in GAPS:
         ps = [(i, j) for i, j in pairs if lo <= abs(gap[i] - gap[j]) / ((gap[i] + gap[j]) / 2) < hi]
-        out["by_gap"][f"{lo:.0%}-{hi:.0%}" if hi < 1 else f">={lo:.0%}"] = {"pairs": len(ps), "order_accuracy": acc(ps)}
+        out["by_gap"][f"{lo:.0%}-{hi:.0%}" if hi < 1 else f">={lo:.0%}"] = {
+            "pairs": len(ps), "order_accuracy": order_agreement(est, ref, ps)}
     return out
-
-
-def near_pairs(values: list[float], band: float = NEAR_T) -> list[tuple[int, int]]:
-    near = [i for i, v in enumerate(values) if abs(v - 1.0) <= band]
-    return [(near[a], near[b]) for a in range(len(near)) for b in range(a + 1, len(near))
-            if values[near[a]] != values[near[b]]]
 
 
 def direct(table: LatencyTable, target: Architecture, archs: list[Architecture]) -> dict[str, Any]:
@@ -88,8 +75,8 @@ def judge(rec: dict[str, Any]) -> dict[str, Any]:
     a, b = rec["a"], rec["b"]["ratio"]
     table, dr = rec["table_ratio"], rec["direct"]["ratio"]
     truth = [(x + y) / 2 for x, y in zip(a, b)]
-    pairs = near_pairs(truth)
-    pairs_a = near_pairs(a)  # as lut eval picks them (among the networks kept for the passes)
+    pairs = pairs_near(truth, 1.0, NEAR_T)
+    pairs_a = pairs_near(a, 1.0, NEAR_T)  # as lut eval picks them (among the networks kept for the passes)
     return {"networks_near": len({i for p in pairs for i in p}), "table_vs_a": order(table, a, pairs_a),
             **{f"{name}_vs_b": order(est, b, pairs, truth) for name, est in (("a", a), ("table", table),
                                                                               ("direct", dr))},
@@ -102,8 +89,8 @@ def run_table(path: Path, samples: int, seed: int, wide: float, rec: dict[str, A
     if runs is not None:
         table.settings = table.settings.replace(runs=runs)  # in memory only: the table file is never written
     if rec.setdefault("runs", table.settings.runs) != table.settings.runs:
-        raise MnasError(f"{path}: this DIR's run timed {rec['runs']} runs per network; resume it with "
-                        f"--runs {rec['runs']} or use another --out")
+        raise MnasError(f"{path}: this DIR's results timed {rec['runs']} runs per network; resume it with "
+                        f"--runs {rec['runs']} or use another --dir")
     _, target, _ = resolve_target(table, "auto")
     if "eval" not in rec:
         t0 = time.perf_counter()
@@ -159,17 +146,18 @@ def positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
-    ap.add_argument("--out", type=Path, required=True, help="results folder; rerun the same command to resume")
+    ap.add_argument("--dir", "--out", dest="dir", type=Path, required=True,
+                    help="results folder; rerun the same command to resume")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--wide", type=float, default=0.15, help="networks kept for the passes: pass A's LAT/T "
                     "within this fraction of 1 (wider than the ±10 %% of the pairs, which the truth picks)")
     ap.add_argument("--runs", type=positive, default=None, help="timed runs per network in every timing "
                     "(default: the table's, 30)")
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(args.out, "lut_near_t.lock", "one lut_near_t run per directory")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(args.dir, "lut_near_t.lock", "one lut_near_t run per directory")
     try:
-        path = args.out / "results.json"
+        path = args.dir / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {"tables": {}, "seeds": {}}
 
         def save() -> None:

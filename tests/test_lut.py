@@ -441,13 +441,18 @@ def test_pairwise_order_accuracy_near_target():
                                                          "order_accuracy": None}
 
 
-def test_pairwise_order_can_pick_the_networks_near_t_by_other_figures():
-    from mnas.latency.lut.evaluate import pairwise_near
+def test_pairs_near_and_their_order_agreement():
+    from mnas.latency.lut.evaluate import order_agreement, pairs_near
 
-    # picked by the first figures, the last network is far from T; picked by ``pick`` it is near
-    r = pairwise_near([1.0, 2.0, 3.0], [9.8, 10.1, 30.0], 10.0, pick=[9.8, 10.1, 10.5])
-    assert r["networks"] == 3 and r["pairs"] == 3 and r["order_accuracy"] == 1.0
-    assert pairwise_near([1.0, 2.0, 3.0], [9.8, 10.1, 30.0], 10.0)["pairs"] == 1
+    values = [0.95, 1.02, 1.02, 1.08, 1.3, 0.7]
+    # within ±10 % of 1: the first four; the two equal values make no pair
+    assert pairs_near(values, 1.0, 0.10) == [(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)]
+    assert pairs_near(values, 2.0, 0.10) == [] and order_agreement([1.0], [1.0], []) is None
+    pairs = [(0, 1), (0, 3), (1, 3)]
+    assert order_agreement([1, 2, 3, 4], values, pairs) == 1.0
+    assert order_agreement([4, 3, 2, 1], values, pairs) == 0.0
+    assert order_agreement([1, 1, 3, 3], values, pairs) == pytest.approx(2.5 / 3)  # a tie counts half
+    assert order_agreement([1, 2, 3, 4], [1, 1, 1, 1], pairs) == 0.5  # in either figure
 
 
 def test_eval_never_draws_a_calibration_network(built):
@@ -748,8 +753,9 @@ def test_each_networks_lat_over_t_divides_by_t_in_its_own_chunk(built, monkeypat
 
 
 def test_eval_times_the_networks_near_t_a_second_time(built, monkeypatch):
-    """The networks near T timed again, shuffled, and mapped back to their own first timing: a second
-    timing equal to the first agrees on every pair; one that reverses every pair agrees on none."""
+    """Only the networks within ±15 % of T are timed again, shuffled, and mapped back to their own first
+    timing; a second timing equal to the first agrees on every pair near T, one that reverses them on none;
+    the table is judged on the same pairs against the two timings' mean."""
     import importlib
 
     from mnas.latency.lut.build import Timed
@@ -757,19 +763,23 @@ def test_eval_times_the_networks_near_t_a_second_time(built, monkeypatch):
     _, _, table = built
     target = table.space.sample(random.Random(5))
     ev = importlib.import_module("mnas.latency.lut.evaluate")
-    monkeypatch.setattr(ev, "RETIME_WIDE", 100.0)  # every network counts as near T in the tiny space
-    monkeypatch.setattr(ev, "NEAR_T", 100.0)
+    archs, _ = ev.draw(table, 8, 11, False)
+    names = [a.canonical for a in archs]
+    assert len(set(names)) == 8
+    # LAT/T by network: five near T, three far (not timed again)
+    first = dict(zip(names, [0.97, 1.5, 1.02, 0.5, 1.04, 0.94, 2.0, 1.07]))
+    near = [0, 2, 4, 5, 7]
+    t_ms = 3.0
     calls = []
-    t_ms = table.predict(target, check_space=False)
 
-    def timed(backend, archs, settings, clock="wall", progress=None):
-        calls.append(len(archs))
+    def timed(backend, models, settings, clock="wall", progress=None):
+        calls.append([m.canonical for m in models])
         out = []
-        for a in archs:
-            ms = table.predict(a, check_space=False)
-            if len(calls) == 2 and reverse and a.canonical != target.canonical:
-                ms = t_ms * t_ms / ms  # LAT/T inverted: every pair in the other order
-            out.append(Timed(ms, False, 0.0, False))
+        for m in models:
+            r = 1.0 if m.canonical == target.canonical else first.get(m.canonical, 1.0)
+            if len(calls) == 2 and reverse and m.canonical in first:
+                r = 1.0 + (1.0 - r) / 2  # every pair in the other order, still near T; the mean keeps the first's
+            out.append(Timed(t_ms * r, False, 0.0, False))
         return out
 
     monkeypatch.setattr(ev, "measure_archs", timed)
@@ -777,18 +787,48 @@ def test_eval_times_the_networks_near_t_a_second_time(built, monkeypatch):
         calls.clear()
         res = ev.evaluate(table, samples=8, seed=11, search_view=False, target=target.canonical)
         again = res["near_target"]["second_timing"]
-        first = [s["measured_ratio"] for s in res["samples"]]
-        assert again["networks_retimed"] == 8 and again["samples"] == list(range(8))
-        assert calls[1] == 8 + ev.TARGET_PER_CHUNK  # the networks once more, T beside them
-        assert [a for a, _ in again["ratios"]] == pytest.approx(first, abs=1e-4)
-        distinct = len({round(r, 5) for r in first})
-        assert again["pairs"] == distinct * (distinct - 1) // 2 > 0
+        assert again["networks_kept"] == 5 and again["samples"] == near
+        assert sorted(calls[1]) == sorted([names[i] for i in near] + [target.canonical] * ev.TARGET_PER_CHUNK)
+        assert calls[1][:5] != [names[i] for i in near]  # shuffled
+        assert [a for a, _ in again["ratios"]] == pytest.approx([first[names[i]] for i in near])
+        assert again["pairs"] == 10 and again["networks"] == 5
+        truth = [first[names[i]] for i in near]
         if reverse:
-            assert [b for _, b in again["ratios"]] == pytest.approx([1 / r for r in first], rel=1e-3)
+            assert [b for _, b in again["ratios"]] == pytest.approx([1.0 + (1.0 - r) / 2 for r in truth])
             assert again["timings_agree"] == 0.0
         else:
-            assert [b for _, b in again["ratios"]] == pytest.approx(first, abs=1e-4)
-            assert again["timings_agree"] == 1.0 and again["table_vs_mean"] == pytest.approx(
-                res["near_target"]["order_accuracy"])
+            assert [b for _, b in again["ratios"]] == pytest.approx(truth)
+            assert again["timings_agree"] == 1.0
+        # the table against the mean, which orders the five as the first timing does in both cases
+        pred = [res["samples"][i]["unscaled_ms"] for i in near]
+        right = sum((pred[a] - pred[b]) * (truth[a] - truth[b]) > 0 for a in range(5) for b in range(a + 1, 5))
+        ties = sum(pred[a] == pred[b] for a in range(5) for b in range(a + 1, 5))
+        assert again["table_vs_mean"] == pytest.approx((right + ties / 2) / 10)
     res = ev.evaluate(table, samples=8, seed=11, search_view=False, target=target.canonical, retime_near=False)
     assert "second_timing" not in res["near_target"]
+
+
+def test_retime_divides_by_t_in_each_chunk(built, monkeypatch):
+    """``retime`` over several chunks of rounds, the machine twice as slow in the second: each network's
+    LAT/T is its ms over T's in its own chunk, mapped back through the shuffle."""
+    import importlib
+
+    from mnas.latency.lut.build import Timed
+
+    _, _, table = built
+    ev = importlib.import_module("mnas.latency.lut.evaluate")
+    monkeypatch.setattr(ev, "NETWORK_CHUNK", 8)
+    target = table.space.sample(random.Random(5))
+    archs, _ = ev.draw(table, 10, 3, False)
+    ratio = {a.canonical: 0.5 + 0.1 * k for k, a in enumerate(archs)}
+    assert len(ratio) == 10
+
+    def timed(backend, models, settings, clock="wall", progress=None):
+        return [Timed((2.0 if p // 8 else 1.0) * 4.0 * ratio.get(m.canonical, 1.0), False, 0.0, False)
+                for p, m in enumerate(models)]
+
+    monkeypatch.setattr(ev, "measure_archs", timed)
+    r = ev.retime(table, target, archs, seed=1)
+    assert r["t_by_chunk"] == pytest.approx([4.0, 8.0])  # 5 networks and 3 copies of T a chunk
+    assert r["ratio"] == pytest.approx([ratio[a.canonical] for a in archs])
+    assert sorted(r["ms"]) != sorted(4.0 * x for x in ratio.values())  # the second chunk did run slower

@@ -104,7 +104,7 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
                                              "with it where it changes what a layer costs"),
              retime_near: bool = typer.Option(True, "--retime-near/--no-retime-near", help="time the networks "
                                               "near T a second time and say how often two timings order "
-                                              "them alike (T a model; about 20 %% more time)"),
+                                              "them alike (T a model; about 20 % more time)"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
@@ -158,7 +158,7 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
                      f"{acc} of {near['pairs']} pairs among {near['networks']} networks"])
         again = near.get("second_timing")
         if again and again["timings_agree"] is not None:
-            rows.append([f"two timings agree near T ({again['networks_retimed']} networks timed again)",
+            rows.append([f"two timings agree near T ({again['networks_kept']} networks timed again)",
                          f"{again['timings_agree']:.1%} of {again['pairs']} pairs; the table against their mean "
                          f"{again['table_vs_mean']:.1%}"])
     rows.append(["noisy measurements", f"{res['noisy']} of {res['n']}"])
