@@ -7,12 +7,15 @@ entries flagged noisy, against its error (the rescaled prediction, the machine's
 the measurement): the Spearman correlation, and the networks within ±10 % in the half with fewer noisy
 entries against the other half. Then the signed error against the measured milliseconds: a calibration
 whose slope or intercept is off predicts the small networks and the large ones wrong in opposite directions.
-Reads the stored results only (no timing).
+Last, where the eval has a LAT/T view: the error of LAT/T with T predicted (log of prediction over
+measurement, less the eval's median) against the network's layer counts (all layers, MBConv, expansion 6,
+plain conv, SE), Spearman, * for p < 0.01. Reads the stored results only (no timing).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -49,6 +52,25 @@ def main() -> None:
         cal = table.get("calibration") or {}
         coef = dict(zip(cal.get("features", []), (round(c, 3) for c in cal.get("coef", []))))
         print(f"{key}: Spearman(signed error, measured ms) {rho:.2f} (p {p:.2g}); calibration {coef}", flush=True)
+        ratio = (ev.get("views") or {}).get("ratio")
+        if ratio and all("measured_ratio" in s for s in ev["samples"]):
+            print(f"{key}: LAT/T error against layer counts: {by_layers(ev['samples'], ratio['target_predicted_ms'])}",
+                  flush=True)
+
+
+def by_layers(samples: list[dict], pred_t: float) -> str:
+    """Spearman of each network's LAT/T error (T predicted) against how many of its layers are of a kind."""
+    err = [math.log(s["unscaled_ms"] / pred_t / s["measured_ratio"]) for s in samples]
+    mid = statistics.median(err)
+    err = [e - mid for e in err]
+    kinds = {"layers": lambda b: True, "ir": lambda b: b.op == "ir", "e6": lambda b: b.expansion == 6,
+             "cv": lambda b: b.op == "cv", "se": lambda b: b.se > 0}
+    blocks = [Architecture.parse(s["arch"]).blocks for s in samples]
+    out = []
+    for name, pick in kinds.items():
+        rho, p = spearmanr([sum(b.repeats for b in bs if pick(b)) for bs in blocks], err)
+        out.append(f"{name} {rho:+.2f}{'*' if p < 0.01 else ''}")
+    return ", ".join(out)
 
 
 if __name__ == "__main__":
