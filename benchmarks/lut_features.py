@@ -15,18 +15,15 @@ bounds, tau, order near T. Reads and times; never writes the table. DIR/results.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from mnas import MnasError
-from mnas.fileio import atomic_write
 from mnas.latency.lut import LatencyTable, evaluate
 from mnas.latency.lut.build import measure_missing
-from mnas.latency.lut.evaluate import fresh_seed, metrics, pairwise_near, resolve_target
+from mnas.latency.lut.evaluate import metrics, pairwise_near, resolve_target
 from mnas.space import Architecture
-from mnas.store.lock import DirectoryLock
+from table_runs import per_table, script
 
 VARIANTS = {"current": ("sum_ms", "se_big_ms", "const"), "layers": ("sum_ms", "se_big_ms", "layers", "const")}
 
@@ -91,28 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, required=True, help="results folder; rerun the same command to resume")
     ap.add_argument("--samples", type=int, default=200)
     args = ap.parse_args(argv)
-    args.dir.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(args.dir, "lut_features.lock", "one lut_features run per directory")
-    try:
-        path = args.dir / "results.json"
-        results = json.loads(path.read_text()) if path.exists() else {"tables": {}, "seeds": {}}
-        for table in args.tables:
-            key = str(table)
-            if key not in results["tables"]:
-                seed = results["seeds"].setdefault(key, fresh_seed())
-                atomic_write(path, json.dumps(results, indent=1))
-                print(f"{table}: eval seed {seed} (drawn at run time)", flush=True)
-                results["tables"][key] = run_table(table, args.samples, seed)
-                atomic_write(path, json.dumps(results, indent=1))
-            show(table.name, results["tables"][key])
-    finally:
-        lock.release()
-    return 0
+
+    def run(table: Path, seed: int, rec: dict[str, Any], save) -> None:
+        rec.update(run_table(table, args.samples, seed))
+
+    return per_table(args.dir, "lut_features", args.tables, lambda rec: "variants" in rec, run,
+                     lambda table, rec: show(table.name, rec))
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script(main)

@@ -25,21 +25,17 @@ timed runs per network instead of the table's (30), to see whether a longer timi
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mnas import MnasError
-from mnas.fileio import atomic_write
 from mnas.latency import relative
 from mnas.latency.lut import LatencyTable, evaluate
-from mnas.latency.lut.evaluate import (NEAR_T, fresh_seed, load_average, order_agreement, pairs_near, resolve_target,
-                                       retime)
+from mnas.latency.lut.evaluate import NEAR_T, load_average, order_agreement, pairs_near, resolve_target, retime
 from mnas.latency.registry import get_backend
 from mnas.space import Architecture
-from mnas.store.lock import DirectoryLock
+from table_runs import per_table, script
 
 GAPS = ((0.0, 0.02), (0.02, 0.05), (0.05, float("inf")))  # a pair's gap in the truth, |a - b| / mean
 
@@ -154,32 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=positive, default=None, help="timed runs per network in every timing "
                     "(default: the table's, 30)")
     args = ap.parse_args(argv)
-    args.dir.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(args.dir, "lut_near_t.lock", "one lut_near_t run per directory")
-    try:
-        path = args.dir / "results.json"
-        results = json.loads(path.read_text()) if path.exists() else {"tables": {}, "seeds": {}}
 
-        def save() -> None:
-            atomic_write(path, json.dumps(results, indent=1))
+    def run(table: Path, seed: int, rec: dict[str, Any], save) -> None:
+        run_table(table, args.samples, seed, args.wide, rec, save, args.runs)
 
-        for table in args.tables:
-            key = str(table)
-            seed = results["seeds"].setdefault(key, fresh_seed())
-            save()
-            rec = results["tables"].setdefault(key, {"seed": seed})
-            if "judged" not in rec:
-                print(f"{table}: eval seed {seed} (drawn at run time)", flush=True)
-                run_table(table, args.samples, seed, args.wide, rec, save, args.runs)
-            show(table.name, rec["judged"])
-    finally:
-        lock.release()
-    return 0
+    return per_table(args.dir, "lut_near_t", args.tables, lambda rec: "judged" in rec, run,
+                     lambda table, rec: show(table.name, rec["judged"]))
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script(main)

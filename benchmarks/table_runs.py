@@ -1,0 +1,56 @@
+"""What the per-table latency benchmarks share (lut_near_t.py, lut_features.py): one DIR/results.json a
+folder, one run at a time (a lock), each table's eval seed drawn once from the OS and kept, the record
+saved after every step, so that rerunning the same command resumes where it stopped; and the script's
+exit: one line and status 2 on a bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from mnas import MnasError
+from mnas.fileio import atomic_write
+from mnas.latency.lut.evaluate import fresh_seed
+from mnas.store.lock import DirectoryLock
+
+Record = dict[str, Any]
+
+
+def per_table(directory: Path, name: str, tables: list[Path], done: Callable[[Record], bool],
+              run: Callable[[Path, int, Record, Callable[[], None]], None],
+              show: Callable[[Path, Record], None]) -> int:
+    """For each of ``tables`` not ``done`` yet: ``run(table, seed, record, save)`` fills its record (and
+    may call ``save`` between steps); then ``show(table, record)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(directory, f"{name}.lock", f"one {name} run per directory")
+    try:
+        path = directory / "results.json"
+        results = json.loads(path.read_text()) if path.exists() else {"tables": {}, "seeds": {}}
+
+        def save() -> None:
+            atomic_write(path, json.dumps(results, indent=1))
+
+        for table in tables:
+            key = str(table)
+            seed = results["seeds"].setdefault(key, fresh_seed())
+            save()
+            rec = results["tables"].setdefault(key, {"seed": seed})
+            if not done(rec):
+                print(f"{table}: eval seed {seed} (drawn at run time)", flush=True)
+                run(table, seed, rec, save)
+                save()
+            show(table, rec)
+    finally:
+        lock.release()
+    return 0
+
+
+def script(main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main`` as a script: a bad input ends it with one line and status 2."""
+    try:
+        sys.exit(main())
+    except MnasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
