@@ -30,7 +30,6 @@ import argparse
 import importlib.util
 import json
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from mnas.latency.lut.build import CALIBRATE, ENTRY_RUNS, entry_settings, measur
 from mnas.latency.lut.evaluate import fresh_seed
 from mnas.latency.lut.speed import REFERENCES
 from mnas.store.lock import DirectoryLock
+from table_runs import script
 
 RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",),
                    "litert": ("ai_edge_litert", "litert_torch")}
@@ -333,8 +333,4 @@ def run(args: argparse.Namespace, directory: Path) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script(main)

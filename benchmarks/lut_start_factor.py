@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from mnas.latency.lut import LatencyTable, evaluate
 from mnas.latency.lut.evaluate import fresh_seed, metrics, resolve_target
 from mnas.latency.lut.speed import REFERENCES, time_references
 from mnas.store.lock import DirectoryLock
+from table_runs import script
 
 
 def judge(res: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script(main)

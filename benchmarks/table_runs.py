@@ -1,7 +1,8 @@
-"""What the per-table latency benchmarks share (lut_near_t.py, lut_features.py): one DIR/results.json a
-folder, one run at a time (a lock), each table's eval seed drawn once from the OS and kept, the record
-saved after every step, so that rerunning the same command resumes where it stopped; and the script's
-exit: one line and status 2 on a bad input."""
+"""What the latency-table benchmarks share. ``per_table`` (lut_near_t.py, lut_features.py): one
+DIR/results.json a folder, one run at a time (a lock), each table's eval seed drawn once from the OS and
+kept, the record saved after every step, so that rerunning the same command resumes where it stopped.
+``script`` (those and lut_honest.py, lut_start_factor.py): a bad input ends the script with one line and
+status 2."""
 
 from __future__ import annotations
 
