@@ -1,7 +1,7 @@
 """Does the speed factor a search times at its start transfer better with every calibration network as a
 reference (the round the build timed them in) than with the first 10 (the default)? (issue 32)
 
-    python benchmarks/lut_start_factor.py TABLE.json [TABLE.json ...] --out DIR [--samples 200]
+    python benchmarks/lut_start_factor.py TABLE.json [TABLE.json ...] --dir DIR [--samples 200]
 
 For each table, two start timings, each with T's model (MnasNet-A1) among the references as a search on
 ``lut:PATH?target=measure`` times it: the first ``speed.REFERENCES`` calibration networks, and all of them;
@@ -73,7 +73,8 @@ def run_table(path: Path, samples: int, first_all: bool, seed: int, target_name:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
-    ap.add_argument("--out", type=Path, required=True, help="results folder; rerun the same command to resume")
+    ap.add_argument("--dir", "--out", dest="out", type=Path, required=True,
+                    help="results folder; rerun the same command to resume")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--target", default="auto", help="T's model (default: MnasNet-A1, as lut_honest.py)")
     args = ap.parse_args(argv)
