@@ -14,7 +14,6 @@ bounds, tau, order near T. Reads and times; never writes the table. DIR/results.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from mnas.latency.lut import LatencyTable, evaluate
 from mnas.latency.lut.build import measure_missing
 from mnas.latency.lut.evaluate import metrics, pairwise_near, resolve_target
 from mnas.space import Architecture
-from table_runs import per_table, script
+from table_runs import per_table, script, table_args
 
 VARIANTS = {"current": ("sum_ms", "se_big_ms", "const"), "layers": ("sum_ms", "se_big_ms", "layers", "const")}
 
@@ -83,10 +82,7 @@ def show(name: str, rec: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("tables", nargs="+", type=Path, help="complete, calibrated latency tables (mnas lut build)")
-    ap.add_argument("--dir", type=Path, required=True, help="results folder; rerun the same command to resume")
-    ap.add_argument("--samples", type=int, default=200)
+    ap = table_args(__doc__)
     args = ap.parse_args(argv)
 
     def run(table: Path, seed: int, rec: dict[str, Any], save) -> None:

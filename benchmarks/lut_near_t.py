@@ -35,7 +35,7 @@ from mnas.latency.lut import LatencyTable, evaluate
 from mnas.latency.lut.evaluate import NEAR_T, load_average, order_agreement, pairs_near, resolve_target, retime
 from mnas.latency.registry import get_backend
 from mnas.space import Architecture
-from table_runs import per_table, script
+from table_runs import per_table, script, table_args
 
 GAPS = ((0.0, 0.02), (0.02, 0.05), (0.05, float("inf")))  # a pair's gap in the truth, |a - b| / mean
 
@@ -140,11 +140,7 @@ def positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
-    ap.add_argument("--dir", "--out", dest="dir", type=Path, required=True,
-                    help="results folder; rerun the same command to resume")
-    ap.add_argument("--samples", type=int, default=200)
+    ap = table_args(__doc__)
     ap.add_argument("--wide", type=float, default=0.15, help="networks kept for the passes: pass A's LAT/T "
                     "within this fraction of 1 (wider than the ±10 %% of the pairs, which the truth picks)")
     ap.add_argument("--runs", type=positive, default=None, help="timed runs per network in every timing "

@@ -15,7 +15,6 @@ Clopper-Pearson bounds. DIR/results.json is written after each table; rerun the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from mnas.latency.lut import LatencyTable, evaluate
 from mnas.latency.lut.evaluate import fresh_seed, metrics, resolve_target
 from mnas.latency.lut.speed import REFERENCES, time_references
 from mnas.store.lock import DirectoryLock
-from table_runs import script
+from table_runs import script, table_args
 
 
 def judge(res: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
@@ -71,17 +70,13 @@ def run_table(path: Path, samples: int, first_all: bool, seed: int, target_name:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
-    ap.add_argument("--dir", "--out", dest="out", type=Path, required=True,
-                    help="results folder; rerun the same command to resume")
-    ap.add_argument("--samples", type=int, default=200)
+    ap = table_args(__doc__)
     ap.add_argument("--target", default="auto", help="T's model (default: MnasNet-A1, as lut_honest.py)")
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(args.out, "lut_start_factor.lock", "one lut_start_factor run per directory")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(args.dir, "lut_start_factor.lock", "one lut_start_factor run per directory")
     try:
-        path = args.out / "results.json"
+        path = args.dir / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {"tables": {}, "seeds": {}}
         for i, table in enumerate(args.tables):
             key = str(table)

@@ -1,11 +1,13 @@
 """What the latency-table benchmarks share. ``per_table`` (lut_near_t.py, lut_features.py): one
 DIR/results.json a folder, one run at a time (a lock), each table's eval seed drawn once from the OS and
 kept, the record saved after every step, so that rerunning the same command resumes where it stopped.
-``script`` (those and lut_honest.py, lut_start_factor.py): a bad input ends the script with one line and
+``table_args``: their shared arguments (and lut_start_factor.py's). ``script`` (those and lut_honest.py,
+lut_start_factor.py): a bad input ends the script with one line and
 status 2."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +19,17 @@ from mnas.latency.lut.evaluate import fresh_seed
 from mnas.store.lock import DirectoryLock
 
 Record = dict[str, Any]
+
+
+def table_args(doc: str) -> argparse.ArgumentParser:
+    """The arguments these benchmarks share: the tables, the results folder (``--dir``; ``--out`` is
+    still accepted) and ``--samples``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("tables", nargs="+", type=Path, help="complete latency tables (mnas lut build)")
+    ap.add_argument("--dir", "--out", dest="dir", type=Path, required=True,
+                    help="results folder; rerun the same command to resume")
+    ap.add_argument("--samples", type=int, default=200, help="networks in the eval")
+    return ap
 
 
 def per_table(directory: Path, name: str, tables: list[Path], done: Callable[[Record], bool],
