@@ -30,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,11 @@ from mnas import MnasError
 from mnas.fileio import atomic_write
 from mnas.latency import LatencySettings, get_backend
 from mnas.latency.lut import LatencyTable, build_table, evaluate, space_layers
-from mnas.latency.lut.build import CALIBRATE, ENTRY_RUNS, entry_settings, measure_archs, measure_entries
+from mnas.latency.lut.build import (CALIBRATE, ENTRY_RUNS, NETWORK_CHUNK, entry_settings, measure_archs, measure_entries,
+                                    out_shape, time_models)
 from mnas.latency.lut.evaluate import fresh_seed
 from mnas.latency.lut.speed import REFERENCES
+from mnas.cli.progress import LINES_EVERY_S, progress_lines
 from mnas.store.lock import DirectoryLock
 from table_runs import script
 
@@ -111,28 +114,42 @@ def target_for(args: argparse.Namespace, space: str | None) -> str:
 
 def probe(backend: str, space: str | None, settings: LatencySettings, entry_runs: int, k: int = 4) -> dict:
     """Seconds per table entry and per whole network at these settings: k entries spread over the space's
-    entries, and 2 random networks, each exported, loaded and timed as the real run does."""
+    entries, and 2 random networks, each exported, loaded and timed as the real run does. The runtime is
+    warmed up first, and the entries' identity models (one per output shape, shared by a build's entries)
+    timed before them: the first conversion's start-up and an identity model for every probed entry
+    made the probe estimate about 406 minutes for LiteRT builds that take about 2 hours."""
+    from torch import nn
+
     from mnas.space.mnasnet import MnasNetSpace, space_file
 
     sp = MnasNetSpace.load(space_file(space))
     specs = space_layers(sp, settings.resolution, settings.in_chans, settings.num_classes)
     be = get_backend(backend)
     pick = [specs[int(i * (len(specs) - 1) / max(1, k - 1))] for i in range(k)]
+    es = entry_settings(settings, entry_runs)
+    shapes = sorted({out_shape(s, settings.batch) for s in pick})
+    io = dict(zip(shapes, (t.fastest_ms for t in time_models(be, [(nn.Identity(), sh) for sh in shapes], es))))
     t0 = time.perf_counter()
-    measure_entries(be, pick, entry_settings(settings, entry_runs), {})
+    measure_entries(be, pick, es, io)
     per_entry = (time.perf_counter() - t0) / k
     archs = [sp.sample(random.Random(f"probe:{i}")) for i in range(2)]
     t0 = time.perf_counter()
     measure_archs(be, archs, settings)
     per_network = (time.perf_counter() - t0) / len(archs)
-    return {"entries": len(specs), "s_per_entry": per_entry, "s_per_network": per_network}
+    return {"entries": len(specs), "identities": len({out_shape(s, settings.batch) for s in specs}),
+            "s_per_entry": per_entry, "s_per_network": per_network}
+
+
+RETIMED_SHARE = 0.3  # of an eval's networks, those timed a second time near T (25-32 % in 2026-12-07's runs)
 
 
 def estimate(p: dict, builds: int, samples: int, calibrate: int) -> float:
-    """Seconds for the backend's whole share of the run: every build's entries and calibration networks, and
-    every eval's networks, references (twice: alone first, then among the networks) and T."""
-    build = p["entries"] * p["s_per_entry"] + calibrate * p["s_per_network"]
-    ev = (samples + 2 * min(REFERENCES, calibrate) + 1) * p["s_per_network"]
+    """Seconds for the backend's whole share of the run: every build's entries, identity models and
+    calibration networks, and every eval's networks (those near T twice), references (twice: alone first,
+    then among the networks) and T (three copies in every chunk of networks)."""
+    build = (p["entries"] + p.get("identities", 0)) * p["s_per_entry"] + calibrate * p["s_per_network"]
+    chunks = -(-samples // NETWORK_CHUNK)
+    ev = (samples * (1 + RETIMED_SHARE) + 2 * min(REFERENCES, calibrate) + 3 * chunks) * p["s_per_network"]
     return builds * (build + ev)
 
 
@@ -304,8 +321,9 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             t0 = time.perf_counter()
             cal_seed = seeds[i % len(seeds)] + i // len(seeds)
             print(f"{key}: building {table_path} (calibration seed {cal_seed})", flush=True)
+            say = progress_lines(f"{key}: entries", LINES_EVERY_S, sys.stdout)
             table = build_table(table_path, space, b, settings, calibrate=args.calibrate, seed=cal_seed,
-                                entry_runs=args.entry_runs)
+                                entry_runs=args.entry_runs, progress=lambda i, n, _key: say(i, n))
             built_s = time.perf_counter() - t0
             if not table.complete:
                 print(f"{key}: table incomplete; rerun to resume", flush=True)
@@ -316,7 +334,8 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             print(f"{key}: evaluating on {args.samples} networks, eval seed {seed} (drawn at run time), T {target}",
                   flush=True)
             t0 = time.perf_counter()
-            res = evaluate(LatencyTable.load(table_path), args.samples, seed=seed, target=target)
+            say = progress_lines(f"{key}: networks timed", LINES_EVERY_S, sys.stdout)
+            res = evaluate(LatencyTable.load(table_path), args.samples, seed=seed, target=target, progress=say)
             res.update(seed_source="drawn", label=f"{b}{tag}", build=i + 1, table=table_path.name,
                        build_seconds=table.build_seconds, this_run_build_s=built_s,
                        eval_seconds=time.perf_counter() - t0)

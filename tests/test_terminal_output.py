@@ -1,9 +1,11 @@
 """What a person reads in a terminal or a log file: one table of ranked trials (the end of ``mnas search`` is
 the top of ``mnas report``), architecture strings on one line, the screen's candidate timing shown as it
-goes, ``mnas train`` writing each epoch to a log file as it ends, one meaning per option name."""
+goes, ``mnas train`` writing each epoch to a log file as it ends, ``lut build`` and ``lut eval`` saying where
+they are there, one meaning per option name."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -101,3 +103,41 @@ def test_retrain_trials_names_trial_ids_in_one_line(tmp_path):
     r = run_cli("retrain", tmp_path / "exp", "--trials", "3,17")
     assert r.code == 2 and r.stderr.count("\n") == 1
     assert "--trial-ids 3,17" in r.stderr and "budget" in r.stderr
+
+
+def test_a_long_job_without_a_terminal_says_where_it_is_every_so_often_and_at_the_end():
+    import io
+
+    from mnas.cli.progress import progress_lines
+
+    now = [100.0]
+    out = io.StringIO()
+    say = progress_lines("measuring layers", every=30, stream=out, clock=lambda: now[0])
+    for done, t in ((1, 110), (2, 129), (3, 131), (3, 170), (4, 172), (5, 180), (10, 181)):
+        now[0] = t
+        say(done, 10)
+    lines = out.getvalue().splitlines()
+    # 31 s in: 3 of 10 done, 7 left at the pace so far; the same count again says nothing; 30 s after a line,
+    # the next; 8 s after one, none; the end always
+    assert lines == ["measuring layers 3/10 (31 s, about 72 s left)", "measuring layers 4/10 (72 s, about 108 s left)",
+                     "measuring layers 10/10 (81 s)"]
+    empty = io.StringIO()
+    progress_lines("x", stream=empty, clock=lambda: 0.0)(0, 0)  # nothing to do: nothing to say
+    assert empty.getvalue() == ""
+
+
+def test_lut_build_and_eval_write_progress_lines_to_a_log_file(tmp_path, capsys):
+    space = tmp_path / "tiny.yaml"
+    space.write_text("name: tiny\nstem: 8\nhead: 16\nchoices: {op: [ds, mb3], kernel: [3, 5], se: 0, skip: none, "
+                     "width: [0.5, 1.0], layers: [0, 1]}\nblocks:\n  - {width_base: 8, layers_base: 1, stride: 1}\n")
+    out = tmp_path / "t.json"
+    code = main(["lut", "build", "--space", str(space), "--resolution", "16", "--num-classes", "4", "--runs", "4",
+                 "--warmup", "1", "--rounds", "2", "--entry-runs", "3", "--calibrate", "3", "--out", str(out)])
+    err = capsys.readouterr().err  # stderr is not a terminal: no bar, lines instead
+    assert code == 0, err
+    n = len(json.loads(out.read_text())["entries"])
+    assert f"measuring layers {n}/{n} (" in err
+    code = main(["lut", "eval", str(out), "--samples", "2", "--seed", "5", "--no-rescale", "--target", "2ms"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "measuring models 2/2 (" in err

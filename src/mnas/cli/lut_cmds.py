@@ -10,7 +10,7 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import console, print_json, table
-from mnas.cli.progress import progress_bar
+from mnas.cli.progress import LINES_EVERY_S, progress_bar
 from mnas.latency.lut.build import CALIBRATE, CLOCKS, ENTRY_RUNS
 from mnas.latency.settings import LatencyConfig, LatencySettings
 
@@ -61,7 +61,7 @@ def lut_build(out: Path = typer.Option(..., "--out", "-o", help="table file (JSO
         tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
                           entry_runs=entry_runs, clock=clock, passes=passes)
     else:
-        with progress_bar("measuring layers") as update:  # its total: the entries this run measures
+        with progress_bar("measuring layers", lines=LINES_EVERY_S) as update:  # its total: the entries this run measures
             tbl = build_table(out, space, backend, settings, calibrate=calibrate, limit=limit, seed=seed,
                               progress=update, entry_runs=entry_runs, clock=clock,
                               passes=passes)
@@ -130,7 +130,7 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
         res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, rescale=rescale,
                        target=target, retime_near=retime_near)
     else:
-        with progress_bar("measuring models") as update:
+        with progress_bar("measuring models", lines=LINES_EVERY_S) as update:
             res = evaluate(tbl, samples, seed, calibrated=not uncalibrated, partial=partial, progress=update,
                            rescale=rescale, target=target, retime_near=retime_near)
     if drawn:

@@ -121,7 +121,7 @@ def measure_archs(backend: LatencyBackend, archs: list, settings: LatencySetting
     return out
 
 
-def _out_shape(spec: LayerSpec, batch: int) -> tuple[int, ...]:
+def out_shape(spec: LayerSpec, batch: int) -> tuple[int, ...]:
     return (batch, spec.num_classes) if spec.kind == "head" else (batch, spec.out_ch, spec.out_res, spec.out_res)
 
 
@@ -134,13 +134,13 @@ def measure_entries(backend: LatencyBackend, specs: list[LayerSpec], settings: L
     The identity models missing from ``io_cache`` are timed in the same rounds and added to it."""
     from torch import nn
 
-    shapes = sorted({_out_shape(s, settings.batch) for s in specs} - io_cache.keys())
+    shapes = sorted({out_shape(s, settings.batch) for s in specs} - io_cache.keys())
     models = [(s.module(), s.input_shape(settings.batch)) for s in specs] + [(nn.Identity(), sh) for sh in shapes]
     timed = time_models(backend, models, settings, clock, prepared)
     io_cache.update({sh: t.fastest_ms for sh, t in zip(shapes, timed[len(specs):])})
     out = []
     for spec, raw in zip(specs, timed):
-        io = io_cache[_out_shape(spec, settings.batch)]
+        io = io_cache[out_shape(spec, settings.batch)]
         # never below zero: a layer cheaper than an empty call is measurement noise, not negative time
         out.append({"ms": round(max(raw.fastest_ms - io, 0.0), 6), "raw_ms": round(raw.fastest_ms, 6),
                     "io_ms": round(io, 6), "noisy": raw.fastest_noisy})
@@ -263,8 +263,8 @@ def build_table(out: str | Path, space: str | Path | None = None, backend: str =
         table.build_seconds = spent_before + time.perf_counter() - started
         table.save(out)
     if not table.overhead_ms:  # the per-call overhead a prediction adds back once: the network's output shape
-        out_shape = (settings.batch, settings.num_classes)
-        ms = io_cache[out_shape] if out_shape in io_cache else _identity(be, out_shape, esettings, clock)
+        head_shape = (settings.batch, settings.num_classes)
+        ms = io_cache[head_shape] if head_shape in io_cache else _identity(be, head_shape, esettings, clock)
         table.overhead_ms = round(ms, 6)
     if progress:
         progress(len(todo), len(todo), "")
