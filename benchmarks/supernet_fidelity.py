@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     ap.add_argument("--random", type=int, default=2, help="random sub-networks per sandwich step")
     ap.add_argument("--ends", default="fixed", help="the sandwich ends: fixed | mixed (mnas.supernet.net.ENDS)")
+    ap.add_argument("--sampling", default="sandwich", help="sandwich | progressive (progressive shrinking: "
+                    "mnas.supernet.net.STAGES)")
     ap.add_argument("--share-skip", action=argparse.BooleanOptionalAction, default=SHARE_SKIP,
                     help="one set of op weights for all skip choices of a block (--no-share-skip: one per choice)")
     ap.add_argument("--kernel-transform", action=argparse.BooleanOptionalAction, default=KERNEL_TRANSFORM,
@@ -112,6 +114,8 @@ def main() -> None:
                 tmp.unlink()
             args.arch_seed = int(seed_file.read_text())
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase", "device", "amp", "partial")}
+    if settings["sampling"] == "sandwich":  # folders from before --sampling hold sandwich supernets
+        del settings["sampling"]
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
 
@@ -190,7 +194,8 @@ def main() -> None:
 
         r = train_supernet(space, task, sn, args.steps, args.every, n_random=args.random,
                            resume=(sn / CHECKPOINT).is_file(), progress=progress, ends=args.ends,
-                           share_skip=args.share_skip, kernel_transform=args.kernel_transform)
+                           share_skip=args.share_skip, kernel_transform=args.kernel_transform,
+                           sampling=args.sampling)
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
     blob = read_checkpoint(sn)

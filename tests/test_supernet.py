@@ -569,3 +569,84 @@ def test_supernet_training_on_the_cpu_stays_in_float32(trained):
     blob = read_checkpoint(folder)
     assert blob["task"]["amp"] == "auto"
     assert [h["amp"] for h in blob["history"]] == ["off"]
+
+
+@pytest.mark.parametrize("share_skip,optimizer", [(True, "sgd"), (False, "adam")])
+def test_sorting_hidden_channels_keeps_the_largest_and_moves_the_optimizer_state(tmp_path, share_skip, optimizer):
+    """Progressive shrinking sorts each MBConv's hidden channels by importance before it draws the expansion:
+    the largest sub-network (every hidden channel) computes what it did, the projection's most important
+    inputs come first, the optimizer's momentum moves with its weights; a block offering mb1 is left alone."""
+    from mnas.supernet.net import sort_hidden_channels
+
+    torch.manual_seed(0)
+    net = SuperNet(load_space(str(space_file(tmp_path))), num_classes=5, share_skip=share_skip)
+    with torch.no_grad():
+        for name, t in net.named_buffers():
+            if "running_var" in name:
+                t.uniform_(0.5, 2.0)
+            elif "running_mean" in name:
+                t.normal_(0, 0.1)
+    opt = (torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=0.01))
+    state_key = "momentum_buffer" if optimizer == "sgd" else "exp_avg"
+    x = torch.randn(4, 3, 8, 8)
+    net(x, net.pick("largest")).square().mean().backward()
+    opt.step()
+    net.eval()
+    largest, smallest = net.pick("largest"), net.pick("smallest")
+    before = net(x, largest).detach(), net(x, smallest).detach()
+    pw = net.slots[1][0].op("ir", "identity").convs["pw"].weight  # the largest's (identity skip)
+    old_w, old_m = pw.detach().clone(), opt.state[pw][state_key].clone()
+    copies = 1 if share_skip else 3  # without share_skip, one MBConv op per skip choice (pool, identity, none)
+    assert sort_hidden_channels(net, opt) == copies * sum(len(s) for s in net.slots)
+    importance = pw.abs().sum(dim=(0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:]) and not torch.equal(pw, old_w)
+    order = old_w.abs().sum(dim=(0, 2, 3)).argsort(descending=True)
+    torch.testing.assert_close(opt.state[pw][state_key], old_m[:, order])
+    torch.testing.assert_close(net(x, largest), before[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net(x, smallest), before[1])  # no MBConv in the smallest: untouched
+    with_mb1 = SuperNet(load_space(str(space_file(tmp_path, TINY_SPACE.replace("mb3, mb6", "mb1, mb6")))), 5)
+    assert sort_hidden_channels(with_mb1) == 0
+
+
+@pytest.mark.parametrize("stop, kept_sorted_at", [(6, None), (8, 6)])
+def test_progressive_shrinking_draws_more_decisions_each_stage_and_resumes(tmp_path, images, stop, kept_sorted_at):
+    """Stopped before the hidden channels were sorted (at step 6, 0-based) or after, a resumed training ends
+    where the uninterrupted one did, having sorted them once, at step 6."""
+    from mnas.supernet.net import STAGES, progressive, stage_of
+
+    space = load_space(str(space_file(tmp_path)))
+    net = SuperNet(space, num_classes=4)
+    assert [stage_of(s, 8) for s in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    rng = random.Random(0)
+    largest = space.encode(net.pick("largest"))
+    assert progressive(net, rng, 2, 0) == [net.pick("largest")]  # the first stage: the largest alone
+    for stage in (1, 2, 3):
+        teacher, *students = progressive(net, rng, 30, stage)
+        assert teacher == net.pick("largest") and len(students) == 31
+        drawn = {d.name.split(".", 1)[1] for a in students
+                 for d, t, big in zip(space.decisions, space.encode(a), largest) if t != big}
+        assert drawn == set(STAGES[stage])  # every decision of the stage drawn, no other
+    task = TrainTask(**TASK, dataset=images)
+    ref = train_supernet(space, task, tmp_path / "ref", steps=8, every=1, sampling="progressive")
+    blob = read_checkpoint(tmp_path / "ref")
+    assert ref.status == "ok" and blob["sampling"] == "progressive" and blob["sorted_at"] == 6
+
+    def stop_there(step, total, loss, kd):
+        if step == stop:
+            raise KeyboardInterrupt  # as a kill would, after the checkpoint of the step before
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, task, tmp_path / "sn", steps=8, every=1, sampling="progressive", progress=stop_there)
+    assert read_checkpoint(tmp_path / "sn")["sorted_at"] == kept_sorted_at
+    with pytest.raises(MnasError) as e:
+        train_supernet(space, task, tmp_path / "sn", steps=8, every=1, resume=True, sampling="sandwich")
+    assert "--sampling progressive" in str(e.value) and "\n" not in str(e.value)
+    r = train_supernet(space, task, tmp_path / "sn", steps=8, every=1, resume=True)  # the checkpoint's sampling
+    assert r.status == "ok" and r.resumed_from == stop - 1
+    assert read_checkpoint(tmp_path / "sn")["sorted_at"] == 6  # sorted once, at step 6 (a second sort: 7)
+    a, b = read_checkpoint(tmp_path / "sn")["model"], blob["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed = uninterrupted
+    r = run_cli("supernet", "train", space_file(tmp_path), "--dir", tmp_path / "x", "--steps", "2",
+                "--sampling", "shrink", "-d", images)
+    assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1 and "sandwich, progressive" in r.stderr

@@ -24,11 +24,12 @@ app.add_typer(supernet_app, name="supernet")
 @supernet_app.command("train")
 def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar, mnasnet-paper or a space YAML"),
                    into: Path = typer.Option(..., "--dir", help="the folder to train into (supernet.pt, train.lock)"),
-                   steps: int = typer.Option(1000, "--steps", min=1, help="sandwich steps (4 sub-networks each)"),
+                   steps: int = typer.Option(1000, "--steps", min=1, help="training steps (4 sub-networks each; "
+                                             "progressive: 1 in its first quarter)"),
                    every: int = typer.Option(50, "--every", min=1, help="checkpoint every N steps (a kill loses "
                                              "at most these)"),
                    n_random: int = typer.Option(2, "--random", min=0, help="random sub-networks per step, besides "
-                                                "the largest and the smallest"),
+                                                "the largest and the smallest (progressive: N + 1 drawn)"),
                    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="NAME or NAME:PATH (mnas "
                                                          "data list)"),
                    recipe: Optional[str] = typer.Option(None, "--recipe", help="the training recipe (optimizer, "
@@ -57,9 +58,13 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                        None, "--kernel-transform/--no-kernel-transform",
                        help="a learned transform for each small kernel's centre (Once-for-All's), or the centre as "
                        "it is (default: the checkpoint's on --resume, else mnas.supernet.net.KERNEL_TRANSFORM)"),
+                   sampling: Optional[str] = typer.Option(
+                       None, "--sampling", help="sandwich (every size every step) or progressive (Once-for-All's "
+                       "progressive shrinking: the largest first, then kernel, depth, width; default: the "
+                       "checkpoint's on --resume, else sandwich)"),
                    json: bool = typer.Option(False, "--json")) -> None:
-    """Train a supernet over SPACE with the sandwich rule and in-place distillation; checkpointed every
-    --every steps, resumable after a kill with --resume."""
+    """Train a supernet over SPACE with the sandwich rule (or progressive shrinking) and in-place
+    distillation; checkpointed every --every steps, resumable after a kill with --resume."""
     from mnas.space import load_space
     from mnas.supernet.training import train_supernet
 
@@ -78,7 +83,7 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
         r = train_supernet(sp, task, into, steps, every, n_random, resume, progress, share_skip=share_skip,
-                           kernel_transform=kernel_transform)
+                           kernel_transform=kernel_transform, sampling=sampling)
     if json:
         print_json(r.to_dict())
     else:

@@ -13,9 +13,10 @@ What is shared, per layer slot (block i, layer j; a block's first k layers are i
   transforms slowed training down or stopped it (docs/results/2026-12-06-supernet-paths.md: a drawn kernel
   reached loss 1.13 with them and 0.86 without; the nested decisions drawn together, 2.00 and 1.26).
 - **widths** (output width, MBConv expansion, squeeze-excite width): channel slices, the first c channels.
-  Channels are not reordered: the sandwich rule trains the smallest sub-network every step, so the leading
+  The sandwich rule does not reorder channels: it trains the smallest sub-network every step, so the leading
   channels are the ones every sub-network uses and become the important ones by construction (BigNAS does
-  the same; reordering by importance is what progressive shrinking needs after training the largest alone).
+  the same). Progressive shrinking trains the largest alone first, so it sorts each MBConv's hidden channels
+  by importance before it draws the expansion (``sort_hidden_channels``).
 - **squeeze-excite**: one SE per op slot, sliced like the widths; SE off skips it.
 - **skip**: identity and none hold no weights; the pooling skip's 1x1 projection (first layer only) is
   sliced like a conv. With ``share_skip=False`` each skip choice of a block has its own copy of every op
@@ -376,3 +377,71 @@ def decisions_covered(archs: Sequence[Architecture], space: MnasNetSpace) -> set
         for d, t in zip(space.decisions, space.encode(a)):
             out.add((d.name, t))
     return out
+
+
+# Progressive shrinking (Once-for-All's; ``mnas supernet train --sampling progressive``): the steps fall
+# into equal stages, each drawing more of the decisions, the rest at the largest's choice. OFA's order: the
+# full network alone, then the kernel, then the depth, then the width (here also the op type, SE and skip,
+# which OFA's space does not have). Equal stages: nothing about the split was tuned.
+STAGES: tuple[tuple[str, ...], ...] = ((), ("kernel",), ("kernel", "layers"),
+                                       ("kernel", "layers", "op", "se", "width", "skip"))
+WIDTH_STAGE = 3  # the stage that first draws the MBConv expansion: its hidden channels are sorted before it
+
+
+def stage_of(step: int, steps: int) -> int:
+    """The progressive stage of step ``step`` (0-based) of ``steps``."""
+    return min(len(STAGES) - 1, step * len(STAGES) // max(1, steps))
+
+
+def sample_within(net: SuperNet, rng: random.Random, keys: Sequence[str]) -> Architecture:
+    """A sub-network drawing the decisions named ``keys`` (``kernel``, ``layers``, ...) uniformly, every other
+    decision at the largest's choice."""
+    base = net.space.encode(net.pick("largest"))
+    tokens = [rng.randrange(len(d.choices)) if d.name.split(".", 1)[1] in keys else t
+              for d, t in zip(net.space.decisions, base)]
+    return net.space.decode(tokens)
+
+
+def progressive(net: SuperNet, rng: random.Random, n_random: int, stage: int) -> list[Architecture]:
+    """Progressive shrinking's sub-networks of one step: the largest (the teacher, trained on the labels), then,
+    from stage 1 on, ``n_random + 1`` drawn within the stage's decisions (as many students as the sandwich
+    rule's smallest and random ones)."""
+    largest = net.pick("largest")
+    if stage == 0:
+        return [largest]
+    return [largest, *(sample_within(net, rng, STAGES[stage]) for _ in range(n_random + 1))]
+
+
+@torch.no_grad()
+def sort_hidden_channels(net: SuperNet, opt: torch.optim.Optimizer | None = None) -> int:
+    """Sort every MBConv's expanded (hidden) channels by importance, the L1 norm of the projection's weights on
+    each, most important first, as progressive shrinking does before it draws the expansion: a sub-network
+    with a smaller expansion keeps the first channels. The expansion conv's outputs, the depthwise conv, their
+    BatchNorms (statistics too), the squeeze-excite's input and output, and the optimizer's state for each of
+    them move together, so the largest network's outputs are unchanged (a sub-network with a smaller
+    expansion now reads the most important channels). Blocks that offer an MBConv with expansion 1
+    are left as they are (there the depthwise conv's first channels face the input's). Returns how many ops
+    were sorted."""
+    sorted_ops = 0
+    for lay, slots in zip(net.layouts, net.slots):
+        if any(op_code(str(o)) == ("ir", 1) for o in lay.options["op"]):
+            continue
+        for slot in slots:
+            for key, op in slot.ops.items():
+                if "exp" not in op.convs:
+                    continue
+                order = op.convs["pw"].weight.abs().sum(dim=(0, 2, 3)).argsort(descending=True)
+                moves: list[tuple[torch.Tensor, int]] = [(op.convs["exp"].weight, 0), (op.convs["dw"].weight, 0),
+                                                         (op.convs["pw"].weight, 1)]
+                for name in ("exp_bn", "dw_bn"):
+                    bn = op.bns[name]
+                    moves += [(bn.weight, 0), (bn.bias, 0), (bn.running_mean, 0), (bn.running_var, 0)]
+                if op.se is not None:
+                    moves += [(op.se["reduce"].weight, 1), (op.se["expand"].weight, 0), (op.se["expand"].bias, 0)]
+                for t, dim in moves:
+                    t.copy_(t.index_select(dim, order))
+                    for v in (opt.state.get(t, {}).values() if opt is not None else ()):
+                        if torch.is_tensor(v) and v.shape == t.shape:
+                            v.copy_(v.index_select(dim, order))
+                sorted_ops += 1
+    return sorted_ops

@@ -6,8 +6,11 @@ recipe's label smoothing), then the smallest and two random ones against the lar
 (in-place distillation), the mean of their losses one optimizer step (BigNAS sums them). Chosen over progressive
 shrinking because it is one phase with no schedule of stages to tune, trains every size from the first
 step (what a CPU budget of a few thousand steps needs), and leaves sub-networks usable without
-retraining; progressive shrinking first trains the largest alone and needs a channel reordering per stage.
-Not chosen by measurement: this was not compared on this machine.
+retraining. ``--sampling progressive`` (Once-for-All's progressive shrinking, ``mnas.supernet.net.STAGES``)
+trains the largest alone for the first quarter of the steps, then draws the kernel, then also the depth,
+then everything, each step the largest and three drawn sub-networks as above; before its last stage it
+sorts every MBConv's hidden channels by importance (``sort_hidden_channels``). Not chosen by measurement
+yet: the comparison's protocol is docs/results/2026-12-07-supernet-sampling.md.
 
 ``DIR/supernet.pt`` is written atomically (``mnas.fileio.atomic_write``) every ``every`` steps and at the
 end; a kill loses at most the steps since. The batches and sub-networks of a chunk of steps are drawn from
@@ -33,7 +36,8 @@ from mnas import MnasError, __version__
 from mnas.fileio import atomic_write
 from mnas.space.mnasnet import MnasNetSpace, _SpaceSpec
 from mnas.store.lock import DirectoryLock
-from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP, SuperNet, sandwich, space_identity
+from mnas.supernet.net import (KERNEL_TRANSFORM, SHARE_SKIP, WIDTH_STAGE, SuperNet, progressive, sandwich,
+                               sort_hidden_channels, space_identity, stage_of)
 from mnas.train import checkpoint as ckpt
 from mnas.train.config import TrainTask
 from mnas.train.optim import lr_factor, make_optimizer
@@ -43,6 +47,7 @@ from mnas.data.feeds import make_feed, normalisation
 log = logging.getLogger(__name__)
 
 CHECKPOINT, LOCK_NAME, FORMAT, FORMAT_VERSION = "supernet.pt", "train.lock", "mnas-supernet", 1
+SAMPLINGS = ("sandwich", "progressive")  # which sub-networks a step trains (module docstring)
 DISTILL = 1.0  # a student's weight on the largest's predictions (the rest on the labels)
 # (step, total steps, teacher loss, mean distillation loss) after every step
 Progress = Callable[[int, int, float, float], None]
@@ -130,11 +135,14 @@ def net_of(blob: dict[str, Any], device: torch.device | str = "cpu") -> SuperNet
 def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps: int, every: int = 50,
                    n_random: int = 2, resume: bool = False, progress: Progress | None = None,
                    ends: str = "fixed", share_skip: bool | None = None,
-                   kernel_transform: bool | None = None) -> SupernetRun:
+                   kernel_transform: bool | None = None, sampling: str | None = None) -> SupernetRun:
     """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``;
     ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice;
     ``kernel_transform``: learned transforms for the small kernels or none (``SuperNet``). None: the
-    checkpoint's on a resume, the default of ``STRUCTURE`` for a new supernet."""
+    checkpoint's on a resume, the default of ``STRUCTURE`` for a new supernet. ``sampling``: ``sandwich`` or
+    ``progressive`` (None: the checkpoint's on a resume, ``sandwich`` for a new supernet)."""
+    if sampling is not None and sampling not in SAMPLINGS:
+        raise MnasError(f"--sampling {sampling!r}: choose one of {', '.join(SAMPLINGS)}")
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise MnasError(f"--dir {out} is a file: give a folder to train the supernet into")
@@ -145,14 +153,14 @@ def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps:
         raise MnasError(f"cannot lock {out} ({e.strerror}): choose another --dir") from None
     try:
         given = {"share_skip": share_skip, "kernel_transform": kernel_transform}
-        return _train(space, task, out, steps, every, n_random, resume, progress, ends, given)
+        return _train(space, task, out, steps, every, n_random, resume, progress, ends, given, sampling)
     finally:
         lock.release()
 
 
 def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: int, n_random: int, resume: bool,
            progress: Progress | None, ends: str = "fixed",
-           given: dict[str, bool | None] | None = None) -> SupernetRun:
+           given: dict[str, bool | None] | None = None, sampling: str | None = None) -> SupernetRun:
     path = out / CHECKPOINT
     blob, given = None, given or {}
     if path.is_file():
@@ -171,6 +179,11 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 flag = STRUCTURE[k][2] if structure[k] else STRUCTURE[k][3]
                 raise MnasError(f"{out} holds a supernet with {k} = {structure[k]}, not {v}: resume with {flag} "
                                 "(or without either), or train into another --dir")
+        had = blob.get("sampling", "sandwich")
+        if sampling is not None and sampling != had:
+            raise MnasError(f"{out} trains with --sampling {had}, not {sampling}: resume with --sampling {had} (or "
+                            "without it), or train into another --dir")
+        sampling = had
         recorded = TrainTask.model_validate({**blob["task"], **_runtime(task)})
         changed = sorted(k for k, v in recorded.model_dump().items() if v != getattr(task, k))
         if changed:
@@ -184,6 +197,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
     else:
         structure = {k: default if given.get(k) is None else bool(given[k])
                      for k, (_, default, _, _) in STRUCTURE.items()}
+        sampling = sampling or "sandwich"
     t0 = time.perf_counter()
     device = resolve_device(task.device)
     amp = resolve_amp(task.amp, device)  # None on the CPU: float32 there, as in the proxy trainer
@@ -206,7 +220,8 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
             base_lrs = [g["lr"] for g in opt.param_groups]
             warmup = round(task.warmup_epochs * steps_per_epoch)
             decay_steps = max(1e-9, task.decay_epochs * steps_per_epoch)
-            state: dict[str, Any] = {"step": 0, "history": []}
+            # "sorted_at": the step at which progressive shrinking sorted the hidden channels (None: not yet)
+            state: dict[str, Any] = {"step": 0, "history": [], "sorted_at": None}
             if blob is not None:
                 if (blob["data"]["num_classes"], blob["data"]["in_chans"]) != (data.num_classes, data.in_chans):
                     raise MnasError(f"{path} was trained on another dataset: choose another --dir")
@@ -216,10 +231,11 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                 rng.setstate(_py_state(blob["rng"]["sampler"]))
                 if scaler is not None and blob.get("scaler"):
                     scaler.load_state_dict(blob["scaler"])
-                state = {"step": blob["step"], "history": blob["history"]}
+                state = {"step": blob["step"], "history": blob["history"], "sorted_at": blob.get("sorted_at")}
                 log.info("resuming %s at step %d of %d", out, state["step"], steps)
             resumed_from, error = state["step"], None
-            meta = {**_meta(space, task, data, net, steps, every, n_random), "ends": ends, **structure}
+            meta = {**_meta(space, task, data, net, steps, every, n_random), "ends": ends, "sampling": sampling,
+                    **structure}
             net.train()
             while state["step"] < steps and error is None:
                 chunk_start, n = time.perf_counter(), min(every, steps - state["step"])
@@ -228,8 +244,17 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                     f = lr_factor(state["step"], steps, warmup, task.schedule, task.decay_rate, decay_steps)
                     for g, lr in zip(opt.param_groups, base_lrs):
                         g["lr"] = lr * f
+                    archs = None
+                    if sampling == "progressive":
+                        stage = stage_of(state["step"], steps)
+                        if stage >= WIDTH_STAGE and state["sorted_at"] is None:
+                            n_sorted = sort_hidden_channels(net, opt)
+                            log.info("step %d: hidden channels of %d MBConv ops sorted by importance", state["step"],
+                                     n_sorted)
+                            state["sorted_at"] = state["step"]
+                        archs = progressive(net, rng, n_random, stage)
                     loss, kd = sandwich_step(net, opt, xb, yb, rng, n_random, task.label_smoothing, ends=ends,
-                                             amp=amp, scaler=scaler)
+                                             amp=amp, scaler=scaler, archs=archs)
                     if not (math.isfinite(loss) and math.isfinite(kd)):
                         error = f"loss became {loss if not math.isfinite(loss) else kd} at step {state['step'] + 1}"
                         break
@@ -243,6 +268,7 @@ def _train(space: MnasNetSpace, task: TrainTask, out: Path, steps: int, every: i
                                              "seconds": time.perf_counter() - chunk_start,
                                              "amp": amp_name(amp)})
                     _write(path, {**meta, "step": state["step"], "history": state["history"],
+                                  "sorted_at": state["sorted_at"],
                                   "model": net.state_dict(), "optimizer": opt.state_dict(),
                                   "rng": {**ckpt.rng_state(gen), "sampler": _py_list(rng.getstate())},
                                   "scaler": scaler.state_dict() if scaler is not None else None})
@@ -279,16 +305,18 @@ def _undecayed_transforms(opt: torch.optim.Optimizer, net: SuperNet) -> torch.op
 def sandwich_step(net: SuperNet, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
                   rng: random.Random, n_random: int, label_smoothing: float,
                   distill: float = DISTILL, ends: str = "fixed", amp: torch.dtype | None = None,
-                  scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
+                  scaler: torch.amp.GradScaler | None = None,
+                  archs: list[Any] | None = None) -> tuple[float, float]:
     """One optimizer step of the sandwich rule on the mean of the sub-networks' losses (their sum, with the
     recipe's learning rate, diverged: docs/results/2026-12-06-supernet.md); returns (the largest's loss, the
     students' mean distillation loss). A student's loss is ``distill`` x the cross-entropy to the largest's predictions + the rest x the
     cross-entropy to the labels.
 
     ``amp``: the forward passes run under autocast in that dtype (the losses in float32); ``scaler``: float16's
-    loss scaling (bfloat16 needs none)."""
+    loss scaling (bfloat16 needs none). ``archs``: the step's sub-networks, the teacher first (progressive
+    shrinking's); None: the sandwich rule's."""
     opt.zero_grad(set_to_none=True)
-    teacher, *students = sandwich(net, rng, n_random, ends)
+    teacher, *students = archs if archs is not None else sandwich(net, rng, n_random, ends)
 
     def forward(arch: Any) -> torch.Tensor:
         with torch.autocast(xb.device.type, dtype=amp, enabled=amp is not None):
