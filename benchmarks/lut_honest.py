@@ -117,8 +117,8 @@ def probe(backend: str, space: str | None, settings: LatencySettings, entry_runs
     entries, and 2 random networks, each exported, loaded and timed as the real run does. The runtime is
     warmed up first, and the entries' identity models (one per output shape, shared by a build's entries)
     timed before them: the first conversion's start-up and an identity model for every probed entry
-    made the probe estimate about 406 minutes for two LiteRT builds that take about 3 hours (87 minutes a
-    build with its eval on 2026-12-07)."""
+    made the probe estimate about 406 minutes for two LiteRT builds, which should take about 3 hours (one
+    build measured on 2026-12-07: 87 minutes with its eval)."""
     from torch import nn
 
     from mnas.space.mnasnet import MnasNetSpace, space_file

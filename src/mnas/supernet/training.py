@@ -9,8 +9,8 @@ step (what a CPU budget of a few thousand steps needs), and leaves sub-networks 
 retraining. ``--sampling progressive`` (Once-for-All's progressive shrinking, ``mnas.supernet.net.STAGES``)
 trains the largest alone for the first quarter of the steps, then draws the kernel, then also the depth,
 then everything, each step the largest and three drawn sub-networks as above; before its last stage it
-sorts every MBConv's hidden channels by importance (``sort_hidden_channels``). Not chosen by measurement
-yet: the comparison's protocol is docs/results/2026-12-07-supernet-sampling.md.
+sorts every MBConv's hidden channels by importance (``sort_hidden_channels``). Compared at CPU scale in
+docs/results/2026-12-07-supernet-sampling.md: no difference shown by its rule, so the sandwich rule stays.
 
 ``DIR/supernet.pt`` is written atomically (``mnas.fileio.atomic_write``) every ``every`` steps and at the
 end; a kill loses at most the steps since. The batches and sub-networks of a chunk of steps are drawn from
