@@ -427,7 +427,7 @@ def sort_hidden_channels(net: SuperNet, opt: torch.optim.Optimizer | None = None
         if any(op_code(str(o)) == ("ir", 1) for o in lay.options["op"]):
             continue
         for slot in slots:
-            for key, op in slot.ops.items():
+            for op in slot.ops.values():
                 if "exp" not in op.convs:
                     continue
                 order = op.convs["pw"].weight.abs().sum(dim=(0, 2, 3)).argsort(descending=True)

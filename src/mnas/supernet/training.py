@@ -136,7 +136,7 @@ def train_supernet(space: MnasNetSpace, task: TrainTask, out: str | Path, steps:
                    n_random: int = 2, resume: bool = False, progress: Progress | None = None,
                    ends: str = "fixed", share_skip: bool | None = None,
                    kernel_transform: bool | None = None, sampling: str | None = None) -> SupernetRun:
-    """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` sandwich steps into ``out``;
+    """Train a supernet over ``space`` on ``task``'s dataset for ``steps`` training steps into ``out``;
     ``share_skip``: one set of op weights for all of a block's skip choices, or one per choice;
     ``kernel_transform``: learned transforms for the small kernels or none (``SuperNet``). None: the
     checkpoint's on a resume, the default of ``STRUCTURE`` for a new supernet. ``sampling``: ``sandwich`` or
