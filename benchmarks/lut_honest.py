@@ -19,9 +19,9 @@ shown): ≥ 95 % within ±10 %, tau ≥ 0.9 and order accuracy near T ≥ 90 %.
 
 Resumable: every table resumes (``build_table``), every finished eval is kept in DIR/results.json
 (written atomically after each step), and rerunning the same command does only what is missing. One run at
-a time per DIR (a lock). DIR/results.md is the markdown table. Before any step, a short probe times a few
-entries and whole networks at the run's own settings and prints an estimate of the whole run's time.
-Run it on a quiet machine: the load average at each eval's start and end is in the results.
+a time per DIR (a lock). DIR/results.md is the markdown table, DIR/KEY.png each eval's plot. Before any
+step, a short probe times a few entries and whole networks at the run's own settings and prints an estimate
+of the whole run's time. Run it on a quiet machine: the load average at each eval's start and end is in the results.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from mnas.latency.lut.build import (CALIBRATE, ENTRY_RUNS, NETWORK_CHUNK, entry_
 from mnas.latency.lut.evaluate import fresh_seed
 from mnas.latency.lut.speed import REFERENCES
 from mnas.cli.progress import LINES_EVERY_S, progress_lines
+from mnas.report.lut_plots import plot_lut_eval
 from mnas.store.lock import DirectoryLock
 from table_runs import script
 
@@ -238,6 +239,12 @@ def backfill_ratio(res: dict[str, Any], table_path: Path, target: str) -> bool:
     return True
 
 
+def plot(res: dict[str, Any], png: Path) -> None:
+    """The eval's predictions against its measurements, as ``mnas lut eval --plot`` draws them (once)."""
+    if res.get("samples") and not png.exists():
+        plot_lut_eval(res, png)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", required=True, help="where tables and results go; rerun the same command to resume")
@@ -317,6 +324,7 @@ def run(args: argparse.Namespace, directory: Path) -> int:
                     print(f"{key}: done before, kept; its LAT/T view computed now from its samples", flush=True)
                 else:
                     print(f"{key}: done before, kept", flush=True)
+                plot(results["evals"][key], directory / f"{key}.png")  # after its LAT/T view
                 continue
             table_path = directory / f"{key}.json"
             t0 = time.perf_counter()
@@ -342,6 +350,7 @@ def run(args: argparse.Namespace, directory: Path) -> int:
                        eval_seconds=time.perf_counter() - t0)
             results["evals"][key] = res
             save(results, directory)
+            plot(res, directory / f"{key}.png")
             v = res["views"].get("search") or res["views"]["unscaled"]
             print(f"{key}: LAT/T with T predicted {pct(res['views'].get('ratio'))}, with T timed "
                   f"{pct(res['views'].get('ratio_t_measured'))} within ±10 %; ms as the "

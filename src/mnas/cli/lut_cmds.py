@@ -106,12 +106,16 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
                                               "near T a second time and say how often two timings order "
                                               "them alike (T a model; about 20 % more time)"),
              show_samples: bool = typer.Option(False, "--show-samples", help="include every architecture"),
+             plot: Optional[Path] = typer.Option(None, "--plot", help="draw each network's prediction against its "
+                                                 "measurement (ms as the search sees them; LAT/T) to this PNG"),
              json: bool = typer.Option(False, "--json")) -> None:
     """Predict N fresh random architectures and measure each for real on the table's backend. Never
     changes the table; refuses an incomplete one unless --partial."""
     from mnas.latency.lut.evaluate import evaluate
     from mnas.latency.lut.table import LatencyTable
 
+    if plot is not None and (plot.is_dir() or plot.suffix.lower() != ".png"):  # before the minutes of timing
+        raise MnasError(f"--plot {plot}: give a PNG file name, such as eval.png")
     tbl = LatencyTable.load(path)
     tbl.check(backend=backend, space_yaml=_space_text(space) if space else None,
               settings=tbl.settings.replace(resolution=resolution) if resolution else None)
@@ -135,6 +139,10 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
                            rescale=rescale, target=target, retime_near=retime_near)
     if drawn:
         res["seed_source"] = "drawn"
+    if plot is not None:
+        from mnas.report.lut_plots import plot_lut_eval
+
+        res["plot"] = str(plot_lut_eval(res, plot))
     if not show_samples:
         res.pop("samples")
     if json:
@@ -171,6 +179,8 @@ def lut_eval(path: Path = typer.Argument(..., help="table file from 'mnas lut bu
     if res["seen_by_design"]:
         console.print(f"[yellow]seed {res['seed']}[/]: the method was designed looking at this seed's networks; "
                       "leave --seed out for an honest figure")
+    if plot is not None:
+        console.print(f"plot: {res['plot']}", soft_wrap=True)  # a path stays whole, to be copied
     load = res["load_average"]
     console.print(f"load average (1, 5, 15 min): {load['start']} at start, {load['end']} at end")
     if res["partial"]:
