@@ -10,12 +10,12 @@ from mnas.report.plots import _finish, _plt, _save
 
 BAND = 0.10  # the ±10 % an eval judges (``within_10pct``)
 READ_LUT_EVAL = (
-    "Each point is one network of the eval, drawn with a seed the table never saw: the table's prediction against "
-    "its measurement on this machine. On the diagonal the table is exact; between the dashed lines it is within "
-    "±10 %. Left: milliseconds as a search on lut:PATH sees them (the speed factor from the references timed at its "
-    "start). Right: LAT/T as the reward reads it (the table's two predictions against the network timed beside T "
-    "in the same rounds); the shaded band holds the networks within ±10 % of T, whose order decides a search near "
-    "its target.")
+    "Each point is one network of the eval (drawn with the eval's seed, never a calibration network): the table's"
+    " prediction against its measurement on this machine. On the diagonal the table is exact; between the dashed "
+    "lines it is within ±10 %. Left: milliseconds as a search on lut:PATH sees them (the speed factor from the "
+    "references timed at its start). Right: LAT/T as the reward reads it (the table's two predictions against the"
+    " network timed beside T in the same rounds); the shaded band holds the networks within ±10 % of T, whose "
+    "order decides a search near its target.")
 
 
 def _pct(view: dict[str, Any] | None) -> str:
@@ -26,6 +26,8 @@ def _pct(view: dict[str, Any] | None) -> str:
 
 
 def _panel(ax, measured: list[float], predicted: list[float], noisy: list[bool], label: str) -> None:
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     lo, hi = min(measured + predicted), max(measured + predicted)
     lo, hi = lo / 1.15, hi * 1.15
     ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, label="prediction = measurement")
@@ -40,8 +42,6 @@ def _panel(ax, measured: list[float], predicted: list[float], noisy: list[bool],
                    label="measurement flagged noisy", zorder=4)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2, 5 x 10^k: "3 x 10^0" labels run together
