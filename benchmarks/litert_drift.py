@@ -8,8 +8,8 @@ a child process instead (the timing process only loads the files), to tell the c
 the machine's. Ratios printed side by side; the machine should be quiet.
 
     python benchmarks/litert_drift.py --networks 64
-    python benchmarks/litert_drift.py --rounds 3 --networks 48 --keep --convert here
-    python benchmarks/litert_drift.py --rounds 3 --networks 48 --keep --convert worker
+    python benchmarks/litert_drift.py --rounds 3 --networks 24 --keep --convert here
+    python benchmarks/litert_drift.py --rounds 3 --networks 24 --keep --convert worker
 """
 
 from __future__ import annotations

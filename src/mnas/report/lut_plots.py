@@ -25,7 +25,7 @@ def _pct(view: dict[str, Any] | None) -> str:
     return f"{view['within_10pct']:.1%} within ±10 % [{lo:.1%}, {hi:.1%}], tau {view['kendall_tau']:.3f}"
 
 
-def _panel(ax, measured: list[float], predicted: list[float], noisy: list[bool], label: str) -> None:
+def _panel(ax, measured: list[float], predicted: list[float], noisy: list[bool]) -> None:
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     lo, hi = min(measured + predicted), max(measured + predicted)
@@ -36,7 +36,7 @@ def _panel(ax, measured: list[float], predicted: list[float], noisy: list[bool],
     steady = [i for i, n in enumerate(noisy) if not n]
     shaky = [i for i, n in enumerate(noisy) if n]
     ax.scatter([measured[i] for i in steady], [predicted[i] for i in steady], s=12, color="C0", alpha=0.75,
-               label=label, zorder=3)
+               label="a network", zorder=3)
     if shaky:
         ax.scatter([measured[i] for i in shaky], [predicted[i] for i in shaky], s=22, marker="x", color="C3",
                    label="measurement flagged noisy", zorder=4)
@@ -64,10 +64,10 @@ def plot_lut_eval(res: dict[str, Any], path: Path, formats: tuple[str, ...] = ()
     factor = (res.get("search_speed") or {}).get("factor")
     views = res.get("views") or {}
     if factor:
-        _panel(left, measured, [s["unscaled_ms"] * factor for s in samples], noisy, "a network")
+        _panel(left, measured, [s["unscaled_ms"] * factor for s in samples], noisy)
         left.set_title(f"ms as the search sees them\n{_pct(views.get('search'))}", fontsize=8)
     else:  # no references timed at the start: the table's own figures
-        _panel(left, measured, [s["unscaled_ms"] for s in samples], noisy, "a network")
+        _panel(left, measured, [s["unscaled_ms"] for s in samples], noisy)
         left.set_title(f"ms, unscaled (no speed factor)\n{_pct(views.get('unscaled'))}", fontsize=8)
     left.set_xlabel("measured (ms)")
     left.set_ylabel("predicted (ms)")
@@ -75,7 +75,7 @@ def plot_lut_eval(res: dict[str, Any], path: Path, formats: tuple[str, ...] = ()
     truth = [s.get("measured_ratio") for s in samples]
     if ratio and all(t is not None for t in truth):
         pred_t = ratio["target_predicted_ms"]
-        _panel(right, truth, [s["unscaled_ms"] / pred_t for s in samples], noisy, "a network")
+        _panel(right, truth, [s["unscaled_ms"] / pred_t for s in samples], noisy)
         right.axvspan(1 - BAND, 1 + BAND, color="C2", alpha=0.12, lw=0, label="within ±10 % of T")
         right.set_title(f"LAT/T, T = {res['near_target']['target']}\n{_pct(ratio)}", fontsize=8)
         right.set_xlabel("measured LAT/T (T in the same rounds)")
