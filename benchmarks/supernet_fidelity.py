@@ -153,7 +153,9 @@ def main() -> None:
 
     # 2. standalone proxy trainings, shared by every standalone process through claim files
     if args.phase in ("all", "standalone"):
-        items = [(k, i) for k in range(args.standalone_seeds) for i in range(len(archs))]
+        # architecture by architecture, every seed of one before the next: a run cut short leaves whole
+        # architectures for --partial
+        items = [(k, i) for i in range(len(archs)) for k in range(args.standalone_seeds)]
         data = None
         for k, i in items:
             a, key = archs[i], "standalone_top1" + (f"_s{k}" if k else "")
