@@ -10,10 +10,11 @@ evaluation is deterministic). Run it on a quiet machine (``uptime``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,8 +23,14 @@ from mnas.supernet.evaluate import SupernetEvaluator
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="supernet_fidelity.py output folders (each with results.json)")
+    runs = ap.parse_args().runs
+    for run in runs:
+        if not (Path(run) / "results.json").is_file() or not (Path(run) / "supernet").is_dir():
+            ap.error(f"{run} holds no results.json and supernet/: pass a supernet_fidelity.py output folder")
     torch.set_num_threads(1)
-    for run in sys.argv[1:]:
+    for run in runs:
         models = json.load(open(f"{run}/results.json"))["models"]
         archs = [Architecture.parse(a) for a in sorted(models, key=lambda a: models[a]["index"])]
         ev = SupernetEvaluator(f"{run}/supernet", "cpu", 1)
