@@ -37,7 +37,10 @@ from mnas.supernet.evaluate import SupernetEvaluator
 from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP
 from mnas.supernet.training import CHECKPOINT, read_checkpoint, train_supernet
 from mnas.space import resolve_arch
-from mnas.train import TrainTask, load_proxy_data, train_architecture, train_proxy
+from mnas.train import RECIPES, TrainTask, load_proxy_data, train_architecture, train_proxy
+
+# what a supernet read with --supernet must share with the standalone trainings: the same images, split and size
+SAME_DATA = ("dataset", "resolution", "width_multiplier", "holdout", "train_limit", "seed")
 
 
 def main() -> None:
@@ -52,6 +55,11 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--archs", type=int, default=15)
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
+    ap.add_argument("--recipe", default="fast", help="the training recipe (mnas.train.RECIPES) of the standalone "
+                    "trainings and of a supernet trained here; the flags above override its values")
+    ap.add_argument("--supernet", type=Path, default=None,
+                    help="read a supernet trained before (its folder) instead of training OUT/supernet: it must "
+                         "be complete and trained on the same data, resolution and width")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--holdout", type=float, default=None, help="held-out images: a count or a fraction "
                     "(default: the dataset's)")
@@ -90,7 +98,9 @@ def main() -> None:
     torch.set_num_threads(1)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    task = TrainTask(dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
+    if args.recipe not in RECIPES:
+        raise SystemExit(f"unknown --recipe {args.recipe!r}: expected one of {', '.join(RECIPES)}")
+    task = TrainTask(recipe=args.recipe, dataset=args.dataset, resolution=args.resolution, width_multiplier=args.width,
                      batch_size=args.batch_size, epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
                      **({} if args.holdout is None else
                         {"holdout": int(args.holdout) if args.holdout >= 1 else args.holdout}),
@@ -114,8 +124,11 @@ def main() -> None:
                 tmp.unlink()
             args.arch_seed = int(seed_file.read_text())
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "phase", "device", "amp", "partial")}
-    if settings["sampling"] == "sandwich":  # folders from before --sampling hold sandwich supernets
-        del settings["sampling"]
+    for k, default in (("sampling", "sandwich"), ("recipe", "fast"), ("supernet", None)):
+        if settings[k] == default:  # folders from before the flag hold its default
+            del settings[k]
+    if "supernet" in settings:
+        settings["supernet"] = str(settings["supernet"])
     if results.setdefault("settings", settings) != settings:
         raise SystemExit(f"{results_path} was made with {results['settings']}, not {settings}: use another --out")
 
@@ -183,7 +196,9 @@ def main() -> None:
             m.update(_item(out, m["index"], 0), **_item(out, m["index"], 1))
 
     # 3. the supernet (resumed after a kill), then each architecture read from it
-    sn = out / "supernet"
+    sn = args.supernet or out / "supernet"
+    if args.supernet is not None:
+        _check_borrowed(sn, task, args.steps, space.name)
     if args.partial and not (sn / CHECKPOINT).is_file():
         raise SystemExit(f"--partial: {sn} holds no checkpoint yet, so there is nothing to read")
     if not args.partial and (not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps):
@@ -246,6 +261,21 @@ def main() -> None:
         results["summary"]["kendall_tau_vs_seed_mean"] = list(kendall_tau(sup, mean2))
     save()
     print(json.dumps(results["summary"], indent=1))
+
+
+def _check_borrowed(sn: Path, task: TrainTask, steps: int, space_name: str) -> None:
+    """A supernet read with --supernet: complete, and trained on the standalone trainings' data (one line if not)."""
+    if not (sn / CHECKPOINT).is_file():
+        raise SystemExit(f"--supernet {sn}: no supernet checkpoint there: give the folder of a trained supernet")
+    blob = read_checkpoint(sn)
+    if blob["step"] < steps:
+        raise SystemExit(f"--supernet {sn}: trained {blob['step']} of --steps {steps} steps: finish it first")
+    if blob["space"]["name"] != space_name:
+        raise SystemExit(f"--supernet {sn} is a supernet of {blob['space']['name']}, not --space {space_name}")
+    theirs, ours = blob.get("task", {}), task.model_dump()
+    differ = [f"{k} {theirs.get(k)!r} here {ours[k]!r}" for k in SAME_DATA if theirs.get(k) != ours[k]]
+    if differ:
+        raise SystemExit(f"--supernet {sn} was trained on other data ({'; '.join(differ)}): match the flags")
 
 
 def spread_archs(probe, rng: random.Random, pool: int, n: int, resolution: int, width: float,

@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--recipe", default="fast", help="the training recipe of every training (mnas.train.RECIPES)")
     ap.add_argument("--smoke", action="store_true", help="digits on the CPU, tiny sizes")
     args = ap.parse_args()
     t0 = time.time()
@@ -79,7 +80,7 @@ def main() -> None:
               "--every", str(max(1, args.steps // 10)), "--archs", str(args.archs), "--epochs", str(args.epochs),
               "--train-limit", str(args.train_limit), "--holdout", str(args.holdout), "--standalone-seeds", "2",
               "--references", "mobilenet-v2-cifar", "--no-kernel-transform", "--spread", str(30 * args.archs),
-              "--device", args.device]
+              "--device", args.device, "--recipe", args.recipe]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent / "src"),
                                                                       os.environ.get("PYTHONPATH")]))}
     logs = out / "logs"
