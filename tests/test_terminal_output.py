@@ -124,6 +124,14 @@ def test_a_long_job_without_a_terminal_says_where_it_is_every_so_often_and_at_th
     empty = io.StringIO()
     progress_lines("x", stream=empty, clock=lambda: 0.0)(0, 0)  # nothing to do: nothing to say
     assert empty.getvalue() == ""
+    # never on time alone, at every checkpoint (each 2nd step) and at the end, with the fields the bar shows
+    marks = io.StringIO()
+    say = progress_lines("supernet", None, stream=marks, clock=lambda: 0.0, at=lambda d, t: d % 2 == 0)
+    for step in range(1, 6):
+        say(step, 5, loss="2.301")
+    assert marks.getvalue().splitlines() == ["supernet 2/5 (0 s, about 0 s left) loss 2.301",
+                                             "supernet 4/5 (0 s, about 0 s left) loss 2.301",
+                                             "supernet 5/5 (0 s) loss 2.301"]
 
 
 def test_lut_build_and_eval_write_progress_lines_to_a_log_file(tmp_path, capsys):

@@ -25,8 +25,11 @@ def test_train_json_on_npz(tmp_path, capsys):
     np.savez(path, x=x, y=y)
     code = main(["train", "stem8:ds_r1_k3_s1_e1_i8_o8:head16", "--dataset", f"npz:{path}", "--epochs", "1",
                  "--resolution", "8", "--width-multiplier", "1", "--batch-size", "16", "--json"])
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert code == 0 and out["status"] == "ok"
+    # stderr is not a terminal: no bar, a progress line at the end with its loss (stdout keeps the document)
+    assert "training 4/4 (" in captured.err and " loss " in captured.err
     assert out["threads"] == 1 and out["config"]["lr"] == 0.05  # the schema's default, the preset's lr
     assert {"top1", "train_images_per_s", "seconds", "epochs", "params"} <= out.keys()
     assert out["epochs"] == 1 and out["train"] == 64 and out["val"] == 16

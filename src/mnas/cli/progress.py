@@ -1,9 +1,9 @@
 """The one progress bar of the CLI: a rich bar on stderr, ``update(done, total=None, **fields)``.
 
-Every long command (search, train, lut build, bench) uses it, so they look alike and all stay quiet when
-stderr is not a terminal (rich then draws nothing). Where a command has no log lines of its own there
-(``lut build``, ``lut eval``), ``lines=SECONDS`` prints one instead: ``label done/total (elapsed, left)``
-at most that often, and once at the end.
+Every long command (search, train, supernet, lut build, bench) uses it, so they look alike and all stay quiet
+when stderr is not a terminal (rich then draws nothing). Where a command has no log lines of its own there,
+``lines=SECONDS`` prints one instead: ``label done/total (elapsed, left) field value ...`` at most that often,
+and once at the end; ``line_at(done, total)`` adds the steps that always get a line (a checkpoint's).
 """
 
 from __future__ import annotations
@@ -19,21 +19,24 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 Update = Callable[..., None]
+LineAt = Callable[[int, "float | None"], bool]  # (done, total) -> this step gets a line whatever the time
 LINES_EVERY_S = 30.0  # without a terminal, a long job says where it is this often: it moves, the log stays short
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None = None, detail: str = "",
-                 transient: bool = False, lines: float | None = None) -> Iterator[Update]:
+def progress_bar(label: str, total: int | None = None, detail: str = "", transient: bool = False,
+                 lines: float | None = None, line_at: LineAt | None = None) -> Iterator[Update]:
     """``detail``: a template over the fields passed to ``update`` (e.g. "loss {task.fields[loss]}");
     the task's ``description`` field is shown after the bar. ``lines``: without a terminal, a line on
-    stderr at most every ``lines`` seconds (``LINES_EVERY_S`` is the usual choice)."""
+    stderr at most every ``lines`` seconds (``LINES_EVERY_S`` is the usual choice); ``line_at``: the steps
+    that get one whatever the time (see ``progress_lines``)."""
     columns: list[Any] = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
     if detail:
         columns.append(TextColumn(detail))
     columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}")]
     console = Console(stderr=True)
-    say = progress_lines(label, lines) if lines is not None and not console.is_terminal else None
+    say = progress_lines(label, lines, at=line_at) \
+        if (lines is not None or line_at is not None) and not console.is_terminal else None
     with Progress(*columns, console=console, transient=transient, disable=not console.is_terminal) as bar:
         fields = {name: "-" for name in _field_names(detail)}
         task = bar.add_task("", total=total, **fields)
@@ -46,29 +49,33 @@ def progress_bar(label: str, total: int | None = None, detail: str = "",
                 kw["description"] = description
             bar.update(task, completed=done, **kw)
             if say is not None:
-                say(done, bar.tasks[0].total)
+                say(done, bar.tasks[0].total, **values)
 
         yield update
 
 
-def progress_lines(label: str, every: float = LINES_EVERY_S, stream: TextIO | None = None,
-                   clock: Callable[[], float] = time.monotonic) -> Callable[[int, float | None], None]:
-    """``say(done, total)``: a line ``label done/total (elapsed s, about N s left)`` on ``stream`` (stderr)
-    when ``every`` seconds have passed since the last one, and when ``done`` reaches ``total``; what a job
-    without a terminal shows instead of a bar (the time left is the pace so far, extrapolated)."""
+def progress_lines(label: str, every: float | None = LINES_EVERY_S, stream: TextIO | None = None,
+                   clock: Callable[[], float] = time.monotonic, at: LineAt | None = None) -> Callable[..., None]:
+    """``say(done, total, **fields)``: a line ``label done/total (elapsed s, about N s left) field value ...``
+    on ``stream`` (stderr) when ``every`` seconds (None: never on time alone) have passed since the last one,
+    when ``at(done, total)`` is true (e.g. a step that wrote a checkpoint, so that a log says what a kill
+    keeps), and when ``done`` reaches ``total``; what a job without a terminal shows instead of a bar (the
+    time left is the pace so far, extrapolated)."""
     start = clock()
     said = [start, -1]
 
-    def say(done: int, total: float | None) -> None:
+    def say(done: int, total: float | None, **fields: Any) -> None:
         now = clock()
         end = bool(total) and done >= total  # type: ignore[operator]
-        if done == said[1] or not (end or now - said[0] >= every):
+        due = (every is not None and now - said[0] >= every) or (at is not None and at(done, total))
+        if done == said[1] or not (end or due):
             return
         said[:] = [now, done]
         spent = now - start
         left = f", about {spent / done * (total - done):.0f} s left" if total and 0 < done < total else ""
         of = f"/{total:.0f}" if total is not None else ""
-        print(f"{label} {done}{of} ({spent:.0f} s{left})", file=stream or sys.stderr, flush=True)
+        values = "".join(f" {k} {v}" for k, v in fields.items())
+        print(f"{label} {done}{of} ({spent:.0f} s{left}){values}", file=stream or sys.stderr, flush=True)
 
     return say
 

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from mnas.cli.output import console, print_json, table
-from mnas.cli.progress import progress_bar
+from mnas.cli.progress import LINES_EVERY_S, progress_bar
 from mnas.train import TrainTask
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
@@ -73,14 +72,11 @@ def supernet_train(space: str = typer.Argument(..., help="mnasnet, mnasnet-cifar
                  amp=amp, holdout=int(holdout) if holdout is not None and holdout >= 1 else holdout)
     task = TrainTask(**{k: v for k, v in given.items() if v is not None})
     sp = load_space(space)
-    tty = sys.stderr.isatty()
-    t0 = time.perf_counter()
-    with progress_bar("supernet", detail="loss {task.fields[loss]} kd {task.fields[kd]}") as update:
+    # logs: a line per checkpoint (what a kill keeps), none between
+    with progress_bar("supernet", detail="loss {task.fields[loss]} kd {task.fields[kd]}", lines=None,
+                      line_at=lambda step, total: step % every == 0) as update:
         def progress(step: int, total: int, loss: float, kd: float) -> None:
             update(step, total, loss=f"{loss:.3f}", kd=f"{kd:.3f}")
-            if not tty and (step % every == 0 or step == total):  # logs: a line per checkpoint
-                print(f"supernet step {step}/{total} loss {loss:.4f} kd {kd:.4f} "
-                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
         r = train_supernet(sp, task, into, steps, every, n_random, resume, progress, share_skip=share_skip,
                            kernel_transform=kernel_transform, sampling=sampling)
@@ -199,14 +195,8 @@ def supernet_table_cmd(supernet: Path = typer.Argument(..., help="the folder of 
     from mnas.supernet.training import read_checkpoint
 
     blob = read_checkpoint(supernet)
-    tty = sys.stderr.isatty()
-    with progress_bar("architectures") as update:
-        def progress(i: int, n: int) -> None:
-            update(i, n)
-            if not tty and (i % 100 == 0 or i == n):  # logs: a line per 100 architectures
-                print(f"table {i}/{n}", file=sys.stderr, flush=True)
-
-        supernet_table(supernet, out, backend, LIMIT if limit is None else limit, progress=progress, blob=blob)
+    with progress_bar("architectures", lines=LINES_EVERY_S) as update:
+        supernet_table(supernet, out, backend, LIMIT if limit is None else limit, progress=update, blob=blob)
     space = space_reference(blob, out.with_name(out.stem + ".space.yaml"))
     if json:
         print_json({"table": str(out), "space": space})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,13 +12,12 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import configure_logging, console, deprecated_option, print_json, table
-from mnas.cli.progress import progress_bar
+from mnas.cli.progress import LINES_EVERY_S, progress_bar
 from mnas.train import TrainTask, TrainConfig
 from mnas.train.recipes import BASE, RECIPES
 from mnas.retrain.winner import DEPLOYED_RECIPE, is_experiment, trial_training
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
-log = logging.getLogger(__name__)
 
 data_app = typer.Typer(no_args_is_help=True, help="Proxy-task datasets.")
 app.add_typer(data_app, name="data")
@@ -107,8 +105,9 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
         label, arch, cfg = _named_training(name, given)
     if resume and out is None:
         raise MnasError("--resume continues a training in a folder: give it with --dir DIR")
-    if not sys.stdout.isatty():  # a log file, a cluster job: progress as log lines (the bar draws only on a
-        # terminal), each epoch as it ends; on stdout with the rest, or on stderr beside --json's document
+    if not sys.stdout.isatty():  # a log file, a cluster job: a full training logs each epoch as it ends (the bar
+        # draws only on a terminal; a proxy training's progress lines go to stderr when it is not one); on stdout
+        # with the rest, or on stderr beside --json's document
         level = min(logging.getLogger("mnas").getEffectiveLevel(), logging.INFO)
         configure_logging(logging.getLevelName(level).lower(), stream=sys.stderr if json else sys.stdout)
     if not json:  # what is trained, before the data loads (--json: the same fields in the result)
@@ -123,8 +122,8 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
             _train_into(label, arch, load_proxy_data(cfg, cfg.seed), cfg, folder, resume, json)
         return
     data = load_proxy_data(cfg, cfg.seed)
-    with progress_bar("training", detail="loss {task.fields[loss]}") as update:
-        r = train_proxy(arch, data, cfg, progress=_with_log_lines(update))
+    with progress_bar("training", detail="loss {task.fields[loss]}", lines=LINES_EVERY_S) as update:
+        r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
             "resolution": cfg.resolution, "width_multiplier": cfg.width_multiplier,
             "batch_size": cfg.batch_size, "recipe": cfg.recipe}
@@ -137,25 +136,6 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
         console.print(table(f"train {label} on {data.name}", ["field", "value"], rows))
     if not r.ok:
         raise typer.Exit(1)
-
-
-LOG_EVERY_S = 30.0  # without a terminal, a proxy training logs its progress this often (and every tenth)
-
-
-def _with_log_lines(update):
-    """The bar's step callback, which also logs a line at each tenth of the steps and every ``LOG_EVERY_S``
-    (seen where the bar is not: output to a file; full trainings log each epoch instead)."""
-    start = said = time.monotonic()
-    tenth = 0
-
-    def on_step(step: int, total: int, loss: float) -> None:
-        nonlocal said, tenth
-        update(step, total, loss=f"{loss:.3f}")
-        now = time.monotonic()
-        if total and (step * 10 // total > tenth or now - said >= LOG_EVERY_S):
-            tenth, said = step * 10 // total, now
-            log.info("step %d/%d: loss %.4f (%.0f s)", step, total, loss, now - start)
-    return on_step
 
 
 def _named_training(name: str, given: dict[str, Any]) -> tuple[str, Any, TrainTask]:
