@@ -35,7 +35,7 @@ from mnas.report.retrained import kendall_tau
 from mnas.space import load_space
 from mnas.supernet.evaluate import SupernetEvaluator
 from mnas.supernet.net import KERNEL_TRANSFORM, SHARE_SKIP
-from mnas.supernet.training import CHECKPOINT, read_checkpoint, train_supernet
+from mnas.supernet.training import CHECKPOINT, read_checkpoint, structure_of, train_supernet
 from mnas.space import resolve_arch
 from mnas.train import RECIPES, TrainTask, load_proxy_data, train_architecture, train_proxy
 
@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=15)
     ap.add_argument("--epochs", type=float, default=4.0, help="standalone proxy epochs")
     ap.add_argument("--recipe", default="fast", help="the training recipe (mnas.train.RECIPES) of the standalone "
-                    "trainings and of a supernet trained here; the flags above override its values")
+                    "trainings and of a supernet trained here (which keeps no weight average: it reads the last "
+                    "step's weights); the flags above override its values")
     ap.add_argument("--supernet", type=Path, default=None,
                     help="read a supernet trained before (its folder) instead of training OUT/supernet: it must "
                          "be complete and trained on the same data, resolution and width")
@@ -164,6 +165,9 @@ def main() -> None:
             if other == "supernet":
                 results.setdefault("supernet_train_seconds", json.loads(p.read_text()).get("supernet_train_seconds"))
 
+    if args.supernet is not None and args.phase != "standalone":  # a wrong one refused before any training
+        _check_borrowed(args.supernet, task, args, space.name)
+
     # 2. standalone proxy trainings, shared by every standalone process through claim files
     if args.phase in ("all", "standalone"):
         # architecture by architecture, every seed of one before the next: a run cut short leaves whole
@@ -197,8 +201,6 @@ def main() -> None:
 
     # 3. the supernet (resumed after a kill), then each architecture read from it
     sn = args.supernet or out / "supernet"
-    if args.supernet is not None:
-        _check_borrowed(sn, task, args.steps, space.name)
     if args.partial and not (sn / CHECKPOINT).is_file():
         raise SystemExit(f"--partial: {sn} holds no checkpoint yet, so there is nothing to read")
     if not args.partial and (not (sn / CHECKPOINT).is_file() or read_checkpoint(sn)["step"] < args.steps):
@@ -263,13 +265,22 @@ def main() -> None:
     print(json.dumps(results["summary"], indent=1))
 
 
-def _check_borrowed(sn: Path, task: TrainTask, steps: int, space_name: str) -> None:
-    """A supernet read with --supernet: complete, and trained on the standalone trainings' data (one line if not)."""
+def _check_borrowed(sn: Path, task: TrainTask, args: argparse.Namespace, space_name: str) -> None:
+    """A supernet read with --supernet: complete, built and trained as the flags say, on the standalone
+    trainings' data (one line naming the difference if not)."""
     if not (sn / CHECKPOINT).is_file():
         raise SystemExit(f"--supernet {sn}: no supernet checkpoint there: give the folder of a trained supernet")
     blob = read_checkpoint(sn)
-    if blob["step"] < steps:
-        raise SystemExit(f"--supernet {sn}: trained {blob['step']} of --steps {steps} steps: finish it first")
+    if blob["step"] < blob["total_steps"] or blob["total_steps"] != args.steps:
+        raise SystemExit(f"--supernet {sn}: trained {blob['step']} of {blob['total_steps']} steps, not a "
+                         f"finished supernet of --steps {args.steps}")
+    built = {"share_skip": args.share_skip, "kernel_transform": args.kernel_transform, "ends": args.ends,
+             "sampling": args.sampling, "n_random": args.random}
+    recorded = {**structure_of(blob), "ends": blob.get("ends", "fixed"), "sampling": blob.get("sampling") or "sandwich",
+                "n_random": blob.get("n_random")}
+    other = [f"{k} {recorded[k]!r} here {v!r}" for k, v in built.items() if recorded[k] != v]
+    if other:
+        raise SystemExit(f"--supernet {sn} was built otherwise ({'; '.join(other)}): match the flags")
     if blob["space"]["name"] != space_name:
         raise SystemExit(f"--supernet {sn} is a supernet of {blob['space']['name']}, not --space {space_name}")
     theirs, ours = blob.get("task", {}), task.model_dump()

@@ -1,5 +1,6 @@
 """Issue 29 on a lent GPU in one call of the device tool: the supernet's rank fidelity at a scale the CPU
-cannot reach (CIFAR-10 at 32 px, full width, standalone trainings of 10 epochs with two seeds each).
+cannot reach (CIFAR-10 at 32 px, full width, standalone trainings of 10 epochs with two seeds each, recipe
+``cifar``).
 
     python benchmarks/gpu_check.py prep --out gpu-data/cifar10-jpeg.npz        # here, once (53 MiB, carried)
     PYTHONPATH=src python benchmarks/supernet_gpu.py --pack gpu-data/cifar10-jpeg.npz --out $OUT/sn-gpu --budget 480
@@ -49,7 +50,8 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--recipe", default="fast", help="the training recipe of every training (mnas.train.RECIPES)")
+    ap.add_argument("--recipe", default="cifar", help="the training recipe of the supernet and every standalone "
+                    "training (mnas.train.RECIPES); cifar: the recipe chosen for 32-px CIFAR training of ~10 epochs")
     ap.add_argument("--smoke", action="store_true", help="digits on the CPU, tiny sizes")
     args = ap.parse_args()
     t0 = time.time()

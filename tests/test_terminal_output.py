@@ -117,10 +117,17 @@ def test_a_long_job_without_a_terminal_says_where_it_is_every_so_often_and_at_th
         now[0] = t
         say(done, 10)
     lines = out.getvalue().splitlines()
-    # 31 s in: 3 of 10 done, 7 left at the pace so far; the same count again says nothing; 30 s after a line,
-    # the next; 8 s after one, none; the end always
-    assert lines == ["measuring layers 3/10 (31 s, about 72 s left)", "measuring layers 4/10 (72 s, about 108 s left)",
+    # 31 s in: 3 of 10 done, 7 left at the pace since the first call (2 in 21 s); the same count again says
+    # nothing; 30 s after a line, the next; 8 s after one, none; the end always
+    assert lines == ["measuring layers 3/10 (31 s, about 74 s left)", "measuring layers 4/10 (72 s, about 124 s left)",
                      "measuring layers 10/10 (81 s)"]
+    resumed = io.StringIO()  # a job resumed at 90 of 100: the 90 done before do not make the time left look short
+    now[0] = 0.0
+    say = progress_lines("supernet", 30, stream=resumed, clock=lambda: now[0])
+    for done, t in ((91, 10), (95, 50)):
+        now[0] = t
+        say(done, 100)
+    assert resumed.getvalue().splitlines() == ["supernet 95/100 (50 s, about 50 s left)"]
     empty = io.StringIO()
     progress_lines("x", stream=empty, clock=lambda: 0.0)(0, 0)  # nothing to do: nothing to say
     assert empty.getvalue() == ""
@@ -132,6 +139,9 @@ def test_a_long_job_without_a_terminal_says_where_it_is_every_so_often_and_at_th
     assert marks.getvalue().splitlines() == ["supernet 2/5 (0 s, about 0 s left) loss 2.301",
                                              "supernet 4/5 (0 s, about 0 s left) loss 2.301",
                                              "supernet 5/5 (0 s) loss 2.301"]
+    from mnas.cli.progress import tenths
+
+    assert [d for d in range(1, 21) if tenths(d, 20)] == list(range(2, 21, 2))  # each tenth once
 
 
 def test_lut_build_and_eval_write_progress_lines_to_a_log_file(tmp_path, capsys):

@@ -35,8 +35,9 @@ def progress_bar(label: str, total: int | None = None, detail: str = "", transie
         columns.append(TextColumn(detail))
     columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}")]
     console = Console(stderr=True)
+    # lines where stderr is not a terminal, whatever rich's guess (FORCE_COLOR makes it draw into a file)
     say = progress_lines(label, lines, at=line_at) \
-        if (lines is not None or line_at is not None) and not console.is_terminal else None
+        if (lines is not None or line_at is not None) and not _isatty(sys.stderr) else None
     with Progress(*columns, console=console, transient=transient, disable=not console.is_terminal) as bar:
         fields = {name: "-" for name in _field_names(detail)}
         task = bar.add_task("", total=total, **fields)
@@ -55,29 +56,51 @@ def progress_bar(label: str, total: int | None = None, detail: str = "", transie
 
 
 def progress_lines(label: str, every: float | None = LINES_EVERY_S, stream: TextIO | None = None,
-                   clock: Callable[[], float] = time.monotonic, at: LineAt | None = None) -> Callable[..., None]:
+                   clock: Callable[[], float] = time.monotonic, at: LineAt | None = None,
+                   emit: Callable[[str], None] | None = None) -> Callable[..., None]:
     """``say(done, total, **fields)``: a line ``label done/total (elapsed s, about N s left) field value ...``
     on ``stream`` (stderr) when ``every`` seconds (None: never on time alone) have passed since the last one,
     when ``at(done, total)`` is true (e.g. a step that wrote a checkpoint, so that a log says what a kill
     keeps), and when ``done`` reaches ``total``; what a job without a terminal shows instead of a bar (the
-    time left is the pace so far, extrapolated)."""
+    time left: the pace since the first call, extrapolated, so that a resumed job's earlier steps do not count).
+    ``emit``: where a line goes instead of ``stream`` (a logger's ``info``, for a command that logs)."""
     start = clock()
     said = [start, -1]
+    first: list[float] = []  # (time, done) of the first call
 
     def say(done: int, total: float | None, **fields: Any) -> None:
         now = clock()
+        if not first:
+            first[:] = [now, done]
         end = bool(total) and done >= total  # type: ignore[operator]
         due = (every is not None and now - said[0] >= every) or (at is not None and at(done, total))
         if done == said[1] or not (end or due):
             return
         said[:] = [now, done]
         spent = now - start
-        left = f", about {spent / done * (total - done):.0f} s left" if total and 0 < done < total else ""
+        pace = (now - first[0]) / (done - first[1]) if done > first[1] else None
+        left = f", about {pace * (total - done):.0f} s left" if total and pace is not None and done < total else ""
         of = f"/{total:.0f}" if total is not None else ""
         values = "".join(f" {k} {v}" for k, v in fields.items())
-        print(f"{label} {done}{of} ({spent:.0f} s{left}){values}", file=stream or sys.stderr, flush=True)
+        line = f"{label} {done}{of} ({spent:.0f} s{left}){values}"
+        if emit is not None:
+            emit(line)
+        else:
+            print(line, file=stream or sys.stderr, flush=True)
 
     return say
+
+
+def tenths(done: int, total: float | None) -> bool:
+    """A ``line_at`` for short jobs: the step that crosses each tenth of the total."""
+    return bool(total) and done * 10 // total > (done - 1) * 10 // total  # type: ignore[operator]
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or odd stream: not a terminal
+        return False
 
 
 def _field_names(template: str) -> list[str]:

@@ -12,10 +12,12 @@ import typer
 
 from mnas import MnasError
 from mnas.cli.output import configure_logging, console, deprecated_option, print_json, table
-from mnas.cli.progress import LINES_EVERY_S, progress_bar
+from mnas.cli.progress import LINES_EVERY_S, progress_bar, progress_lines, tenths
 from mnas.train import TrainTask, TrainConfig
 from mnas.train.recipes import BASE, RECIPES
 from mnas.retrain.winner import DEPLOYED_RECIPE, is_experiment, trial_training
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer()  # this module's commands; cli/main.py adds them to the root app
 
@@ -105,9 +107,8 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
         label, arch, cfg = _named_training(name, given)
     if resume and out is None:
         raise MnasError("--resume continues a training in a folder: give it with --dir DIR")
-    if not sys.stdout.isatty():  # a log file, a cluster job: a full training logs each epoch as it ends (the bar
-        # draws only on a terminal; a proxy training's progress lines go to stderr when it is not one); on stdout
-        # with the rest, or on stderr beside --json's document
+    if not sys.stdout.isatty():  # a log file, a cluster job: progress as log lines (the bar draws only on a
+        # terminal), each epoch as it ends; on stdout with the rest, or on stderr beside --json's document
         level = min(logging.getLogger("mnas").getEffectiveLevel(), logging.INFO)
         configure_logging(logging.getLevelName(level).lower(), stream=sys.stderr if json else sys.stdout)
     if not json:  # what is trained, before the data loads (--json: the same fields in the result)
@@ -122,8 +123,14 @@ def train(name: str = typer.Argument(..., help="zoo name (or NAME@WIDTH), canoni
             _train_into(label, arch, load_proxy_data(cfg, cfg.seed), cfg, folder, resume, json)
         return
     data = load_proxy_data(cfg, cfg.seed)
-    with progress_bar("training", detail="loss {task.fields[loss]}", lines=LINES_EVERY_S) as update:
-        r = train_proxy(arch, data, cfg, progress=lambda step, total, loss: update(step, total, loss=f"{loss:.3f}"))
+    # a log (stdout not a terminal, see above): a line each tenth of the steps and every LINES_EVERY_S
+    say = progress_lines("training", LINES_EVERY_S, at=tenths, emit=log.info)
+    with progress_bar("training", detail="loss {task.fields[loss]}") as update:
+        def on_step(step: int, total: int, loss: float) -> None:
+            update(step, total, loss=f"{loss:.3f}")
+            say(step, total, loss=f"{loss:.4f}")
+
+        r = train_proxy(arch, data, cfg, progress=on_step)
     info = {"name": label, **r.to_dict(), "train": data.n_train, "val": data.n_val,
             "resolution": cfg.resolution, "width_multiplier": cfg.width_multiplier,
             "batch_size": cfg.batch_size, "recipe": cfg.recipe}
