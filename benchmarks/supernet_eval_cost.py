@@ -26,14 +26,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="supernet_fidelity.py output folders (each with results.json)")
     runs = ap.parse_args().runs
+    supernets = {}
     for run in runs:
-        if not (Path(run) / "results.json").is_file() or not (Path(run) / "supernet").is_dir():
-            ap.error(f"{run} holds no results.json and supernet/: pass a supernet_fidelity.py output folder")
+        if not (Path(run) / "results.json").is_file():
+            ap.error(f"{run} holds no results.json: pass a supernet_fidelity.py output folder")
+        # the run's own supernet, or the one it read with --supernet
+        supernets[run] = json.load(open(f"{run}/results.json"))["settings"].get("supernet") or f"{run}/supernet"
+        if not Path(supernets[run]).is_dir():
+            ap.error(f"{run}'s supernet {supernets[run]} is not there: pass a supernet_fidelity.py output folder")
     torch.set_num_threads(1)
     for run in runs:
         models = json.load(open(f"{run}/results.json"))["models"]
         archs = [Architecture.parse(a) for a in sorted(models, key=lambda a: models[a]["index"])]
-        ev = SupernetEvaluator(f"{run}/supernet", "cpu", 1)
+        ev = SupernetEvaluator(supernets[run], "cpu", 1)
         secs, diffs = [], []
         for a in archs:
             t0 = time.perf_counter()

@@ -36,7 +36,7 @@ def main() -> None:
     results = json.loads((args.run / "results.json").read_text())
     s, models = results["settings"], results["models"]
     archs = [Architecture.parse(a) for a in sorted(models, key=lambda a: models[a]["index"])]
-    base = dict(dataset=s["dataset"], resolution=s["resolution"], width_multiplier=s["width"],
+    base = dict(recipe=s.get("recipe", "fast"), dataset=s["dataset"], resolution=s["resolution"], width_multiplier=s["width"],
                 batch_size=s["batch_size"], train_limit=s["train_limit"], seed=s["seed"],
                 **({} if s["holdout"] is None else
                    {"holdout": int(s["holdout"]) if s["holdout"] >= 1 else s["holdout"]}),
@@ -47,7 +47,8 @@ def main() -> None:
         t0 = time.perf_counter()
         r = train_supernet(load_space(s["space"]), TrainTask(**base, epochs=s["epochs"]), Path(tmp) / "sn",
                            args.steps, args.steps, n_random=s["random"], ends=s["ends"],
-                           share_skip=s["share_skip"], kernel_transform=s["kernel_transform"])
+                           share_skip=s["share_skip"], kernel_transform=s["kernel_transform"],
+                           sampling=s.get("sampling", "sandwich"))
         if r.status != "ok":
             raise SystemExit(f"supernet training failed: {r.error}")
         step_s = sum(h["seconds"] for h in r.history) / args.steps
